@@ -1,0 +1,311 @@
+//! WASI preview 1 as a deterministic shim. The guest gets args, environ, stdin from the job
+//! input, captured stdout/stderr, a clock that advances with fuel, and random bytes derived from
+//! the job id. No filesystem, no sockets, no host time, no host randomness: the same job gives
+//! the same output and fuel on every node. Unsupported functions return ENOSYS, never trap.
+
+use wasmi::{Caller, Error, Extern, FuncType, Linker, Memory, ValType};
+
+use super::{GuestFault, JobState};
+
+pub const MODULE: &str = "wasi_snapshot_preview1";
+
+// WASI errno values.
+const SUCCESS: i32 = 0;
+const EBADF: i32 = 8;
+const EFAULT: i32 = 21;
+const EINVAL: i32 = 28;
+pub const ENOSYS: i32 = 52;
+const ENOTSUP: i32 = 58;
+const ESPIPE: i32 = 70;
+
+/// Realtime clock origin: 2024-01-01T00:00:00Z in ns. Clocks then advance 1 ns per fuel unit.
+const REALTIME_ORIGIN_NS: u64 = 1_704_067_200_000_000_000;
+
+/// Functions the shim implements, with their signatures (`i`=i32, `I`=i64; `>` then results).
+pub const IMPLEMENTED: &[(&str, &str)] = &[
+    ("args_get", "ii>i"),
+    ("args_sizes_get", "ii>i"),
+    ("environ_get", "ii>i"),
+    ("environ_sizes_get", "ii>i"),
+    ("clock_res_get", "ii>i"),
+    ("clock_time_get", "iIi>i"),
+    ("fd_write", "iiii>i"),
+    ("fd_read", "iiii>i"),
+    ("fd_close", "i>i"),
+    ("fd_fdstat_get", "ii>i"),
+    ("fd_prestat_get", "ii>i"),
+    ("fd_seek", "iIii>i"),
+    ("proc_exit", "i>"),
+    ("random_get", "ii>i"),
+    ("sched_yield", ">i"),
+    ("poll_oneoff", "iiii>i"),
+];
+
+/// The signature string of a function type, in the notation of `IMPLEMENTED`.
+pub fn signature(ty: &FuncType) -> Option<String> {
+    let mut s = String::new();
+    let code = |t: &ValType| match t {
+        ValType::I32 => Some('i'),
+        ValType::I64 => Some('I'),
+        _ => None,
+    };
+    for t in ty.params() {
+        s.push(code(t)?);
+    }
+    s.push('>');
+    for t in ty.results() {
+        s.push(code(t)?);
+    }
+    Some(s)
+}
+
+fn memory(caller: &Caller<'_, JobState>) -> Option<Memory> {
+    caller.get_export("memory").and_then(Extern::into_memory)
+}
+
+/// Runs `f` on guest memory and job state; a missing memory export or an out-of-bounds
+/// access gives EFAULT.
+fn with_mem(
+    caller: &mut Caller<'_, JobState>,
+    f: impl FnOnce(&mut [u8], &mut JobState) -> Option<i32>,
+) -> i32 {
+    let Some(mem) = memory(caller) else { return EFAULT };
+    let (data, state) = mem.data_and_store_mut(caller);
+    f(data, state).unwrap_or(EFAULT)
+}
+
+fn slice(mem: &[u8], ptr: i32, len: u32) -> Option<&[u8]> {
+    let start = ptr as u32 as usize;
+    mem.get(start..start.checked_add(len as usize)?)
+}
+
+fn slice_mut(mem: &mut [u8], ptr: i32, len: u32) -> Option<&mut [u8]> {
+    let start = ptr as u32 as usize;
+    mem.get_mut(start..start.checked_add(len as usize)?)
+}
+
+fn put_u32(mem: &mut [u8], ptr: i32, v: u32) -> Option<()> {
+    slice_mut(mem, ptr, 4)?.copy_from_slice(&v.to_le_bytes());
+    Some(())
+}
+
+fn put_u64(mem: &mut [u8], ptr: i32, v: u64) -> Option<()> {
+    slice_mut(mem, ptr, 8)?.copy_from_slice(&v.to_le_bytes());
+    Some(())
+}
+
+fn get_u32(mem: &[u8], ptr: u32) -> Option<u32> {
+    Some(u32::from_le_bytes(slice(mem, ptr as i32, 4)?.try_into().ok()?))
+}
+
+/// Writes NUL-terminated strings as a C `char**` array plus buffer.
+fn put_strings(mem: &mut [u8], list: &[Vec<u8>], ptrs: i32, buf: i32) -> Option<i32> {
+    let mut at = buf as u32;
+    for (i, s) in list.iter().enumerate() {
+        put_u32(mem, ptrs.wrapping_add(4 * i as i32), at)?;
+        let dst = slice_mut(mem, at as i32, s.len() as u32 + 1)?;
+        dst[..s.len()].copy_from_slice(s);
+        dst[s.len()] = 0;
+        at = at.checked_add(s.len() as u32 + 1)?;
+    }
+    Some(SUCCESS)
+}
+
+fn put_sizes(mem: &mut [u8], list: &[Vec<u8>], count: i32, size: i32) -> Option<i32> {
+    let bytes: usize = list.iter().map(|s| s.len() + 1).sum();
+    put_u32(mem, count, list.len() as u32)?;
+    put_u32(mem, size, bytes as u32)?;
+    Some(SUCCESS)
+}
+
+/// Fuel consumed so far: the deterministic stand-in for elapsed time.
+fn fuel_consumed(caller: &Caller<'_, JobState>) -> u64 {
+    let left = caller.get_fuel().unwrap_or(0);
+    caller.data().fuel_granted.saturating_sub(left)
+}
+
+/// Builds a linker with every implemented function.
+pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors::LinkerError> {
+    let mut l = Linker::<JobState>::new(engine);
+    l.func_wrap(MODULE, "args_get", |mut c: Caller<'_, JobState>, argv: i32, buf: i32| {
+        with_mem(&mut c, |m, s| put_strings(m, &s.args, argv, buf))
+    })?;
+    l.func_wrap(MODULE, "args_sizes_get", |mut c: Caller<'_, JobState>, n: i32, size: i32| {
+        with_mem(&mut c, |m, s| put_sizes(m, &s.args, n, size))
+    })?;
+    l.func_wrap(MODULE, "environ_get", |mut c: Caller<'_, JobState>, env: i32, buf: i32| {
+        with_mem(&mut c, |m, s| put_strings(m, &s.env, env, buf))
+    })?;
+    l.func_wrap(MODULE, "environ_sizes_get", |mut c: Caller<'_, JobState>, n: i32, size: i32| {
+        with_mem(&mut c, |m, s| put_sizes(m, &s.env, n, size))
+    })?;
+    l.func_wrap(MODULE, "clock_res_get", |mut c: Caller<'_, JobState>, id: i32, out: i32| {
+        if !(0..=3).contains(&id) {
+            return EINVAL;
+        }
+        with_mem(&mut c, |m, _| put_u64(m, out, 1).map(|_| SUCCESS))
+    })?;
+    l.func_wrap(
+        MODULE,
+        "clock_time_get",
+        |mut c: Caller<'_, JobState>, id: i32, _precision: i64, out: i32| {
+            let ns = fuel_consumed(&c);
+            let now = match id {
+                0 => REALTIME_ORIGIN_NS.saturating_add(ns), // realtime
+                1..=3 => ns,                                // monotonic, process, thread cputime
+                _ => return EINVAL,
+            };
+            with_mem(&mut c, |m, _| put_u64(m, out, now).map(|_| SUCCESS))
+        },
+    )?;
+    l.func_wrap(
+        MODULE,
+        "fd_write",
+        |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, written: i32| {
+            if fd != 1 && fd != 2 {
+                return Ok(EBADF);
+            }
+            let mut fault = None;
+            let errno = with_mem(&mut c, |m, s| {
+                let mut total = 0u32;
+                for i in 0..n as u32 {
+                    let base = (iovs as u32).checked_add(i.checked_mul(8)?)?;
+                    let ptr = get_u32(m, base)?;
+                    let len = get_u32(m, base.checked_add(4)?)?;
+                    let bytes = slice(m, ptr as i32, len)?;
+                    if let Err(f) = s.capture(fd, bytes) {
+                        fault = Some(f);
+                        return Some(SUCCESS);
+                    }
+                    total = total.wrapping_add(len);
+                }
+                put_u32(m, written, total)?;
+                Some(SUCCESS)
+            });
+            match fault {
+                Some(f) => Err(Error::host(f)),
+                None => Ok(errno),
+            }
+        },
+    )?;
+    l.func_wrap(
+        MODULE,
+        "fd_read",
+        |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, read: i32| {
+            if fd != 0 {
+                return EBADF;
+            }
+            with_mem(&mut c, |m, s| {
+                let mut total = 0u32;
+                for i in 0..n as u32 {
+                    let base = (iovs as u32).checked_add(i.checked_mul(8)?)?;
+                    let ptr = get_u32(m, base)?;
+                    let len = get_u32(m, base.checked_add(4)?)?;
+                    let rest = &s.input[s.input_pos..];
+                    let take = rest.len().min(len as usize);
+                    slice_mut(m, ptr as i32, take as u32)?.copy_from_slice(&rest[..take]);
+                    s.input_pos += take;
+                    total += take as u32;
+                    if take < len as usize {
+                        break;
+                    }
+                }
+                put_u32(m, read, total)?;
+                Some(SUCCESS)
+            })
+        },
+    )?;
+    l.func_wrap(MODULE, "fd_close", |_: Caller<'_, JobState>, fd: i32| {
+        if (0..=2).contains(&fd) { SUCCESS } else { EBADF }
+    })?;
+    l.func_wrap(MODULE, "fd_fdstat_get", |mut c: Caller<'_, JobState>, fd: i32, out: i32| {
+        if !(0..=2).contains(&fd) {
+            return EBADF;
+        }
+        // filetype character_device; rights fd_read (bit 1) or fd_write (bit 6).
+        let rights: u64 = if fd == 0 { 1 << 1 } else { 1 << 6 };
+        with_mem(&mut c, |m, _| {
+            let d = slice_mut(m, out, 24)?;
+            d.fill(0);
+            d[0] = 2;
+            d[8..16].copy_from_slice(&rights.to_le_bytes());
+            Some(SUCCESS)
+        })
+    })?;
+    // No preopened directories: libc enumerates preopens until EBADF.
+    l.func_wrap(MODULE, "fd_prestat_get", |_: Caller<'_, JobState>, _fd: i32, _out: i32| EBADF)?;
+    l.func_wrap(
+        MODULE,
+        "fd_seek",
+        |_: Caller<'_, JobState>, fd: i32, _off: i64, _whence: i32, _out: i32| {
+            if (0..=2).contains(&fd) { ESPIPE } else { EBADF }
+        },
+    )?;
+    l.func_wrap(MODULE, "proc_exit", |_: Caller<'_, JobState>, code: i32| -> Result<(), Error> {
+        Err(Error::i32_exit(code))
+    })?;
+    l.func_wrap(MODULE, "random_get", |mut c: Caller<'_, JobState>, buf: i32, len: i32| {
+        with_mem(&mut c, |m, s| {
+            s.random.fill(slice_mut(m, buf, len as u32)?);
+            Some(SUCCESS)
+        })
+    })?;
+    l.func_wrap(MODULE, "sched_yield", |_: Caller<'_, JobState>| SUCCESS)?;
+    // Sleeping would make results depend on host time.
+    l.func_wrap(
+        MODULE,
+        "poll_oneoff",
+        |_: Caller<'_, JobState>, _in: i32, _out: i32, _n: i32, _events: i32| ENOTSUP,
+    )?;
+    Ok(l)
+}
+
+/// Adds a stub returning ENOSYS for a WASI function the shim does not implement.
+pub fn define_enosys(
+    linker: &mut Linker<JobState>,
+    name: &str,
+    ty: FuncType,
+) -> Result<(), wasmi::errors::LinkerError> {
+    linker.func_new(MODULE, name, ty, |_, _, results| {
+        results[0] = wasmi::Val::I32(ENOSYS);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The deterministic random stream: SHA-256("phase-random/v1\n" || job id || counter).
+pub struct RandomStream {
+    seed: [u8; 32],
+    counter: u64,
+    block: [u8; 32],
+    used: usize,
+}
+
+impl RandomStream {
+    pub fn new(job_id: [u8; 32]) -> Self {
+        RandomStream { seed: job_id, counter: 0, block: [0; 32], used: 32 }
+    }
+
+    pub fn fill(&mut self, out: &mut [u8]) {
+        use sha2::Digest as _;
+        for byte in out {
+            if self.used == 32 {
+                let mut h = sha2::Sha256::new();
+                h.update(b"phase-random/v1\n");
+                h.update(self.seed);
+                h.update(self.counter.to_be_bytes());
+                self.block = h.finalize().into();
+                self.counter += 1;
+                self.used = 0;
+            }
+            *byte = self.block[self.used];
+            self.used += 1;
+        }
+    }
+}
+
+impl GuestFault {
+    pub fn is_fault(e: &Error) -> Option<GuestFault> {
+        e.downcast_ref::<GuestFault>().copied()
+    }
+}

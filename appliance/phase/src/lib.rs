@@ -1,3 +1,10 @@
 //! The `phase` node: the OS-facing parts of a Phase appliance. `main.rs` only wires these.
 
+#[macro_use]
+pub mod log;
+pub mod api;
+pub mod cli;
 pub mod engine;
+pub mod identity;
+pub mod modules;
+pub mod service;

@@ -1,0 +1,342 @@
+//! The node's HTTP API (docs/api.md) on tiny_http: a fixed pool of worker threads, bodies read
+//! under a cap, every error a JSON body with a code and a one-line reason.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use miniserde::{json, Deserialize};
+use phase_core::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode};
+use phase_core::job::RequestedLimits;
+use phase_core::receipt::Outcome;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::service::{Completed, JobRequest, ModuleSource, NodeService, ServiceError};
+
+/// Worker threads run jobs, so each gets a roomy stack.
+const WORKER_STACK: usize = 4 << 20;
+/// Threads beyond the job slots keep /health and /v1/status answering while all slots are busy,
+/// and let a request beyond the slots get a 429 instead of waiting in the accept queue.
+const SPARE_THREADS: usize = 4;
+
+pub struct HttpServer {
+    server: Arc<Server>,
+    threads: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    pub addr: SocketAddr,
+}
+
+impl HttpServer {
+    /// Binds `addr` and starts the workers.
+    pub fn start(service: Arc<NodeService>, addr: &str) -> Result<HttpServer, String> {
+        let server = Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let bound = server.server_addr().to_ip().ok_or_else(|| format!("{addr} is not an IP address"))?;
+        let server = Arc::new(server);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let n = service.config().max_concurrent + SPARE_THREADS;
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let (server, service, stopping, requests) =
+                (server.clone(), service.clone(), stopping.clone(), requests.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .stack_size(WORKER_STACK)
+                .spawn(move || {
+                    while !stopping.load(Relaxed) {
+                        match server.recv() {
+                            Ok(req) => {
+                                requests.fetch_add(1, Relaxed);
+                                handle(&service, &requests, req)
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start HTTP worker: {e}"))?;
+            threads.push(t);
+        }
+        Ok(HttpServer { server, threads, stopping, addr: bound })
+    }
+
+    /// Stops accepting, lets running requests finish, joins the workers.
+    pub fn stop(self) {
+        self.stopping.store(true, Relaxed);
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until the workers exit.
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+}
+
+fn reply(req: Request, status: u16, content_type: &str, body: String, extra: &[(&str, String)]) {
+    let mut resp = Response::from_data(body.into_bytes())
+        .with_status_code(status)
+        .with_header(header("Content-Type", content_type));
+    for (k, v) in extra {
+        resp.add_header(header(k, v));
+    }
+    // A client that hung up is not our error.
+    let _ = req.respond(resp);
+}
+
+fn json_str(s: &str) -> String {
+    json::to_string(&s.to_string())
+}
+
+fn error(req: Request, status: u16, code: &str, message: &str, extra: &[(&str, String)]) {
+    let body = format!("{{\"error\":{},\"message\":{}}}", json_str(code), json_str(message));
+    reply(req, status, "application/json", body, extra);
+}
+
+fn service_error(req: Request, e: ServiceError) {
+    let status = match &e {
+        ServiceError::InvalidRequest(_) => 400,
+        ServiceError::ModuleNotFound(_) => 404,
+        ServiceError::Module(crate::engine::ModuleError::TooLarge { .. }) => 413,
+        ServiceError::InputTooLarge { .. } => 413,
+        ServiceError::Module(_) | ServiceError::Limit(_) | ServiceError::Spec(_) => 422,
+        ServiceError::IdempotencyConflict(_) => 409,
+        ServiceError::Busy { .. } => 429,
+        ServiceError::Storage(_) => 500,
+    };
+    let extra: Vec<(&str, String)> = match e {
+        ServiceError::Busy { .. } => vec![("Retry-After", "1".into())],
+        _ => vec![],
+    };
+    error(req, status, e.code(), &e.to_string(), &extra);
+}
+
+/// Reads the body under `cap` bytes; `Err` has already been answered.
+fn read_body(req: &mut Request, cap: usize) -> Result<Vec<u8>, (u16, &'static str, String)> {
+    if let Some(len) = req.body_length() {
+        if len > cap {
+            return Err((413, "body_too_large", format!("body is {len} bytes, the limit is {cap}")));
+        }
+    }
+    let mut body = Vec::new();
+    match req.as_reader().take(cap as u64 + 1).read_to_end(&mut body) {
+        Ok(_) if body.len() > cap => {
+            Err((413, "body_too_large", format!("body exceeds the limit of {cap} bytes")))
+        }
+        Ok(_) => Ok(body),
+        Err(e) => Err((400, "bad_body", format!("cannot read body: {e}"))),
+    }
+}
+
+fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    match (req.method(), path.as_str()) {
+        (Method::Get, "/health") => {
+            reply(req, 200, "application/json", "{\"status\":\"ok\"}".into(), &[])
+        }
+        (Method::Get, "/v1/status") => reply(req, 200, "application/json", status(service), &[]),
+        (Method::Get, "/metrics") => reply(
+            req,
+            200,
+            "text/plain; version=0.0.4",
+            metrics(service, requests.load(Relaxed)),
+            &[],
+        ),
+        (Method::Post, "/v1/jobs") => post_job(service, req),
+        (Method::Put, "/v1/modules") => put_module(service, req),
+        (_, "/health" | "/v1/status" | "/metrics" | "/v1/jobs" | "/v1/modules") => {
+            let m = req.method().to_string();
+            error(req, 405, "method_not_allowed", &format!("{m} is not allowed on {path}"), &[])
+        }
+        _ => error(req, 404, "not_found", &format!("no route {path}"), &[]),
+    }
+}
+
+fn status(s: &NodeService) -> String {
+    let c = s.config();
+    let limits = |l: &phase_core::Limits| {
+        format!(
+            "{{\"fuel\":{},\"memory_bytes\":{},\"output_bytes\":{},\"deadline_ms\":{}}}",
+            l.fuel, l.memory_bytes, l.output_bytes, l.deadline_ms
+        )
+    };
+    format!(
+        "{{\"version\":{},\"node_key\":\"{}\",\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
+         \"max_concurrent\":{},\"max_module_bytes\":{},\"max_input_bytes\":{},\
+         \"default_limits\":{},\"max_limits\":{}}}",
+        json_str(env!("CARGO_PKG_VERSION")),
+        s.identity().public_key_hex(),
+        s.uptime_secs(),
+        s.stats.jobs_exited.load(Relaxed) + s.stats.jobs_trapped.load(Relaxed),
+        s.in_flight(),
+        c.max_concurrent,
+        c.max_module_bytes,
+        c.max_input_bytes,
+        limits(&c.default_limits),
+        limits(&c.max_limits)
+    )
+}
+
+fn metrics(s: &NodeService, requests: u64) -> String {
+    let st = &s.stats;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
+        out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for (labels, v) in rows {
+            out += &format!("{name}{labels} {v}\n");
+        }
+    };
+    metric(
+        "phase_jobs_total",
+        "counter",
+        "Jobs run, by how they ended.",
+        &[
+            ("{outcome=\"exited\"}", st.jobs_exited.load(Relaxed)),
+            ("{outcome=\"trapped\"}", st.jobs_trapped.load(Relaxed)),
+        ],
+    );
+    metric(
+        "phase_jobs_rejected_total",
+        "counter",
+        "Job requests refused before running.",
+        &[
+            ("{reason=\"busy\"}", st.rejected_busy.load(Relaxed)),
+            ("{reason=\"invalid\"}", st.rejected_invalid.load(Relaxed)),
+        ],
+    );
+    metric("phase_jobs_replayed_total", "counter", "Results returned again for an idempotency key.", &[("", st.replays.load(Relaxed))]);
+    metric("phase_jobs_in_flight", "gauge", "Jobs running now.", &[("", s.in_flight() as u64)]);
+    metric("phase_fuel_used_total", "counter", "Fuel used by all jobs.", &[("", st.fuel_used.load(Relaxed))]);
+    metric("phase_modules_stored", "gauge", "Modules held in memory.", &[("", s.cached_modules() as u64)]);
+    metric("phase_http_requests_total", "counter", "HTTP requests received.", &[("", requests)]);
+    metric("phase_uptime_seconds", "gauge", "Seconds since the node started.", &[("", s.uptime_secs())]);
+    out
+}
+
+fn put_module(service: &NodeService, mut req: Request) {
+    let body = match read_body(&mut req, service.config().max_module_bytes) {
+        Ok(b) => b,
+        Err((status, code, msg)) => return error(req, status, code, &msg, &[]),
+    };
+    match service.put_module(body) {
+        Ok((digest, fresh)) => {
+            let body = format!("{{\"module_sha256\":\"{}\"}}", hex_encode(&digest));
+            reply(req, if fresh { 201 } else { 200 }, "application/json", body, &[])
+        }
+        Err(e) => service_error(req, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LimitsWire {
+    fuel: Option<u64>,
+    memory_bytes: Option<u64>,
+    output_bytes: Option<u64>,
+    deadline_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct JobWire {
+    module: Option<String>,
+    module_sha256: Option<String>,
+    input: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    limits: Option<LimitsWire>,
+    idempotency_key: Option<String>,
+}
+
+/// Parses a job request body; the error is a one-line reason for a 400.
+pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
+    if json::from_str::<json::Value>(text).is_err() {
+        return Err("body is not valid JSON".into());
+    }
+    let w: JobWire = json::from_str(text)
+        .map_err(|_| "body is JSON but not a job request: check field names and types in docs/api.md".to_string())?;
+    let module = match (w.module, w.module_sha256) {
+        (Some(b64), None) => ModuleSource::Bytes(
+            base64_decode(&b64).map_err(|e| format!("module is not base64: {e}"))?,
+        ),
+        (None, Some(hex)) => ModuleSource::Sha256(
+            hex_decode_array(&hex).map_err(|e| format!("module_sha256 is not 64 hex digits: {e}"))?,
+        ),
+        _ => return Err("give exactly one of module (base64) and module_sha256 (hex)".into()),
+    };
+    let input = match w.input {
+        Some(b64) => base64_decode(&b64).map_err(|e| format!("input is not base64: {e}"))?,
+        None => Vec::new(),
+    };
+    let limits = w
+        .limits
+        .map(|l| RequestedLimits {
+            fuel: l.fuel,
+            memory_bytes: l.memory_bytes,
+            output_bytes: l.output_bytes,
+            deadline_ms: l.deadline_ms,
+        })
+        .unwrap_or_default();
+    Ok(JobRequest {
+        module,
+        input,
+        args: w.args.unwrap_or_default(),
+        env: w.env.unwrap_or_default(),
+        limits,
+        idempotency_key: w.idempotency_key,
+    })
+}
+
+/// The JSON answer for a finished job (docs/api.md).
+pub fn job_json(c: &Completed) -> String {
+    let o = &c.outcome;
+    let ex = &o.execution;
+    let (exit_code, trap) = match ex.outcome {
+        Outcome::Exited(code) => (code.to_string(), "null".to_string()),
+        Outcome::Trapped(kind) => ("null".to_string(), json_str(kind.name())),
+    };
+    format!(
+        "{{\"job_id\":\"{}\",\"exit_code\":{exit_code},\"trap\":{trap},\"trap_detail\":{},\
+         \"stdout\":\"{}\",\"stderr\":\"{}\",\"fuel_used\":{},\"wall_time_us\":{},\
+         \"replayed\":{},\"receipt\":{}}}",
+        hex_encode(&ex.job_id),
+        ex.detail.as_deref().map(json_str).unwrap_or_else(|| "null".into()),
+        base64_encode(&ex.stdout),
+        base64_encode(&ex.stderr),
+        ex.fuel_used,
+        ex.wall_time.as_micros(),
+        c.replayed,
+        o.receipt.to_json()
+    )
+}
+
+fn post_job(service: &NodeService, mut req: Request) {
+    let c = service.config();
+    // Base64 grows bytes by 4/3; 1 MiB covers args, env and the JSON around them.
+    let cap = (c.max_module_bytes + c.max_input_bytes) / 3 * 4 + (1 << 20);
+    let body = match read_body(&mut req, cap) {
+        Ok(b) => b,
+        Err((status, code, msg)) => return error(req, status, code, &msg, &[]),
+    };
+    let job = match parse_job(&body) {
+        Ok(j) => j,
+        Err(msg) => {
+            service.stats.rejected_invalid.fetch_add(1, Relaxed);
+            return error(req, 400, "invalid_request", &msg, &[]);
+        }
+    };
+    match service.submit(job) {
+        Ok(done) => reply(req, 200, "application/json", job_json(&done), &[]),
+        Err(e) => service_error(req, e),
+    }
+}

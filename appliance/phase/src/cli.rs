@@ -1,0 +1,340 @@
+//! Command line (argh). Each subcommand wires components; the logic lives in them.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use argh::FromArgs;
+use phase_core::encoding::{hex_decode_array, hex_encode};
+use phase_core::job::{JobSpec, RequestedLimits};
+use phase_core::receipt::{Outcome, Receipt};
+use phase_core::{sha256, Limits};
+
+use crate::api::HttpServer;
+use crate::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
+use crate::identity::{NodeIdentity, KEY_FILE};
+use crate::service::{NodeConfig, NodeService};
+
+/// Exit code of `phase run` when the guest trapped instead of exiting.
+pub const EXIT_TRAPPED: i32 = 125;
+/// Exit code for errors of `phase` itself (bad file, invalid module, bad receipt).
+pub const EXIT_ERROR: i32 = 2;
+
+#[derive(FromArgs)]
+/// Phase: a node of the Phase peer-to-peer compute and boot network.
+pub struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Run(RunCmd),
+    Node(NodeCmd),
+    Keygen(KeygenCmd),
+    Receipt(ReceiptCmd),
+    Version(VersionCmd),
+}
+
+
+#[derive(FromArgs)]
+/// Run a WASM module locally: prints its stdout, exits with its exit code (125 if it trapped).
+#[argh(subcommand, name = "run")]
+struct RunCmd {
+    /// the module (.wasm)
+    #[argh(positional)]
+    module: PathBuf,
+    /// read the job input from this file instead of stdin
+    #[argh(option)]
+    input: Option<PathBuf>,
+    /// an argument for the guest (repeatable)
+    #[argh(option)]
+    arg: Vec<String>,
+    /// an environment entry KEY=VALUE for the guest (repeatable)
+    #[argh(option)]
+    env: Vec<String>,
+    /// fuel budget (about one unit per wasm instruction)
+    #[argh(option)]
+    fuel: Option<u64>,
+    /// linear memory cap in bytes
+    #[argh(option)]
+    memory_bytes: Option<u64>,
+    /// cap on stdout + stderr together, in bytes
+    #[argh(option)]
+    output_bytes: Option<u64>,
+    /// wall-clock deadline in milliseconds
+    #[argh(option)]
+    deadline_ms: Option<u64>,
+    /// write the signed receipt (JSON) to this file
+    #[argh(option)]
+    receipt: Option<PathBuf>,
+    /// sign with the key in this data dir (default: a throwaway key)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Run the node: the job API over HTTP.
+#[argh(subcommand, name = "node")]
+struct NodeCmd {
+    /// HTTP listen address (default 127.0.0.1:8700; port 0 picks a free one)
+    #[argh(option, default = "String::from(\"127.0.0.1:8700\")")]
+    http: String,
+    /// keep the node key and uploaded modules here (default: in RAM only)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// jobs that may run at once (default: CPU count)
+    #[argh(option)]
+    max_concurrent: Option<usize>,
+    /// largest module accepted, in bytes (default 16 MiB, at most 64 MiB)
+    #[argh(option)]
+    max_module_bytes: Option<usize>,
+    /// largest job input accepted, in bytes (default 16 MiB, at most 64 MiB)
+    #[argh(option)]
+    max_input_bytes: Option<usize>,
+    /// highest fuel a job may ask for
+    #[argh(option)]
+    max_fuel: Option<u64>,
+    /// highest memory cap a job may ask for, in bytes
+    #[argh(option)]
+    max_memory_bytes: Option<u64>,
+    /// highest output cap a job may ask for, in bytes
+    #[argh(option)]
+    max_output_bytes: Option<u64>,
+    /// longest deadline a job may ask for, in milliseconds
+    #[argh(option)]
+    max_deadline_ms: Option<u64>,
+}
+
+#[derive(FromArgs)]
+/// Create a node key (data-dir/node.key, mode 0600) and print its public key.
+#[argh(subcommand, name = "keygen")]
+struct KeygenCmd {
+    /// the data dir to hold node.key
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// write the key to this file instead
+    #[argh(option)]
+    out: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Work with receipts.
+#[argh(subcommand, name = "receipt")]
+struct ReceiptCmd {
+    #[argh(subcommand)]
+    command: ReceiptSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ReceiptSub {
+    Verify(VerifyCmd),
+}
+
+#[derive(FromArgs)]
+/// Verify a receipt: exit 0 only if its signature and every given file match.
+#[argh(subcommand, name = "verify")]
+struct VerifyCmd {
+    /// the receipt (JSON)
+    #[argh(positional)]
+    receipt: PathBuf,
+    /// the module the job ran
+    #[argh(option)]
+    module: Option<PathBuf>,
+    /// the job's input
+    #[argh(option)]
+    input: Option<PathBuf>,
+    /// the job's stdout
+    #[argh(option)]
+    stdout: Option<PathBuf>,
+    /// require this node public key (hex)
+    #[argh(option)]
+    key: Option<String>,
+}
+
+#[derive(FromArgs)]
+/// Print the version.
+#[argh(subcommand, name = "version")]
+struct VersionCmd {}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("phase: {msg}");
+    EXIT_ERROR
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+/// Parses arguments and runs the command; returns the process exit code.
+pub fn main() -> i32 {
+    crate::log::init();
+    let cli: Cli = argh::from_env();
+    match cli.command {
+        Command::Run(c) => run(c),
+        Command::Node(c) => node(c),
+        Command::Keygen(c) => keygen(c),
+        Command::Receipt(ReceiptCmd { command: ReceiptSub::Verify(c) }) => verify(c),
+        Command::Version(_) => {
+            println!("phase {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+    }
+}
+
+fn run(c: RunCmd) -> i32 {
+    let result = (|| -> Result<i32, String> {
+        let bytes = read(&c.module, "module")?;
+        let input = match &c.input {
+            Some(p) => read(p, "input")?,
+            None => {
+                let mut buf = Vec::new();
+                std::io::stdin().read_to_end(&mut buf).map_err(|e| format!("stdin: {e}"))?;
+                buf
+            }
+        };
+        let identity = match &c.data_dir {
+            Some(d) => NodeIdentity::load_or_create(d).map_err(|e| e.to_string())?,
+            None => NodeIdentity::ephemeral(),
+        };
+        let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+        let module = engine.compile(&bytes).map_err(|e| format!("{}: {e}", c.module.display()))?;
+        let requested = RequestedLimits {
+            fuel: c.fuel,
+            memory_bytes: c.memory_bytes,
+            output_bytes: c.output_bytes,
+            deadline_ms: c.deadline_ms,
+        };
+        let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX).map_err(|e| e.to_string())?;
+        let spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)
+            .map_err(|e| e.to_string())?;
+        let job = Job { spec, module, input: Arc::from(input) };
+        let ex = engine.run(&job);
+        let receipt = Receipt::sign(ex.receipt_body(&job.spec), identity.key_pair());
+        let _ = std::io::stdout().write_all(&ex.stdout);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(&ex.stderr);
+        if let Some(path) = &c.receipt {
+            std::fs::write(path, receipt.to_json() + "\n")
+                .map_err(|e| format!("receipt {}: {e}", path.display()))?;
+        }
+        Ok(match ex.outcome {
+            Outcome::Exited(code) => code.min(255) as i32,
+            Outcome::Trapped(kind) => {
+                eprintln!(
+                    "phase: job trapped: {kind}{}",
+                    ex.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                );
+                EXIT_TRAPPED
+            }
+        })
+    })();
+    result.unwrap_or_else(fail)
+}
+
+fn node(c: NodeCmd) -> i32 {
+    let max = Limits {
+        fuel: c.max_fuel.unwrap_or(Limits::MAX.fuel),
+        memory_bytes: c.max_memory_bytes.unwrap_or(Limits::MAX.memory_bytes),
+        output_bytes: c.max_output_bytes.unwrap_or(Limits::MAX.output_bytes),
+        deadline_ms: c.max_deadline_ms.unwrap_or(Limits::MAX.deadline_ms),
+    };
+    let defaults = NodeConfig::default();
+    let config = NodeConfig {
+        max_limits: max,
+        max_module_bytes: c.max_module_bytes.unwrap_or(defaults.max_module_bytes),
+        max_input_bytes: c.max_input_bytes.unwrap_or(defaults.max_input_bytes),
+        max_concurrent: c.max_concurrent.unwrap_or(defaults.max_concurrent),
+        data_dir: c.data_dir.clone(),
+        ..defaults
+    };
+    let identity = match &c.data_dir {
+        Some(d) => match NodeIdentity::load_or_create(d) {
+            Ok(id) => id,
+            Err(e) => return fail(e),
+        },
+        None => NodeIdentity::ephemeral(),
+    };
+    let service = match NodeService::new(identity, config) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(e),
+    };
+    let server = match HttpServer::start(service.clone(), &c.http) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    log!("node key {}", service.identity().public_key_hex());
+    log!("listening on http://{}", server.addr);
+    log!("ready: accepting jobs (max {} at once)", service.config().max_concurrent);
+    server.wait();
+    0
+}
+
+fn keygen(c: KeygenCmd) -> i32 {
+    let path = match (c.data_dir, c.out) {
+        (Some(d), None) => {
+            if let Err(e) = std::fs::create_dir_all(&d) {
+                return fail(format!("{}: {e}", d.display()));
+            }
+            d.join(KEY_FILE)
+        }
+        (None, Some(p)) => p,
+        _ => return fail("give exactly one of --data-dir and --out"),
+    };
+    match NodeIdentity::create(&path) {
+        Ok(id) => {
+            println!("{}", id.public_key_hex());
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn verify(c: VerifyCmd) -> i32 {
+    let result = (|| -> Result<String, String> {
+        let text = String::from_utf8(read(&c.receipt, "receipt")?)
+            .map_err(|_| format!("receipt {}: not UTF-8", c.receipt.display()))?;
+        let r = Receipt::from_json(text.trim()).map_err(|e| format!("{}: {e}", c.receipt.display()))?;
+        r.verify_signature().map_err(|e| e.to_string())?;
+        if let Some(k) = &c.key {
+            let want = hex_decode_array::<32>(k).map_err(|e| format!("--key: {e}"))?;
+            if want != r.node_key {
+                return Err(format!("signed by node {}, not {k}", hex_encode(&r.node_key)));
+            }
+        }
+        let checks = [
+            ("module", &c.module, r.body.module_sha256),
+            ("input", &c.input, r.body.input_sha256),
+            ("stdout", &c.stdout, r.body.stdout_sha256),
+        ];
+        for (what, path, want) in checks {
+            if let Some(p) = path {
+                if sha256(&read(p, what)?) != want {
+                    return Err(format!("{what} {} does not match the receipt's {what}_sha256", p.display()));
+                }
+            }
+        }
+        let outcome = match r.body.outcome {
+            Outcome::Exited(c) => format!("exited {c}"),
+            Outcome::Trapped(t) => format!("trapped {t}"),
+        };
+        Ok(format!(
+            "ok: job {} {outcome}, fuel {}, signed by {}",
+            hex_encode(&r.body.job_id),
+            r.body.fuel_used,
+            hex_encode(&r.node_key)
+        ))
+    })();
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(e) => {
+            eprintln!("phase: receipt rejected: {e}");
+            1
+        }
+    }
+}

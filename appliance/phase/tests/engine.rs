@@ -231,3 +231,12 @@ fn random_and_clock_come_from_the_job_not_the_host() {
     let clock = u64::from_le_bytes(a.stdout[16..24].try_into().unwrap());
     assert!(clock > 0 && clock <= a.fuel_used, "clock advances with fuel: {clock}");
 }
+
+#[test]
+fn fuel_does_not_depend_on_a_warm_module_cache() {
+    // A cold node compiles the module for this job; a warm one reuses its compilation.
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let cold = run_with(&engine, "sha256sum", b"abc", &[], Limits::DEFAULT);
+    let warm = run_with(&engine, "sha256sum", b"abc", &[], Limits::DEFAULT);
+    assert_eq!(cold.fuel_used, warm.fuel_used);
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use phase_core::job::JobSpec;
 use phase_core::receipt::{Outcome, ReceiptBody, TrapKind};
 use phase_core::{sha256, Digest, Limits};
-use wasmi::{Config, Error, ExternType, Linker, Module, ResourceLimiter, Store, TypedResumableCall};
+use wasmi::{CompilationMode, Config, Error, ExternType, Linker, Module, ResourceLimiter, Store, TypedResumableCall};
 
 pub use cache::ModuleCache;
 use wasi::RandomStream;
@@ -191,6 +191,10 @@ impl Engine {
     pub fn new(max_module_bytes: usize) -> Engine {
         let mut config = Config::default();
         config.consume_fuel(true);
+        // Lazy translation charges fuel when a function is first called, so a job on a node
+        // that had the module cached would use less fuel than on a cold node. Eager keeps fuel
+        // a property of the job alone; the cost is paid once per module, then cached.
+        config.compilation_mode(CompilationMode::Eager);
         config.set_max_recursion_depth(MAX_RECURSION_DEPTH);
         let wasmi = wasmi::Engine::new(&config);
         let linker = Arc::new(wasi::linker(&wasmi).expect("WASI function names are unique"));

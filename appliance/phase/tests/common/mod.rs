@@ -20,3 +20,122 @@ pub fn guest_path(name: &str) -> PathBuf {
     assert!(path.exists(), "{} missing: run scripts/build-wasm-examples", path.display());
     path
 }
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `phase node` process on a free loopback port; killed (by PID) when dropped.
+pub struct Node {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Node {
+    pub fn start(extra: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phase"))
+            .args(["node", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn phase node");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.expect("read node log");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                addr = Some(rest.trim().parse().expect("address"));
+            }
+            if line.contains("ready:") {
+                break;
+            }
+        }
+        // Keep draining the log so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let addr = addr.unwrap_or_else(|| {
+            let status = child.wait().ok();
+            panic!("node did not start: {status:?}")
+        });
+        Node { child, addr }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http(self.addr, method, path, body)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client over std (one request per connection).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (e.g. 413) and close before reading a large body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    HttpResponse { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+/// Pulls a top-level field out of a JSON object by parsing it with miniserde.
+pub fn json_field(text: &str, field: &str) -> miniserde::json::Value {
+    use miniserde::json::{self, Value};
+    match json::from_str::<Value>(text).expect("JSON") {
+        Value::Object(map) => map.get(field).cloned().unwrap_or(Value::Null),
+        _ => panic!("not an object: {text}"),
+    }
+}
+
+pub fn json_string(text: &str, field: &str) -> String {
+    match json_field(text, field) {
+        miniserde::json::Value::String(s) => s,
+        other => panic!("{field} is not a string: {:?} in {text}", miniserde::json::to_string(&other)),
+    }
+}
+
+pub fn json_u64(text: &str, field: &str) -> Option<u64> {
+    match json_field(text, field) {
+        miniserde::json::Value::Number(miniserde::json::Number::U64(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// The `receipt` object of a job response, re-serialised.
+pub fn receipt_of(text: &str) -> String {
+    miniserde::json::to_string(&json_field(text, "receipt"))
+}

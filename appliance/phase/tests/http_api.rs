@@ -1,0 +1,218 @@
+//! The HTTP API of a real `phase node` process, over loopback.
+
+mod common;
+
+use common::*;
+use phase_core::encoding::{base64_decode, base64_encode, hex_encode};
+use phase_core::receipt::{Outcome, Receipt, TrapKind};
+use phase_core::sha256;
+
+fn job_body(module: &[u8], input: &[u8], extra: &str) -> Vec<u8> {
+    format!(
+        "{{\"module\":\"{}\",\"input\":\"{}\"{extra}}}",
+        base64_encode(module),
+        base64_encode(input)
+    )
+    .into_bytes()
+}
+
+fn metric(node: &Node, line_prefix: &str) -> u64 {
+    let text = node.request("GET", "/metrics", b"").text();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+}
+
+#[test]
+fn hello_job_returns_output_and_a_receipt_that_binds_everything() {
+    let node = Node::start(&[]);
+    let status = node.request("GET", "/v1/status", b"");
+    assert_eq!(status.status, 200);
+    let node_key = json_string(&status.text(), "node_key");
+    assert_eq!(node.request("GET", "/health", b"").status, 200);
+
+    let module = guest("hello");
+    let resp = node.request("POST", "/v1/jobs", &job_body(&module, b"Hello, World", ""));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let text = resp.text();
+    let stdout = base64_decode(&json_string(&text, "stdout")).unwrap();
+    assert_eq!(stdout, b"dlroW ,olleH");
+    assert_eq!(json_u64(&text, "exit_code"), Some(0));
+
+    let receipt = Receipt::from_json(&receipt_of(&text)).unwrap();
+    receipt.verify_signature().unwrap();
+    assert_eq!(hex_encode(&receipt.node_key), node_key);
+    assert_eq!(receipt.body.module_sha256, sha256(&module));
+    assert_eq!(receipt.body.input_sha256, sha256(b"Hello, World"));
+    assert_eq!(receipt.body.stdout_sha256, sha256(&stdout));
+    assert_eq!(receipt.body.outcome, Outcome::Exited(0));
+    assert_eq!(hex_encode(&receipt.body.job_id), json_string(&text, "job_id"));
+    assert_eq!(metric(&node, "phase_jobs_total{outcome=\"exited\"}"), 1);
+}
+
+#[test]
+fn uploaded_module_runs_by_hash_with_the_same_result() {
+    let node = Node::start(&[]);
+    let module = guest("sha256sum");
+    let put = node.request("PUT", "/v1/modules", &module);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let hash = json_string(&put.text(), "module_sha256");
+    assert_eq!(hash, hex_encode(&sha256(&module)));
+    assert_eq!(node.request("PUT", "/v1/modules", &module).status, 200, "second upload is not new");
+
+    let by_hash = format!("{{\"module_sha256\":\"{hash}\",\"input\":\"{}\"}}", base64_encode(b"abc"));
+    let a = node.request("POST", "/v1/jobs", by_hash.as_bytes());
+    let b = node.request("POST", "/v1/jobs", &job_body(&module, b"abc", ""));
+    assert_eq!((a.status, b.status), (200, 200));
+    for f in ["job_id", "stdout"] {
+        assert_eq!(json_string(&a.text(), f), json_string(&b.text(), f));
+    }
+    assert_eq!(json_u64(&a.text(), "fuel_used"), json_u64(&b.text(), "fuel_used"));
+    let out = base64_decode(&json_string(&a.text(), "stdout")).unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with(&hex_encode(&sha256(b"abc"))));
+
+    let missing = format!("{{\"module_sha256\":\"{}\"}}", "ab".repeat(32));
+    let r = node.request("POST", "/v1/jobs", missing.as_bytes());
+    assert_eq!((r.status, json_string(&r.text(), "error").as_str()), (404, "module_not_found"));
+}
+
+#[test]
+fn idempotency_key_returns_the_first_result_without_running_again() {
+    let node = Node::start(&[]);
+    let module = guest("hello");
+    let body = job_body(&module, b"once", ",\"idempotency_key\":\"order-42\"");
+    let first = node.request("POST", "/v1/jobs", &body);
+    let second = node.request("POST", "/v1/jobs", &body);
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(receipt_of(&first.text()), receipt_of(&second.text()), "same signed receipt");
+    assert!(matches!(json_field(&second.text(), "replayed"), miniserde::json::Value::Bool(true)));
+    assert_eq!(metric(&node, "phase_jobs_total{outcome=\"exited\"}"), 1, "ran once");
+
+    let other = job_body(&module, b"twice", ",\"idempotency_key\":\"order-42\"");
+    let conflict = node.request("POST", "/v1/jobs", &other);
+    assert_eq!(conflict.status, 409);
+    assert_eq!(json_string(&conflict.text(), "error"), "idempotency_conflict");
+}
+
+#[test]
+fn concurrent_requests_with_one_key_run_the_job_once() {
+    let node = Node::start(&["--max-concurrent", "4"]);
+    let body = job_body(&guest("cpu-bench"), b"3000000", ",\"idempotency_key\":\"k\"");
+    let addr = node.addr;
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &body))
+        })
+        .collect();
+    let receipts: Vec<String> = handles
+        .into_iter()
+        .map(|h| {
+            let r = h.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            receipt_of(&r.text())
+        })
+        .collect();
+    assert!(receipts.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(metric(&node, "phase_jobs_total{outcome=\"exited\"}"), 1);
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_node_keeps_serving() {
+    let node = Node::start(&["--max-module-bytes", "200000"]);
+    let hello = guest("hello");
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "invalid_request"),
+        (b"[1,2]".to_vec(), 400, "invalid_request"),
+        (b"{\"module\":\"@@@@\"}".to_vec(), 400, "invalid_request"),
+        (b"{\"input\":\"\"}".to_vec(), 400, "invalid_request"),
+        (b"{\"module_sha256\":\"zz\"}".to_vec(), 400, "invalid_request"),
+        (vec![0xff, 0xfe], 400, "invalid_request"),
+        (job_body(b"\0asm\x01\0\0\0\x05", b"", ""), 422, "invalid_module"),
+        (job_body(&hello, b"", ",\"limits\":{\"fuel\":0}"), 422, "limit_out_of_range"),
+        (job_body(&hello, b"", ",\"limits\":{\"deadline_ms\":999999999}"), 422, "limit_out_of_range"),
+        (job_body(&hello, b"", ",\"env\":[\"NOEQUALS\"]"), 422, "invalid_args_env"),
+        (job_body(&hello, b"", ",\"idempotency_key\":\"\""), 400, "invalid_request"),
+        (job_body(&vec![0u8; 300_000], b"", ""), 413, "module_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let r = node.request("POST", "/v1/jobs", &body);
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(json_string(&r.text(), "error"), code, "{}", r.text());
+        assert!(!json_string(&r.text(), "message").is_empty());
+    }
+    let huge = vec![b'x'; 2_000_000];
+    assert_eq!(node.request("PUT", "/v1/modules", &huge).status, 413);
+    assert_eq!(node.request("GET", "/v1/jobs", b"").status, 405);
+    assert_eq!(node.request("GET", "/nope", b"").status, 404);
+    let ok = node.request("POST", "/v1/jobs", &job_body(&hello, b"ok", ""));
+    assert_eq!(ok.status, 200, "still serving: {}", ok.text());
+    assert!(metric(&node, "phase_jobs_rejected_total{reason=\"invalid\"}") >= 10);
+}
+
+#[test]
+fn hostile_guests_end_with_named_traps_in_signed_receipts() {
+    let node = Node::start(&[]);
+    let cases = [
+        ("hostile-loop", ",\"limits\":{\"fuel\":50000000}", TrapKind::OutOfFuel),
+        ("hostile-loop", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":300}", TrapKind::Deadline),
+        ("hostile-memory", ",\"limits\":{\"memory_bytes\":8388608}", TrapKind::MemoryLimit),
+        ("hostile-output", ",\"limits\":{\"output_bytes\":4096}", TrapKind::OutputLimit),
+    ];
+    for (guest_name, extra, want) in cases {
+        let r = node.request("POST", "/v1/jobs", &job_body(&guest(guest_name), b"", extra));
+        assert_eq!(r.status, 200, "{guest_name}: {}", r.text());
+        assert_eq!(json_string(&r.text(), "trap"), want.name(), "{guest_name}");
+        let receipt = Receipt::from_json(&receipt_of(&r.text())).unwrap();
+        receipt.verify_signature().unwrap();
+        assert_eq!(receipt.body.outcome, Outcome::Trapped(want));
+    }
+    let r = node.request("POST", "/v1/jobs", &job_body(&guest("hostile-recursion"), b"", ""));
+    assert!(["stack_overflow", "memory_out_of_bounds"].contains(&json_string(&r.text(), "trap").as_str()));
+    assert_eq!(node.request("GET", "/health", b"").status, 200);
+    assert_eq!(metric(&node, "phase_jobs_total{outcome=\"trapped\"}"), 5);
+}
+
+#[test]
+fn a_full_node_answers_429_and_recovers() {
+    let node = Node::start(&["--max-concurrent", "1"]);
+    let addr = node.addr;
+    let slow = job_body(&guest("hostile-loop"), b"", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":1500}");
+    let busy_job = std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &slow));
+    // Wait until the slow job holds the only slot.
+    for _ in 0..100 {
+        if metric(&node, "phase_jobs_in_flight") == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = node.request("POST", "/v1/jobs", &job_body(&guest("hello"), b"x", ""));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(node.request("GET", "/v1/status", b"").status, 200, "status answers while busy");
+    assert_eq!(json_string(&busy_job.join().unwrap().text(), "trap"), "deadline");
+    let r = node.request("POST", "/v1/jobs", &job_body(&guest("hello"), b"x", ""));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn data_dir_keeps_the_key_and_modules_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("phase-http-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let module = guest("hello");
+    let (key, hash) = {
+        let node = Node::start(&["--data-dir", d]);
+        let put = node.request("PUT", "/v1/modules", &module);
+        (json_string(&node.request("GET", "/v1/status", b"").text(), "node_key"), json_string(&put.text(), "module_sha256"))
+    };
+    let node = Node::start(&["--data-dir", d]);
+    assert_eq!(json_string(&node.request("GET", "/v1/status", b"").text(), "node_key"), key);
+    let r = node.request("POST", "/v1/jobs", format!("{{\"module_sha256\":\"{hash}\",\"input\":\"YWI=\"}}").as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(base64_decode(&json_string(&r.text(), "stdout")).unwrap(), b"ba");
+    drop(node);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,124 @@
+//! The receipt and job-id test vectors in docs/test-vectors/ are generated from fixed inputs
+//! here and must match the committed file byte for byte; the PHP SDK checks the same file.
+//! Regenerate after an intended format change with PHASE_WRITE_VECTORS=1.
+
+use phase_core::encoding::hex_encode;
+use phase_core::job::JobSpec;
+use phase_core::receipt::{Outcome, Receipt, ReceiptBody, TrapKind};
+use phase_core::{sha256, Limits};
+
+fn key(seed_byte: u8) -> ed25519_compact::KeyPair {
+    ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed_byte; 32]))
+}
+
+fn json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+fn vector(name: &str, seed: u8, spec: &JobSpec, stdout: &[u8], outcome: Outcome, fuel: u64) -> (String, Receipt) {
+    let body = ReceiptBody {
+        job_id: spec.job_id(),
+        module_sha256: spec.module_sha256,
+        input_sha256: spec.input_sha256,
+        stdout_sha256: sha256(stdout),
+        stderr_sha256: sha256(b""),
+        outcome,
+        fuel_used: fuel,
+        limits: spec.limits,
+        wall_time_us: 1234,
+    };
+    let r = Receipt::sign(body, &key(seed));
+    let l = spec.limits;
+    let text = format!(
+        "    {{\n      \"name\": {name:?},\n      \"valid\": true,\n      \"seed\": \"{}\",\n      \"job\": {{\"module_sha256\": \"{}\", \"input_sha256\": \"{}\", \"args\": {}, \"env\": {}, \"limits\": {{\"fuel\": {}, \"memory_bytes\": {}, \"output_bytes\": {}, \"deadline_ms\": {}}}}},\n      \"job_canonical_hex\": \"{}\",\n      \"job_id\": \"{}\",\n      \"stdout_hex\": \"{}\",\n      \"signed_bytes_hex\": \"{}\",\n      \"receipt\": {}\n    }}",
+        hex_encode(&[seed; 32]),
+        hex_encode(&spec.module_sha256),
+        hex_encode(&spec.input_sha256),
+        json_list(&spec.args),
+        json_list(&spec.env),
+        l.fuel, l.memory_bytes, l.output_bytes, l.deadline_ms,
+        hex_encode(&spec.canonical_bytes()),
+        hex_encode(&spec.job_id()),
+        hex_encode(stdout),
+        hex_encode(&r.signed_bytes()),
+        r.to_json()
+    );
+    (text, r)
+}
+
+fn invalid(name: &str, receipt: &Receipt, why: &str) -> String {
+    format!(
+        "    {{\n      \"name\": {name:?},\n      \"valid\": false,\n      \"why\": {why:?},\n      \"receipt\": {}\n    }}",
+        receipt.to_json()
+    )
+}
+
+fn generate() -> String {
+    let hello = JobSpec::new(
+        sha256(b"hello module bytes"),
+        sha256(b"Hello, World"),
+        vec![],
+        vec![],
+        Limits::DEFAULT,
+    )
+    .unwrap();
+    let (v1, r1) = vector("hello exited 0", 1, &hello, b"dlroW ,olleH", Outcome::Exited(0), 121949);
+    let with_args = JobSpec::new(
+        sha256(b"module"),
+        sha256(b""),
+        vec!["--n".into(), "ünïcode".into()],
+        vec!["A=1".into(), "B=two=2".into()],
+        Limits { fuel: 5000, memory_bytes: 1 << 20, output_bytes: 0, deadline_ms: 1 },
+    )
+    .unwrap();
+    let (v2, _) = vector("args env trapped", 2, &with_args, b"", Outcome::Trapped(TrapKind::OutOfFuel), 5000);
+    let (v3, _) = vector("exit code 3", 3, &hello, b"partial", Outcome::Exited(3), 1);
+
+    let mut tampered_stdout = r1.clone();
+    tampered_stdout.body.stdout_sha256 = sha256(b"dlroW ,olleH!");
+    let mut tampered_outcome = r1.clone();
+    tampered_outcome.body.outcome = Outcome::Exited(1);
+    let mut wrong_key = r1.clone();
+    wrong_key.node_key = *key(9).pk;
+    let mut fuel = r1.clone();
+    fuel.body.fuel_used += 1;
+    let invalids = [
+        invalid("stdout hash changed", &tampered_stdout, "stdout_sha256 differs from the signed one"),
+        invalid("exit code changed", &tampered_outcome, "exit_code differs from the signed one"),
+        invalid("other node key", &wrong_key, "node_key is not the signer"),
+        invalid("fuel changed", &fuel, "fuel_used differs from the signed one"),
+    ];
+    let mut all = vec![v1, v2, v3];
+    all.extend(invalids);
+    format!(
+        "{{\n  \"format\": \"phase-receipt/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"vectors\": [\n{}\n  ]\n}}\n",
+        all.join(",\n")
+    )
+}
+
+#[test]
+fn committed_vectors_match_the_implementation() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors/receipt-v1.json");
+    let generated = generate();
+    if std::env::var_os("PHASE_WRITE_VECTORS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).expect("docs/test-vectors/receipt-v1.json");
+    assert_eq!(committed, generated, "vectors changed: a format change needs a new format version");
+}
+
+#[test]
+fn vector_receipts_verify_or_fail_as_labelled() {
+    let text = generate();
+    let mut checked = 0;
+    for block in text.split("\"name\": ").skip(1) {
+        let valid = block.contains("\"valid\": true");
+        let receipt_json = block.split("\"receipt\": ").nth(1).unwrap().lines().next().unwrap();
+        let r = Receipt::from_json(receipt_json).unwrap();
+        assert_eq!(r.verify_signature().is_ok(), valid, "{}", &block[..40]);
+        assert_eq!(r.to_json(), receipt_json, "re-emits the same JSON");
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
+}

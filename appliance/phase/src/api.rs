@@ -260,11 +260,27 @@ struct JobWire {
 /// Parses a job request body; the error is a one-line reason for a 400.
 pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
-    if json::from_str::<json::Value>(text).is_err() {
-        return Err("body is not valid JSON".into());
+    let value: json::Value = json::from_str(text).map_err(|_| "body is not valid JSON".to_string())?;
+    // miniserde skips unknown keys; a misspelt "limit" must not silently run on defaults.
+    let json::Value::Object(top) = &value else {
+        return Err("body must be a JSON object".into());
+    };
+    const FIELDS: [&str; 7] =
+        ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key"];
+    const LIMITS: [&str; 4] = ["fuel", "memory_bytes", "output_bytes", "deadline_ms"];
+    if let Some(k) = top.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!("unknown field {k:?}"));
     }
-    let w: JobWire = json::from_str(text)
-        .map_err(|_| "body is JSON but not a job request: check field names and types in docs/api.md".to_string())?;
+    if let Some(json::Value::Object(l)) = top.get("limits") {
+        if let Some(k) = l.keys().find(|k| !LIMITS.contains(&k.as_str())) {
+            return Err(format!("unknown field limits.{k}"));
+        }
+    }
+    let w: JobWire = json::from_str(text).map_err(|_| {
+        "a field has the wrong type (strings for module/input, arrays of strings for args/env, \
+         unsigned integers for limits; see docs/api.md)"
+            .to_string()
+    })?;
     let module = match (w.module, w.module_sha256) {
         (Some(b64), None) => ModuleSource::Bytes(
             base64_decode(&b64).map_err(|e| format!("module is not base64: {e}"))?,

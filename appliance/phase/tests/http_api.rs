@@ -126,6 +126,10 @@ fn bad_requests_get_json_errors_and_the_node_keeps_serving() {
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"{not json".to_vec(), 400, "invalid_request"),
         (b"[1,2]".to_vec(), 400, "invalid_request"),
+        (job_body(&hello, b"", ",\"limit\":{\"fuel\":5}"), 400, "invalid_request"),
+        (job_body(&hello, b"", ",\"limits\":{\"fuell\":5}"), 400, "invalid_request"),
+        (job_body(&hello, b"", ",\"limits\":{\"fuel\":-5}"), 400, "invalid_request"),
+        (job_body(&hello, b"", ",\"args\":\"notalist\""), 400, "invalid_request"),
         (b"{\"module\":\"@@@@\"}".to_vec(), 400, "invalid_request"),
         (b"{\"input\":\"\"}".to_vec(), 400, "invalid_request"),
         (b"{\"module_sha256\":\"zz\"}".to_vec(), 400, "invalid_request"),

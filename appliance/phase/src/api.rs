@@ -31,8 +31,13 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `addr` and starts the workers.
     pub fn start(service: Arc<NodeService>, addr: &str) -> Result<HttpServer, String> {
-        let server = Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = server.server_addr().to_ip().ok_or_else(|| format!("{addr} is not an IP address"))?;
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        crate::sys::set_nodelay_inherited(&listener)
+            .map_err(|e| format!("setsockopt TCP_NODELAY on {addr}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| format!("{addr}: {e}"))?;
+        let server = Server::from_listener(listener, None)
+            .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
         let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));

@@ -8,3 +8,4 @@ pub mod engine;
 pub mod identity;
 pub mod modules;
 pub mod service;
+pub mod sys;

@@ -185,12 +185,23 @@ pub struct Engine {
     linker: Arc<Linker<JobState>>,
     cache: ModuleCache<CompiledModule>,
     max_module_bytes: usize,
+    metered: bool,
 }
 
 impl Engine {
     pub fn new(max_module_bytes: usize) -> Engine {
+        Self::build(max_module_bytes, true)
+    }
+
+    /// An engine without fuel metering: for measuring what metering costs (scripts/bench-jobs),
+    /// never for serving jobs. Fuel limits do not apply; the deadline is not checked.
+    pub fn unmetered(max_module_bytes: usize) -> Engine {
+        Self::build(max_module_bytes, false)
+    }
+
+    fn build(max_module_bytes: usize, metered: bool) -> Engine {
         let mut config = Config::default();
-        config.consume_fuel(true);
+        config.consume_fuel(metered);
         // Lazy translation charges fuel when a function is first called, so a job on a node
         // that had the module cached would use less fuel than on a cold node. Eager keeps fuel
         // a property of the job alone; the cost is paid once per module, then cached.
@@ -203,6 +214,7 @@ impl Engine {
             linker,
             cache: ModuleCache::new(64, 256 << 20),
             max_module_bytes: max_module_bytes.min(HARD_MAX_MODULE_BYTES),
+            metered,
         }
     }
 
@@ -296,7 +308,10 @@ impl Engine {
             Ok(outcome) => (outcome, None),
             Err((kind, detail)) => (Outcome::Trapped(kind), Some(detail)),
         };
-        let fuel_used = store.data().fuel_granted - store.get_fuel().unwrap_or(0);
+        let fuel_used = match self.metered {
+            true => store.data().fuel_granted - store.get_fuel().unwrap_or(0),
+            false => 0,
+        };
         let state = store.into_data();
         Execution {
             job_id,
@@ -316,7 +331,11 @@ impl Engine {
         limits: &Limits,
         deadline: Instant,
     ) -> Result<Outcome, (TrapKind, String)> {
+        let metered = self.metered;
         let grant = |store: &mut Store<JobState>| -> bool {
+            if !metered {
+                return false;
+            }
             let left = limits.fuel - store.data().fuel_granted;
             if left == 0 {
                 return false;

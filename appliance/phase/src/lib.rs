@@ -9,3 +9,6 @@ pub mod identity;
 pub mod modules;
 pub mod service;
 pub mod sys;
+
+#[global_allocator]
+static ALLOCATOR: sys::alloc::CachingAlloc = sys::alloc::CachingAlloc::new();

@@ -1,4 +1,5 @@
-//! The few raw syscalls std does not offer. Every `unsafe` block of the binary lives here.
+//! The few raw syscalls std does not offer, and the allocator. Every `unsafe` block of the
+//! binary lives under this module.
 
 use std::io;
 use std::net::TcpListener;
@@ -20,3 +21,5 @@ pub fn set_nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
     };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
+
+pub mod alloc;

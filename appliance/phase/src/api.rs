@@ -118,7 +118,7 @@ fn service_error(req: Request, e: ServiceError) {
         ServiceError::Module(_) | ServiceError::Limit(_) | ServiceError::Spec(_) => 422,
         ServiceError::IdempotencyConflict(_) => 409,
         ServiceError::Busy { .. } => 429,
-        ServiceError::Storage(_) => 500,
+        ServiceError::Storage(_) => 507,
     };
     let extra: Vec<(&str, String)> = match e {
         ServiceError::Busy { .. } => vec![("Retry-After", "1".into())],

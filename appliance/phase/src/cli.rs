@@ -105,6 +105,9 @@ struct NodeCmd {
     /// longest deadline a job may ask for, in milliseconds
     #[argh(option)]
     max_deadline_ms: Option<u64>,
+    /// cap on uploaded module bytes kept in the data dir (default 1 GiB)
+    #[argh(option)]
+    max_disk_module_bytes: Option<u64>,
 }
 
 #[derive(FromArgs)]
@@ -248,6 +251,7 @@ fn node(c: NodeCmd) -> i32 {
         max_input_bytes: c.max_input_bytes.unwrap_or(defaults.max_input_bytes),
         max_concurrent: c.max_concurrent.unwrap_or(defaults.max_concurrent),
         data_dir: c.data_dir.clone(),
+        max_disk_module_bytes: c.max_disk_module_bytes.unwrap_or(defaults.max_disk_module_bytes),
         ..defaults
     };
     let identity = match &c.data_dir {

@@ -1,9 +1,11 @@
-//! Uploaded modules, by SHA-256: kept in RAM (bounded, least recently used goes first) and,
-//! with a data dir, on disk as `<hex>.wasm`. Bytes read back from disk are re-hashed.
+//! Modules by SHA-256: kept in RAM (bounded, least recently used goes first) and, for modules
+//! uploaded with `PUT /v1/modules` on a node with a data dir, on disk as `<hex>.wasm` under a
+//! byte cap (a full store refuses, it never fills the disk). Bytes read back are re-hashed.
 
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use phase_core::encoding::hex_encode;
@@ -11,27 +13,61 @@ use phase_core::{sha256, Digest};
 
 use crate::engine::ModuleCache;
 
+/// Default cap on module bytes kept on disk.
+pub const DEFAULT_MAX_DISK_BYTES: u64 = 1 << 30;
+
 pub struct ModuleStore {
     memory: ModuleCache<Vec<u8>>,
     dir: Option<PathBuf>,
+    disk_bytes: AtomicU64,
+    max_disk_bytes: u64,
 }
 
 impl ModuleStore {
-    pub fn new(dir: Option<PathBuf>, max_bytes: usize) -> Result<ModuleStore, String> {
+    pub fn new(dir: Option<PathBuf>, max_memory_bytes: usize, max_disk_bytes: u64) -> Result<ModuleStore, String> {
+        let mut used = 0;
         if let Some(d) = &dir {
             fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            for entry in fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()))?.flatten() {
+                used += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
         }
-        Ok(ModuleStore { memory: ModuleCache::new(1024, max_bytes), dir })
+        Ok(ModuleStore {
+            memory: ModuleCache::new(1024, max_memory_bytes),
+            dir,
+            disk_bytes: AtomicU64::new(used),
+            max_disk_bytes,
+        })
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Relaxed)
     }
 
     fn path(&self, d: &Digest) -> Option<PathBuf> {
         self.dir.as_ref().map(|dir| dir.join(format!("{}.wasm", hex_encode(d))))
     }
 
-    /// Stores bytes whose hash is `d`. Returns whether they were new to this node.
+    /// Keeps bytes whose hash is `d` in RAM only (modules sent inline with a job).
+    pub fn remember(&self, d: Digest, bytes: Vec<u8>) {
+        let size = bytes.len();
+        self.memory.insert(d, Arc::new(bytes), size);
+    }
+
+    /// Stores bytes whose hash is `d`, on disk too when there is a data dir. Returns whether
+    /// they were new to this node.
     pub fn put(&self, d: Digest, bytes: Vec<u8>) -> Result<bool, String> {
         let fresh = self.get(&d).is_none();
         if let Some(path) = self.path(&d).filter(|p| !p.exists()) {
+            let size = bytes.len() as u64;
+            let used = self.disk_bytes.fetch_add(size, Relaxed);
+            if used + size > self.max_disk_bytes {
+                self.disk_bytes.fetch_sub(size, Relaxed);
+                return Err(format!(
+                    "module store is full: {used} of {} bytes used; this module needs {size}",
+                    self.max_disk_bytes
+                ));
+            }
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
             let write = || -> std::io::Result<()> {
                 let mut f = fs::File::create(&tmp)?;
@@ -41,6 +77,7 @@ impl ModuleStore {
             };
             write().map_err(|e| {
                 let _ = fs::remove_file(&tmp);
+                self.disk_bytes.fetch_sub(size, Relaxed);
                 format!("{}: {e}", path.display())
             })?;
         }

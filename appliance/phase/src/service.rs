@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub max_input_bytes: usize,
     pub max_concurrent: usize,
     pub data_dir: Option<PathBuf>,
+    /// Cap on module bytes kept in the data dir.
+    pub max_disk_module_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +46,7 @@ impl Default for NodeConfig {
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             data_dir: None,
+            max_disk_module_bytes: crate::modules::DEFAULT_MAX_DISK_BYTES,
         }
     }
 }
@@ -201,7 +204,11 @@ impl NodeService {
         config.max_concurrent = config.max_concurrent.max(1);
         let engine = Engine::new(config.max_module_bytes);
         config.max_module_bytes = engine.max_module_bytes();
-        let modules = ModuleStore::new(config.data_dir.as_ref().map(|d| d.join("modules")), 256 << 20)?;
+        let modules = ModuleStore::new(
+            config.data_dir.as_ref().map(|d| d.join("modules")),
+            256 << 20,
+            config.max_disk_module_bytes,
+        )?;
         Ok(NodeService {
             engine,
             identity,
@@ -265,8 +272,8 @@ impl NodeService {
         let module = match req.module {
             ModuleSource::Bytes(bytes) => {
                 let m = self.engine.compile(&bytes).map_err(ServiceError::Module)?;
-                // Keep it so later jobs may name it by hash.
-                let _ = self.modules.put(m.sha256, bytes);
+                // Keep it in RAM so later jobs may name it by hash; only PUT writes to disk.
+                self.modules.remember(m.sha256, bytes);
                 m
             }
             ModuleSource::Sha256(d) => match self.engine.cached(&d) {

@@ -220,3 +220,22 @@ fn data_dir_keeps_the_key_and_modules_across_restarts() {
     drop(node);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_full_module_store_refuses_uploads_and_inline_modules_never_touch_disk() {
+    let dir = std::env::temp_dir().join(format!("phase-http-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = Node::start(&["--data-dir", dir.to_str().unwrap(), "--max-disk-module-bytes", "100000"]);
+    // Inline modules are remembered in RAM only.
+    assert_eq!(node.request("POST", "/v1/jobs", &job_body(&guest("hello"), b"x", "")).status, 200);
+    assert_eq!(std::fs::read_dir(dir.join("modules")).unwrap().count(), 0);
+    // Already held in RAM (200), and now persisted.
+    assert_eq!(node.request("PUT", "/v1/modules", &guest("hello")).status, 200);
+    assert_eq!(std::fs::read_dir(dir.join("modules")).unwrap().count(), 1);
+    let full = node.request("PUT", "/v1/modules", &guest("sha256sum"));
+    assert_eq!(full.status, 507, "{}", full.text());
+    assert_eq!(json_string(&full.text(), "error"), "storage");
+    assert!(json_string(&full.text(), "message").contains("module store is full"));
+    drop(node);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

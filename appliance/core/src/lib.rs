@@ -8,6 +8,8 @@
 
 extern crate alloc;
 
+pub mod cmdline;
+pub mod cpio;
 pub mod encoding;
 pub mod job;
 pub mod receipt;

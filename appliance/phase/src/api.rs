@@ -15,6 +15,10 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::service::{Completed, JobRequest, ModuleSource, NodeService, ServiceError};
 
+/// Fault injection (`phase node --fault exit-after-job`): the process exits once a job's
+/// answer is sent, so the boot tests can watch PID 1 restart the node.
+pub static EXIT_AFTER_JOB: AtomicBool = AtomicBool::new(false);
+
 /// Worker threads run jobs, so each gets a roomy stack.
 const WORKER_STACK: usize = 4 << 20;
 /// Threads beyond the job slots keep /health and /v1/status answering while all slots are busy,
@@ -357,7 +361,13 @@ fn post_job(service: &NodeService, mut req: Request) {
         }
     };
     match service.submit(job) {
-        Ok(done) => reply(req, 200, "application/json", job_json(&done), &[]),
+        Ok(done) => {
+            reply(req, 200, "application/json", job_json(&done), &[]);
+            if EXIT_AFTER_JOB.load(Relaxed) {
+                log!("fault exit-after-job: exiting");
+                std::process::exit(70);
+            }
+        }
         Err(e) => service_error(req, e),
     }
 }

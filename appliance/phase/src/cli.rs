@@ -35,6 +35,8 @@ enum Command {
     Keygen(KeygenCmd),
     Receipt(ReceiptCmd),
     Version(VersionCmd),
+    Init(InitCmd),
+    Initramfs(InitramfsCmd),
 }
 
 
@@ -108,6 +110,9 @@ struct NodeCmd {
     /// cap on uploaded module bytes kept in the data dir (default 1 GiB)
     #[argh(option)]
     max_disk_module_bytes: Option<u64>,
+    /// fault injection for tests: exit-after-job (exit once a job's answer is sent)
+    #[argh(option)]
+    fault: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -158,6 +163,23 @@ struct VerifyCmd {
 }
 
 #[derive(FromArgs)]
+/// Run as PID 1 of the appliance (what `phase` does when the kernel starts it as /init).
+#[argh(subcommand, name = "init")]
+struct InitCmd {}
+
+#[derive(FromArgs)]
+/// Pack a directory tree into a cpio newc archive (an initramfs), with /dev/console.
+#[argh(subcommand, name = "initramfs")]
+struct InitramfsCmd {
+    /// the tree to pack (owners and times are not kept: everything is root's, mtime 0)
+    #[argh(option)]
+    root: PathBuf,
+    /// the archive to write (uncompressed)
+    #[argh(option)]
+    out: PathBuf,
+}
+
+#[derive(FromArgs)]
 /// Print the version.
 #[argh(subcommand, name = "version")]
 struct VersionCmd {}
@@ -174,12 +196,18 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 /// Parses arguments and runs the command; returns the process exit code.
 pub fn main() -> i32 {
     crate::log::init();
+    // The kernel starts /init with no useful arguments: as PID 1, be init whatever argv says.
+    if std::process::id() == 1 {
+        crate::init::main();
+    }
     let cli: Cli = argh::from_env();
     match cli.command {
         Command::Run(c) => run(c),
         Command::Node(c) => node(c),
         Command::Keygen(c) => keygen(c),
         Command::Receipt(ReceiptCmd { command: ReceiptSub::Verify(c) }) => verify(c),
+        Command::Init(_) => crate::init::main(),
+        Command::Initramfs(c) => initramfs(c),
         Command::Version(_) => {
             println!("phase {}", env!("CARGO_PKG_VERSION"));
             0
@@ -265,13 +293,18 @@ fn node(c: NodeCmd) -> i32 {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
+    match c.fault.as_deref() {
+        None => {}
+        Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
+        Some(other) => return fail(format!("unknown --fault {other:?} (known: exit-after-job)")),
+    }
     let server = match HttpServer::start(service.clone(), &c.http) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     log!("node key {}", service.identity().public_key_hex());
     log!("listening on http://{}", server.addr);
-    log!("ready: accepting jobs (max {} at once)", service.config().max_concurrent);
+    log!("accepting jobs (max {} at once)", service.config().max_concurrent);
     server.wait();
     0
 }
@@ -340,5 +373,18 @@ fn verify(c: VerifyCmd) -> i32 {
             eprintln!("phase: receipt rejected: {e}");
             1
         }
+    }
+}
+
+fn initramfs(c: InitramfsCmd) -> i32 {
+    match crate::image::pack_tree(&c.root) {
+        Ok(bytes) => match std::fs::write(&c.out, &bytes) {
+            Ok(()) => {
+                println!("{} bytes", bytes.len());
+                0
+            }
+            Err(e) => fail(format!("{}: {e}", c.out.display())),
+        },
+        Err(e) => fail(e),
     }
 }

@@ -6,6 +6,8 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod identity;
+pub mod image;
+pub mod init;
 pub mod modules;
 pub mod service;
 pub mod sys;

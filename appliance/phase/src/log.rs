@@ -1,17 +1,11 @@
-//! Console log lines: `phase: [uptime] message`, to stderr.
+//! Console log lines: `phase: [seconds since boot] message`, to stderr. Stamps use
+//! CLOCK_BOOTTIME so PID 1, its services and the kernel's own messages line up.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Starts the uptime clock (call early in main).
-pub fn init() {
-    START.get_or_init(Instant::now);
-}
+/// Kept for callers that start the clock early; boot time needs no start.
+pub fn init() {}
 
 pub fn uptime() -> f64 {
-    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+    crate::sys::boot_time_secs()
 }
 
 #[macro_export]

@@ -23,3 +23,147 @@ pub fn set_nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
 }
 
 pub mod alloc;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// mount(2).
+pub fn mount(source: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> io::Result<()> {
+    let (s, t, f, d) = (cstr(source)?, cstr(target)?, cstr(fstype)?, cstr(data)?);
+    // SAFETY: all pointers are live NUL-terminated strings for the duration of the call.
+    check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr() as *const libc::c_void) })
+}
+
+/// What reboot(2) should do.
+#[derive(Debug, Clone, Copy)]
+pub enum RebootCmd {
+    Restart,
+    PowerOff,
+    /// Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once.
+    CadOff,
+}
+
+/// reboot(2). Restart and PowerOff return only on failure.
+pub fn reboot(cmd: RebootCmd) -> io::Result<()> {
+    let c = match cmd {
+        RebootCmd::Restart => libc::RB_AUTOBOOT,
+        RebootCmd::PowerOff => libc::RB_POWER_OFF,
+        RebootCmd::CadOff => libc::RB_DISABLE_CAD,
+    };
+    // SAFETY: reboot takes no pointers.
+    check(unsafe { libc::reboot(c) })
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: no arguments.
+    unsafe { libc::sync() }
+}
+
+/// finit_module(2) on an open module file; `compressed` lets the kernel decompress it.
+pub fn finit_module(file: &std::fs::File, params: &str, compressed: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let p = cstr(params)?;
+    let flags: libc::c_long = if compressed { 4 } else { 0 }; // MODULE_INIT_COMPRESSED_FILE
+    // SAFETY: a valid fd and a live NUL-terminated string.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd() as libc::c_long, p.as_ptr(), flags) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// A set of signals.
+#[derive(Clone, Copy)]
+pub struct SignalSet(libc::sigset_t);
+
+impl SignalSet {
+    pub fn of(signals: &[libc::c_int]) -> SignalSet {
+        // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+            SignalSet(set)
+        }
+    }
+
+    /// Blocks these signals in the calling thread (and threads it starts later).
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: a valid set; the old mask is not wanted.
+        check(unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) })
+    }
+
+    /// Unblocks them (a child must not inherit PID 1's blocked mask).
+    pub fn unblock(&self) -> io::Result<()> {
+        // SAFETY: as above.
+        check(unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut()) })
+    }
+
+    /// Waits up to `timeout` for one of these (blocked) signals.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<libc::c_int> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as _,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: a valid set and timespec; no siginfo wanted.
+        let s = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &ts) };
+        (s > 0).then_some(s)
+    }
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy)]
+pub enum ChildExit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Reaps one exited child without blocking: (pid, how it ended).
+pub fn reap_any() -> Option<(i32, ChildExit)> {
+    let mut status = 0;
+    // SAFETY: a live int for the status.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid <= 0 {
+        return None;
+    }
+    let how = if libc::WIFEXITED(status) {
+        ChildExit::Code(libc::WEXITSTATUS(status))
+    } else {
+        ChildExit::Signal(libc::WTERMSIG(status))
+    };
+    Some((pid, how))
+}
+
+/// kill(2); `pid` -1 means every process but PID 1.
+pub fn kill(pid: i32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: no pointers.
+    check(unsafe { libc::kill(pid, signal) })
+}
+
+/// Seconds since boot (CLOCK_BOOTTIME), the clock the kernel's own log stamps use.
+pub fn boot_time_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// execv(2) of `path` with no arguments but its name: replaces this process.
+pub fn exec(path: &Path) -> io::Error {
+    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+        return io::Error::new(io::ErrorKind::InvalidInput, "NUL in path");
+    };
+    let argv = [p.as_ptr(), std::ptr::null()];
+    // SAFETY: argv is a NULL-terminated array of live C strings.
+    unsafe { libc::execv(p.as_ptr(), argv.as_ptr()) };
+    io::Error::last_os_error()
+}

@@ -49,7 +49,7 @@ impl Node {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 addr = Some(rest.trim().parse().expect("address"));
             }
-            if line.contains("ready:") {
+            if line.contains("accepting jobs") {
                 break;
             }
         }

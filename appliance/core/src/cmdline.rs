@@ -1,0 +1,261 @@
+//! The appliance's configuration: `phase.*` parameters on the kernel command line
+//! (docs/cmdline.md). Parsing never fails: a bad value is reported and the default kept, an
+//! unknown `phase.*` key is reported, so a typo cannot pass silently and cannot stop a boot.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+/// Peer network mode (used by the peer-network issue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Local,
+    Internet,
+    Private,
+}
+
+/// How the appliance gets its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Dhcp,
+    Static { addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr> },
+    None,
+}
+
+/// What PID 1 does when it cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Reboot,
+    Shell,
+    Poweroff,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootConfig {
+    pub mode: Mode,
+    pub network: Network,
+    /// Interface to configure; `None` = the first Ethernet link.
+    pub iface: Option<String>,
+    pub dns: Vec<Ipv4Addr>,
+    pub http_port: u16,
+    /// Concurrent job slots; `None` = CPU count.
+    pub jobs: Option<usize>,
+    pub on_failure: OnFailure,
+    /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
+    pub passthrough: Vec<String>,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            mode: Mode::Local,
+            network: Network::Dhcp,
+            iface: None,
+            dns: Vec::new(),
+            http_port: DEFAULT_HTTP_PORT,
+            jobs: None,
+            on_failure: OnFailure::Reboot,
+            passthrough: Vec::new(),
+        }
+    }
+}
+
+pub const DEFAULT_HTTP_PORT: u16 = 8700;
+
+/// A parameter that was not taken, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    UnknownKey(String),
+    BadValue { key: String, value: String, expected: &'static str },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::UnknownKey(k) => write!(f, "unknown parameter {k} (ignored; see docs/cmdline.md)"),
+            Problem::BadValue { key, value, expected } => {
+                write!(f, "{key}={value:?} is not {expected}; using the default")
+            }
+        }
+    }
+}
+
+/// Splits a kernel command line into words, honouring double quotes as the kernel does.
+fn words(cmdline: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = cmdline.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        let mut quoted = false;
+        while i < bytes.len() && (quoted || !bytes[i].is_ascii_whitespace()) {
+            if bytes[i] == b'"' {
+                quoted = !quoted;
+            }
+            i += 1;
+        }
+        if i > start {
+            out.push(&cmdline[start..i]);
+        }
+    }
+    out
+}
+
+fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, p) = v.split_once('/')?;
+    let prefix: u8 = p.parse().ok()?;
+    (prefix <= 32).then_some(())?;
+    Some((a.parse().ok()?, prefix))
+}
+
+impl BootConfig {
+    /// Parses `/proc/cmdline`. Returns the config and every problem found.
+    pub fn parse(cmdline: &str) -> (BootConfig, Vec<Problem>) {
+        let mut c = BootConfig::default();
+        let mut problems = Vec::new();
+        let (mut net, mut ip, mut gw): (Option<&str>, Option<(Ipv4Addr, u8)>, Option<Ipv4Addr>) =
+            (None, None, None);
+        for word in words(cmdline) {
+            let Some(rest) = word.strip_prefix("phase.") else { continue };
+            c.passthrough.push(word.to_string());
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            let value = value.trim_matches('"');
+            let mut bad = |expected: &'static str| {
+                problems.push(Problem::BadValue {
+                    key: ["phase.", key].concat(),
+                    value: value.to_string(),
+                    expected,
+                })
+            };
+            match key {
+                "mode" => match value {
+                    "local" => c.mode = Mode::Local,
+                    "internet" => c.mode = Mode::Internet,
+                    "private" => c.mode = Mode::Private,
+                    _ => bad("local, internet or private"),
+                },
+                "net" => match value {
+                    "dhcp" | "static" | "none" => net = Some(value),
+                    _ => bad("dhcp, static or none"),
+                },
+                "ip" => match parse_cidr(value) {
+                    Some(v) => ip = Some(v),
+                    None => bad("an IPv4 address with prefix, like 10.0.2.15/24"),
+                },
+                "gw" => match value.parse() {
+                    Ok(v) => gw = Some(v),
+                    Err(_) => bad("an IPv4 address"),
+                },
+                "dns" => {
+                    let parsed: Option<Vec<Ipv4Addr>> =
+                        value.split(',').map(|s| s.parse().ok()).collect();
+                    match parsed {
+                        Some(v) if !v.is_empty() => c.dns = v,
+                        _ => bad("comma-separated IPv4 addresses"),
+                    }
+                }
+                "iface" => match value {
+                    v if !v.is_empty() && v.len() < 16 && !v.contains('/') => {
+                        c.iface = Some(v.to_string())
+                    }
+                    _ => bad("an interface name (1-15 characters, no '/')"),
+                },
+                "http" => match value.parse::<u16>() {
+                    Ok(p) if p > 0 => c.http_port = p,
+                    _ => bad("a TCP port 1-65535"),
+                },
+                "jobs" => match value.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => c.jobs = Some(n),
+                    _ => bad("a number of job slots 1-1024"),
+                },
+                "on_failure" => match value {
+                    "reboot" => c.on_failure = OnFailure::Reboot,
+                    "shell" => c.on_failure = OnFailure::Shell,
+                    "poweroff" => c.on_failure = OnFailure::Poweroff,
+                    _ => bad("reboot, shell or poweroff"),
+                },
+                _ => problems.push(Problem::UnknownKey(["phase.", key].concat())),
+            }
+        }
+        c.network = match (net, ip) {
+            (Some("none"), _) => Network::None,
+            (Some("static"), Some((addr, prefix))) | (None, Some((addr, prefix))) => {
+                Network::Static { addr, prefix, gateway: gw }
+            }
+            (Some("static"), None) => {
+                problems.push(Problem::BadValue {
+                    key: "phase.net".into(),
+                    value: "static".into(),
+                    expected: "usable without phase.ip=ADDR/PREFIX",
+                });
+                Network::Dhcp
+            }
+            _ => Network::Dhcp,
+        };
+        (c, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn defaults_without_phase_parameters() {
+        let (c, p) = BootConfig::parse("console=ttyS0 quiet root=/dev/ram0\n");
+        assert_eq!(c, BootConfig::default());
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn full_static_configuration() {
+        let (c, p) = BootConfig::parse(
+            "console=ttyS0 phase.mode=internet phase.ip=10.0.2.15/24 phase.gw=10.0.2.2 \
+             phase.dns=1.1.1.1,9.9.9.9 phase.http=9000 phase.jobs=3 phase.on_failure=shell \
+             phase.iface=eth1",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.mode, Mode::Internet);
+        assert_eq!(
+            c.network,
+            Network::Static {
+                addr: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24,
+                gateway: Some(Ipv4Addr::new(10, 0, 2, 2))
+            }
+        );
+        assert_eq!(c.dns.len(), 2);
+        assert_eq!((c.http_port, c.jobs, c.on_failure), (9000, Some(3), OnFailure::Shell));
+        assert_eq!(c.iface.as_deref(), Some("eth1"));
+        assert_eq!(c.passthrough.len(), 8);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_reported_and_defaults_kept() {
+        let (c, p) = BootConfig::parse(
+            "phase.http=0 phase.mode=fast phase.ip=10.0.2.15 phase.colour=blue phase.jobs=x \
+             phase.net=static",
+        );
+        assert_eq!(c.http_port, DEFAULT_HTTP_PORT);
+        assert_eq!(c.mode, Mode::Local);
+        assert_eq!(c.network, Network::Dhcp);
+        let text: Vec<String> = p.iter().map(|x| x.to_string()).collect();
+        assert_eq!(p.len(), 6, "{text:?}");
+        assert!(text.iter().any(|t| t.contains("unknown parameter phase.colour")));
+        assert!(text.iter().any(|t| t.contains("phase.http=\"0\" is not a TCP port")));
+    }
+
+    #[test]
+    fn quotes_and_none() {
+        let (c, p) = BootConfig::parse("phase.net=none  phase.dns=\"8.8.8.8\"");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.network, Network::None);
+        assert_eq!(c.dns, vec![Ipv4Addr::new(8, 8, 8, 8)]);
+        assert_eq!(words("a \"b c\" d"), vec!["a", "\"b c\"", "d"]);
+    }
+}

@@ -1,0 +1,50 @@
+//! Building boot images on the host: a directory tree packed as a cpio newc initramfs.
+
+use std::path::Path;
+
+use phase_core::cpio::CpioWriter;
+
+/// Packs `root` (sorted, so the archive is reproducible) plus a /dev/console node, which a
+/// tree built without root cannot hold but the kernel needs to give PID 1 a console.
+pub fn pack_tree(root: &Path) -> Result<Vec<u8>, String> {
+    let mut w = CpioWriter::new();
+    let mut has_dev = false;
+    walk(root, root, &mut w, &mut has_dev)?;
+    if !has_dev {
+        w.dir("dev", 0o755).map_err(|e| e.to_string())?;
+    }
+    w.char_device("dev/console", 0o600, 5, 1).map_err(|e| e.to_string())?;
+    Ok(w.finish())
+}
+
+fn walk(root: &Path, dir: &Path, w: &mut CpioWriter, has_dev: &mut bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let perm = meta.permissions().mode() & 0o7777;
+        let err = |e: phase_core::cpio::CpioError| format!("{rel}: {e}");
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            w.symlink(&rel, &target.to_string_lossy()).map_err(err)?;
+        } else if meta.is_dir() {
+            if rel == "dev" {
+                *has_dev = true;
+            }
+            w.dir(&rel, perm).map_err(err)?;
+            walk(root, &path, w, has_dev)?;
+        } else if meta.is_file() {
+            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            w.file(&rel, perm, &data).map_err(err)?;
+        } else {
+            return Err(format!("{rel}: only files, directories and symlinks can be packed"));
+        }
+    }
+    Ok(())
+}

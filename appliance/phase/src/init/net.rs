@@ -1,0 +1,169 @@
+//! Network bring-up as a state machine the supervisor advances on every tick: wait for an
+//! Ethernet link, bring it up, wait for carrier, then configure it statically or run udhcpc
+//! (a supervised service, so DHCP is retried with backoff and leases renew). Commands are
+//! busybox `ip`, run synchronously from the supervisor thread (see supervisor.rs for why).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use phase_core::cmdline::{BootConfig, Network};
+
+/// The udhcpc script writes the leased address here once the interface is configured.
+pub const LEASE_MARKER: &str = "/run/phase/net-address";
+pub const UDHCPC_SCRIPT: &str = "/etc/phase/udhcpc.script";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    WaitingForLink,
+    WaitingForCarrier(String),
+    /// udhcpc is (to be) running on this interface.
+    Dhcp(String),
+    Ready(String),
+    Disabled,
+}
+
+pub struct Net {
+    pub state: State,
+    config: BootConfig,
+    since: Instant,
+    last_report: Instant,
+}
+
+/// What the supervisor must do after a step.
+pub enum Action {
+    None,
+    StartDhcp(String),
+}
+
+pub fn start(config: &BootConfig) -> Net {
+    ip(&["link", "set", "lo", "up"]);
+    let state = if config.network == Network::None { State::Disabled } else { State::WaitingForLink };
+    Net { state, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
+}
+
+/// Runs busybox `ip`; logs a failure with its stderr.
+fn ip(args: &[&str]) -> bool {
+    match Command::new("/bin/ip").args(args).output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            log!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+            false
+        }
+        Err(e) => {
+            log!("ip {}: cannot run /bin/ip: {e}", args.join(" "));
+            false
+        }
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The first Ethernet interface (ARPHRD_ETHER = 1), by name, or the configured one.
+fn find_link(want: Option<&str>) -> Option<String> {
+    if let Some(name) = want {
+        return Path::new("/sys/class/net").join(name).exists().then(|| name.to_string());
+    }
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo" && read(&format!("/sys/class/net/{n}/type")) == "1")
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+impl Net {
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready(_) | State::Disabled)
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.state {
+            State::Ready(a) => a.clone(),
+            State::Disabled => "disabled (phase.net=none)".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn report(&mut self, what: &str) {
+        if self.last_report.elapsed() >= Duration::from_secs(5) {
+            self.last_report = Instant::now();
+            log!("network: still {what} after {:.0}s", self.since.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Advances the state machine by at most one step.
+    pub fn step(&mut self) -> Action {
+        match self.state.clone() {
+            State::WaitingForLink => match find_link(self.config.iface.as_deref()) {
+                Some(link) => {
+                    ip(&["link", "set", &link, "up"]);
+                    log!("network: link {link} up, waiting for carrier");
+                    self.state = State::WaitingForCarrier(link);
+                }
+                None => self.report("waiting for an Ethernet interface"),
+            },
+            State::WaitingForCarrier(link) => {
+                if read(&format!("/sys/class/net/{link}/carrier")) != "1" {
+                    self.report(&format!("waiting for carrier on {link}"));
+                    return Action::None;
+                }
+                match &self.config.network {
+                    Network::Static { addr, prefix, gateway } => {
+                        let cidr = format!("{addr}/{prefix}");
+                        let mut ok = ip(&["addr", "add", &cidr, "dev", &link]);
+                        if let Some(gw) = gateway {
+                            ok &= ip(&["route", "add", "default", "via", &gw.to_string(), "dev", &link]);
+                        }
+                        self.write_dns();
+                        if ok {
+                            log!("network: {link} configured statically as {cidr}");
+                            self.state = State::Ready(format!("{addr} ({link}, static)"));
+                        }
+                    }
+                    _ => {
+                        self.state = State::Dhcp(link.clone());
+                        return Action::StartDhcp(link);
+                    }
+                }
+            }
+            State::Dhcp(link) => {
+                let addr = read(LEASE_MARKER);
+                if !addr.is_empty() {
+                    self.write_dns();
+                    log!("network: {link} leased {addr} by DHCP");
+                    let ip = addr.split('/').next().unwrap_or(&addr).to_string();
+                    self.state = State::Ready(format!("{ip} ({link}, DHCP)"));
+                } else {
+                    self.report(&format!("waiting for a DHCP lease on {link}"));
+                }
+            }
+            State::Ready(_) | State::Disabled => {}
+        }
+        Action::None
+    }
+
+    /// `phase.dns=` overrides what DHCP offered.
+    fn write_dns(&self) {
+        if self.config.dns.is_empty() {
+            return;
+        }
+        let text: String = self.config.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+        if let Err(e) = std::fs::write("/etc/resolv.conf", text) {
+            log!("network: /etc/resolv.conf: {e}");
+        }
+    }
+}
+
+/// argv of the supervised DHCP client: stays in the foreground, renews leases, and retries
+/// with backoff (3 discovers 1 s apart, then a 2 s pause) until it gets a lease.
+pub fn udhcpc_argv(link: &str) -> Vec<String> {
+    ["/bin/udhcpc", "-f", "-i", link, "-s", UDHCPC_SCRIPT, "-t", "3", "-T", "1", "-A", "2", "-S"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}

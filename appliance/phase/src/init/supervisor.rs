@@ -1,0 +1,166 @@
+//! PID 1's main loop: one thread that starts services, reaps every child (services and
+//! orphans) with waitpid(-1), restarts crashed services with backoff, advances the network,
+//! prints the ready line once, and shuts down on a signal.
+//!
+//! Single-threaded on purpose: a reaper thread would steal the exit status of the short `ip`
+//! commands the network steps run with `Command::output`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use phase_core::cmdline::BootConfig;
+
+use super::net::{self, Action, Net};
+use super::{Timing, RUN_DIR};
+use crate::sys::{self, ChildExit, RebootCmd, SignalSet};
+
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A service that ran this long before exiting starts again from the minimum backoff.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+struct Service {
+    name: &'static str,
+    argv: Vec<String>,
+    pid: Option<i32>,
+    started: Instant,
+    backoff: Duration,
+    next_start: Option<Instant>,
+}
+
+impl Service {
+    fn new(name: &'static str, argv: Vec<String>) -> Service {
+        Service { name, argv, pid: None, started: Instant::now(), backoff: BACKOFF_MIN, next_start: Some(Instant::now()) }
+    }
+
+    fn start(&mut self) {
+        self.next_start = None;
+        match Command::new(&self.argv[0]).args(&self.argv[1..]).spawn() {
+            Ok(child) => {
+                self.pid = Some(child.id() as i32);
+                self.started = Instant::now();
+                // The child is reaped by waitpid(-1) in the loop, not through `child`.
+                std::mem::forget(child);
+            }
+            Err(e) => {
+                log!("service {}: cannot start {}: {e}", self.name, self.argv[0]);
+                self.schedule_restart();
+            }
+        }
+    }
+
+    fn schedule_restart(&mut self) {
+        if self.started.elapsed() >= HEALTHY_RUN {
+            self.backoff = BACKOFF_MIN;
+        }
+        log!("service {}: restarting in {}s", self.name, self.backoff.as_secs());
+        self.next_start = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn node_argv(config: &BootConfig) -> Vec<String> {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/bin/phase".into());
+    let mut argv = vec![
+        exe,
+        "node".into(),
+        "--http".into(),
+        format!("0.0.0.0:{}", config.http_port),
+        "--data-dir".into(),
+        format!("{RUN_DIR}/node"),
+    ];
+    if let Some(n) = config.jobs {
+        argv.extend(["--max-concurrent".into(), n.to_string()]);
+    }
+    if config.passthrough.iter().any(|p| p == "phase.fault=node-exit-after-job") {
+        argv.extend(["--fault".into(), "exit-after-job".into()]);
+    }
+    argv
+}
+
+/// True when the node answers GET /health with 200 on loopback.
+fn node_healthy(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+}
+
+pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Timing) -> ! {
+    let mut services = vec![Service::new("node", node_argv(&config))];
+    let mut ready = false;
+    loop {
+        for s in services.iter_mut() {
+            if s.next_start.is_some_and(|t| Instant::now() >= t) {
+                s.start();
+            }
+        }
+        if let Action::StartDhcp(link) = net.step() {
+            log!("network: starting DHCP on {link}");
+            services.push(Service::new("udhcpc", net::udhcpc_argv(&link)));
+            continue;
+        }
+        if !ready && net.is_ready() && node_healthy(config.http_port) {
+            ready = true;
+            timing.marks.push(("node ready", timing.started.elapsed().as_secs_f64()));
+            let total = sys::boot_time_secs();
+            let mut line = format!("ready in {total:.2}s: kernel {:.2}s", timing.kernel);
+            let mut last = 0.0;
+            for (what, at) in &timing.marks {
+                line += &format!(", {what} +{:.2}s", at - last);
+                last = *at;
+            }
+            log!("{line}; job API on port {} at {}", config.http_port, net.describe());
+        }
+        let tick = if ready { Duration::from_secs(1) } else { Duration::from_millis(20) };
+        match signals.wait(tick) {
+            Some(libc::SIGCHLD) => reap(&mut services),
+            Some(sig) => shutdown(&mut services, sig),
+            None => {}
+        }
+    }
+}
+
+fn reap(services: &mut [Service]) {
+    while let Some((pid, how)) = sys::reap_any() {
+        if let Some(s) = services.iter_mut().find(|s| s.pid == Some(pid)) {
+            s.pid = None;
+            match how {
+                ChildExit::Code(c) => log!("service {} (pid {pid}) exited with code {c}", s.name),
+                ChildExit::Signal(n) => log!("service {} (pid {pid}) killed by signal {n}", s.name),
+            }
+            s.schedule_restart();
+        }
+    }
+}
+
+fn shutdown(services: &mut [Service], signal: libc::c_int) -> ! {
+    log!("signal {signal}: shutting down");
+    for s in services.iter() {
+        if let Some(pid) = s.pid {
+            let _ = sys::kill(pid, libc::SIGTERM);
+        }
+    }
+    let _ = sys::kill(-1, libc::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while services.iter().any(|s| s.pid.is_some()) && Instant::now() < deadline {
+        while let Some((pid, _)) = sys::reap_any() {
+            if let Some(s) = services.iter_mut().find(|s| s.pid == Some(pid)) {
+                s.pid = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = sys::kill(-1, libc::SIGKILL);
+    sys::sync();
+    log!("powering off");
+    let e = sys::reboot(RebootCmd::PowerOff).err().map(|e| e.to_string()).unwrap_or_default();
+    super::fail(phase_core::cmdline::OnFailure::Poweroff, &format!("reboot(POWER_OFF) failed: {e}"))
+}

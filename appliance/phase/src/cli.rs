@@ -74,6 +74,10 @@ struct RunCmd {
     /// sign with the key in this data dir (default: a throwaway key)
     #[argh(option)]
     data_dir: Option<PathBuf>,
+    /// print the answer as POST /v1/jobs gives it (JSON with output, status and receipt)
+    /// instead of the guest's output; exits 0 whenever the job ran
+    #[argh(switch)]
+    json: bool,
 }
 
 #[derive(FromArgs)]
@@ -244,13 +248,18 @@ fn run(c: RunCmd) -> i32 {
         let job = Job { spec, module, input: Arc::from(input) };
         let ex = engine.run(&job);
         let receipt = Receipt::sign(ex.receipt_body(&job.spec), identity.key_pair());
-        let _ = std::io::stdout().write_all(&ex.stdout);
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().write_all(&ex.stderr);
         if let Some(path) = &c.receipt {
             std::fs::write(path, receipt.to_json() + "\n")
                 .map_err(|e| format!("receipt {}: {e}", path.display()))?;
         }
+        if c.json {
+            let outcome = Arc::new(crate::service::JobOutcome { spec: job.spec, execution: ex, receipt });
+            println!("{}", crate::api::job_json(&crate::service::Completed { outcome, replayed: false }));
+            return Ok(0);
+        }
+        let _ = std::io::stdout().write_all(&ex.stdout);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(&ex.stderr);
         Ok(match ex.outcome {
             Outcome::Exited(code) => code.min(255) as i32,
             Outcome::Trapped(kind) => {

@@ -1,0 +1,180 @@
+<?php
+declare(strict_types=1);
+
+namespace Phase\Sdk;
+
+use Phase\Sdk\Exception\JobException;
+use Phase\Sdk\Exception\NodeException;
+use Phase\Sdk\Exception\PhaseException;
+use Phase\Sdk\Exception\ProtocolException;
+use Phase\Sdk\Exception\TransportException;
+use Phase\Sdk\Exception\VerificationException;
+use Phase\Sdk\Transport\HttpTransport;
+use Phase\Sdk\Transport\LocalTransport;
+use Phase\Sdk\Transport\TransportInterface;
+
+/**
+ * Runs jobs on Phase nodes and returns verified results.
+ *
+ *   $client = new Client(['http://127.0.0.1:8700']);
+ *   $result = $client->run(Job::fromFile('hello.wasm')->withInput('Hello, World'));
+ *
+ * Options: timeout (s, per request, default 30), retries (extra attempts, default 3),
+ * backoff_ms (first backoff, default 100), max_backoff_ms (default 2000), trusted_keys (hex
+ * node keys to accept; default any), verify (default true), max_response_bytes (default 64 MiB).
+ */
+final class Client
+{
+    private TransportInterface $transport;
+    private float $timeout;
+    private int $retries;
+    private int $backoffMs;
+    private int $maxBackoffMs;
+    /** @var list<string> */
+    private array $trustedKeys;
+    private bool $verify;
+    /** @var callable(int):void sleeps for the given microseconds (tests replace it) */
+    private $sleep;
+
+    /** @param TransportInterface|list<string>|string $nodes a transport, node URLs, or one URL */
+    public function __construct(TransportInterface|array|string $nodes, array $options = [])
+    {
+        $known = ['timeout', 'retries', 'backoff_ms', 'max_backoff_ms', 'trusted_keys', 'verify', 'max_response_bytes', 'sleep'];
+        if ($unknown = array_diff(array_keys($options), $known)) {
+            throw new \InvalidArgumentException('unknown option(s): ' . implode(', ', $unknown));
+        }
+        $this->transport = $nodes instanceof TransportInterface
+            ? $nodes
+            : new HttpTransport((array) $nodes, (int) ($options['max_response_bytes'] ?? 64 << 20));
+        $this->timeout = (float) ($options['timeout'] ?? 30.0);
+        $this->retries = max(0, (int) ($options['retries'] ?? 3));
+        $this->backoffMs = max(0, (int) ($options['backoff_ms'] ?? 100));
+        $this->maxBackoffMs = max($this->backoffMs, (int) ($options['max_backoff_ms'] ?? 2000));
+        $this->trustedKeys = array_map('strtolower', $options['trusted_keys'] ?? []);
+        $this->verify = (bool) ($options['verify'] ?? true);
+        $this->sleep = $options['sleep'] ?? static fn (int $us) => usleep($us);
+    }
+
+    /** Runs jobs with the local `phase` binary instead of a node. */
+    public static function local(string $phaseBinary = 'phase', array $options = [], ?string $dataDir = null): self
+    {
+        return new self(new LocalTransport($phaseBinary, $dataDir), $options);
+    }
+
+    /**
+     * Runs the job and returns its verified result.
+     * @throws JobException the job trapped (its verified result is attached)
+     * @throws VerificationException a receipt did not verify or nodes disagreed
+     * @throws NodeException|TransportException|ProtocolException after retries
+     */
+    public function run(Job $job): Result
+    {
+        // One key for every attempt: a retry after a lost answer returns the first result.
+        $key = $job->idempotencyKey() ?? 'sdk-' . bin2hex(random_bytes(16));
+        $endpoints = $this->transport->endpoints();
+        $k = $job->redundancy();
+        if ($k > count($endpoints)) {
+            throw new \InvalidArgumentException("redundancy {$k} needs {$k} nodes; the client has " . count($endpoints));
+        }
+        $results = [];
+        $used = [];
+        for ($i = 0; $i < $k; $i++) {
+            $candidates = array_values(array_diff($endpoints, $used));
+            [$endpoint, $result] = $this->runWithRetries($job, $key, $candidates);
+            $used[] = $endpoint;
+            $results[] = $result;
+        }
+        $result = $k === 1 ? $results[0] : $this->agree($results);
+        if ($result->trap() !== null) {
+            throw new JobException($result);
+        }
+        return $result;
+    }
+
+    /** @return array{string,Result} */
+    private function runWithRetries(Job $job, string $key, array $endpoints): array
+    {
+        $last = null;
+        for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
+            $endpoint = $endpoints[$attempt % count($endpoints)];
+            if ($attempt > 0) {
+                // Exponential backoff with full jitter.
+                $cap = min($this->maxBackoffMs, $this->backoffMs * (2 ** ($attempt - 1)));
+                ($this->sleep)(random_int(0, $cap * 1000));
+            }
+            try {
+                $answer = $this->transport->execute($endpoint, $job->toRequest($key), $this->timeout);
+                return [$endpoint, $this->verified($job, $answer, $endpoint)];
+            } catch (NodeException $e) {
+                if (!$e->isRetryable()) {
+                    throw $e;
+                }
+                $last = $e;
+            } catch (TransportException|ProtocolException $e) {
+                $last = $e;
+            }
+        }
+        throw $last;
+    }
+
+    /** Checks the answer against its receipt and against what was sent. */
+    private function verified(Job $job, array $a, string $endpoint): Result
+    {
+        $where = "node {$endpoint}";
+        foreach (['job_id' => 'is_string', 'stdout' => 'is_string', 'stderr' => 'is_string', 'fuel_used' => 'is_int',
+                  'wall_time_us' => 'is_int', 'receipt' => 'is_array'] as $field => $check) {
+            if (!array_key_exists($field, $a) || !$check($a[$field])) {
+                throw new ProtocolException("{$where}: answer field {$field} is missing or has the wrong type");
+            }
+        }
+        $stdout = base64_decode($a['stdout'], true);
+        $stderr = base64_decode($a['stderr'], true);
+        if ($stdout === false || $stderr === false) {
+            throw new ProtocolException("{$where}: stdout/stderr are not base64");
+        }
+        $exit = $a['exit_code'] ?? null;
+        $trap = $a['trap'] ?? null;
+        $receipt = Receipt::fromArray($a['receipt']);
+        $result = new Result($receipt->jobId, $stdout, $stderr, $exit, $trap,
+            is_string($a['trap_detail'] ?? null) ? $a['trap_detail'] : null,
+            $a['fuel_used'], $a['wall_time_us'], [$receipt], ($a['replayed'] ?? false) === true);
+        if (!$this->verify) {
+            return $result;
+        }
+        $receipt->verify($this->trustedKeys);
+        $fail = static function (string $what) use ($where, $receipt): never {
+            throw new VerificationException("{$where}: {$what} does not match the signed receipt of job {$receipt->jobId}");
+        };
+        hash_equals($receipt->moduleSha256, $job->moduleSha256()) || $fail('the module sent');
+        hash_equals($receipt->inputSha256, hash('sha256', $job->input())) || $fail('the input sent');
+        hash_equals($receipt->stdoutSha256, hash('sha256', $stdout)) || $fail('the stdout received');
+        hash_equals($receipt->stderrSha256, hash('sha256', $stderr)) || $fail('the stderr received');
+        ($receipt->exitCode === $exit && $receipt->trap === $trap) || $fail('the exit status received');
+        $receipt->fuelUsed === $a['fuel_used'] || $fail('the fuel reported');
+        hash_equals($receipt->jobId, strtolower($a['job_id'])) || $fail('the job id reported');
+        foreach ($job->limits() as $name => $value) {
+            $receipt->limits[$name] === $value || $fail("the limit {$name} asked for");
+        }
+        $jobId = bin2hex(Canonical::jobId(hex2bin($job->moduleSha256()), hash('sha256', $job->input(), true),
+            $job->args(), $job->env(), $receipt->limits));
+        hash_equals($receipt->jobId, $jobId) || $fail('the job (module, input, args, env, limits) sent');
+        return $result;
+    }
+
+    /** @param list<Result> $results from distinct nodes */
+    private function agree(array $results): Result
+    {
+        $keys = array_map(static fn (Result $r) => $r->receipt()->nodeKey, $results);
+        if (count(array_unique($keys)) !== count($keys)) {
+            throw new VerificationException('redundant results must come from distinct nodes; got node keys ' . implode(', ', $keys));
+        }
+        $prints = array_unique(array_map(static fn (Result $r) => $r->receipt()->outcomeFingerprint(), $results));
+        if (count($prints) !== 1) {
+            throw new VerificationException('nodes disagree on job ' . $results[0]->jobId() . ': ' . implode(' vs ', $prints));
+        }
+        $first = $results[0];
+        return new Result($first->jobId(), $first->stdout(), $first->stderr(), $first->exitCode(), $first->trap(),
+            $first->trapDetail(), $first->fuelUsed(), $first->wallTimeUs(),
+            array_map(static fn (Result $r) => $r->receipt(), $results), $first->replayed());
+    }
+}

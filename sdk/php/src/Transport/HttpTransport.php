@@ -1,0 +1,152 @@
+<?php
+declare(strict_types=1);
+
+namespace Phase\Sdk\Transport;
+
+use Phase\Sdk\Exception\NodeException;
+use Phase\Sdk\Exception\ProtocolException;
+use Phase\Sdk\Exception\TransportException;
+
+/** HTTP to one or more nodes: ext-curl when loaded, PHP streams otherwise. */
+final class HttpTransport implements TransportInterface
+{
+    /** @var list<string> */
+    private array $nodes;
+
+    /** @param list<string> $nodes base URLs, e.g. http://10.0.2.15:8700 */
+    public function __construct(array $nodes, private readonly int $maxResponseBytes = 64 << 20, private readonly ?bool $useCurl = null)
+    {
+        if ($nodes === []) {
+            throw new \InvalidArgumentException('give at least one node URL');
+        }
+        foreach ($nodes as $n) {
+            if (!is_string($n) || !preg_match('#^https?://[^/\s]+/?$#', $n)) {
+                throw new \InvalidArgumentException('node URL must look like http://host:port, got ' . json_encode($n));
+            }
+        }
+        $this->nodes = array_map(static fn (string $n) => rtrim($n, '/'), array_values($nodes));
+    }
+
+    public function endpoints(): array
+    {
+        return $this->nodes;
+    }
+
+    public function execute(string $endpoint, array $request, float $timeout): array
+    {
+        $body = json_encode($request, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+        [$status, $text] = ($this->useCurl ?? extension_loaded('curl'))
+            ? $this->postCurl("{$endpoint}/v1/jobs", $body, $timeout)
+            : $this->postStreams("{$endpoint}/v1/jobs", $body, $timeout);
+        return self::decode($endpoint, $status, $text);
+    }
+
+    /** Turns an HTTP answer into the decoded job answer or the right exception. */
+    public static function decode(string $endpoint, int $status, string $text): array
+    {
+        try {
+            $data = json_decode($text, true, 32, JSON_THROW_ON_ERROR);
+        } catch (\JsonException $e) {
+            if ($status !== 200) {
+                $snippet = substr(preg_replace('/\s+/', ' ', $text) ?? '', 0, 200);
+                throw new NodeException($status, 'http_error', $snippet !== '' ? $snippet : 'empty body', $endpoint);
+            }
+            throw new ProtocolException("node {$endpoint}: answer is not JSON: " . $e->getMessage());
+        }
+        if (!is_array($data)) {
+            throw new ProtocolException("node {$endpoint}: answer is not a JSON object");
+        }
+        if ($status !== 200) {
+            $code = is_string($data['error'] ?? null) ? $data['error'] : 'http_error';
+            $msg = is_string($data['message'] ?? null) ? $data['message'] : 'no message';
+            throw new NodeException($status, $code, $msg, $endpoint);
+        }
+        return $data;
+    }
+
+    /** @return array{int,string} */
+    private function postCurl(string $url, string $body, float $timeout): array
+    {
+        $buf = '';
+        $tooBig = false;
+        $cap = $this->maxResponseBytes;
+        $ch = curl_init($url);
+        curl_setopt_array($ch, [
+            CURLOPT_POST => true,
+            CURLOPT_POSTFIELDS => $body,
+            CURLOPT_HTTPHEADER => ['Content-Type: application/json', 'Expect:'],
+            CURLOPT_TIMEOUT_MS => (int) ($timeout * 1000),
+            CURLOPT_CONNECTTIMEOUT_MS => (int) min($timeout * 1000, 5000),
+            CURLOPT_WRITEFUNCTION => static function ($ch, string $chunk) use (&$buf, &$tooBig, $cap): int {
+                if (strlen($buf) + strlen($chunk) > $cap) {
+                    $tooBig = true;
+                    return 0; // aborts the transfer
+                }
+                $buf .= $chunk;
+                return strlen($chunk);
+            },
+        ]);
+        $ok = curl_exec($ch);
+        $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+        $err = curl_error($ch);
+        curl_close($ch);
+        if ($tooBig) {
+            throw new ProtocolException("node {$url}: answer larger than {$cap} bytes");
+        }
+        if ($ok === false) {
+            throw new TransportException("POST {$url}: {$err}");
+        }
+        return [$status, $buf];
+    }
+
+    /** @return array{int,string} */
+    private function postStreams(string $url, string $body, float $timeout): array
+    {
+        $ctx = stream_context_create(['http' => [
+            'method' => 'POST',
+            'header' => "Content-Type: application/json\r\nConnection: close\r\n",
+            'content' => $body,
+            'timeout' => $timeout,
+            'ignore_errors' => true,
+            'protocol_version' => 1.1,
+        ]]);
+        $err = null;
+        set_error_handler(static function (int $no, string $msg) use (&$err): bool {
+            $err = $msg;
+            return true;
+        });
+        try {
+            $fp = fopen($url, 'rb', false, $ctx);
+        } finally {
+            restore_error_handler();
+        }
+        if ($fp === false) {
+            throw new TransportException("POST {$url}: " . preg_replace('/^fopen\([^)]*\): /', '', (string) $err));
+        }
+        $meta = stream_get_meta_data($fp);
+        $buf = '';
+        while (!feof($fp)) {
+            $chunk = fread($fp, 65536);
+            if ($chunk === false || ($chunk === '' && stream_get_meta_data($fp)['timed_out'])) {
+                fclose($fp);
+                throw new TransportException("POST {$url}: read failed or timed out after {$timeout}s");
+            }
+            $buf .= $chunk;
+            if (strlen($buf) > $this->maxResponseBytes) {
+                fclose($fp);
+                throw new ProtocolException("node {$url}: answer larger than {$this->maxResponseBytes} bytes");
+            }
+        }
+        fclose($fp);
+        $status = 0;
+        foreach ($meta['wrapper_data'] ?? [] as $h) {
+            if (preg_match('#^HTTP/\S+\s+(\d{3})#', $h, $m)) {
+                $status = (int) $m[1]; // the last status line wins (after redirects)
+            }
+        }
+        if ($status === 0) {
+            throw new TransportException("POST {$url}: no HTTP status line");
+        }
+        return [$status, $buf];
+    }
+}

@@ -1,0 +1,37 @@
+<?php
+declare(strict_types=1);
+
+namespace Phase\Sdk\Tests;
+
+use Phase\Sdk\Client;
+use Phase\Sdk\Exception\JobException;
+use Phase\Sdk\Job;
+use PHPUnit\Framework\TestCase;
+
+/** The local transport runs the `phase` binary: same answer, same verification. */
+final class LocalTransportTest extends TestCase
+{
+    public function testLocalRunReturnsAVerifiedResult(): void
+    {
+        $result = Client::local(phase_bin())->run(Job::fromFile(guest('hello'))->withInput('Hello, World')->withArgs(['a'])->withEnv(['K' => 'V']));
+        self::assertSame('dlroW ,olleH', $result->stdout());
+        self::assertTrue($result->receipt()->signatureValid());
+    }
+
+    public function testLocalTrapIsAJobException(): void
+    {
+        $this->expectException(JobException::class);
+        $this->expectExceptionMessage('memory_limit');
+        Client::local(phase_bin())->run(Job::fromFile(guest('hostile-memory'))->withLimits(memoryBytes: 4 << 20));
+    }
+
+    public function testALocalKeyInADataDirIsStable(): void
+    {
+        $dir = sys_get_temp_dir() . '/phase-sdk-key-' . bin2hex(random_bytes(4));
+        $a = Client::local(phase_bin(), [], $dir)->run(Job::fromFile(guest('hello')));
+        $b = Client::local(phase_bin(), ['trusted_keys' => [$a->receipt()->nodeKey]], $dir)->run(Job::fromFile(guest('hello')));
+        self::assertSame($a->receipt()->nodeKey, $b->receipt()->nodeKey);
+        array_map('unlink', glob("{$dir}/*"));
+        rmdir($dir);
+    }
+}

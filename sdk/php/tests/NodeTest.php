@@ -1,0 +1,171 @@
+<?php
+declare(strict_types=1);
+
+namespace Phase\Sdk\Tests;
+
+use Phase\Sdk\Client;
+use Phase\Sdk\Exception\JobException;
+use Phase\Sdk\Exception\NodeException;
+use Phase\Sdk\Exception\TransportException;
+use Phase\Sdk\Exception\VerificationException;
+use Phase\Sdk\Job;
+use Phase\Sdk\Transport\HttpTransport;
+use PHPUnit\Framework\TestCase;
+
+/** Against real `phase node` processes, over both HTTP implementations where available. */
+final class NodeTest extends TestCase
+{
+    private static ?NodeProcess $node = null;
+    private static ?NodeProcess $node2 = null;
+
+    public static function setUpBeforeClass(): void
+    {
+        self::$node = new NodeProcess();
+        self::$node2 = new NodeProcess();
+    }
+
+    public static function tearDownAfterClass(): void
+    {
+        self::$node?->stop();
+        self::$node2?->stop();
+    }
+
+    public static function transports(): array
+    {
+        $t = ['streams' => [false]];
+        if (extension_loaded('curl')) {
+            $t['curl'] = [true];
+        }
+        return $t;
+    }
+
+    private function client(bool $curl, array $urls = [], array $options = []): Client
+    {
+        return new Client(new HttpTransport($urls ?: [self::$node->url], 1 << 20, $curl), $options + ['backoff_ms' => 1]);
+    }
+
+    /** @dataProvider transports */
+    public function testHelloRunsAndItsReceiptVerifiesAgainstThePinnedKey(bool $curl): void
+    {
+        $client = $this->client($curl, [], ['trusted_keys' => [self::$node->nodeKey]]);
+        $result = $client->run(Job::fromFile(guest('hello'))->withInput('Hello, World'));
+        self::assertSame('dlroW ,olleH', $result->stdout());
+        self::assertSame(0, $result->exitCode());
+        self::assertTrue($result->isSuccess());
+        self::assertSame(self::$node->nodeKey, $result->receipt()->nodeKey);
+        self::assertSame(hash('sha256', file_get_contents(guest('hello'))), $result->receipt()->moduleSha256);
+        self::assertGreaterThan(0, $result->fuelUsed());
+    }
+
+    /** @dataProvider transports */
+    public function testAnotherNodesKeyIsNotTrusted(bool $curl): void
+    {
+        $client = $this->client($curl, [], ['trusted_keys' => [self::$node2->nodeKey]]);
+        $this->expectException(VerificationException::class);
+        $this->expectExceptionMessage('not a trusted key');
+        $client->run(Job::fromFile(guest('hello'))->withInput('x'));
+    }
+
+    public function testATrapIsAJobExceptionCarryingTheVerifiedResult(): void
+    {
+        try {
+            $this->client(false)->run(Job::fromFile(guest('hostile-loop'))->withLimits(fuel: 2_000_000));
+            self::fail('no exception');
+        } catch (JobException $e) {
+            self::assertSame('out_of_fuel', $e->result->trap());
+            self::assertNull($e->result->exitCode());
+            self::assertSame('out_of_fuel', $e->result->receipt()->trap);
+            self::assertSame(2_000_000, $e->result->receipt()->limits['fuel']);
+            self::assertStringContainsString('trapped: out_of_fuel', $e->getMessage());
+        }
+    }
+
+    public function testArgsEnvAndLimitsAreBoundByTheReceipt(): void
+    {
+        $job = Job::fromFile(guest('sha256sum'))->withInput('abc')->withArgs(['--x'])
+            ->withEnv(['MODE' => 'test'])->withLimits(fuel: 50_000_000, memoryBytes: 16 << 20, outputBytes: 4096, deadlineMs: 5000);
+        $result = $this->client(false)->run($job);
+        self::assertStringStartsWith(hash('sha256', 'abc'), $result->stdout());
+        self::assertSame(['fuel' => 50_000_000, 'memory_bytes' => 16 << 20, 'output_bytes' => 4096, 'deadline_ms' => 5000],
+            $result->receipt()->limits);
+    }
+
+    public function testAnIdempotencyKeyReturnsTheFirstResult(): void
+    {
+        $client = $this->client(false);
+        $job = Job::fromFile(guest('hello'))->withInput('once')->withIdempotencyKey('order-' . bin2hex(random_bytes(4)));
+        $before = self::$node->metric('phase_jobs_total{outcome="exited"}');
+        $a = $client->run($job);
+        $b = $client->run($job);
+        self::assertFalse($a->replayed());
+        self::assertTrue($b->replayed());
+        self::assertSame($a->receipt()->signature, $b->receipt()->signature);
+        self::assertSame($before + 1, self::$node->metric('phase_jobs_total{outcome="exited"}'));
+    }
+
+    public function testAnInvalidModuleIsANodeErrorAndIsNotRetried(): void
+    {
+        $sleeps = 0;
+        $client = $this->client(false, [], ['sleep' => function () use (&$sleeps) { $sleeps++; }]);
+        try {
+            $client->run(Job::fromBytes("\0asm\x01\0\0\0\x05"));
+            self::fail('no exception');
+        } catch (NodeException $e) {
+            self::assertSame(422, $e->status);
+            self::assertSame('invalid_module', $e->errorCode);
+            self::assertFalse($e->isRetryable());
+        }
+        self::assertSame(0, $sleeps, 'a request error is not retried');
+    }
+
+    public function testFailoverToTheNextNodeWhenOneIsDown(): void
+    {
+        $sleeps = 0;
+        $dead = 'http://127.0.0.1:' . self::freePort();
+        $client = $this->client(false, [$dead, self::$node->url], ['sleep' => function () use (&$sleeps) { $sleeps++; }]);
+        $result = $client->run(Job::fromFile(guest('hello'))->withInput('ab'));
+        self::assertSame('ba', $result->stdout());
+        self::assertSame(1, $sleeps, 'one backoff before the second node');
+    }
+
+    public function testAllNodesDownIsATransportErrorAfterTheRetries(): void
+    {
+        $sleeps = 0;
+        $client = $this->client(false, ['http://127.0.0.1:' . self::freePort()], ['retries' => 2, 'sleep' => function () use (&$sleeps) { $sleeps++; }]);
+        try {
+            $client->run(Job::fromFile(guest('hello')));
+            self::fail('no exception');
+        } catch (TransportException $e) {
+            self::assertStringContainsString('POST http://127.0.0.1:', $e->getMessage());
+        }
+        self::assertSame(2, $sleeps);
+    }
+
+    public function testRedundancyRunsOnDistinctNodesThatAgree(): void
+    {
+        $client = $this->client(false, [self::$node->url, self::$node2->url]);
+        $result = $client->run(Job::fromFile(guest('cpu-bench'))->withInput('100000')->withRedundancy(2));
+        self::assertCount(2, $result->receipts());
+        self::assertEqualsCanonicalizing([self::$node->nodeKey, self::$node2->nodeKey], $result->nodeKeys());
+        self::assertSame($result->receipts()[0]->fuelUsed, $result->receipts()[1]->fuelUsed);
+        $this->expectException(\InvalidArgumentException::class);
+        $client->run(Job::fromFile(guest('hello'))->withRedundancy(3));
+    }
+
+    public function testAModuleUploadedOnceRunsByHash(): void
+    {
+        $wasm = file_get_contents(guest('hello'));
+        $ctx = stream_context_create(['http' => ['method' => 'PUT', 'header' => "Content-Type: application/wasm\r\n", 'content' => $wasm, 'ignore_errors' => true]]);
+        $answer = json_decode(file_get_contents(self::$node->url . '/v1/modules', false, $ctx), true);
+        $result = $this->client(false)->run(Job::fromHash($answer['module_sha256'])->withInput('xyz'));
+        self::assertSame('zyx', $result->stdout());
+    }
+
+    private static function freePort(): int
+    {
+        $s = stream_socket_server('tcp://127.0.0.1:0');
+        $port = (int) substr(strrchr(stream_socket_get_name($s, false), ':'), 1);
+        fclose($s);
+        return $port;
+    }
+}

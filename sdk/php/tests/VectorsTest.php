@@ -1,0 +1,80 @@
+<?php
+declare(strict_types=1);
+
+namespace Phase\Sdk\Tests;
+
+use Phase\Sdk\Canonical;
+use Phase\Sdk\Exception\VerificationException;
+use Phase\Sdk\Receipt;
+use PHPUnit\Framework\TestCase;
+
+/** The shared test vectors (docs/test-vectors/receipt-v1.json), also checked by the Rust tests. */
+final class VectorsTest extends TestCase
+{
+    private static function vectors(): array
+    {
+        $v = json_decode(file_get_contents(REPO . '/docs/test-vectors/receipt-v1.json'), true, 32, JSON_THROW_ON_ERROR);
+        self::assertSame('phase-receipt/v1', $v['format']);
+        return $v['vectors'];
+    }
+
+    public function testValidVectorsReproduceTheCanonicalBytesAndVerify(): void
+    {
+        $valid = array_filter(self::vectors(), static fn ($t) => $t['valid']);
+        self::assertCount(3, $valid);
+        foreach ($valid as $t) {
+            $j = $t['job'];
+            $bytes = Canonical::jobBytes(hex2bin($j['module_sha256']), hex2bin($j['input_sha256']), $j['args'], $j['env'], $j['limits']);
+            self::assertSame($t['job_canonical_hex'], bin2hex($bytes), $t['name']);
+            self::assertSame($t['job_id'], hash('sha256', $bytes), $t['name']);
+            $r = Receipt::fromArray($t['receipt']);
+            self::assertSame($t['signed_bytes_hex'], bin2hex($r->signedBytes()), $t['name']);
+            self::assertSame($t['job_id'], $r->jobId);
+            // The node key is the seed's public key: the signer is who the vector says.
+            $pk = sodium_crypto_sign_publickey(sodium_crypto_sign_seed_keypair(hex2bin($t['seed'])));
+            self::assertSame(bin2hex($pk), $r->nodeKey);
+            $r->verify([$r->nodeKey]);
+            self::assertSame(hash('sha256', hex2bin($t['stdout_hex'])), $r->stdoutSha256);
+        }
+    }
+
+    public function testInvalidVectorsFailVerification(): void
+    {
+        $invalid = array_filter(self::vectors(), static fn ($t) => !$t['valid']);
+        self::assertCount(4, $invalid);
+        foreach ($invalid as $t) {
+            $r = Receipt::fromArray($t['receipt']);
+            self::assertFalse($r->signatureValid(), $t['name']);
+            try {
+                $r->verify();
+                self::fail("{$t['name']} verified");
+            } catch (VerificationException $e) {
+                self::assertStringContainsString('signature does not verify', $e->getMessage());
+            }
+        }
+    }
+
+    public function testMalformedReceiptsAreProtocolErrors(): void
+    {
+        $good = self::vectors()[0]['receipt'];
+        $cases = [
+            'format' => ['format' => 'phase-receipt/v2'],
+            'short hex' => ['job_id' => 'abcd'],
+            'non-hex' => ['node_key' => str_repeat('zz', 32)],
+            'both outcomes' => ['trap' => 'deadline'],
+            'unknown trap' => ['exit_code' => null, 'trap' => 'melted'],
+            'negative fuel' => ['fuel_used' => -1],
+            'float fuel' => ['fuel_used' => 1.5],
+        ];
+        foreach ($cases as $name => $change) {
+            try {
+                Receipt::fromArray(array_merge($good, $change));
+                self::fail("{$name} parsed");
+            } catch (\Phase\Sdk\Exception\ProtocolException $e) {
+                self::assertNotSame('', $e->getMessage(), $name);
+            }
+        }
+        $this->expectException(\Phase\Sdk\Exception\ProtocolException::class);
+        Receipt::fromJson('{"format":');
+    }
+}

@@ -1,0 +1,26 @@
+<?php
+declare(strict_types=1);
+
+require __DIR__ . '/../autoload.php';
+require __DIR__ . '/Fixtures.php';
+
+const REPO = __DIR__ . '/../../..';
+
+/** The host `phase` binary the tests start nodes with (built by scripts/test). */
+function phase_bin(): string
+{
+    $bin = getenv('PHASE_BIN') ?: REPO . '/build/x86_64/phase';
+    if (!is_executable($bin)) {
+        throw new RuntimeException("{$bin} missing: run scripts/build-appliance x86_64 (or set PHASE_BIN)");
+    }
+    return $bin;
+}
+
+function guest(string $name): string
+{
+    $path = REPO . "/build/wasm/{$name}.wasm";
+    if (!is_file($path)) {
+        throw new RuntimeException("{$path} missing: run scripts/build-wasm-examples");
+    }
+    return $path;
+}

@@ -240,3 +240,29 @@ fn fuel_does_not_depend_on_a_warm_module_cache() {
     let warm = run_with(&engine, "sha256sum", b"abc", &[], Limits::DEFAULT);
     assert_eq!(cold.fuel_used, warm.fuel_used);
 }
+
+#[test]
+fn host_calls_cannot_be_made_to_do_unmetered_work() {
+    // fd_write with a huge iovec count and random_get of the whole memory: EINVAL (28) at
+    // once, written to memory and then printed, instead of seconds of host work no fuel pays for.
+    let src = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+      (memory (export "memory") 1000)
+      (func (export "_start")
+        (i32.store8 (i32.const 100) (i32.add (i32.const 48) (call $write (i32.const 1) (i32.const 0) (i32.const -1) (i32.const 8))))
+        (i32.store8 (i32.const 101) (i32.add (i32.const 48) (call $read (i32.const 0) (i32.const 0) (i32.const 2000000) (i32.const 8))))
+        (i32.store8 (i32.const 102) (i32.add (i32.const 48) (call $random (i32.const 0) (i32.const 60000000))))
+        (i32.store (i32.const 0) (i32.const 100))
+        (i32.store (i32.const 4) (i32.const 3))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let module = engine.compile(&wat::parse_str(src).unwrap()).unwrap();
+    let spec = JobSpec::new(module.sha256, sha256(b""), vec![], vec![], Limits::DEFAULT).unwrap();
+    let ex = engine.run(&Job { spec, module, input: Arc::from(&b""[..]) });
+    assert_eq!(ex.outcome, Outcome::Exited(0), "{:?}", ex.detail);
+    // 48 + 28 = 'L' for each EINVAL.
+    assert_eq!(ex.stdout, b"LLL");
+    assert!(ex.wall_time.as_millis() < 500, "{:?}", ex.wall_time);
+}

@@ -18,6 +18,11 @@ pub const ENOSYS: i32 = 52;
 const ENOTSUP: i32 = 58;
 const ESPIPE: i32 = 70;
 
+/// Host functions do work no fuel pays for, so what a guest can ask of one call is capped:
+/// iovecs per read/write (POSIX IOV_MAX) and bytes per random_get.
+const IOV_MAX: i32 = 1024;
+const RANDOM_MAX: i32 = 1 << 20;
+
 /// Realtime clock origin: 2024-01-01T00:00:00Z in ns. Clocks then advance 1 ns per fuel unit.
 const REALTIME_ORIGIN_NS: u64 = 1_704_067_200_000_000_000;
 
@@ -165,6 +170,9 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
             if fd != 1 && fd != 2 {
                 return Ok(EBADF);
             }
+            if !(0..=IOV_MAX).contains(&n) {
+                return Ok(EINVAL);
+            }
             let mut fault = None;
             let errno = with_mem(&mut c, |m, s| {
                 let mut total = 0u32;
@@ -194,6 +202,9 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
         |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, read: i32| {
             if fd != 0 {
                 return EBADF;
+            }
+            if !(0..=IOV_MAX).contains(&n) {
+                return EINVAL;
             }
             with_mem(&mut c, |m, s| {
                 let mut total = 0u32;
@@ -245,6 +256,9 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
         Err(Error::i32_exit(code))
     })?;
     l.func_wrap(MODULE, "random_get", |mut c: Caller<'_, JobState>, buf: i32, len: i32| {
+        if !(0..=RANDOM_MAX).contains(&len) {
+            return EINVAL;
+        }
         with_mem(&mut c, |m, s| {
             s.random.fill(slice_mut(m, buf, len as u32)?);
             Some(SUCCESS)

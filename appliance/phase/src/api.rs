@@ -19,6 +19,13 @@ use crate::service::{Completed, JobRequest, ModuleSource, NodeService, ServiceEr
 /// answer is sent, so the boot tests can watch PID 1 restart the node.
 pub static EXIT_AFTER_JOB: AtomicBool = AtomicBool::new(false);
 
+static P2P: std::sync::OnceLock<crate::p2p::P2p> = std::sync::OnceLock::new();
+
+/// Gives the API the peer network, for /v1/peers and /v1/status.
+pub fn set_p2p(p2p: crate::p2p::P2p) {
+    let _ = P2P.set(p2p);
+}
+
 /// Worker threads run jobs, so each gets a roomy stack.
 const WORKER_STACK: usize = 4 << 20;
 /// Threads beyond the job slots keep /health and /v1/status answering while all slots are busy,
@@ -155,6 +162,11 @@ fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
             reply(req, 200, "application/json", "{\"status\":\"ok\"}".into(), &[])
         }
         (Method::Get, "/v1/status") => reply(req, 200, "application/json", status(service), &[]),
+        (Method::Get, "/v1/peers") => match P2P.get().map(|p| p.peers()) {
+            Some(Ok(list)) => reply(req, 200, "application/json", peers_json(&list), &[]),
+            Some(Err(e)) => error(req, 503, "p2p_unavailable", &e.to_string(), &[]),
+            None => error(req, 404, "p2p_disabled", "this node has not joined the peer network (phase node --p2p)", &[]),
+        },
         (Method::Get, "/metrics") => reply(
             req,
             200,
@@ -164,7 +176,7 @@ fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
         ),
         (Method::Post, "/v1/jobs") => post_job(service, req),
         (Method::Put, "/v1/modules") => put_module(service, req),
-        (_, "/health" | "/v1/status" | "/metrics" | "/v1/jobs" | "/v1/modules") => {
+        (_, "/health" | "/v1/status" | "/v1/peers" | "/metrics" | "/v1/jobs" | "/v1/modules") => {
             let m = req.method().to_string();
             error(req, 405, "method_not_allowed", &format!("{m} is not allowed on {path}"), &[])
         }
@@ -180,8 +192,15 @@ fn status(s: &NodeService) -> String {
             l.fuel, l.memory_bytes, l.output_bytes, l.deadline_ms
         )
     };
+    let p2p = match P2P.get() {
+        Some(p) => {
+            let addrs: Vec<String> = p.listen_addrs().unwrap_or_default().iter().map(|a| json_str(&a.to_string())).collect();
+            format!("{{\"peer_id\":\"{}\",\"listen\":[{}]}}", p.peer_id, addrs.join(","))
+        }
+        None => "null".into(),
+    };
     format!(
-        "{{\"version\":{},\"node_key\":\"{}\",\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
+        "{{\"version\":{},\"node_key\":\"{}\",\"p2p\":{p2p},\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
          \"max_concurrent\":{},\"max_module_bytes\":{},\"max_input_bytes\":{},\
          \"default_limits\":{},\"max_limits\":{}}}",
         json_str(env!("CARGO_PKG_VERSION")),
@@ -370,4 +389,24 @@ fn post_job(service: &NodeService, mut req: Request) {
         }
         Err(e) => service_error(req, e),
     }
+}
+
+fn peers_json(list: &[crate::p2p::PeerInfo]) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|p| {
+            let addrs: Vec<String> = p.addrs.iter().map(|a| json_str(&a.to_string())).collect();
+            format!(
+                "{{\"peer_id\":\"{}\",\"agent\":{},\"connected\":{},\"source\":\"{}\",\"seen_secs_ago\":{},\"rtt_ms\":{},\"addrs\":[{}]}}",
+                p.peer_id,
+                json_str(&p.agent),
+                p.connected,
+                p.source,
+                p.seen_secs_ago,
+                p.rtt_ms.map(|r| r.to_string()).unwrap_or_else(|| "null".into()),
+                addrs.join(",")
+            )
+        })
+        .collect();
+    format!("{{\"peers\":[{}]}}", items.join(","))
 }

@@ -117,6 +117,18 @@ struct NodeCmd {
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent)
     #[argh(option)]
     fault: Option<String>,
+    /// join the peer network, listening on this multiaddr (repeatable), e.g. /ip4/0.0.0.0/tcp/4001
+    #[argh(option)]
+    p2p: Vec<String>,
+    /// a bootstrap peer: multiaddr ending in /p2p/<peer id> (repeatable)
+    #[argh(option)]
+    bootstrap: Vec<String>,
+    /// discover peers on the LAN with mDNS
+    #[argh(switch)]
+    mdns: bool,
+    /// private network: the swarm key file (/key/swarm/psk/1.0.0/ format); only holders connect
+    #[argh(option)]
+    swarm_key: Option<PathBuf>,
 }
 
 #[derive(FromArgs)]
@@ -307,6 +319,14 @@ fn node(c: NodeCmd) -> i32 {
         Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
         Some(other) => return fail(format!("unknown --fault {other:?} (known: exit-after-job)")),
     }
+    if !c.p2p.is_empty() {
+        match start_p2p(&c, &service) {
+            Ok(p2p) => crate::api::set_p2p(p2p),
+            Err(e) => return fail(e),
+        }
+    } else if !c.bootstrap.is_empty() || c.mdns || c.swarm_key.is_some() {
+        return fail("--bootstrap, --mdns and --swarm-key need --p2p LISTEN_ADDR");
+    }
     let server = match HttpServer::start(service.clone(), &c.http) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -396,4 +416,28 @@ fn initramfs(c: InitramfsCmd) -> i32 {
         },
         Err(e) => fail(e),
     }
+}
+
+fn start_p2p(c: &NodeCmd, service: &NodeService) -> Result<crate::p2p::P2p, String> {
+    let parse = |what: &str, s: &String| -> Result<crate::p2p::Multiaddr, String> {
+        s.parse().map_err(|e| format!("{what} {s:?} is not a multiaddr: {e}"))
+    };
+    let listen = c.p2p.iter().map(|a| parse("--p2p", a)).collect::<Result<Vec<_>, _>>()?;
+    let bootstrap = c.bootstrap.iter().map(|a| parse("--bootstrap", a)).collect::<Result<Vec<_>, _>>()?;
+    let swarm_key = match &c.swarm_key {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("swarm key {}: {e}", p.display()))?),
+        None => None,
+    };
+    let cfg = service.config();
+    let agent = format!(
+        "phase/{} arch={} cores={} jobs={} fuel={} memory={}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cfg.max_concurrent,
+        cfg.max_limits.fuel,
+        cfg.max_limits.memory_bytes
+    );
+    let config = crate::p2p::P2pConfig { listen, bootstrap, mdns: c.mdns, swarm_key, agent };
+    crate::p2p::P2p::start(service.identity().seed(), config).map_err(|e| e.to_string())
 }

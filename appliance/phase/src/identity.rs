@@ -47,6 +47,11 @@ impl NodeIdentity {
         &self.key
     }
 
+    /// The Ed25519 seed: the libp2p key is derived from it, so the PeerId names this key.
+    pub fn seed(&self) -> [u8; 32] {
+        *self.key.sk.seed()
+    }
+
     pub fn public_key(&self) -> [u8; 32] {
         *self.key.pk
     }

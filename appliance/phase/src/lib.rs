@@ -9,6 +9,7 @@ pub mod identity;
 pub mod image;
 pub mod init;
 pub mod modules;
+pub mod p2p;
 pub mod service;
 pub mod sys;
 

@@ -62,6 +62,18 @@ impl Node {
         Node { child, addr }
     }
 
+    /// Starts a node that must refuse to start; returns its error output.
+    pub fn start_expect_failure(extra: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_phase"))
+            .args(["node", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn phase node");
+        assert!(!out.status.success(), "node started but should have refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
         http(self.addr, method, path, body)
     }

@@ -1,0 +1,104 @@
+//! The peer network (rust-libp2p 0.55 on smol, no tokio): TCP + Noise + Yamux, identify,
+//! ping, Kademlia on Phase's own protocol name (never the public IPFS DHT), mDNS on the LAN,
+//! and a pre-shared swarm key (pnet) for private networks. The libp2p key is the node's own
+//! Ed25519 identity, so the PeerId names the key that signs receipts.
+//!
+//! The swarm runs on its own thread; the rest of the node (sync code) talks to it through a
+//! command channel.
+
+mod swarm;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use libp2p::{Multiaddr, PeerId};
+
+/// Kademlia protocol name: Phase nodes form their own DHT.
+pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
+/// identify protocol version: peers speaking another one are not Phase nodes.
+pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
+
+#[derive(Debug, Clone, Default)]
+pub struct P2pConfig {
+    pub listen: Vec<Multiaddr>,
+    /// Multiaddrs ending in /p2p/<peer id>.
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    /// The swarm key of a private network: only holders can connect.
+    pub swarm_key: Option<String>,
+    /// Sent in identify's agent version: "phase/<version> <capabilities>".
+    pub agent: String,
+}
+
+#[derive(Debug)]
+pub enum P2pError {
+    Key(String),
+    SwarmKey(String),
+    Listen { addr: String, reason: String },
+    Bootstrap { addr: String, reason: String },
+    Mdns(String),
+    Stopped,
+}
+
+impl fmt::Display for P2pError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            P2pError::Key(e) => write!(f, "p2p identity: {e}"),
+            P2pError::SwarmKey(e) => write!(f, "swarm key: {e}"),
+            P2pError::Listen { addr, reason } => write!(f, "p2p listen on {addr}: {reason}"),
+            P2pError::Bootstrap { addr, reason } => write!(f, "bootstrap peer {addr}: {reason}"),
+            P2pError::Mdns(e) => write!(f, "mDNS: {e}"),
+            P2pError::Stopped => f.write_str("the p2p service has stopped"),
+        }
+    }
+}
+
+/// What this node knows about a peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    /// From identify; empty until the peer has identified itself.
+    pub agent: String,
+    pub connected: bool,
+    /// How we first learnt of it: mdns, dht, bootstrap or inbound.
+    pub source: &'static str,
+    pub seen_secs_ago: u64,
+    pub rtt_ms: Option<u64>,
+}
+
+/// A running peer network.
+pub struct P2p {
+    commands: smol::channel::Sender<swarm::Command>,
+    pub peer_id: PeerId,
+}
+
+impl P2p {
+    /// Starts the swarm with the node's Ed25519 seed as its key.
+    pub fn start(seed: [u8; 32], config: P2pConfig) -> Result<P2p, P2pError> {
+        let (commands, peer_id) = swarm::spawn(seed, config)?;
+        Ok(P2p { commands, peer_id })
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(smol::channel::Sender<T>) -> swarm::Command) -> Result<T, P2pError> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.commands.send_blocking(make(tx)).map_err(|_| P2pError::Stopped)?;
+        smol::block_on(async {
+            smol::future::or(async { rx.recv().await.ok() }, async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                None
+            })
+            .await
+        })
+        .ok_or(P2pError::Stopped)
+    }
+
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {
+        self.ask(swarm::Command::Peers)
+    }
+
+    /// The addresses this node listens on, each with /p2p/<peer id>.
+    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, P2pError> {
+        self.ask(swarm::Command::ListenAddrs)
+    }
+}

@@ -1,0 +1,260 @@
+//! The swarm thread: builds the transport and behaviours, then runs the event loop on smol.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, Transport};
+use libp2p::core::upgrade;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, kad, mdns, noise, ping, pnet, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+
+use super::{P2pConfig, P2pError, PeerInfo, KAD_PROTOCOL, PROTOCOL_VERSION};
+
+pub enum Command {
+    Peers(smol::channel::Sender<Vec<PeerInfo>>),
+    ListenAddrs(smol::channel::Sender<Vec<Multiaddr>>),
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    mdns: Toggle<mdns::async_io::Behaviour>,
+}
+
+struct Peer {
+    addrs: Vec<Multiaddr>,
+    agent: String,
+    connections: usize,
+    source: &'static str,
+    seen: Instant,
+    rtt: Option<Duration>,
+}
+
+/// TCP, then the private-network handshake if there is a swarm key, then Noise and Yamux.
+fn transport(key: &Keypair, psk: Option<pnet::PreSharedKey>) -> Result<Boxed<(PeerId, StreamMuxerBox)>, P2pError> {
+    let noise = noise::Config::new(key).map_err(|e| P2pError::Key(e.to_string()))?;
+    let tcp = tcp::async_io::Transport::new(tcp::Config::default().nodelay(true));
+    let timeout = Duration::from_secs(20);
+    Ok(match psk {
+        Some(psk) => tcp
+            .and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket))
+            .upgrade(upgrade::Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(timeout)
+            .boxed(),
+        None => tcp
+            .upgrade(upgrade::Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(timeout)
+            .boxed(),
+    })
+}
+
+pub fn spawn(seed: [u8; 32], config: P2pConfig) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
+    let mut seed_bytes = seed;
+    let key = Keypair::ed25519_from_bytes(&mut seed_bytes).map_err(|e| P2pError::Key(e.to_string()))?;
+    let peer_id = key.public().to_peer_id();
+    let psk = match &config.swarm_key {
+        Some(text) => Some(text.parse::<pnet::PreSharedKey>().map_err(|e| P2pError::SwarmKey(e.to_string()))?),
+        None => None,
+    };
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config.set_query_timeout(Duration::from_secs(10));
+    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+    // Nodes are reachable on the networks they join (LAN, loopback): serve the DHT.
+    kad.set_mode(Some(kad::Mode::Server));
+    let mdns = match config.mdns {
+        // Re-query every 5 s instead of every 5 min: a node whose first probes were missed
+        // (both sides starting at once) is found in seconds, for one small packet per node.
+        true => {
+            let cfg = mdns::Config { query_interval: Duration::from_secs(5), ..Default::default() };
+            Some(mdns::async_io::Behaviour::new(cfg, peer_id).map_err(|e| P2pError::Mdns(e.to_string()))?)
+        }
+        false => None,
+    };
+    let behaviour = Behaviour {
+        identify: identify::Behaviour::new(
+            identify::Config::new(PROTOCOL_VERSION.into(), key.public()).with_agent_version(config.agent.clone()),
+        ),
+        ping: ping::Behaviour::default(),
+        kad,
+        mdns: mdns.into(),
+    };
+    let swarm_config = libp2p::swarm::Config::with_executor(|f| {
+        smol::spawn(f).detach();
+    })
+    .with_idle_connection_timeout(Duration::from_secs(120));
+    let mut swarm = Swarm::new(transport(&key, psk)?, behaviour, peer_id, swarm_config);
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| P2pError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+    }
+    let mut peers: HashMap<PeerId, Peer> = HashMap::new();
+    for addr in &config.bootstrap {
+        let Some(Protocol::P2p(id)) = addr.iter().last() else {
+            return Err(P2pError::Bootstrap { addr: addr.to_string(), reason: "must end with /p2p/<peer id>".into() });
+        };
+        swarm.behaviour_mut().kad.add_address(&id, addr.clone());
+        peers.insert(id, Peer { addrs: vec![addr.clone()], agent: String::new(), connections: 0, source: "bootstrap", seen: Instant::now(), rtt: None });
+        if let Err(e) = swarm.dial(addr.clone()) {
+            log!("p2p: dial bootstrap {addr}: {e}");
+        }
+    }
+    let (tx, rx) = smol::channel::bounded::<Command>(64);
+    let bootstrap = !config.bootstrap.is_empty();
+    std::thread::Builder::new()
+        .name("p2p".into())
+        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap)))
+        .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
+    log!("p2p: peer id {peer_id}");
+    Ok((tx, peer_id))
+}
+
+async fn run(mut swarm: Swarm<Behaviour>, commands: smol::channel::Receiver<Command>, mut peers: HashMap<PeerId, Peer>, bootstrap: bool) {
+    // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
+    // routing table fills beyond the peers we were told about.
+    let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
+    loop {
+        let wake = next_bootstrap.saturating_duration_since(Instant::now());
+        let event = smol::future::or(
+            async { Some(Ev::Swarm(swarm.select_next_some().await)) },
+            smol::future::or(async { commands.recv().await.ok().map(Ev::Command) }, async {
+                smol::Timer::after(wake).await;
+                Some(Ev::Tick)
+            }),
+        )
+        .await;
+        match event {
+            None => return, // every sender is gone: the node is stopping
+            Some(Ev::Tick) => {
+                next_bootstrap = Instant::now() + Duration::from_secs(300);
+                if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+                    log!("p2p: dht bootstrap skipped: {e}");
+                }
+            }
+            Some(Ev::Command(Command::Peers(reply))) => {
+                let list = peers
+                    .iter()
+                    .map(|(id, p)| PeerInfo {
+                        peer_id: *id,
+                        addrs: p.addrs.clone(),
+                        agent: p.agent.clone(),
+                        connected: p.connections > 0,
+                        source: p.source,
+                        seen_secs_ago: p.seen.elapsed().as_secs(),
+                        rtt_ms: p.rtt.map(|d| d.as_millis() as u64),
+                    })
+                    .collect();
+                let _ = reply.try_send(list);
+            }
+            Some(Ev::Command(Command::ListenAddrs(reply))) => {
+                let me = *swarm.local_peer_id();
+                let addrs = swarm.listeners().map(|a| a.clone().with(Protocol::P2p(me))).collect();
+                let _ = reply.try_send(addrs);
+            }
+            Some(Ev::Swarm(event)) => handle(&mut swarm, &mut peers, event),
+        }
+    }
+}
+
+enum Ev {
+    Swarm(SwarmEvent<BehaviourEvent>),
+    Command(Command),
+    Tick,
+}
+
+fn entry<'a>(peers: &'a mut HashMap<PeerId, Peer>, id: PeerId, source: &'static str) -> &'a mut Peer {
+    peers.entry(id).or_insert_with(|| {
+        log!("p2p: discovered {id} via {source}");
+        Peer { addrs: vec![], agent: String::new(), connections: 0, source, seen: Instant::now(), rtt: None }
+    })
+}
+
+fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, event: SwarmEvent<BehaviourEvent>) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => log!("p2p: listening on {address}/p2p/{}", swarm.local_peer_id()),
+        SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            let p = entry(peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });
+            p.connections += 1;
+            p.seen = Instant::now();
+            if p.connections == 1 {
+                log!("p2p: connected {peer_id} at {}", endpoint.get_remote_address());
+            }
+        }
+        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            if let Some(p) = peers.get_mut(&peer_id) {
+                p.connections = p.connections.saturating_sub(1);
+                if p.connections == 0 {
+                    log!("p2p: lost {peer_id}{}", cause.map(|c| format!(" ({c})")).unwrap_or_default());
+                }
+            }
+        }
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            log!("p2p: dial {} failed: {error}", peer_id.map(|p| p.to_string()).unwrap_or_else(|| "?".into()));
+        }
+        SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            log!("p2p: inbound connection from {send_back_addr} failed: {error}");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            if info.protocol_version != PROTOCOL_VERSION {
+                log!("p2p: {peer_id} speaks {:?}, not {PROTOCOL_VERSION}; disconnecting", info.protocol_version);
+                let _ = swarm.disconnect_peer_id(peer_id);
+                return;
+            }
+            for addr in &info.listen_addrs {
+                swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+            }
+            let p = entry(peers, peer_id, "inbound");
+            p.agent = info.agent_version;
+            p.addrs = info.listen_addrs;
+            p.seen = Instant::now();
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+            if let Some(p) = peers.get_mut(&peer) {
+                p.rtt = Some(rtt);
+                p.seen = Instant::now();
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+            for (id, addr) in list {
+                let p = entry(peers, id, "mdns");
+                if !p.addrs.contains(&addr) {
+                    p.addrs.push(addr.clone());
+                }
+                swarm.behaviour_mut().kad.add_address(&id, addr.clone());
+                if p.connections == 0 {
+                    let _ = swarm.dial(addr);
+                }
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })) => {
+            let p = entry(peers, peer, "dht");
+            for a in addresses.iter() {
+                if !p.addrs.contains(a) {
+                    p.addrs.push(a.clone());
+                }
+            }
+            // Know a peer, talk to it: a connection brings identify and ping.
+            if p.connections == 0 {
+                let _ = swarm.dial(peer);
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            result: kad::QueryResult::Bootstrap(Ok(kad::BootstrapOk { num_remaining: 0, .. })),
+            ..
+        })) => {
+            log!("p2p: dht bootstrap done, {} peers in the routing table", swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>());
+        }
+        _ => {}
+    }
+}

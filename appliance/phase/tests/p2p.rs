@@ -1,0 +1,172 @@
+//! The peer network between real `phase node` processes on loopback (and, for mDNS, in two
+//! network namespaces joined by a veth pair, so no multicast leaves the machine).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn status(node: &Node) -> String {
+    node.request("GET", "/v1/status", b"").text()
+}
+
+fn p2p_field(node: &Node, field: &str) -> miniserde::json::Value {
+    match json_field(&status(node), "p2p") {
+        miniserde::json::Value::Object(m) => m.get(field).cloned().expect(field),
+        other => panic!("no p2p in status: {}", miniserde::json::to_string(&other)),
+    }
+}
+
+fn peer_id(node: &Node) -> String {
+    match p2p_field(node, "peer_id") {
+        miniserde::json::Value::String(s) => s,
+        _ => panic!("peer_id"),
+    }
+}
+
+fn listen_addr(node: &Node) -> String {
+    match p2p_field(node, "listen") {
+        miniserde::json::Value::Array(a) => match a.first() {
+            Some(miniserde::json::Value::String(s)) => s.clone(),
+            _ => panic!("no listen address"),
+        },
+        _ => panic!("listen"),
+    }
+}
+
+/// Waits until `node` lists `peer` as connected.
+fn wait_connected(node: &Node, peer: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let text = node.request("GET", "/v1/peers", b"").text();
+        if text.split("{\"peer_id\"").any(|p| p.contains(peer) && p.contains("\"connected\":true")) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+const LOOPBACK: &[&str] = &["--p2p", "/ip4/127.0.0.1/tcp/0"];
+
+#[test]
+fn a_node_finds_peers_it_was_not_told_about_through_one_bootstrap_peer() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    let c = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    assert!(wait_connected(&a, &peer_id(&b), Duration::from_secs(10)), "b -> a");
+    // c was only told about a: it must learn b from the DHT.
+    assert!(wait_connected(&c, &peer_id(&b), Duration::from_secs(20)), "c never found b: {}", c.request("GET", "/v1/peers", b"").text());
+    let peers = a.request("GET", "/v1/peers", b"").text();
+    assert!(peers.contains("\"agent\":\"phase/"), "identify carries the agent: {peers}");
+}
+
+#[test]
+fn the_peer_id_is_derived_from_the_key_that_signs_receipts() {
+    let a = Node::start(LOOPBACK);
+    let key = phase_core::encoding::hex_decode_array::<32>(&json_string(&status(&a), "node_key")).unwrap();
+    let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(&key).unwrap();
+    let derived = libp2p::identity::PublicKey::from(ed).to_peer_id();
+    assert_eq!(derived.to_string(), peer_id(&a));
+}
+
+#[test]
+fn without_the_swarm_key_a_node_cannot_join_a_private_network() {
+    let dir = std::env::temp_dir().join(format!("phase-psk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = |name: &str, byte: u8| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", format!("{byte:02x}").repeat(32))).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (k1, k2) = (key("k1", 0x11), key("k2", 0x22));
+    let a = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--swarm-key", &k1]);
+    let boot = listen_addr(&a);
+    let member = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--swarm-key", &k1, "--bootstrap", &boot]);
+    let outsider = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--swarm-key", &k2, "--bootstrap", &boot]);
+    let public = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    assert!(wait_connected(&a, &peer_id(&member), Duration::from_secs(10)), "a key holder joins");
+    assert!(!wait_connected(&a, &peer_id(&outsider), Duration::from_secs(3)), "another key must not connect");
+    assert!(!wait_connected(&a, &peer_id(&public), Duration::from_secs(1)), "no key must not connect");
+    assert!(!wait_connected(&outsider, &peer_id(&a), Duration::from_secs(1)));
+    let bad = Node::start_expect_failure(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--swarm-key", "/nonexistent/key"]);
+    assert!(bad.contains("swarm key /nonexistent/key"), "{bad}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn p2p_flags_are_checked() {
+    let e = Node::start_expect_failure(&["--bootstrap", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(e.contains("need --p2p"), "{e}");
+    let e = Node::start_expect_failure(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(e.contains("must end with /p2p/<peer id>"), "{e}");
+    let e = Node::start_expect_failure(&["--p2p", "not-an-address"]);
+    assert!(e.contains("is not a multiaddr"), "{e}");
+    let plain = Node::start(&[]);
+    assert_eq!(plain.request("GET", "/v1/peers", b"").status, 404);
+}
+
+/// Two hosts in network namespaces of their own, joined by a veth pair: mDNS finds the peer
+/// with no configuration and nothing leaves the machine.
+#[test]
+fn mdns_finds_a_peer_on_the_lan_with_no_configuration() {
+    if !nix_root() {
+        panic!("the mDNS test needs root (ip netns); CI runs as root");
+    }
+    let tag = format!("ph{}", std::process::id() % 100000);
+    let (ns1, ns2) = (format!("{tag}a"), format!("{tag}b"));
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "{cmd}");
+    };
+    let cleanup = || {
+        let _ = std::process::Command::new("sh").arg("-c").arg(format!("ip netns del {ns1}; ip netns del {ns2}")).status();
+    };
+    cleanup();
+    sh(&format!("ip netns add {ns1} && ip netns add {ns2}"));
+    sh(&format!("ip link add {tag}x netns {ns1} type veth peer name {tag}y netns {ns2}"));
+    for (ns, dev, ip) in [(&ns1, format!("{tag}x"), "10.213.0.1/24"), (&ns2, format!("{tag}y"), "10.213.0.2/24")] {
+        sh(&format!("ip -n {ns} link set lo up && ip -n {ns} addr add {ip} dev {dev} && ip -n {ns} link set {dev} up"));
+    }
+    let logs = [&ns1, &ns2].map(|ns| std::env::temp_dir().join(format!("{ns}.log")));
+    let mut children: Vec<std::process::Child> = [&ns1, &ns2]
+        .iter()
+        .zip(&logs)
+        .map(|(ns, log)| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_phase"), "node", "--http", "127.0.0.1:0", "--p2p", "/ip4/0.0.0.0/tcp/0", "--mdns"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Neither node was told of the other, so any connection came from mDNS. Which side's mDNS
+    // answer arrives first is a race: the other side may meet the peer as an inbound
+    // connection first, so "via mdns" is required of at least one side.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let read = |log: &std::path::PathBuf| std::fs::read_to_string(log).unwrap_or_default();
+    let done = || {
+        let t = [read(&logs[0]), read(&logs[1])];
+        t.iter().all(|t| t.contains("p2p: connected")) && t.iter().any(|t| t.contains("via mdns"))
+    };
+    while Instant::now() < deadline && !done() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let both = done();
+    let texts: Vec<String> = logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect();
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    cleanup();
+    assert!(both, "mDNS discovery failed:\n--- a ---\n{}\n--- b ---\n{}", texts[0], texts[1]);
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}

@@ -120,8 +120,14 @@ fn error(req: Request, status: u16, code: &str, message: &str, extra: &[(&str, S
     reply(req, status, "application/json", body, extra);
 }
 
-fn service_error(req: Request, e: ServiceError) {
-    let status = match &e {
+/// An error answer with its status, as peers receive it over the job protocol.
+pub fn error_body(status: u16, code: &str, message: &str) -> String {
+    format!("{{\"status\":{status},\"error\":{},\"message\":{}}}", json_str(code), json_str(message))
+}
+
+/// The HTTP status of a service error (docs/api.md).
+pub fn status_of(e: &ServiceError) -> u16 {
+    match e {
         ServiceError::InvalidRequest(_) => 400,
         ServiceError::ModuleNotFound(_) => 404,
         ServiceError::Module(crate::engine::ModuleError::TooLarge { .. }) => 413,
@@ -130,7 +136,11 @@ fn service_error(req: Request, e: ServiceError) {
         ServiceError::IdempotencyConflict(_) => 409,
         ServiceError::Busy { .. } => 429,
         ServiceError::Storage(_) => 507,
-    };
+    }
+}
+
+fn service_error(req: Request, e: ServiceError) {
+    let status = status_of(&e);
     let extra: Vec<(&str, String)> = match e {
         ServiceError::Busy { .. } => vec![("Retry-After", "1".into())],
         _ => vec![],
@@ -283,6 +293,7 @@ struct JobWire {
     env: Option<Vec<String>>,
     limits: Option<LimitsWire>,
     idempotency_key: Option<String>,
+    placement: Option<String>,
 }
 
 /// Parses a job request body; the error is a one-line reason for a 400.
@@ -293,8 +304,8 @@ pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
     let json::Value::Object(top) = &value else {
         return Err("body must be a JSON object".into());
     };
-    const FIELDS: [&str; 7] =
-        ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key"];
+    const FIELDS: [&str; 8] =
+        ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement"];
     const LIMITS: [&str; 4] = ["fuel", "memory_bytes", "output_bytes", "deadline_ms"];
     if let Some(k) = top.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!("unknown field {k:?}"));
@@ -338,6 +349,7 @@ pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
         env: w.env.unwrap_or_default(),
         limits,
         idempotency_key: w.idempotency_key,
+        placement: w.placement,
     })
 }
 
@@ -379,6 +391,20 @@ fn post_job(service: &NodeService, mut req: Request) {
             return error(req, 400, "invalid_request", &msg, &[]);
         }
     };
+    let placement = match job.placement.as_deref().map(crate::remote::Placement::parse) {
+        None => crate::remote::Placement::Local,
+        Some(Ok(p)) => p,
+        Some(Err(msg)) => return error(req, 400, "invalid_request", &msg, &[]),
+    };
+    if placement != crate::remote::Placement::Local {
+        let Some(p2p) = P2P.get() else {
+            return error(req, 422, "p2p_disabled", "placement needs the peer network (phase node --p2p)", &[]);
+        };
+        return match crate::remote::place(service, p2p, job, placement) {
+            Ok(answer) => reply(req, 200, "application/json", answer, &[]),
+            Err((status, code, msg)) => error(req, status, code, &msg, &[]),
+        };
+    }
     match service.submit(job) {
         Ok(done) => {
             reply(req, 200, "application/json", job_json(&done), &[]);

@@ -418,7 +418,7 @@ fn initramfs(c: InitramfsCmd) -> i32 {
     }
 }
 
-fn start_p2p(c: &NodeCmd, service: &NodeService) -> Result<crate::p2p::P2p, String> {
+fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p, String> {
     let parse = |what: &str, s: &String| -> Result<crate::p2p::Multiaddr, String> {
         s.parse().map_err(|e| format!("{what} {s:?} is not a multiaddr: {e}"))
     };
@@ -439,5 +439,7 @@ fn start_p2p(c: &NodeCmd, service: &NodeService) -> Result<crate::p2p::P2p, Stri
         cfg.max_limits.memory_bytes
     );
     let config = crate::p2p::P2pConfig { listen, bootstrap, mdns: c.mdns, swarm_key, agent };
-    crate::p2p::P2p::start(service.identity().seed(), config).map_err(|e| e.to_string())
+    let executor = service.clone();
+    let handler: crate::p2p::JobHandler = Arc::new(move |body| crate::remote::serve_peer_job(&executor, body));
+    crate::p2p::P2p::start(service.identity().seed(), config, handler).map_err(|e| e.to_string())
 }

@@ -10,6 +10,7 @@ pub mod image;
 pub mod init;
 pub mod modules;
 pub mod p2p;
+pub mod remote;
 pub mod service;
 pub mod sys;
 

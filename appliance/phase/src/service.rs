@@ -63,6 +63,8 @@ pub struct JobRequest {
     pub env: Vec<String>,
     pub limits: RequestedLimits,
     pub idempotency_key: Option<String>,
+    /// `local`, `remote` or a peer id (remote.rs); None = here.
+    pub placement: Option<String>,
 }
 
 /// A job that ran: what it was, what happened, and the signed receipt.
@@ -235,6 +237,11 @@ impl NodeService {
     }
     pub fn cached_modules(&self) -> usize {
         self.modules.len()
+    }
+
+    /// The bytes of a module this node holds (uploaded or sent inline earlier).
+    pub fn module_bytes(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        self.modules.get(d)
     }
 
     /// Validates and stores a module so jobs can name it by hash. Returns (hash, newly stored).

@@ -170,3 +170,111 @@ fn nix_root() -> bool {
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
+
+fn job(module: &[u8], input: &[u8], extra: &str) -> Vec<u8> {
+    use phase_core::encoding::base64_encode;
+    format!("{{\"module\":\"{}\",\"input\":\"{}\"{extra}}}", base64_encode(module), base64_encode(input)).into_bytes()
+}
+
+fn metric(node: &Node, prefix: &str) -> u64 {
+    let text = node.request("GET", "/metrics", b"").text();
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A and B, connected.
+fn pair() -> (Node, Node) {
+    let a = Node::start(LOOPBACK);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &listen_addr(&a)]);
+    assert!(wait_connected(&a, &peer_id(&b), Duration::from_secs(10)));
+    (a, b)
+}
+
+#[test]
+fn a_job_sent_to_a_runs_on_b_and_a_returns_bs_receipt() {
+    let (a, b) = pair();
+    let hello = guest("hello");
+    for placement in ["remote".to_string(), peer_id(&b)] {
+        let r = a.request("POST", "/v1/jobs", &job(&hello, b"Hello, World", &format!(",\"placement\":\"{placement}\"")));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        assert_eq!(json_string(&text, "executor"), peer_id(&b));
+        let out = phase_core::encoding::base64_decode(&json_string(&text, "stdout")).unwrap();
+        assert_eq!(out, b"dlroW ,olleH");
+        let receipt = phase_core::receipt::Receipt::from_json(&receipt_of(&text)).unwrap();
+        receipt.verify_signature().unwrap();
+        assert_eq!(phase_core::encoding::hex_encode(&receipt.node_key), json_string(&status(&b), "node_key"));
+        assert_eq!(phase::remote::peer_of_key(&receipt.node_key).unwrap().to_string(), peer_id(&b));
+    }
+    assert_eq!(metric(&a, "phase_jobs_total{outcome=\"exited\"}"), 0, "nothing ran on a");
+    assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 2);
+}
+
+#[test]
+fn a_module_travels_to_a_peer_once() {
+    let (a, b) = pair();
+    let module = guest("sha256sum");
+    let place = format!(",\"placement\":\"{}\"", peer_id(&b));
+    for input in [&b"one"[..], b"two", b"three"] {
+        let r = a.request("POST", "/v1/jobs", &job(&module, input, &place));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // The first job was offered by hash, refused with module_not_found, then sent whole;
+    // the next two found the module cached on b.
+    assert_eq!(metric(&b, "phase_jobs_rejected_total{reason=\"invalid\"}"), 1);
+    assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 3);
+}
+
+#[test]
+fn a_remote_trap_is_the_answer_and_placement_errors_are_named() {
+    let (a, b) = pair();
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hostile-loop"), b"", &format!(",\"placement\":\"{}\",\"limits\":{{\"fuel\":1000000}}", peer_id(&b))));
+    assert_eq!((r.status, json_string(&r.text(), "trap")), (200, "out_of_fuel".to_string()));
+    assert_eq!(metric(&b, "phase_jobs_total{outcome=\"trapped\"}"), 1, "a job error is never retried");
+    let bad = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"placement\":\"mars\""));
+    assert_eq!(bad.status, 400);
+    let unknown = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"placement\":\"12D3KooWPFVtLAsA3aEb9G3Vo9kKdkhDsbKJuN27YZ2zCaQgUCbg\""));
+    assert_eq!((unknown.status, json_string(&unknown.text(), "error")), (502, "peer_unreachable".to_string()), "{}", unknown.text());
+    let invalid = a.request("POST", "/v1/jobs", &job(b"\0asm\x01\0\0\0\x05", b"", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!((invalid.status, json_string(&invalid.text(), "error")), (422, "invalid_module".to_string()));
+    let lonely = Node::start(LOOPBACK);
+    let none = lonely.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"placement\":\"remote\""));
+    assert_eq!((none.status, json_string(&none.text(), "error")), (503, "no_peer".to_string()));
+    let plain = Node::start(&[]);
+    assert_eq!(plain.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"placement\":\"remote\"")).status, 422);
+}
+
+#[test]
+fn when_the_executor_dies_mid_job_the_job_completes_on_another_peer_once() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let mut b = Some(Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]));
+    let mut c = Some(Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]));
+    for n in [&b, &c] {
+        assert!(wait_connected(&a, &peer_id(n.as_ref().unwrap()), Duration::from_secs(10)));
+    }
+    let (pb, pc) = (peer_id(b.as_ref().unwrap()), peer_id(c.as_ref().unwrap()));
+    let addr = a.addr;
+    let body = job(&guest("hostile-loop"), b"", ",\"placement\":\"remote\",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":1500}");
+    let pending = std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &body));
+    // Kill whichever peer took the job, once it is running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let killed = loop {
+        if metric(b.as_ref().unwrap(), "phase_jobs_in_flight") == 1 {
+            b.take();
+            break pb.clone();
+        }
+        if metric(c.as_ref().unwrap(), "phase_jobs_in_flight") == 1 {
+            c.take();
+            break pc.clone();
+        }
+        assert!(Instant::now() < deadline, "no peer took the job");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let r = pending.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let survivor = if killed == pb { &pc } else { &pb };
+    assert_eq!(&json_string(&r.text(), "executor"), survivor, "completed on the other peer");
+    assert_eq!(json_string(&r.text(), "trap"), "deadline");
+    let alive = b.as_ref().or(c.as_ref()).unwrap();
+    assert_eq!(metric(alive, "phase_jobs_total{outcome=\"trapped\"}"), 1, "ran once on the survivor");
+}

@@ -6,9 +6,11 @@
 //! The swarm runs on its own thread; the rest of the node (sync code) talks to it through a
 //! command channel.
 
+mod jobs;
 mod swarm;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use libp2p::{Multiaddr, PeerId};
@@ -17,6 +19,9 @@ pub use libp2p::{Multiaddr, PeerId};
 pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
 /// identify protocol version: peers speaking another one are not Phase nodes.
 pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
+
+/// Runs a job another peer sent: the `POST /v1/jobs` body in, the answer JSON out.
+pub type JobHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 
 #[derive(Debug, Clone, Default)]
 pub struct P2pConfig {
@@ -37,6 +42,8 @@ pub enum P2pError {
     Listen { addr: String, reason: String },
     Bootstrap { addr: String, reason: String },
     Mdns(String),
+    /// A job sent to a peer failed in transit (not a job error: those come back as answers).
+    Remote { peer: PeerId, reason: String },
     Stopped,
 }
 
@@ -48,6 +55,7 @@ impl fmt::Display for P2pError {
             P2pError::Listen { addr, reason } => write!(f, "p2p listen on {addr}: {reason}"),
             P2pError::Bootstrap { addr, reason } => write!(f, "bootstrap peer {addr}: {reason}"),
             P2pError::Mdns(e) => write!(f, "mDNS: {e}"),
+            P2pError::Remote { peer, reason } => write!(f, "job to peer {peer}: {reason}"),
             P2pError::Stopped => f.write_str("the p2p service has stopped"),
         }
     }
@@ -74,18 +82,19 @@ pub struct P2p {
 }
 
 impl P2p {
-    /// Starts the swarm with the node's Ed25519 seed as its key.
-    pub fn start(seed: [u8; 32], config: P2pConfig) -> Result<P2p, P2pError> {
-        let (commands, peer_id) = swarm::spawn(seed, config)?;
+    /// Starts the swarm with the node's Ed25519 seed as its key; `handler` runs the jobs
+    /// other peers send.
+    pub fn start(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<P2p, P2pError> {
+        let (commands, peer_id) = swarm::spawn(seed, config, handler)?;
         Ok(P2p { commands, peer_id })
     }
 
-    fn ask<T>(&self, make: impl FnOnce(smol::channel::Sender<T>) -> swarm::Command) -> Result<T, P2pError> {
+    fn ask<T>(&self, wait: Duration, make: impl FnOnce(smol::channel::Sender<T>) -> swarm::Command) -> Result<T, P2pError> {
         let (tx, rx) = smol::channel::bounded(1);
         self.commands.send_blocking(make(tx)).map_err(|_| P2pError::Stopped)?;
         smol::block_on(async {
             smol::future::or(async { rx.recv().await.ok() }, async {
-                smol::Timer::after(Duration::from_secs(5)).await;
+                smol::Timer::after(wait).await;
                 None
             })
             .await
@@ -93,12 +102,18 @@ impl P2p {
         .ok_or(P2pError::Stopped)
     }
 
+    /// Sends a job (a `POST /v1/jobs` body) to `peer` and waits for its answer JSON.
+    pub fn run_job(&self, peer: PeerId, body: Vec<u8>) -> Result<Vec<u8>, P2pError> {
+        self.ask(Duration::from_secs(320), |reply| swarm::Command::RunJob { peer, body, reply })?
+            .map_err(|reason| P2pError::Remote { peer, reason })
+    }
+
     pub fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {
-        self.ask(swarm::Command::Peers)
+        self.ask(Duration::from_secs(5), swarm::Command::Peers)
     }
 
     /// The addresses this node listens on, each with /p2p/<peer id>.
     pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, P2pError> {
-        self.ask(swarm::Command::ListenAddrs)
+        self.ask(Duration::from_secs(5), swarm::Command::ListenAddrs)
     }
 }

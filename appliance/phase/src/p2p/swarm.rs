@@ -11,13 +11,19 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::{identify, kad, mdns, noise, ping, pnet, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
-use super::{P2pConfig, P2pError, PeerInfo, KAD_PROTOCOL, PROTOCOL_VERSION};
+use super::jobs::{JobCodec, PROTOCOL as JOB_PROTOCOL};
+use super::{JobHandler, P2pConfig, P2pError, PeerInfo, KAD_PROTOCOL, PROTOCOL_VERSION};
+
+/// A job may run for its whole deadline (300 s at most) before its answer is due.
+const JOB_TIMEOUT: Duration = Duration::from_secs(310);
 
 pub enum Command {
     Peers(smol::channel::Sender<Vec<PeerInfo>>),
     ListenAddrs(smol::channel::Sender<Vec<Multiaddr>>),
+    RunJob { peer: PeerId, body: Vec<u8>, reply: smol::channel::Sender<Result<Vec<u8>, String>> },
 }
 
 #[derive(NetworkBehaviour)]
@@ -26,6 +32,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::async_io::Behaviour>,
+    jobs: request_response::Behaviour<JobCodec>,
 }
 
 struct Peer {
@@ -59,7 +66,7 @@ fn transport(key: &Keypair, psk: Option<pnet::PreSharedKey>) -> Result<Boxed<(Pe
     })
 }
 
-pub fn spawn(seed: [u8; 32], config: P2pConfig) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
+pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
     let mut seed_bytes = seed;
     let key = Keypair::ed25519_from_bytes(&mut seed_bytes).map_err(|e| P2pError::Key(e.to_string()))?;
     let peer_id = key.public().to_peer_id();
@@ -88,6 +95,10 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig) -> Result<(smol::channel::Sender
         ping: ping::Behaviour::default(),
         kad,
         mdns: mdns.into(),
+        jobs: request_response::Behaviour::new(
+            [(JOB_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(JOB_TIMEOUT),
+        ),
     };
     let swarm_config = libp2p::swarm::Config::with_executor(|f| {
         smol::spawn(f).detach();
@@ -114,13 +125,29 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig) -> Result<(smol::channel::Sender
     let bootstrap = !config.bootstrap.is_empty();
     std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap)))
+        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap, handler)))
         .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
     log!("p2p: peer id {peer_id}");
     Ok((tx, peer_id))
 }
 
-async fn run(mut swarm: Swarm<Behaviour>, commands: smol::channel::Receiver<Command>, mut peers: HashMap<PeerId, Peer>, bootstrap: bool) {
+/// Jobs in flight: ours on other peers, and other peers' on our node.
+struct Jobs {
+    handler: JobHandler,
+    outbound: HashMap<OutboundRequestId, smol::channel::Sender<Result<Vec<u8>, String>>>,
+    /// Answers of inbound jobs, computed off the swarm thread, to send from it.
+    done_tx: smol::channel::Sender<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    commands: smol::channel::Receiver<Command>,
+    mut peers: HashMap<PeerId, Peer>,
+    bootstrap: bool,
+    handler: JobHandler,
+) {
+    let (done_tx, done_rx) = smol::channel::unbounded();
+    let mut jobs = Jobs { handler, outbound: HashMap::new(), done_tx };
     // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
     // routing table fills beyond the peers we were told about.
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
@@ -128,10 +155,13 @@ async fn run(mut swarm: Swarm<Behaviour>, commands: smol::channel::Receiver<Comm
         let wake = next_bootstrap.saturating_duration_since(Instant::now());
         let event = smol::future::or(
             async { Some(Ev::Swarm(swarm.select_next_some().await)) },
-            smol::future::or(async { commands.recv().await.ok().map(Ev::Command) }, async {
-                smol::Timer::after(wake).await;
-                Some(Ev::Tick)
-            }),
+            smol::future::or(
+                async { commands.recv().await.ok().map(Ev::Command) },
+                smol::future::or(async { done_rx.recv().await.ok().map(|(c, a)| Ev::Done(c, a)) }, async {
+                    smol::Timer::after(wake).await;
+                    Some(Ev::Tick)
+                }),
+            ),
         )
         .await;
         match event {
@@ -162,7 +192,16 @@ async fn run(mut swarm: Swarm<Behaviour>, commands: smol::channel::Receiver<Comm
                 let addrs = swarm.listeners().map(|a| a.clone().with(Protocol::P2p(me))).collect();
                 let _ = reply.try_send(addrs);
             }
-            Some(Ev::Swarm(event)) => handle(&mut swarm, &mut peers, event),
+            Some(Ev::Command(Command::RunJob { peer, body, reply })) => {
+                let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
+                jobs.outbound.insert(id, reply);
+            }
+            Some(Ev::Done(channel, answer)) => {
+                if swarm.behaviour_mut().jobs.send_response(channel, answer).is_err() {
+                    log!("p2p: a job's requester left before its answer");
+                }
+            }
+            Some(Ev::Swarm(event)) => handle(&mut swarm, &mut peers, &mut jobs, event),
         }
     }
 }
@@ -170,6 +209,7 @@ async fn run(mut swarm: Swarm<Behaviour>, commands: smol::channel::Receiver<Comm
 enum Ev {
     Swarm(SwarmEvent<BehaviourEvent>),
     Command(Command),
+    Done(ResponseChannel<Vec<u8>>, Vec<u8>),
     Tick,
 }
 
@@ -180,8 +220,33 @@ fn entry<'a>(peers: &'a mut HashMap<PeerId, Peer>, id: PeerId, source: &'static 
     })
 }
 
-fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, event: SwarmEvent<BehaviourEvent>) {
+fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs: &mut Jobs, event: SwarmEvent<BehaviourEvent>) {
+    use request_response::{Event as Rr, Message};
     match event {
+        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
+            // Run the job off the swarm thread; its answer comes back through `done`.
+            let (handler, done) = (jobs.handler.clone(), jobs.done_tx.clone());
+            log!("p2p: job request from {peer} ({} bytes)", request.len());
+            smol::spawn(async move {
+                let answer = smol::unblock(move || handler(request)).await;
+                let _ = done.send((channel, answer)).await;
+            })
+            .detach();
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { message: Message::Response { request_id, response }, .. })) => {
+            if let Some(reply) = jobs.outbound.remove(&request_id) {
+                let _ = reply.try_send(Ok(response));
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::OutboundFailure { peer, request_id, error, .. })) => {
+            log!("p2p: job to {peer} failed: {error}");
+            if let Some(reply) = jobs.outbound.remove(&request_id) {
+                let _ = reply.try_send(Err(error.to_string()));
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::InboundFailure { peer, error, .. })) => {
+            log!("p2p: job request from {peer} failed: {error}");
+        }
         SwarmEvent::NewListenAddr { address, .. } => log!("p2p: listening on {address}/p2p/{}", swarm.local_peer_id()),
         SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
             let p = entry(peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });

@@ -1,0 +1,60 @@
+//! The job protocol between nodes (`/phase/job/1.0.0`): one request-response exchange per job.
+//! Both directions carry the JSON of the HTTP API (docs/api.md): the request is a
+//! `POST /v1/jobs` body, the answer the job answer or `{"status","error","message"}`. Frames
+//! are a u32 big-endian length and the bytes, under caps, so a hostile peer cannot make us
+//! buffer more than a job may legitimately need.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/phase/job/1.0.0");
+/// A module (64 MiB hard max) and an input (64 MiB) in base64, plus JSON around them.
+pub const MAX_REQUEST: usize = 180 << 20;
+/// Output (16 MiB hard max) in base64 twice over (stdout/stderr), the receipt and JSON.
+pub const MAX_RESPONSE: usize = 24 << 20;
+
+#[derive(Clone, Default)]
+pub struct JobCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > cap {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is above the cap of {cap}")));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8], cap: usize) -> io::Result<()> {
+    if data.len() > cap {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("frame of {} bytes is above the cap of {cap}", data.len())));
+    }
+    io.write_all(&(data.len() as u32).to_be_bytes()).await?;
+    io.write_all(data).await?;
+    io.close().await
+}
+
+#[async_trait::async_trait]
+impl libp2p::request_response::Codec for JobCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+        read_frame(io, MAX_REQUEST).await
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+        read_frame(io, MAX_RESPONSE).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()> {
+        write_frame(io, &req, MAX_REQUEST).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()> {
+        write_frame(io, &res, MAX_RESPONSE).await
+    }
+}

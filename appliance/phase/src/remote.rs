@@ -1,0 +1,202 @@
+//! Placement: a job sent to this node with `placement` runs on a peer (docs/api.md). The
+//! executor's answer and its signed receipt come back unchanged; this node only checks that the
+//! receipt is the executor's (signed by the key its PeerId names) and is for what was sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use miniserde::json::{self, Value};
+use phase_core::encoding::{base64_encode, hex_encode};
+use phase_core::receipt::Receipt;
+use phase_core::sha256;
+
+use crate::api::{error_body, job_json, parse_job, status_of};
+use crate::p2p::{P2p, PeerId};
+use crate::service::{JobRequest, ModuleSource, NodeService};
+
+/// Where a job should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Local,
+    /// Any connected Phase peer, lowest round-trip time first.
+    Remote,
+    Peer(PeerId),
+}
+
+impl Placement {
+    pub fn parse(text: &str) -> Result<Placement, String> {
+        match text {
+            "local" => Ok(Placement::Local),
+            "remote" => Ok(Placement::Remote),
+            id => id
+                .parse()
+                .map(Placement::Peer)
+                .map_err(|_| format!("placement {id:?} is not local, remote or a peer id")),
+        }
+    }
+}
+
+/// Attempts across peers for one job (transport errors and busy or failing peers).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Why a job could not be placed: (HTTP status, error code, message).
+pub type PlaceError = (u16, &'static str, String);
+
+/// Runs a job a peer sent us, as if it came to our API, but always here: a forwarded job is
+/// never forwarded again.
+pub fn serve_peer_job(service: &NodeService, body: Vec<u8>) -> Vec<u8> {
+    let answer = match parse_job(&body) {
+        Ok(mut req) => {
+            req.placement = None;
+            match service.submit(req) {
+                Ok(done) => job_json(&done),
+                Err(e) => error_body(status_of(&e), e.code(), &e.to_string()),
+            }
+        }
+        Err(msg) => error_body(400, "invalid_request", &msg),
+    };
+    answer.into_bytes()
+}
+
+/// The JSON body for the executor: the module by hash (modules travel once) or inline.
+fn wire_body(req: &JobRequest, inline: Option<&[u8]>, module_sha256: &[u8; 32]) -> Vec<u8> {
+    let s = |v: &str| json::to_string(&v.to_string());
+    let list = |l: &[String]| format!("[{}]", l.iter().map(|x| s(x)).collect::<Vec<_>>().join(","));
+    let mut fields = vec![match inline {
+        Some(bytes) => format!("\"module\":\"{}\"", base64_encode(bytes)),
+        None => format!("\"module_sha256\":\"{}\"", hex_encode(module_sha256)),
+    }];
+    fields.push(format!("\"input\":\"{}\"", base64_encode(&req.input)));
+    fields.push(format!("\"args\":{}", list(&req.args)));
+    fields.push(format!("\"env\":{}", list(&req.env)));
+    let l = &req.limits;
+    let limits: Vec<String> = [("fuel", l.fuel), ("memory_bytes", l.memory_bytes), ("output_bytes", l.output_bytes), ("deadline_ms", l.deadline_ms)]
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("\"{k}\":{v}")))
+        .collect();
+    fields.push(format!("\"limits\":{{{}}}", limits.join(",")));
+    if let Some(k) = &req.idempotency_key {
+        fields.push(format!("\"idempotency_key\":{}", s(k)));
+    }
+    format!("{{{}}}", fields.join(",")).into_bytes()
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m.get(name),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<&str> {
+    match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The PeerId an Ed25519 node key derives to.
+pub fn peer_of_key(key: &[u8; 32]) -> Option<PeerId> {
+    let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(libp2p::identity::PublicKey::from(ed).to_peer_id())
+}
+
+/// Checks an executor's answer: a receipt signed by the executor's own key, for this module
+/// and input. Returns the reason when it is not.
+fn check_answer(answer: &Value, peer: &PeerId, module: &[u8; 32], input: &[u8]) -> Result<(), String> {
+    let receipt = field(answer, "receipt").ok_or("the answer has no receipt")?;
+    let r = Receipt::from_json(&json::to_string(receipt)).map_err(|e| e.to_string())?;
+    r.verify_signature().map_err(|e| e.to_string())?;
+    if peer_of_key(&r.node_key).as_ref() != Some(peer) {
+        return Err(format!("receipt signed by node key {}, which is not peer {peer}'s", hex_encode(&r.node_key)));
+    }
+    if &r.body.module_sha256 != module || r.body.input_sha256 != sha256(input) {
+        return Err("receipt is for another module or input".into());
+    }
+    Ok(())
+}
+
+/// Runs `req` on a peer as `placement` says. Returns the executor's answer JSON with an
+/// `executor` field added.
+pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Placement) -> Result<String, PlaceError> {
+    let (module_sha256, mut module_bytes): ([u8; 32], Option<Arc<Vec<u8>>>) = match &req.module {
+        ModuleSource::Bytes(b) => (sha256(b), Some(Arc::new(b.clone()))),
+        ModuleSource::Sha256(d) => (*d, service.module_bytes(d)),
+    };
+    let candidates: Vec<PeerId> = match placement {
+        Placement::Peer(id) => vec![id],
+        _ => {
+            let mut peers: Vec<_> = p2p
+                .peers()
+                .map_err(|e| (503, "p2p_unavailable", e.to_string()))?
+                .into_iter()
+                .filter(|p| p.connected && p.agent.starts_with("phase/"))
+                .collect();
+            peers.sort_by_key(|p| p.rtt_ms.unwrap_or(u64::MAX));
+            peers.into_iter().map(|p| p.peer_id).collect()
+        }
+    };
+    if candidates.is_empty() {
+        return Err((503, "no_peer", "no connected Phase peer to run the job on".into()));
+    }
+    let mut last: PlaceError = (502, "peer_unreachable", "no attempt made".into());
+    for attempt in 0..MAX_ATTEMPTS {
+        let peer = candidates[attempt % candidates.len()];
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(100 << attempt));
+        }
+        let mut inline = false;
+        let answer = loop {
+            let body = wire_body(&req, if inline { module_bytes.as_deref().map(|b| b.as_slice()) } else { None }, &module_sha256);
+            let raw = match p2p.run_job(peer, body) {
+                Ok(raw) => raw,
+                Err(e) => break Err((502, "peer_unreachable", e.to_string())),
+            };
+            let Some(value) = std::str::from_utf8(&raw).ok().and_then(|t| json::from_str::<Value>(t).ok()) else {
+                log!("p2p: peer {peer} answered a job with something that is not JSON");
+                break Err((502, "bad_peer_answer", format!("peer {peer} answered with something that is not JSON")));
+            };
+            match text(field(&value, "error")) {
+                // The executor does not have the module: send it once, then it is cached there.
+                Some("module_not_found") if !inline && module_bytes.is_some() => inline = true,
+                Some(code) => {
+                    let status = match field(&value, "status") {
+                        Some(Value::Number(json::Number::U64(n))) => *n as u16,
+                        _ => 502,
+                    };
+                    let message = text(field(&value, "message")).unwrap_or("").to_string();
+                    break Err((status, static_code(code), format!("peer {peer}: {message}")));
+                }
+                None => break Ok((value, raw)),
+            }
+        };
+        match answer {
+            Ok((value, raw)) => match check_answer(&value, &peer, &module_sha256, &req.input) {
+                Ok(()) => {
+                    module_bytes.take();
+                    let raw = String::from_utf8_lossy(&raw);
+                    return Ok(format!("{{\"executor\":\"{peer}\",{}", &raw[1..]));
+                }
+                Err(why) => {
+                    log!("p2p: rejected the answer of peer {peer}: {why}");
+                    last = (502, "bad_receipt", format!("peer {peer}: {why}"));
+                }
+            },
+            // Busy or failing peers and transport errors are worth another peer; a job error
+            // or a bad request is the job's answer and is never retried.
+            Err(e) if e.0 == 429 || e.0 >= 500 => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Error codes are a closed set (docs/api.md); an unknown code from a peer is reported as such.
+fn static_code(code: &str) -> &'static str {
+    const KNOWN: [&str; 12] = [
+        "invalid_request", "module_not_found", "module_too_large", "invalid_module", "input_too_large",
+        "limit_out_of_range", "invalid_args_env", "busy", "idempotency_conflict", "storage", "bad_body",
+        "body_too_large",
+    ];
+    KNOWN.iter().find(|k| **k == code).copied().unwrap_or("peer_error")
+}

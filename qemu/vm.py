@@ -14,17 +14,19 @@ def free_port():
 
 
 class VM:
-    def __init__(self, arch, append="", mem="128M"):
+    def __init__(self, arch, append="", mem="128M", p2p=False):
         self.arch = arch
         self.dir = tempfile.mkdtemp(prefix=f"phase-vm-{arch}-")
         self.console = os.path.join(self.dir, "console.log")
         self.monitor = os.path.join(self.dir, "monitor.sock")
         self.port = free_port()
+        self.p2p_port = free_port() if p2p else None
         self.started = time.monotonic()
         STARTED.append(self)
         self.proc = subprocess.Popen(
             [os.path.join(ROOT, "qemu/run"), arch, "--port", str(self.port), "--mem", mem,
-             "--console", self.console, "--monitor", self.monitor, "--append", append],
+             "--console", self.console, "--monitor", self.monitor, "--append", append]
+            + (["--p2p-port", str(self.p2p_port)] if p2p else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "qemu.err"), "w"))
 
     def log(self):

@@ -42,6 +42,10 @@ pub struct BootConfig {
     /// Concurrent job slots; `None` = CPU count.
     pub jobs: Option<usize>,
     pub on_failure: OnFailure,
+    /// libp2p TCP port; `None` = the peer network is off (`phase.p2p=off`).
+    pub p2p_port: Option<u16>,
+    /// Bootstrap peers: multiaddrs ending in /p2p/<peer id> (checked by the p2p layer).
+    pub bootstrap: Vec<String>,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
 }
@@ -56,12 +60,15 @@ impl Default for BootConfig {
             http_port: DEFAULT_HTTP_PORT,
             jobs: None,
             on_failure: OnFailure::Reboot,
+            p2p_port: Some(DEFAULT_P2P_PORT),
+            bootstrap: Vec::new(),
             passthrough: Vec::new(),
         }
     }
 }
 
 pub const DEFAULT_HTTP_PORT: u16 = 8700;
+pub const DEFAULT_P2P_PORT: u16 = 4001;
 
 /// A parameter that was not taken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +179,21 @@ impl BootConfig {
                     Ok(n) if (1..=1024).contains(&n) => c.jobs = Some(n),
                     _ => bad("a number of job slots 1-1024"),
                 },
+                "p2p" => match value {
+                    "off" => c.p2p_port = None,
+                    v => match v.parse::<u16>() {
+                        Ok(p) if p > 0 => c.p2p_port = Some(p),
+                        _ => bad("a TCP port 1-65535 or off"),
+                    },
+                },
+                "bootstrap" => {
+                    let list: Vec<String> = value.split(',').filter(|a| !a.is_empty()).map(|a| a.to_string()).collect();
+                    if !list.is_empty() && list.iter().all(|a| a.starts_with('/') && a.contains("/p2p/")) {
+                        c.bootstrap = list;
+                    } else {
+                        bad("comma-separated multiaddrs ending in /p2p/<peer id>");
+                    }
+                }
                 "on_failure" => match value {
                     "reboot" => c.on_failure = OnFailure::Reboot,
                     "shell" => c.on_failure = OnFailure::Shell,
@@ -248,6 +270,19 @@ mod tests {
         assert_eq!(p.len(), 6, "{text:?}");
         assert!(text.iter().any(|t| t.contains("unknown parameter phase.colour")));
         assert!(text.iter().any(|t| t.contains("phase.http=\"0\" is not a TCP port")));
+    }
+
+    #[test]
+    fn peer_network_parameters() {
+        let (c, p) = BootConfig::parse("phase.p2p=4100 phase.bootstrap=/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWA,/dns4/x/tcp/1/p2p/12D3KooWB");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.p2p_port, Some(4100));
+        assert_eq!(c.bootstrap.len(), 2);
+        let (c, p) = BootConfig::parse("phase.p2p=off phase.bootstrap=10.0.0.1:4001");
+        assert_eq!(c.p2p_port, None);
+        assert!(c.bootstrap.is_empty());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(BootConfig::parse("").0.p2p_port, Some(DEFAULT_P2P_PORT));
     }
 
     #[test]

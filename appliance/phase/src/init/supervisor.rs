@@ -21,6 +21,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A service that ran this long before exiting starts again from the minimum backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The swarm key of a private network, put into the image by its builder.
+const SWARM_KEY: &str = "/etc/phase/swarm.key";
 
 struct Service {
     name: &'static str,
@@ -74,6 +76,28 @@ fn node_argv(config: &BootConfig) -> Vec<String> {
     ];
     if let Some(n) = config.jobs {
         argv.extend(["--max-concurrent".into(), n.to_string()]);
+    }
+    if let Some(port) = config.p2p_port {
+        use phase_core::cmdline::Mode;
+        let mut p2p = vec!["--p2p".to_string(), format!("/ip4/0.0.0.0/tcp/{port}")];
+        match config.mode {
+            Mode::Local => p2p.push("--mdns".into()),
+            Mode::Internet => {}
+            Mode::Private if std::path::Path::new(SWARM_KEY).exists() => {
+                p2p.extend(["--swarm-key".into(), SWARM_KEY.into()]);
+            }
+            // Fail closed: a private node without its key joins no network at all.
+            Mode::Private => {
+                log!("phase.mode=private but {SWARM_KEY} is missing: not joining any peer network");
+                p2p.clear();
+            }
+        }
+        if !p2p.is_empty() {
+            for b in &config.bootstrap {
+                p2p.extend(["--bootstrap".into(), b.clone()]);
+            }
+            argv.extend(p2p);
+        }
     }
     if config.passthrough.iter().any(|p| p == "phase.fault=node-exit-after-job") {
         argv.extend(["--fault".into(), "exit-after-job".into()]);

@@ -114,7 +114,8 @@ struct NodeCmd {
     /// cap on uploaded module bytes kept in the data dir (default 1 GiB)
     #[argh(option)]
     max_disk_module_bytes: Option<u64>,
-    /// fault injection for tests: exit-after-job (exit once a job's answer is sent)
+    /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
+    /// peer-wrong-key, peer-garbage, peer-stall (misbehave as an executor for peers)
     #[argh(option)]
     fault: Option<String>,
     /// join the peer network, listening on this multiaddr (repeatable), e.g. /ip4/0.0.0.0/tcp/4001
@@ -315,9 +316,13 @@ fn node(c: NodeCmd) -> i32 {
         Err(e) => return fail(e),
     };
     match c.fault.as_deref() {
-        None => {}
+        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall") => {}
         Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
-        Some(other) => return fail(format!("unknown --fault {other:?} (known: exit-after-job)")),
+        Some(other) => {
+            return fail(format!(
+                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall)"
+            ))
+        }
     }
     if !c.p2p.is_empty() {
         match start_p2p(&c, &service) {
@@ -439,7 +444,14 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         cfg.max_limits.memory_bytes
     );
     let config = crate::p2p::P2pConfig { listen, bootstrap, mdns: c.mdns, swarm_key, agent };
+    use crate::remote::PeerFault;
+    let fault = match c.fault.as_deref() {
+        Some("peer-wrong-key") => PeerFault::WrongKey,
+        Some("peer-garbage") => PeerFault::Garbage,
+        Some("peer-stall") => PeerFault::Stall,
+        _ => PeerFault::None,
+    };
     let executor = service.clone();
-    let handler: crate::p2p::JobHandler = Arc::new(move |body| crate::remote::serve_peer_job(&executor, body));
+    let handler: crate::p2p::JobHandler = Arc::new(move |body| crate::remote::serve_peer_job(&executor, body, fault));
     crate::p2p::P2p::start(service.identity().seed(), config, handler).map_err(|e| e.to_string())
 }

@@ -42,9 +42,38 @@ const MAX_ATTEMPTS: usize = 3;
 /// Why a job could not be placed: (HTTP status, error code, message).
 pub type PlaceError = (u16, &'static str, String);
 
+/// How this node misbehaves as an executor, for the hostile-peer tests (`--fault peer-…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFault {
+    None,
+    /// Answers with the receipt re-signed by a key that is not this node's.
+    WrongKey,
+    /// Answers with bytes that are not JSON.
+    Garbage,
+    /// Takes the job and never answers.
+    Stall,
+}
+
 /// Runs a job a peer sent us, as if it came to our API, but always here: a forwarded job is
 /// never forwarded again.
-pub fn serve_peer_job(service: &NodeService, body: Vec<u8>) -> Vec<u8> {
+pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) -> Vec<u8> {
+    match fault {
+        PeerFault::None => {}
+        PeerFault::Garbage => return b"\x00not json at all".to_vec(),
+        PeerFault::Stall => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        PeerFault::WrongKey => {
+            if let Ok(req) = parse_job(&body) {
+                if let Ok(done) = service.submit(req) {
+                    let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([0x42; 32]));
+                    let forged = Receipt::sign(done.outcome.receipt.body.clone(), &other);
+                    let answer = job_json(&done);
+                    return answer.replace(&done.outcome.receipt.to_json(), &forged.to_json()).into_bytes();
+                }
+            }
+        }
+    }
     let answer = match parse_job(&body) {
         Ok(mut req) => {
             req.placement = None;
@@ -57,6 +86,7 @@ pub fn serve_peer_job(service: &NodeService, body: Vec<u8>) -> Vec<u8> {
     };
     answer.into_bytes()
 }
+
 
 /// The JSON body for the executor: the module by hash (modules travel once) or inline.
 fn wire_body(req: &JobRequest, inline: Option<&[u8]>, module_sha256: &[u8; 32]) -> Vec<u8> {
@@ -139,6 +169,9 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
     if candidates.is_empty() {
         return Err((503, "no_peer", "no connected Phase peer to run the job on".into()));
     }
+    // Wait for an answer as long as the job may run, plus time to move it and its answer.
+    let deadline_ms = req.limits.deadline_ms.unwrap_or(service.config().default_limits.deadline_ms);
+    let wait = Duration::from_millis(deadline_ms) + Duration::from_secs(10);
     let mut last: PlaceError = (502, "peer_unreachable", "no attempt made".into());
     for attempt in 0..MAX_ATTEMPTS {
         let peer = candidates[attempt % candidates.len()];
@@ -148,7 +181,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         let mut inline = false;
         let answer = loop {
             let body = wire_body(&req, if inline { module_bytes.as_deref().map(|b| b.as_slice()) } else { None }, &module_sha256);
-            let raw = match p2p.run_job(peer, body) {
+            let raw = match p2p.run_job(peer, body, wait) {
                 Ok(raw) => raw,
                 Err(e) => break Err((502, "peer_unreachable", e.to_string())),
             };

@@ -278,3 +278,51 @@ fn when_the_executor_dies_mid_job_the_job_completes_on_another_peer_once() {
     let alive = b.as_ref().or(c.as_ref()).unwrap();
     assert_eq!(metric(alive, "phase_jobs_total{outcome=\"trapped\"}"), 1, "ran once on the survivor");
 }
+
+/// A, a misbehaving peer B, and an honest peer C, all connected to A.
+fn trio(fault: &str) -> (Node, Node, Node) {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--fault", fault]);
+    let c = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    for n in [&b, &c] {
+        assert!(wait_connected(&a, &peer_id(n), Duration::from_secs(10)));
+    }
+    (a, b, c)
+}
+
+#[test]
+fn a_receipt_signed_by_a_key_that_is_not_the_peers_is_rejected() {
+    let (a, b, c) = trio("peer-wrong-key");
+    let hello = guest("hello");
+    let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_receipt".to_string()), "{}", r.text());
+    assert!(json_string(&r.text(), "message").contains("which is not peer"));
+    // With a choice of peers, the job ends on the honest one.
+    for _ in 0..3 {
+        let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", ",\"placement\":\"remote\""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(json_string(&r.text(), "executor"), peer_id(&c));
+    }
+    assert_eq!(a.request("GET", "/health", b"").status, 200, "a keeps serving");
+}
+
+#[test]
+fn a_peer_that_answers_garbage_is_contained() {
+    let (a, b, c) = trio("peer-garbage");
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"x", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_peer_answer".to_string()), "{}", r.text());
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"x", ",\"placement\":\"remote\""));
+    assert_eq!(json_string(&r.text(), "executor"), peer_id(&c));
+}
+
+#[test]
+fn a_peer_that_takes_a_job_and_never_answers_is_given_up_on() {
+    let (a, _b, c) = trio("peer-stall");
+    // Deadline 500 ms: a stalled peer is abandoned after deadline + 10 s, then the next runs it.
+    let started = Instant::now();
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"x", ",\"placement\":\"remote\",\"limits\":{\"deadline_ms\":500}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json_string(&r.text(), "executor"), peer_id(&c));
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}

@@ -58,3 +58,28 @@ impl libp2p::request_response::Codec for JobCodec {
         write_frame(io, &res, MAX_RESPONSE).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec;
+
+    #[test]
+    fn frames_round_trip_and_oversized_frames_are_refused_before_reading() {
+        smol::block_on(async {
+            let mut codec = JobCodec;
+            let mut buf = Cursor::new(Vec::new());
+            codec.write_request(&PROTOCOL, &mut buf, b"{\"input\":\"\"}".to_vec()).await.unwrap();
+            let mut rd = Cursor::new(buf.into_inner());
+            assert_eq!(codec.read_request(&PROTOCOL, &mut rd).await.unwrap(), b"{\"input\":\"\"}");
+            // A length prefix above the cap: refused without allocating or reading the body.
+            let mut huge = Cursor::new(((MAX_RESPONSE + 1) as u32).to_be_bytes().to_vec());
+            let e = codec.read_response(&PROTOCOL, &mut huge).await.unwrap_err();
+            assert!(e.to_string().contains("above the cap"), "{e}");
+            // A truncated frame is an error, not a hang.
+            let mut short = Cursor::new([0, 0, 0, 10, b'{'].to_vec());
+            assert!(codec.read_request(&PROTOCOL, &mut short).await.is_err());
+        });
+    }
+}

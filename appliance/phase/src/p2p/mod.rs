@@ -102,10 +102,14 @@ impl P2p {
         .ok_or(P2pError::Stopped)
     }
 
-    /// Sends a job (a `POST /v1/jobs` body) to `peer` and waits for its answer JSON.
-    pub fn run_job(&self, peer: PeerId, body: Vec<u8>) -> Result<Vec<u8>, P2pError> {
-        self.ask(Duration::from_secs(320), |reply| swarm::Command::RunJob { peer, body, reply })?
-            .map_err(|reason| P2pError::Remote { peer, reason })
+    /// Sends a job (a `POST /v1/jobs` body) to `peer` and waits up to `wait` for its answer.
+    pub fn run_job(&self, peer: PeerId, body: Vec<u8>, wait: Duration) -> Result<Vec<u8>, P2pError> {
+        match self.ask(wait, |reply| swarm::Command::RunJob { peer, body, reply }) {
+            Ok(answer) => answer.map_err(|reason| P2pError::Remote { peer, reason }),
+            // A peer that took the job and stalls: give up on it, the caller tries another.
+            Err(P2pError::Stopped) => Err(P2pError::Remote { peer, reason: format!("no answer within {}s", wait.as_secs()) }),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {

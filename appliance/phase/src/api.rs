@@ -294,6 +294,7 @@ struct JobWire {
     limits: Option<LimitsWire>,
     idempotency_key: Option<String>,
     placement: Option<String>,
+    redundancy: Option<u64>,
 }
 
 /// Parses a job request body; the error is a one-line reason for a 400.
@@ -304,8 +305,9 @@ pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
     let json::Value::Object(top) = &value else {
         return Err("body must be a JSON object".into());
     };
-    const FIELDS: [&str; 8] =
-        ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement"];
+    const FIELDS: [&str; 9] = [
+        "module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement", "redundancy",
+    ];
     const LIMITS: [&str; 4] = ["fuel", "memory_bytes", "output_bytes", "deadline_ms"];
     if let Some(k) = top.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!("unknown field {k:?}"));
@@ -350,6 +352,7 @@ pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
         limits,
         idempotency_key: w.idempotency_key,
         placement: w.placement,
+        redundancy: w.redundancy,
     })
 }
 
@@ -391,6 +394,15 @@ fn post_job(service: &NodeService, mut req: Request) {
             return error(req, 400, "invalid_request", &msg, &[]);
         }
     };
+    if let Some(k) = job.redundancy.filter(|&k| k != 1) {
+        if job.placement.is_some() {
+            return error(req, 400, "invalid_request", "give placement or redundancy, not both", &[]);
+        }
+        return match crate::remote::redundant(service, P2P.get(), job, k.min(usize::MAX as u64) as usize) {
+            Ok(answer) => reply(req, 200, "application/json", answer, &[]),
+            Err((status, code, msg)) => error(req, status, code, &msg, &[]),
+        };
+    }
     let placement = match job.placement.as_deref().map(crate::remote::Placement::parse) {
         None => crate::remote::Placement::Local,
         Some(Ok(p)) => p,

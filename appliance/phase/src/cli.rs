@@ -115,7 +115,7 @@ struct NodeCmd {
     #[argh(option)]
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
-    /// peer-wrong-key, peer-garbage, peer-stall (misbehave as an executor for peers)
+    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie (misbehave as an executor for peers)
     #[argh(option)]
     fault: Option<String>,
     /// join the peer network, listening on this multiaddr (repeatable), e.g. /ip4/0.0.0.0/tcp/4001
@@ -316,11 +316,11 @@ fn node(c: NodeCmd) -> i32 {
         Err(e) => return fail(e),
     };
     match c.fault.as_deref() {
-        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall") => {}
+        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall" | "peer-lie") => {}
         Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
         Some(other) => {
             return fail(format!(
-                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall)"
+                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall, peer-lie)"
             ))
         }
     }
@@ -449,6 +449,7 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         Some("peer-wrong-key") => PeerFault::WrongKey,
         Some("peer-garbage") => PeerFault::Garbage,
         Some("peer-stall") => PeerFault::Stall,
+        Some("peer-lie") => PeerFault::Lie,
         _ => PeerFault::None,
     };
     let executor = service.clone();

@@ -52,6 +52,9 @@ pub enum PeerFault {
     Garbage,
     /// Takes the job and never answers.
     Stall,
+    /// Answers with a different output under a valid receipt signed with its own key: a lie
+    /// only redundancy can catch.
+    Lie,
 }
 
 /// Runs a job a peer sent us, as if it came to our API, but always here: a forwarded job is
@@ -63,6 +66,20 @@ pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) ->
         PeerFault::Stall => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },
+        PeerFault::Lie => {
+            if let Ok(req) = parse_job(&body) {
+                if let Ok(done) = service.submit(req) {
+                    let mut body = done.outcome.receipt.body.clone();
+                    body.stdout_sha256 = sha256(b"a lie");
+                    let lie = Receipt::sign(body, service.identity().key_pair());
+                    let answer = job_json(&done);
+                    return answer
+                        .replace(&done.outcome.receipt.to_json(), &lie.to_json())
+                        .replace(&base64_encode(&done.outcome.execution.stdout), &base64_encode(b"a lie"))
+                        .into_bytes();
+                }
+            }
+        }
         PeerFault::WrongKey => {
             if let Ok(req) = parse_job(&body) {
                 if let Ok(done) = service.submit(req) {
@@ -77,6 +94,7 @@ pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) ->
     let answer = match parse_job(&body) {
         Ok(mut req) => {
             req.placement = None;
+            req.redundancy = None;
             match service.submit(req) {
                 Ok(done) => job_json(&done),
                 Err(e) => error_body(status_of(&e), e.code(), &e.to_string()),
@@ -232,4 +250,80 @@ fn static_code(code: &str) -> &'static str {
         "body_too_large",
     ];
     KNOWN.iter().find(|k| **k == code).copied().unwrap_or("peer_error")
+}
+
+/// Most nodes one job may be run on at once.
+pub const MAX_REDUNDANCY: usize = 16;
+
+/// Runs `req` on `k` distinct nodes (this one and connected peers, in parallel) and reports
+/// whether their receipts agree on job id, output hashes, exit status and fuel: the engine is
+/// deterministic, so honest nodes agree. Answer: `{"k":…,"agree":…,"answers":[…]}`.
+pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: usize) -> Result<String, PlaceError> {
+    if k < 1 || k > MAX_REDUNDANCY {
+        return Err((422, "invalid_request", format!("redundancy must be 1 to {MAX_REDUNDANCY}")));
+    }
+    let mut peers: Vec<PeerId> = match (k, p2p) {
+        (1, _) => vec![],
+        (_, None) => return Err((422, "p2p_disabled", "redundancy above 1 needs the peer network (phase node --p2p)".into())),
+        (_, Some(p2p)) => {
+            let mut list: Vec<_> = p2p
+                .peers()
+                .map_err(|e| (503, "p2p_unavailable", e.to_string()))?
+                .into_iter()
+                .filter(|p| p.connected && p.agent.starts_with("phase/"))
+                .collect();
+            list.sort_by_key(|p| p.rtt_ms.unwrap_or(u64::MAX));
+            list.into_iter().map(|p| p.peer_id).collect()
+        }
+    };
+    if peers.len() < k - 1 {
+        return Err((503, "not_enough_peers", format!("redundancy {k} needs {} connected peers; {} are", k - 1, peers.len())));
+    }
+    peers.truncate(k - 1);
+    let answers: Vec<Result<String, PlaceError>> = std::thread::scope(|scope| {
+        let remote: Vec<_> = peers
+            .iter()
+            .map(|peer| {
+                let r = clone_request(&req);
+                scope.spawn(move || place(service, p2p.expect("checked above"), r, Placement::Peer(*peer)))
+            })
+            .collect();
+        let local = match service.submit(clone_request(&req)) {
+            Ok(done) => Ok(job_json(&done)),
+            Err(e) => Err((status_of(&e), e.code(), e.to_string())),
+        };
+        std::iter::once(local).chain(remote.into_iter().map(|h| h.join().unwrap_or_else(|_| Err((500, "peer_error", "executor thread failed".into()))))).collect()
+    });
+    let mut bodies = Vec::with_capacity(k);
+    let mut prints = Vec::with_capacity(k);
+    for a in answers {
+        let body = a?;
+        let value: Value = json::from_str(&body).map_err(|_| (502, "bad_peer_answer", "an answer is not JSON".to_string()))?;
+        let receipt = field(&value, "receipt").ok_or((502, "bad_receipt", "an answer has no receipt".to_string()))?;
+        let r = Receipt::from_json(&json::to_string(receipt)).map_err(|e| (502, "bad_receipt", e.to_string()))?;
+        let b = &r.body;
+        prints.push((b.job_id, b.stdout_sha256, b.stderr_sha256, b.outcome, b.fuel_used));
+        bodies.push(body);
+    }
+    let agree = prints.windows(2).all(|w| w[0] == w[1]);
+    if !agree {
+        log!("redundancy: the {k} executors of one job disagree");
+    }
+    Ok(format!("{{\"k\":{k},\"agree\":{agree},\"answers\":[{}]}}", bodies.join(",")))
+}
+
+fn clone_request(r: &JobRequest) -> JobRequest {
+    JobRequest {
+        module: match &r.module {
+            ModuleSource::Bytes(b) => ModuleSource::Bytes(b.clone()),
+            ModuleSource::Sha256(d) => ModuleSource::Sha256(*d),
+        },
+        input: r.input.clone(),
+        args: r.args.clone(),
+        env: r.env.clone(),
+        limits: r.limits,
+        idempotency_key: r.idempotency_key.clone(),
+        placement: None,
+        redundancy: None,
+    }
 }

@@ -65,6 +65,8 @@ pub struct JobRequest {
     pub idempotency_key: Option<String>,
     /// `local`, `remote` or a peer id (remote.rs); None = here.
     pub placement: Option<String>,
+    /// Run on this many distinct nodes and compare (remote.rs); None = 1.
+    pub redundancy: Option<u64>,
 }
 
 /// A job that ran: what it was, what happened, and the signed receipt.

@@ -283,7 +283,11 @@ fn when_the_executor_dies_mid_job_the_job_completes_on_another_peer_once() {
 fn trio(fault: &str) -> (Node, Node, Node) {
     let a = Node::start(LOOPBACK);
     let boot = listen_addr(&a);
-    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--fault", fault]);
+    let mut args = vec!["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot];
+    if fault != "none" {
+        args.extend(["--fault", fault]);
+    }
+    let b = Node::start(&args);
     let c = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
     for n in [&b, &c] {
         assert!(wait_connected(&a, &peer_id(n), Duration::from_secs(10)));
@@ -325,4 +329,49 @@ fn a_peer_that_takes_a_job_and_never_answers_is_given_up_on() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(json_string(&r.text(), "executor"), peer_id(&c));
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
+fn redundancy_three_on_three_nodes_agrees() {
+    let (a, _b, _c) = trio("none");
+    let r = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"200000", ",\"redundancy\":3"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("\"agree\":true"), "{text}");
+    let answers = match json_field(&text, "answers") {
+        miniserde::json::Value::Array(a) => a,
+        _ => panic!("answers"),
+    };
+    assert_eq!(answers.len(), 3);
+    let mut keys = std::collections::HashSet::new();
+    for answer in &answers {
+        let receipt = match answer {
+            miniserde::json::Value::Object(m) => miniserde::json::to_string(m.get("receipt").unwrap()),
+            _ => panic!("answer"),
+        };
+        let r = phase_core::receipt::Receipt::from_json(&receipt).unwrap();
+        r.verify_signature().unwrap();
+        keys.insert(r.node_key);
+    }
+    assert_eq!(keys.len(), 3, "three distinct signers");
+    let too_many = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"redundancy\":4"));
+    assert_eq!((too_many.status, json_string(&too_many.text(), "error")), (503, "not_enough_peers".to_string()));
+    let both = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"redundancy\":2,\"placement\":\"remote\""));
+    assert_eq!(both.status, 400);
+    let zero = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"redundancy\":0"));
+    assert_eq!(zero.status, 422);
+    let plain = Node::start(&[]);
+    assert_eq!(plain.request("POST", "/v1/jobs", &job(&guest("hello"), b"", ",\"redundancy\":2")).status, 422);
+}
+
+#[test]
+fn redundancy_exposes_a_peer_that_signs_a_lie_with_its_own_key() {
+    let (a, b, _c) = trio("peer-lie");
+    // Alone, the lie is self-consistent: a valid receipt from b's own key.
+    let alone = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"truth", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!(alone.status, 200, "{}", alone.text());
+    // Redundancy shows it: the three executors disagree.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"truth", ",\"redundancy\":3"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"agree\":false"), "{}", r.text());
 }

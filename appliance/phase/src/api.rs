@@ -172,6 +172,24 @@ fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
             reply(req, 200, "application/json", "{\"status\":\"ok\"}".into(), &[])
         }
         (Method::Get, "/v1/status") => reply(req, 200, "application/json", status(service), &[]),
+        (Method::Get, "/v1/providers") => {
+            let cap = req.url().split_once("?cap=").map(|(_, c)| c.to_string()).unwrap_or_else(|| "wasm".into());
+            if !cap.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_' || b == b'-') || cap.len() > 64 {
+                return error(req, 400, "invalid_request", "cap must be like wasm or wasm/x86_64", &[]);
+            }
+            let Some(p2p) = P2P.get() else {
+                return error(req, 404, "p2p_disabled", "this node has not joined the peer network (phase node --p2p)", &[]);
+            };
+            let started = std::time::Instant::now();
+            match p2p.find_providers(&format!("/phase/cap/{cap}")) {
+                Ok(list) => {
+                    let ids: Vec<String> = list.iter().map(|p| format!("\"{p}\"")).collect();
+                    let body = format!("{{\"cap\":{},\"providers\":[{}],\"lookup_us\":{}}}", json_str(&cap), ids.join(","), started.elapsed().as_micros());
+                    reply(req, 200, "application/json", body, &[])
+                }
+                Err(e) => error(req, 503, "p2p_unavailable", &e.to_string(), &[]),
+            }
+        }
         (Method::Get, "/v1/peers") => match P2P.get().map(|p| p.peers()) {
             Some(Ok(list)) => reply(req, 200, "application/json", peers_json(&list), &[]),
             Some(Err(e)) => error(req, 503, "p2p_unavailable", &e.to_string(), &[]),
@@ -186,7 +204,7 @@ fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
         ),
         (Method::Post, "/v1/jobs") => post_job(service, req),
         (Method::Put, "/v1/modules") => put_module(service, req),
-        (_, "/health" | "/v1/status" | "/v1/peers" | "/metrics" | "/v1/jobs" | "/v1/modules") => {
+        (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules") => {
             let m = req.method().to_string();
             error(req, 405, "method_not_allowed", &format!("{m} is not allowed on {path}"), &[])
         }

@@ -375,3 +375,22 @@ fn redundancy_exposes_a_peer_that_signs_a_lie_with_its_own_key() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("\"agree\":false"), "{}", r.text());
 }
+
+#[test]
+fn capability_records_are_found_in_the_dht() {
+    let (a, b, c) = trio("none");
+    let want = [peer_id(&a), peer_id(&b)];
+    let arch = std::env::consts::ARCH;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.request("GET", &format!("/v1/providers?cap=wasm/{arch}"), b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        if want.iter().all(|p| r.text().contains(p.as_str())) {
+            assert!(json_u64(&r.text(), "lookup_us").is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "providers never found: {}", r.text());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(c.request("GET", "/v1/providers?cap=../etc", b"").status, 400);
+}

@@ -112,6 +112,12 @@ impl P2p {
         }
     }
 
+    /// Peers providing a capability key (e.g. `/phase/cap/wasm/x86_64`), by a DHT lookup.
+    pub fn find_providers(&self, key: &str) -> Result<Vec<PeerId>, P2pError> {
+        let key = key.to_string();
+        self.ask(Duration::from_secs(12), |reply| swarm::Command::FindProviders { key, reply })
+    }
+
     pub fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {
         self.ask(Duration::from_secs(5), swarm::Command::Peers)
     }

@@ -24,6 +24,12 @@ pub enum Command {
     Peers(smol::channel::Sender<Vec<PeerInfo>>),
     ListenAddrs(smol::channel::Sender<Vec<Multiaddr>>),
     RunJob { peer: PeerId, body: Vec<u8>, reply: smol::channel::Sender<Result<Vec<u8>, String>> },
+    FindProviders { key: String, reply: smol::channel::Sender<Vec<PeerId>> },
+}
+
+/// Capability keys this node provides in the DHT (docs/protocol.md).
+pub fn capability_keys() -> Vec<String> {
+    vec![format!("/phase/cap/wasm/{}", std::env::consts::ARCH), "/phase/cap/wasm".to_string()]
 }
 
 #[derive(NetworkBehaviour)]
@@ -76,6 +82,9 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
     };
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(Duration::from_secs(10));
+    // Capability records expire unless refreshed: a node that leaves stops being found.
+    kad_config.set_provider_record_ttl(Some(Duration::from_secs(15 * 60)));
+    kad_config.set_provider_publication_interval(Some(Duration::from_secs(5 * 60)));
     let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     // Nodes are reachable on the networks they join (LAN, loopback): serve the DHT.
     kad.set_mode(Some(kad::Mode::Server));
@@ -110,6 +119,11 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
             .listen_on(addr.clone())
             .map_err(|e| P2pError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
     }
+    for key in capability_keys() {
+        if let Err(e) = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key)) {
+            log!("p2p: cannot provide {key}: {e}");
+        }
+    }
     let mut peers: HashMap<PeerId, Peer> = HashMap::new();
     for addr in &config.bootstrap {
         let Some(Protocol::P2p(id)) = addr.iter().last() else {
@@ -133,6 +147,8 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
 
 /// Jobs in flight: ours on other peers, and other peers' on our node.
 struct Jobs {
+    /// Provider lookups in flight, with what they found so far.
+    lookups: HashMap<kad::QueryId, (smol::channel::Sender<Vec<PeerId>>, Vec<PeerId>)>,
     handler: JobHandler,
     outbound: HashMap<OutboundRequestId, smol::channel::Sender<Result<Vec<u8>, String>>>,
     /// Answers of inbound jobs, computed off the swarm thread, to send from it.
@@ -147,7 +163,7 @@ async fn run(
     handler: JobHandler,
 ) {
     let (done_tx, done_rx) = smol::channel::unbounded();
-    let mut jobs = Jobs { handler, outbound: HashMap::new(), done_tx };
+    let mut jobs = Jobs { lookups: HashMap::new(), handler, outbound: HashMap::new(), done_tx };
     // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
     // routing table fills beyond the peers we were told about.
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
@@ -196,6 +212,10 @@ async fn run(
                 let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
                 jobs.outbound.insert(id, reply);
             }
+            Some(Ev::Command(Command::FindProviders { key, reply })) => {
+                let id = swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
+                jobs.lookups.insert(id, (reply, Vec::new()));
+            }
             Some(Ev::Done(channel, answer)) => {
                 if swarm.behaviour_mut().jobs.send_response(channel, answer).is_err() {
                     log!("p2p: a job's requester left before its answer");
@@ -242,6 +262,24 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             log!("p2p: job to {peer} failed: {error}");
             if let Some(reply) = jobs.outbound.remove(&request_id) {
                 let _ = reply.try_send(Err(error.to_string()));
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result: kad::QueryResult::GetProviders(result), step, .. })) => {
+            let me = *swarm.local_peer_id();
+            if let Some((_, found)) = jobs.lookups.get_mut(&id) {
+                // Other providers are what a caller wants; this node knows it provides.
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    found.extend(providers.into_iter().filter(|p| *p != me && !found.contains(p)).collect::<Vec<_>>());
+                }
+                // Answer at the first result set (what a scheduler needs) or when the query ends.
+                if !found.is_empty() || step.last {
+                    if let Some((reply, found)) = jobs.lookups.remove(&id) {
+                        let _ = reply.try_send(found);
+                    }
+                    if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                }
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::InboundFailure { peer, error, .. })) => {
@@ -319,6 +357,11 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             ..
         })) => {
             log!("p2p: dht bootstrap done, {} peers in the routing table", swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>());
+            // Announced at start into an empty table, the capability records reached nobody:
+            // announce again now that there are peers to store them.
+            for key in capability_keys() {
+                let _ = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key));
+            }
         }
         _ => {}
     }

@@ -38,6 +38,14 @@ impl Placement {
 
 /// Attempts across peers for one job (transport errors and busy or failing peers).
 const MAX_ATTEMPTS: usize = 3;
+/// Placed answers remembered by idempotency key (bounded, oldest forgotten first).
+const PLACED_ENTRIES: usize = 10_000;
+
+/// Answers of placed jobs by idempotency key, with the fingerprint of the request they answer:
+/// a client retrying with its key gets the same answer even if the executor has since gone,
+/// instead of the job running a second time on another peer.
+static PLACED: std::sync::Mutex<(std::collections::BTreeMap<String, ([u8; 32], String)>, std::collections::VecDeque<String>)> =
+    std::sync::Mutex::new((std::collections::BTreeMap::new(), std::collections::VecDeque::new()));
 
 /// Why a job could not be placed: (HTTP status, error code, message).
 pub type PlaceError = (u16, &'static str, String);
@@ -184,6 +192,16 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
             peers.into_iter().map(|p| p.peer_id).collect()
         }
     };
+    // The request's fingerprint: what was asked, module by hash (as the executor first sees it).
+    let fingerprint = sha256(&wire_body(&req, None, &module_sha256));
+    if let Some(key) = &req.idempotency_key {
+        let placed = PLACED.lock().unwrap_or_else(|p| p.into_inner());
+        match placed.0.get(key) {
+            Some((fp, answer)) if *fp == fingerprint => return Ok(answer.replacen("\"replayed\":false", "\"replayed\":true", 1)),
+            Some(_) => return Err((409, "idempotency_conflict", format!("idempotency key {key:?} was used for a different job"))),
+            None => {}
+        }
+    }
     if candidates.is_empty() {
         return Err((503, "no_peer", "no connected Phase peer to run the job on".into()));
     }
@@ -226,7 +244,20 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
                 Ok(()) => {
                     module_bytes.take();
                     let raw = String::from_utf8_lossy(&raw);
-                    return Ok(format!("{{\"executor\":\"{peer}\",{}", &raw[1..]));
+                    let answer = format!("{{\"executor\":\"{peer}\",{}", &raw[1..]);
+                    if let Some(key) = &req.idempotency_key {
+                        let mut placed = PLACED.lock().unwrap_or_else(|p| p.into_inner());
+                        let (map, order) = &mut *placed;
+                        if map.insert(key.clone(), (fingerprint, answer.clone())).is_none() {
+                            order.push_back(key.clone());
+                        }
+                        while order.len() > PLACED_ENTRIES {
+                            if let Some(old) = order.pop_front() {
+                                map.remove(&old);
+                            }
+                        }
+                    }
+                    return Ok(answer);
                 }
                 Err(why) => {
                     log!("p2p: rejected the answer of peer {peer}: {why}");
@@ -311,6 +342,7 @@ pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: u
     }
     Ok(format!("{{\"k\":{k},\"agree\":{agree},\"answers\":[{}]}}", bodies.join(",")))
 }
+
 
 fn clone_request(r: &JobRequest) -> JobRequest {
     JobRequest {

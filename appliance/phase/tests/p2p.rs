@@ -394,3 +394,26 @@ fn capability_records_are_found_in_the_dht() {
     }
     assert_eq!(c.request("GET", "/v1/providers?cap=../etc", b"").status, 400);
 }
+
+#[test]
+fn a_retried_idempotency_key_returns_the_placed_answer_even_after_the_executor_is_gone() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    let c = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    for n in [&b, &c] {
+        assert!(wait_connected(&a, &peer_id(n), Duration::from_secs(10)));
+    }
+    let pb = peer_id(&b);
+    let first = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"once", &format!(",\"placement\":\"{pb}\",\"idempotency_key\":\"k-1\"")));
+    assert_eq!(first.status, 200, "{}", first.text());
+    drop(b); // the executor goes away
+    let again = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"once", ",\"placement\":\"remote\",\"idempotency_key\":\"k-1\""));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(json_string(&again.text(), "executor"), pb, "the first answer, not a second run");
+    assert_eq!(receipt_of(&again.text()), receipt_of(&first.text()));
+    assert!(again.text().contains("\"replayed\":true"));
+    assert_eq!(metric(&c, "phase_jobs_total{outcome=\"exited\"}"), 0, "c never ran it");
+    let other = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"twice", ",\"placement\":\"remote\",\"idempotency_key\":\"k-1\""));
+    assert_eq!(other.status, 409);
+}

@@ -151,6 +151,18 @@ fn text(v: Option<&Value>) -> Option<&str> {
     }
 }
 
+/// Connected Phase peers that can run jobs, lowest round-trip time first.
+fn executors(p2p: &P2p) -> Result<Vec<PeerId>, PlaceError> {
+    let mut peers: Vec<_> = p2p
+        .peers()
+        .map_err(|e| (503, "p2p_unavailable", e.to_string()))?
+        .into_iter()
+        .filter(|p| p.connected && p.agent.starts_with("phase/"))
+        .collect();
+    peers.sort_by_key(|p| p.rtt_ms.unwrap_or(u64::MAX));
+    Ok(peers.into_iter().map(|p| p.peer_id).collect())
+}
+
 /// The PeerId an Ed25519 node key derives to.
 pub fn peer_of_key(key: &[u8; 32]) -> Option<PeerId> {
     let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
@@ -175,22 +187,17 @@ fn check_answer(answer: &Value, peer: &PeerId, module: &[u8; 32], input: &[u8]) 
 /// Runs `req` on a peer as `placement` says. Returns the executor's answer JSON with an
 /// `executor` field added.
 pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Placement) -> Result<String, PlaceError> {
-    let (module_sha256, mut module_bytes): ([u8; 32], Option<Arc<Vec<u8>>>) = match &req.module {
-        ModuleSource::Bytes(b) => (sha256(b), Some(Arc::new(b.clone()))),
-        ModuleSource::Sha256(d) => (*d, service.module_bytes(d)),
+    let stored: Option<Arc<Vec<u8>>>;
+    let (module_sha256, module_bytes): ([u8; 32], Option<&[u8]>) = match &req.module {
+        ModuleSource::Bytes(b) => (sha256(b), Some(b.as_slice())),
+        ModuleSource::Sha256(d) => {
+            stored = service.module_bytes(d);
+            (*d, stored.as_deref().map(|v| v.as_slice()))
+        }
     };
     let candidates: Vec<PeerId> = match placement {
         Placement::Peer(id) => vec![id],
-        _ => {
-            let mut peers: Vec<_> = p2p
-                .peers()
-                .map_err(|e| (503, "p2p_unavailable", e.to_string()))?
-                .into_iter()
-                .filter(|p| p.connected && p.agent.starts_with("phase/"))
-                .collect();
-            peers.sort_by_key(|p| p.rtt_ms.unwrap_or(u64::MAX));
-            peers.into_iter().map(|p| p.peer_id).collect()
-        }
+        _ => executors(p2p)?,
     };
     // The request's fingerprint: what was asked, module by hash (as the executor first sees it).
     let fingerprint = sha256(&wire_body(&req, None, &module_sha256));
@@ -216,7 +223,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         }
         let mut inline = false;
         let answer = loop {
-            let body = wire_body(&req, if inline { module_bytes.as_deref().map(|b| b.as_slice()) } else { None }, &module_sha256);
+            let body = wire_body(&req, if inline { module_bytes } else { None }, &module_sha256);
             let raw = match p2p.run_job(peer, body, wait) {
                 Ok(raw) => raw,
                 Err(e) => break Err((502, "peer_unreachable", e.to_string())),
@@ -242,7 +249,6 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         match answer {
             Ok((value, raw)) => match check_answer(&value, &peer, &module_sha256, &req.input) {
                 Ok(()) => {
-                    module_bytes.take();
                     let raw = String::from_utf8_lossy(&raw);
                     let answer = format!("{{\"executor\":\"{peer}\",{}", &raw[1..]);
                     if let Some(key) = &req.idempotency_key {
@@ -296,16 +302,7 @@ pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: u
     let mut peers: Vec<PeerId> = match (k, p2p) {
         (1, _) => vec![],
         (_, None) => return Err((422, "p2p_disabled", "redundancy above 1 needs the peer network (phase node --p2p)".into())),
-        (_, Some(p2p)) => {
-            let mut list: Vec<_> = p2p
-                .peers()
-                .map_err(|e| (503, "p2p_unavailable", e.to_string()))?
-                .into_iter()
-                .filter(|p| p.connected && p.agent.starts_with("phase/"))
-                .collect();
-            list.sort_by_key(|p| p.rtt_ms.unwrap_or(u64::MAX));
-            list.into_iter().map(|p| p.peer_id).collect()
-        }
+        (_, Some(p2p)) => executors(p2p)?,
     };
     if peers.len() < k - 1 {
         return Err((503, "not_enough_peers", format!("redundancy {k} needs {} connected peers; {} are", k - 1, peers.len())));

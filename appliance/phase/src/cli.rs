@@ -127,6 +127,10 @@ struct NodeCmd {
     /// discover peers on the LAN with mDNS
     #[argh(switch)]
     mdns: bool,
+    /// internet mode: AutoNAT, and listen through relay slots at the bootstrap peers so the
+    /// node is reachable behind a NAT (hole punching with DCUtR where it works)
+    #[argh(switch)]
+    nat: bool,
     /// private network: the swarm key file (/key/swarm/psk/1.0.0/ format); only holders connect
     #[argh(option)]
     swarm_key: Option<PathBuf>,
@@ -329,8 +333,8 @@ fn node(c: NodeCmd) -> i32 {
             Ok(p2p) => crate::api::set_p2p(p2p),
             Err(e) => return fail(e),
         }
-    } else if !c.bootstrap.is_empty() || c.mdns || c.swarm_key.is_some() {
-        return fail("--bootstrap, --mdns and --swarm-key need --p2p LISTEN_ADDR");
+    } else if !c.bootstrap.is_empty() || c.mdns || c.nat || c.swarm_key.is_some() {
+        return fail("--bootstrap, --mdns, --nat and --swarm-key need --p2p LISTEN_ADDR");
     }
     let server = match HttpServer::start(service.clone(), &c.http) {
         Ok(s) => s,
@@ -443,7 +447,7 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         cfg.max_limits.fuel,
         cfg.max_limits.memory_bytes
     );
-    let config = crate::p2p::P2pConfig { listen, bootstrap, mdns: c.mdns, swarm_key, agent };
+    let config = crate::p2p::P2pConfig { listen, bootstrap, mdns: c.mdns, swarm_key, agent, nat: c.nat };
     use crate::remote::PeerFault;
     let fault = match c.fault.as_deref() {
         Some("peer-wrong-key") => PeerFault::WrongKey,

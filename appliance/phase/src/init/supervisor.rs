@@ -82,7 +82,7 @@ fn node_argv(config: &BootConfig) -> Vec<String> {
         let mut p2p = vec!["--p2p".to_string(), format!("/ip4/0.0.0.0/tcp/{port}")];
         match config.mode {
             Mode::Local => p2p.push("--mdns".into()),
-            Mode::Internet => {}
+            Mode::Internet => p2p.push("--nat".into()),
             Mode::Private if std::path::Path::new(SWARM_KEY).exists() => {
                 p2p.extend(["--swarm-key".into(), SWARM_KEY.into()]);
             }

@@ -33,6 +33,9 @@ pub struct P2pConfig {
     pub swarm_key: Option<String>,
     /// Sent in identify's agent version: "phase/<version> <capabilities>".
     pub agent: String,
+    /// Internet mode: AutoNAT, and a relay slot at each bootstrap peer so the node is
+    /// reachable behind a NAT (DCUtR then tries a direct connection).
+    pub nat: bool,
 }
 
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
-use libp2p::{identify, kad, mdns, noise, ping, pnet, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{autonat, dcutr, identify, kad, mdns, noise, ping, pnet, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
 use super::jobs::{JobCodec, PROTOCOL as JOB_PROTOCOL};
 use super::{JobHandler, P2pConfig, P2pError, PeerInfo, KAD_PROTOCOL, PROTOCOL_VERSION};
@@ -39,6 +39,11 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::async_io::Behaviour>,
     jobs: request_response::Behaviour<JobCodec>,
+    /// Every node relays for others (limits sized for jobs, below).
+    relay: relay::Behaviour,
+    relay_client: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    autonat: Toggle<autonat::Behaviour>,
 }
 
 struct Peer {
@@ -50,20 +55,26 @@ struct Peer {
     rtt: Option<Duration>,
 }
 
-/// TCP, then the private-network handshake if there is a swarm key, then Noise and Yamux.
-fn transport(key: &Keypair, psk: Option<pnet::PreSharedKey>) -> Result<Boxed<(PeerId, StreamMuxerBox)>, P2pError> {
+/// TCP (then the private-network handshake if there is a swarm key) or a relay circuit, then
+/// Noise and Yamux.
+fn transport(
+    key: &Keypair,
+    psk: Option<pnet::PreSharedKey>,
+    relayed: relay::client::Transport,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, P2pError> {
     let noise = noise::Config::new(key).map_err(|e| P2pError::Key(e.to_string()))?;
     let tcp = tcp::async_io::Transport::new(tcp::Config::default().nodelay(true));
     let timeout = Duration::from_secs(20);
     Ok(match psk {
-        Some(psk) => tcp
-            .and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket))
+        Some(psk) => relayed
+            .or_transport(tcp.and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket)))
             .upgrade(upgrade::Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
             .timeout(timeout)
             .boxed(),
-        None => tcp
+        None => relayed
+            .or_transport(tcp)
             .upgrade(upgrade::Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
@@ -97,9 +108,32 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
         }
         false => None,
     };
+    let (relayed, relay_client) = relay::client::new(peer_id);
+    // Relayed jobs carry modules and answers: circuits may move up to 64 MiB for 10 minutes
+    // (the defaults, 128 KiB and 2 minutes, are sized for hole-punching handshakes only).
+    let relay_config = relay::Config {
+        max_circuit_bytes: 64 << 20,
+        max_circuit_duration: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let autonat = config.nat.then(|| {
+        autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                boot_delay: Duration::from_secs(2),
+                retry_interval: Duration::from_secs(30),
+                throttle_server_period: Duration::from_secs(10),
+                // LANs and test networks use private addresses too.
+                only_global_ips: false,
+                ..Default::default()
+            },
+        )
+    });
     let behaviour = Behaviour {
         identify: identify::Behaviour::new(
-            identify::Config::new(PROTOCOL_VERSION.into(), key.public()).with_agent_version(config.agent.clone()),
+            identify::Config::new(PROTOCOL_VERSION.into(), key.public())
+                .with_agent_version(config.agent.clone())
+                .with_push_listen_addr_updates(true),
         ),
         ping: ping::Behaviour::default(),
         kad,
@@ -108,12 +142,16 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
             [(JOB_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(JOB_TIMEOUT),
         ),
+        relay: relay::Behaviour::new(peer_id, relay_config),
+        relay_client,
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat.into(),
     };
     let swarm_config = libp2p::swarm::Config::with_executor(|f| {
         smol::spawn(f).detach();
     })
     .with_idle_connection_timeout(Duration::from_secs(120));
-    let mut swarm = Swarm::new(transport(&key, psk)?, behaviour, peer_id, swarm_config);
+    let mut swarm = Swarm::new(transport(&key, psk, relayed)?, behaviour, peer_id, swarm_config);
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -137,9 +175,13 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
     }
     let (tx, rx) = smol::channel::bounded::<Command>(64);
     let bootstrap = !config.bootstrap.is_empty();
+    // Behind a NAT only outbound connections work: with --nat, the node also listens through
+    // a relay slot at each bootstrap peer, so others reach it by a circuit address.
+    let relays: Vec<Multiaddr> = if config.nat { config.bootstrap.clone() } else { Vec::new() };
+    let nat = config.nat;
     std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap, handler)))
+        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap, handler, relays, nat)))
         .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
     log!("p2p: peer id {peer_id}");
     Ok((tx, peer_id))
@@ -153,6 +195,23 @@ struct Jobs {
     outbound: HashMap<OutboundRequestId, smol::channel::Sender<Result<Vec<u8>, String>>>,
     /// Answers of inbound jobs, computed off the swarm thread, to send from it.
     done_tx: smol::channel::Sender<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    /// Behind a NAT (--nat): listen addresses are not external addresses.
+    nat: bool,
+    /// Relays to hold a slot at (--nat), and those we asked already.
+    relays: Vec<Multiaddr>,
+    reserved: Vec<PeerId>,
+    /// Jobs for peers we are not connected to, waiting for a DHT lookup of their addresses.
+    waiting: HashMap<PeerId, Vec<(Vec<u8>, smol::channel::Sender<Result<Vec<u8>, String>>)>>,
+}
+
+impl Jobs {
+    /// Sends the jobs waiting for `peer` (connected now, or its lookup is over).
+    fn flush(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        for (body, reply) in self.waiting.remove(&peer).unwrap_or_default() {
+            let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
+            self.outbound.insert(id, reply);
+        }
+    }
 }
 
 async fn run(
@@ -161,9 +220,12 @@ async fn run(
     mut peers: HashMap<PeerId, Peer>,
     bootstrap: bool,
     handler: JobHandler,
+    relays: Vec<Multiaddr>,
+    nat: bool,
 ) {
     let (done_tx, done_rx) = smol::channel::unbounded();
-    let mut jobs = Jobs { lookups: HashMap::new(), handler, outbound: HashMap::new(), done_tx };
+    let nat = !relays.is_empty() || nat;
+    let mut jobs = Jobs { lookups: HashMap::new(), handler, outbound: HashMap::new(), done_tx, nat, relays, reserved: Vec::new(), waiting: HashMap::new() };
     // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
     // routing table fills beyond the peers we were told about.
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
@@ -209,8 +271,18 @@ async fn run(
                 let _ = reply.try_send(addrs);
             }
             Some(Ev::Command(Command::RunJob { peer, body, reply })) => {
-                let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
-                jobs.outbound.insert(id, reply);
+                if swarm.is_connected(&peer) {
+                    let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
+                    jobs.outbound.insert(id, reply);
+                } else {
+                    // Ask the DHT where the peer is now (behind a NAT: a relay circuit), then
+                    // send when connected or when the lookup ends.
+                    let first = !jobs.waiting.contains_key(&peer);
+                    jobs.waiting.entry(peer).or_default().push((body, reply));
+                    if first {
+                        swarm.behaviour_mut().kad.get_closest_peers(peer);
+                    }
+                }
             }
             Some(Ev::Command(Command::FindProviders { key, reply })) => {
                 let id = swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
@@ -282,11 +354,65 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 }
             }
         }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            result: kad::QueryResult::GetClosestPeers(result),
+            step,
+            ..
+        })) => {
+            let key = match &result {
+                Ok(ok) => ok.key.clone(),
+                Err(kad::GetClosestPeersError::Timeout { key, .. }) => key.clone(),
+            };
+            if let Ok(target) = PeerId::from_bytes(&key) {
+                if step.last && jobs.waiting.contains_key(&target) && !swarm.is_connected(&target) {
+                    // Found or not, try now: the job fails with the dial error if unreachable.
+                    jobs.flush(swarm, target);
+                }
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. })) => {
+            log!("p2p: reachable through relay {relay_peer_id}");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Relay(relay::Event::CircuitReqAccepted { src_peer_id, dst_peer_id, .. })) => {
+            log!("p2p: relaying {src_peer_id} -> {dst_peer_id}");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
+            Ok(_) => log!("p2p: direct connection to {remote_peer_id} (hole punched)"),
+            Err(e) => log!("p2p: hole punch to {remote_peer_id} failed, staying relayed: {e}"),
+        },
+        SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. })) => {
+            log!("p2p: NAT status {}", match new {
+                autonat::NatStatus::Public(a) => format!("public at {a}"),
+                autonat::NatStatus::Private => "private (behind NAT or firewall)".into(),
+                autonat::NatStatus::Unknown => "unknown".into(),
+            });
+        }
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::InboundFailure { peer, error, .. })) => {
             log!("p2p: job request from {peer} failed: {error}");
         }
-        SwarmEvent::NewListenAddr { address, .. } => log!("p2p: listening on {address}/p2p/{}", swarm.local_peer_id()),
+        SwarmEvent::NewListenAddr { address, .. } => {
+            log!("p2p: listening on {address}/p2p/{}", swarm.local_peer_id());
+            // Without --nat a node is reachable where it listens: say so, so that relay
+            // reservations (which carry the relay's external addresses) and AutoNAT dial-backs
+            // can use it. Loopback is not an address anyone else can reach.
+            let loopback = matches!(address.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback());
+            let circuit = address.iter().any(|p| p == Protocol::P2pCircuit);
+            if jobs.relays.is_empty() && !jobs.nat && !loopback && !circuit {
+                swarm.add_external_address(address);
+            }
+        }
         SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            if !jobs.reserved.contains(&peer_id) {
+                if let Some(relay) = jobs.relays.iter().find(|a| matches!(a.iter().last(), Some(Protocol::P2p(id)) if id == peer_id)) {
+                    jobs.reserved.push(peer_id);
+                    let circuit = relay.clone().with(Protocol::P2pCircuit);
+                    match swarm.listen_on(circuit.clone()) {
+                        Ok(_) => log!("p2p: asking relay {peer_id} for a slot"),
+                        Err(e) => log!("p2p: cannot listen on {circuit}: {e}"),
+                    }
+                }
+            }
+            jobs.flush(swarm, peer_id);
             let p = entry(peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });
             p.connections += 1;
             p.seen = Instant::now();

@@ -422,6 +422,11 @@ fn post_job(service: &NodeService, mut req: Request) {
         };
     }
     let placement = match job.placement.as_deref().map(crate::remote::Placement::parse) {
+        // No placement: here while a slot is free; when every slot is busy, on the peer
+        // that answers fastest instead of a 429 (load-based placement).
+        None if P2P.get().is_some() && service.in_flight() >= service.config().max_concurrent => {
+            crate::remote::Placement::Remote
+        }
         None => crate::remote::Placement::Local,
         Some(Ok(p)) => p,
         Some(Err(msg)) => return error(req, 400, "invalid_request", &msg, &[]),

@@ -417,3 +417,26 @@ fn a_retried_idempotency_key_returns_the_placed_answer_even_after_the_executor_i
     let other = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"twice", ",\"placement\":\"remote\",\"idempotency_key\":\"k-1\""));
     assert_eq!(other.status, 409);
 }
+
+#[test]
+fn a_busy_node_places_a_job_without_placement_on_a_peer() {
+    let a = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--max-concurrent", "1"]);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &listen_addr(&a)]);
+    assert!(wait_connected(&a, &peer_id(&b), Duration::from_secs(10)));
+    let addr = a.addr;
+    let slow = job(&guest("hostile-loop"), b"", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":1500}");
+    let busy = std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &slow));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&a, "phase_jobs_in_flight") != 1 {
+        assert!(Instant::now() < deadline, "the slow job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // a's only slot is taken: a job with no placement goes to b instead of a 429.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"ab", ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json_string(&r.text(), "executor"), peer_id(&b));
+    assert_eq!(busy.join().unwrap().status, 200);
+    // With a free slot it runs here again (no executor field).
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"ab", ""));
+    assert!(!r.text().contains("\"executor\""), "{}", r.text());
+}

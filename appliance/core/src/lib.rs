@@ -12,6 +12,7 @@ pub mod cmdline;
 pub mod cpio;
 pub mod encoding;
 pub mod job;
+pub mod manifest;
 pub mod receipt;
 
 pub use job::{JobSpec, Limits, LimitError};

@@ -122,3 +122,49 @@ fn vector_receipts_verify_or_fail_as_labelled() {
     }
     assert_eq!(checked, 7);
 }
+
+mod boot_manifest {
+    use phase_core::encoding::hex_encode;
+    use phase_core::manifest::{Arch, Artifact, Manifest, ManifestBody};
+
+    fn generate() -> String {
+        let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([5; 32]));
+        let body = ManifestBody {
+            channel: "stable".into(),
+            arch: Arch::X86_64,
+            version: 42,
+            created_at: 1_767_225_600,
+            expires_at: 1_769_817_600,
+            kernel: Artifact { name: "kernel".into(), size: 2_708_480, sha256: phase_core::sha256(b"kernel bytes") },
+            initramfs: Artifact { name: "initramfs.cpio.zst".into(), size: 2_512_141, sha256: phase_core::sha256(b"initramfs bytes") },
+            cmdline: "console=ttyS0 phase.mode=local".into(),
+        };
+        let m = Manifest::sign(body, &key).unwrap();
+        let mut tampered = m.clone();
+        tampered.body.cmdline.push_str(" init=/bin/sh");
+        format!(
+            "{{\n  \"format\": \"phase-boot-manifest/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"seed\": \"{}\",\n  \"key_id\": \"{}\",\n  \"signed_bytes_hex\": \"{}\",\n  \"manifest\": {},\n  \"tampered_manifest\": {}\n}}\n",
+            hex_encode(&[5; 32]),
+            m.key_id(),
+            hex_encode(&m.body.signed_bytes(&m.publisher_key)),
+            m.to_json(),
+            tampered.to_json()
+        )
+    }
+
+    #[test]
+    fn committed_manifest_vectors_match_and_verify() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors/boot-manifest-v1.json");
+        let generated = generate();
+        if std::env::var_os("PHASE_WRITE_VECTORS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(path).expect("boot-manifest-v1.json"), generated);
+        let line = |name: &str| generated.lines().find(|l| l.contains(name)).unwrap().split_once(": ").unwrap().1.trim_end_matches(',').to_string();
+        let m = Manifest::from_json(&line("\"manifest\"")).unwrap();
+        let now = 1_768_000_000;
+        m.verify(&[m.publisher_key], now, Arch::X86_64, Some(42)).unwrap();
+        let t = Manifest::from_json(&line("\"tampered_manifest\"")).unwrap();
+        assert!(t.verify(&[t.publisher_key], now, Arch::X86_64, None).is_err());
+    }
+}

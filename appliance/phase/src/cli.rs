@@ -37,6 +37,90 @@ enum Command {
     Version(VersionCmd),
     Init(InitCmd),
     Initramfs(InitramfsCmd),
+    Manifest(ManifestCmd),
+}
+
+#[derive(FromArgs)]
+/// Boot manifests: publisher keys, signing, verification (docs/formats.md).
+#[argh(subcommand, name = "manifest")]
+struct ManifestCmd {
+    #[argh(subcommand)]
+    command: ManifestSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ManifestSub {
+    Keygen(ManifestKeygen),
+    Sign(ManifestSign),
+    Verify(ManifestVerify),
+}
+
+#[derive(FromArgs)]
+/// Create a publisher key (hex Ed25519 seed, mode 0600; never overwrites) and print its public key.
+#[argh(subcommand, name = "keygen")]
+struct ManifestKeygen {
+    /// the key file to create
+    #[argh(option)]
+    out: PathBuf,
+}
+
+#[derive(FromArgs)]
+/// Sign a boot manifest for a kernel and an initramfs.
+#[argh(subcommand, name = "sign")]
+struct ManifestSign {
+    /// the publisher key file
+    #[argh(option)]
+    key: PathBuf,
+    /// channel, e.g. stable
+    #[argh(option)]
+    channel: String,
+    /// x86_64 or aarch64 (amd64, arm64)
+    #[argh(option)]
+    arch: String,
+    /// the release version; appliances refuse versions below the one they run
+    #[argh(option)]
+    version: u64,
+    /// the kernel image
+    #[argh(option)]
+    kernel: PathBuf,
+    /// the initramfs
+    #[argh(option)]
+    initramfs: PathBuf,
+    /// kernel command line for the booted kernel
+    #[argh(option, default = "String::new()")]
+    cmdline: String,
+    /// days until the manifest expires (default 30)
+    #[argh(option, default = "30")]
+    valid_days: u64,
+    /// where to write the manifest (JSON)
+    #[argh(option)]
+    out: PathBuf,
+}
+
+#[derive(FromArgs)]
+/// Verify a boot manifest: exit 0 only if it is signed by a trusted key, current, for this
+/// arch, not a rollback, and every given artifact matches.
+#[argh(subcommand, name = "verify")]
+struct ManifestVerify {
+    /// the manifest (JSON)
+    #[argh(positional)]
+    manifest: PathBuf,
+    /// a trusted publisher public key, hex (repeatable)
+    #[argh(option)]
+    trust: Vec<String>,
+    /// the kernel to check against the manifest
+    #[argh(option)]
+    kernel: Option<PathBuf>,
+    /// the initramfs to check against the manifest
+    #[argh(option)]
+    initramfs: Option<PathBuf>,
+    /// the arch to boot (default: this machine's)
+    #[argh(option)]
+    arch: Option<String>,
+    /// the version running now: lower versions are a rollback
+    #[argh(option)]
+    running_version: Option<u64>,
 }
 
 
@@ -228,6 +312,7 @@ pub fn main() -> i32 {
         Command::Keygen(c) => keygen(c),
         Command::Receipt(ReceiptCmd { command: ReceiptSub::Verify(c) }) => verify(c),
         Command::Init(_) => crate::init::main(),
+        Command::Manifest(ManifestCmd { command }) => manifest(command),
         Command::Initramfs(c) => initramfs(c),
         Command::Version(_) => {
             println!("phase {}", env!("CARGO_PKG_VERSION"));
@@ -459,4 +544,74 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
     let executor = service.clone();
     let handler: crate::p2p::JobHandler = Arc::new(move |body| crate::remote::serve_peer_job(&executor, body, fault));
     crate::p2p::P2p::start(service.identity().seed(), config, handler).map_err(|e| e.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn manifest(cmd: ManifestSub) -> i32 {
+    use phase_core::manifest::{Arch, Artifact, Manifest, ManifestBody};
+    let result = (|| -> Result<String, String> {
+        match cmd {
+            ManifestSub::Keygen(c) => {
+                let id = NodeIdentity::create(&c.out).map_err(|e| e.to_string())?;
+                Ok(format!("{} (key id {})", id.public_key_hex(), phase_core::manifest::key_id(&id.public_key())))
+            }
+            ManifestSub::Sign(c) => {
+                let key = NodeIdentity::load(&c.key).map_err(|e| e.to_string())?;
+                let arch = Arch::parse(&c.arch).ok_or_else(|| format!("--arch {:?}: x86_64 or aarch64", c.arch))?;
+                let artifact = |p: &PathBuf, what: &str| -> Result<Artifact, String> {
+                    let bytes = read(p, what)?;
+                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    Ok(Artifact { name, size: bytes.len() as u64, sha256: sha256(&bytes) })
+                };
+                let now = unix_now();
+                let body = ManifestBody {
+                    channel: c.channel,
+                    arch,
+                    version: c.version,
+                    created_at: now,
+                    expires_at: now + c.valid_days.max(1) * 86_400,
+                    kernel: artifact(&c.kernel, "kernel")?,
+                    initramfs: artifact(&c.initramfs, "initramfs")?,
+                    cmdline: c.cmdline,
+                };
+                let m = Manifest::sign(body, key.key_pair()).map_err(|e| e.to_string())?;
+                std::fs::write(&c.out, m.to_json() + "\n").map_err(|e| format!("{}: {e}", c.out.display()))?;
+                Ok(format!("signed {} {} version {} by key {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id()))
+            }
+            ManifestSub::Verify(c) => {
+                let text = String::from_utf8(read(&c.manifest, "manifest")?).map_err(|_| "manifest is not UTF-8".to_string())?;
+                let m = Manifest::from_json(text.trim()).map_err(|e| e.to_string())?;
+                let trusted = c
+                    .trust
+                    .iter()
+                    .map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let arch = match &c.arch {
+                    Some(a) => Arch::parse(a).ok_or_else(|| format!("--arch {a:?}: x86_64 or aarch64"))?,
+                    None => Arch::parse(std::env::consts::ARCH).ok_or("this machine's arch is not one Phase boots")?,
+                };
+                m.verify(&trusted, unix_now(), arch, c.running_version).map_err(|e| e.to_string())?;
+                if let Some(p) = &c.kernel {
+                    m.check_artifact("kernel", &read(p, "kernel")?).map_err(|e| e.to_string())?;
+                }
+                if let Some(p) = &c.initramfs {
+                    m.check_artifact("initramfs", &read(p, "initramfs")?).map_err(|e| e.to_string())?;
+                }
+                Ok(format!("ok: {} {} version {} signed by key {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id()))
+            }
+        }
+    })();
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(e) => {
+            eprintln!("phase: manifest rejected: {e}");
+            1
+        }
+    }
 }

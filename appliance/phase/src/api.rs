@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use miniserde::{json, Deserialize};
+use miniserde::json;
 use phase_core::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode};
 use phase_core::job::RequestedLimits;
 use phase_core::receipt::Outcome;
@@ -294,35 +294,50 @@ fn put_module(service: &NodeService, mut req: Request) {
     }
 }
 
-#[derive(Deserialize)]
-struct LimitsWire {
-    fuel: Option<u64>,
-    memory_bytes: Option<u64>,
-    output_bytes: Option<u64>,
-    deadline_ms: Option<u64>,
+/// A field of a request object: absent and `null` are both "not given".
+fn opt<'a>(obj: &'a json::Object, key: &str) -> Option<&'a json::Value> {
+    obj.get(key).filter(|v| !matches!(v, json::Value::Null))
 }
 
-#[derive(Deserialize)]
-struct JobWire {
-    module: Option<String>,
-    module_sha256: Option<String>,
-    input: Option<String>,
-    args: Option<Vec<String>>,
-    env: Option<Vec<String>>,
-    limits: Option<LimitsWire>,
-    idempotency_key: Option<String>,
-    placement: Option<String>,
-    redundancy: Option<u64>,
+fn opt_str(obj: &json::Object, key: &str) -> Result<Option<String>, String> {
+    match opt(obj, key) {
+        None => Ok(None),
+        Some(json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{key} must be a string")),
+    }
 }
 
-/// Parses a job request body; the error is a one-line reason for a 400.
+fn opt_u64(obj: &json::Object, key: &str, path: &str) -> Result<Option<u64>, String> {
+    match opt(obj, key) {
+        None => Ok(None),
+        Some(json::Value::Number(json::Number::U64(n))) => Ok(Some(*n)),
+        Some(_) => Err(format!("{path} must be an unsigned integer")),
+    }
+}
+
+fn opt_strings(obj: &json::Object, key: &str) -> Result<Vec<String>, String> {
+    match opt(obj, key) {
+        None => Ok(Vec::new()),
+        Some(json::Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                json::Value::String(s) => Ok(s.clone()),
+                _ => Err(format!("{key} must be an array of strings")),
+            })
+            .collect(),
+        Some(_) => Err(format!("{key} must be an array of strings")),
+    }
+}
+
+/// Parses a job request body (one JSON parse, fields read from it); the error is a one-line
+/// reason for a 400 that names the field.
 pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
     let value: json::Value = json::from_str(text).map_err(|_| "body is not valid JSON".to_string())?;
-    // miniserde skips unknown keys; a misspelt "limit" must not silently run on defaults.
     let json::Value::Object(top) = &value else {
         return Err("body must be a JSON object".into());
     };
+    // A misspelt "limit" must not silently run on defaults.
     const FIELDS: [&str; 9] = [
         "module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement", "redundancy",
     ];
@@ -330,17 +345,22 @@ pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
     if let Some(k) = top.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!("unknown field {k:?}"));
     }
-    if let Some(json::Value::Object(l)) = top.get("limits") {
-        if let Some(k) = l.keys().find(|k| !LIMITS.contains(&k.as_str())) {
-            return Err(format!("unknown field limits.{k}"));
+    let limits = match opt(top, "limits") {
+        None => RequestedLimits::default(),
+        Some(json::Value::Object(l)) => {
+            if let Some(k) = l.keys().find(|k| !LIMITS.contains(&k.as_str())) {
+                return Err(format!("unknown field limits.{k}"));
+            }
+            RequestedLimits {
+                fuel: opt_u64(l, "fuel", "limits.fuel")?,
+                memory_bytes: opt_u64(l, "memory_bytes", "limits.memory_bytes")?,
+                output_bytes: opt_u64(l, "output_bytes", "limits.output_bytes")?,
+                deadline_ms: opt_u64(l, "deadline_ms", "limits.deadline_ms")?,
+            }
         }
-    }
-    let w: JobWire = json::from_str(text).map_err(|_| {
-        "a field has the wrong type (strings for module/input, arrays of strings for args/env, \
-         unsigned integers for limits; see docs/api.md)"
-            .to_string()
-    })?;
-    let module = match (w.module, w.module_sha256) {
+        Some(_) => return Err("limits must be an object".into()),
+    };
+    let module = match (opt_str(top, "module")?, opt_str(top, "module_sha256")?) {
         (Some(b64), None) => ModuleSource::Bytes(
             base64_decode(&b64).map_err(|e| format!("module is not base64: {e}"))?,
         ),
@@ -349,28 +369,19 @@ pub fn parse_job(body: &[u8]) -> Result<JobRequest, String> {
         ),
         _ => return Err("give exactly one of module (base64) and module_sha256 (hex)".into()),
     };
-    let input = match w.input {
+    let input = match opt_str(top, "input")? {
         Some(b64) => base64_decode(&b64).map_err(|e| format!("input is not base64: {e}"))?,
         None => Vec::new(),
     };
-    let limits = w
-        .limits
-        .map(|l| RequestedLimits {
-            fuel: l.fuel,
-            memory_bytes: l.memory_bytes,
-            output_bytes: l.output_bytes,
-            deadline_ms: l.deadline_ms,
-        })
-        .unwrap_or_default();
     Ok(JobRequest {
         module,
         input,
-        args: w.args.unwrap_or_default(),
-        env: w.env.unwrap_or_default(),
+        args: opt_strings(top, "args")?,
+        env: opt_strings(top, "env")?,
         limits,
-        idempotency_key: w.idempotency_key,
-        placement: w.placement,
-        redundancy: w.redundancy,
+        idempotency_key: opt_str(top, "idempotency_key")?,
+        placement: opt_str(top, "placement")?,
+        redundancy: opt_u64(top, "redundancy", "redundancy")?,
     })
 }
 

@@ -147,6 +147,21 @@ fn bad_requests_get_json_errors_and_the_node_keeps_serving() {
         assert_eq!(json_string(&r.text(), "error"), code, "{}", r.text());
         assert!(!json_string(&r.text(), "message").is_empty());
     }
+    // Type errors name the field.
+    for (extra, says) in [
+        (",\"limits\":{\"fuel\":-5}", "limits.fuel must be an unsigned integer"),
+        (",\"args\":\"notalist\"", "args must be an array of strings"),
+        (",\"env\":[1]", "env must be an array of strings"),
+        (",\"limits\":7", "limits must be an object"),
+        (",\"idempotency_key\":3", "idempotency_key must be a string"),
+    ] {
+        let r = node.request("POST", "/v1/jobs", &job_body(&hello, b"", extra));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(json_string(&r.text(), "message"), says);
+    }
+    // null is "not given".
+    let r = node.request("POST", "/v1/jobs", &job_body(&hello, b"n", ",\"args\":null,\"limits\":null"));
+    assert_eq!(r.status, 200, "{}", r.text());
     let huge = vec![b'x'; 2_000_000];
     assert_eq!(node.request("PUT", "/v1/modules", &huge).status, 413);
     assert_eq!(node.request("GET", "/v1/jobs", b"").status, 405);

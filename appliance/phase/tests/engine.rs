@@ -132,14 +132,52 @@ fn unsupported_wasi_calls_return_errno() {
     );
 }
 
+/// Writes its argv buffer to stdout, then argv[1] (through its pointer) and its environ
+/// buffer to stderr.
+const ARGS_ENV_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $ag (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $esz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $eg (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $out (param $fd i32) (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 16) (local.get $ptr))
+    (i32.store (i32.const 20) (local.get $len))
+    (drop (call $w (local.get $fd) (i32.const 16) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (drop (call $asz (i32.const 0) (i32.const 4)))
+    (drop (call $ag (i32.const 1024) (i32.const 2048)))
+    (call $out (i32.const 1) (i32.const 2048) (i32.load (i32.const 4)))
+    (call $out (i32.const 2) (i32.load (i32.const 1028)) (i32.const 3))
+    (drop (call $esz (i32.const 32) (i32.const 36)))
+    (drop (call $eg (i32.const 3072) (i32.const 4096)))
+    (call $out (i32.const 2) (i32.const 4096) (i32.load (i32.const 36)))))"#;
+
 #[test]
 fn args_and_env_reach_the_guest() {
-    // hostile-recursion derives its depth from argc; use hello to check args do not disturb it
-    // and sha256sum to check the engine still runs after a trap on the same engine.
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let module = engine.compile(&wat::parse_str(ARGS_ENV_WAT).unwrap()).unwrap();
+    let spec = JobSpec::new(
+        module.sha256,
+        sha256(b""),
+        vec!["--x".into(), "y".into()],
+        vec!["A=1".into(), "B=two".into()],
+        Limits::DEFAULT,
+    )
+    .unwrap();
+    let ex = engine.run(&Job { spec, module, input: Arc::from(&b""[..]) });
+    assert_eq!(ex.outcome, Outcome::Exited(0), "{:?}", ex.detail);
+    assert_eq!(ex.stdout, b"job\0--x\0y\0", "argv[0] is \"job\", then the args in order");
+    assert_eq!(ex.stderr, b"--xA=1\0B=two\0", "argv[1] by its pointer, then the env in order");
+}
+
+#[test]
+fn the_engine_runs_on_after_a_trap() {
     let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
     let trap = run_with(&engine, "hostile-loop", b"", &[], Limits { fuel: 1000, ..Limits::DEFAULT });
     assert_eq!(trap.outcome, Outcome::Trapped(TrapKind::OutOfFuel));
-    let ok = run_with(&engine, "hello", b"ab", &["--x"], Limits::DEFAULT);
+    let ok = run_with(&engine, "hello", b"ab", &[], Limits::DEFAULT);
     assert_eq!(ok.stdout, b"ba");
 }
 

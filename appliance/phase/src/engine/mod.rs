@@ -283,6 +283,7 @@ impl Engine {
         let started = Instant::now();
         let limits = job.spec.limits;
         let deadline = started + Duration::from_millis(limits.deadline_ms);
+        let job_id = job.spec.job_id();
         let state = JobState {
             args: std::iter::once("job")
                 .chain(job.spec.args.iter().map(String::as_str))
@@ -294,14 +295,13 @@ impl Engine {
             stdout: Vec::new(),
             stderr: Vec::new(),
             output_cap: limits.output_bytes.min(usize::MAX as u64) as usize,
-            random: RandomStream::new(job.spec.job_id()),
+            random: RandomStream::new(job_id),
             fuel_granted: 0,
             limiter: MemoryLimiter {
                 memory_bytes: limits.memory_bytes.min(usize::MAX as u64) as usize,
                 refused: false,
             },
         };
-        let job_id = job.spec.job_id();
         let mut store = Store::new(&self.wasmi, state);
         store.limiter(|s| &mut s.limiter);
         let (outcome, detail) = match self.execute(&mut store, &job.module, &limits, deadline) {

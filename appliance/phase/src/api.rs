@@ -148,6 +148,12 @@ fn service_error(req: Request, e: ServiceError) {
     error(req, status, e.code(), &e.to_string(), &extra);
 }
 
+/// The largest job request body this node takes, over HTTP or from a peer: base64 grows bytes
+/// by 4/3; 1 MiB covers args, env and the JSON around them.
+pub fn max_job_body(c: &crate::service::NodeConfig) -> usize {
+    (c.max_module_bytes + c.max_input_bytes) / 3 * 4 + (1 << 20)
+}
+
 /// Reads the body under `cap` bytes; `Err` has already been answered.
 fn read_body(req: &mut Request, cap: usize) -> Result<Vec<u8>, (u16, &'static str, String)> {
     if let Some(len) = req.body_length() {
@@ -409,9 +415,7 @@ pub fn job_json(c: &Completed) -> String {
 }
 
 fn post_job(service: &NodeService, mut req: Request) {
-    let c = service.config();
-    // Base64 grows bytes by 4/3; 1 MiB covers args, env and the JSON around them.
-    let cap = (c.max_module_bytes + c.max_input_bytes) / 3 * 4 + (1 << 20);
+    let cap = max_job_body(service.config());
     let body = match read_body(&mut req, cap) {
         Ok(b) => b,
         Err((status, code, msg)) => return error(req, status, code, &msg, &[]),

@@ -532,7 +532,15 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         cfg.max_limits.fuel,
         cfg.max_limits.memory_bytes
     );
-    let config = crate::p2p::P2pConfig { listen, bootstrap, mdns: c.mdns, swarm_key, agent, nat: c.nat };
+    let config = crate::p2p::P2pConfig {
+        listen,
+        bootstrap,
+        mdns: c.mdns,
+        swarm_key,
+        agent,
+        nat: c.nat,
+        max_job_request: crate::api::max_job_body(cfg),
+    };
     use crate::remote::PeerFault;
     let fault = match c.fault.as_deref() {
         Some("peer-wrong-key") => PeerFault::WrongKey,

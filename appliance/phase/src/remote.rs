@@ -213,7 +213,12 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         return Err((503, "no_peer", "no connected Phase peer to run the job on".into()));
     }
     // Wait for an answer as long as the job may run, plus time to move it and its answer.
-    let deadline_ms = req.limits.deadline_ms.unwrap_or(service.config().default_limits.deadline_ms);
+    // Unvalidated here (the executor checks it): bounded by the hard maximum.
+    let deadline_ms = req
+        .limits
+        .deadline_ms
+        .unwrap_or(service.config().default_limits.deadline_ms)
+        .min(phase_core::Limits::MAX.deadline_ms);
     let wait = Duration::from_millis(deadline_ms) + Duration::from_secs(10);
     let mut last: PlaceError = (502, "peer_unreachable", "no attempt made".into());
     for attempt in 0..MAX_ATTEMPTS {

@@ -43,7 +43,7 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for n in ["pub", "r1", "r2", "a", "b"] {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(n)]).status();
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(n)]).stderr(Stdio::null()).status();
         }
     }
 }
@@ -87,7 +87,7 @@ fn a_job_reaches_a_node_behind_nat_from_a_node_behind_another_nat() {
     );
     let mut lab = Lab { tag: format!("n{}", std::process::id() % 100000), children: vec![] };
     for n in ["pub", "r1", "r2", "a", "b"] {
-        let _ = Command::new("ip").args(["netns", "del", &lab.ns(n)]).status();
+        let _ = Command::new("ip").args(["netns", "del", &lab.ns(n)]).stderr(Stdio::null()).status();
         lab.sh(&format!("ip netns add {0} && ip -n {0} link set lo up", lab.ns(n)));
     }
     let (t, pubn, r1, r2, a, b) = (lab.tag.clone(), lab.ns("pub"), lab.ns("r1"), lab.ns("r2"), lab.ns("a"), lab.ns("b"));

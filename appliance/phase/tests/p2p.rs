@@ -122,7 +122,7 @@ fn mdns_finds_a_peer_on_the_lan_with_no_configuration() {
         assert!(ok, "{cmd}");
     };
     let cleanup = || {
-        let _ = std::process::Command::new("sh").arg("-c").arg(format!("ip netns del {ns1}; ip netns del {ns2}")).status();
+        let _ = std::process::Command::new("sh").arg("-c").arg(format!("ip netns del {ns1}; ip netns del {ns2}")).stderr(std::process::Stdio::null()).status();
     };
     cleanup();
     sh(&format!("ip netns add {ns1} && ip netns add {ns2}"));

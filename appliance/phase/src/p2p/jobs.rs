@@ -10,13 +10,26 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/phase/job/1.0.0");
-/// A module (64 MiB hard max) and an input (64 MiB) in base64, plus JSON around them.
-pub const MAX_REQUEST: usize = 180 << 20;
-/// Output (16 MiB hard max) in base64 twice over (stdout/stderr), the receipt and JSON.
+/// Default request cap: the largest request a node with default limits takes (16 MiB module
+/// and 16 MiB input in base64, plus 1 MiB of JSON), as for HTTP bodies (api.rs).
+pub const DEFAULT_MAX_REQUEST: usize = (32 << 20) / 3 * 4 + (1 << 20);
+/// Output (16 MiB hard max) in base64 (stdout and stderr share it), the receipt and JSON.
 pub const MAX_RESPONSE: usize = 24 << 20;
+/// Streams per connection (inbound + outbound): with the request cap, bounds what one peer
+/// can make this node buffer.
+pub const MAX_STREAMS: usize = 8;
 
-#[derive(Clone, Default)]
-pub struct JobCodec;
+/// Frames with caps; the request cap follows the node's own module and input limits.
+#[derive(Clone)]
+pub struct JobCodec {
+    pub max_request: usize,
+}
+
+impl Default for JobCodec {
+    fn default() -> Self {
+        JobCodec { max_request: DEFAULT_MAX_REQUEST }
+    }
+}
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -46,13 +59,13 @@ impl libp2p::request_response::Codec for JobCodec {
     type Response = Vec<u8>;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
-        read_frame(io, MAX_REQUEST).await
+        read_frame(io, self.max_request).await
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
         read_frame(io, MAX_RESPONSE).await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()> {
-        write_frame(io, &req, MAX_REQUEST).await
+        write_frame(io, &req, self.max_request).await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()> {
         write_frame(io, &res, MAX_RESPONSE).await
@@ -68,7 +81,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_oversized_frames_are_refused_before_reading() {
         smol::block_on(async {
-            let mut codec = JobCodec;
+            let mut codec = JobCodec { max_request: 1000 };
             let mut buf = Cursor::new(Vec::new());
             codec.write_request(&PROTOCOL, &mut buf, b"{\"input\":\"\"}".to_vec()).await.unwrap();
             let mut rd = Cursor::new(buf.into_inner());
@@ -80,6 +93,9 @@ mod tests {
             // A truncated frame is an error, not a hang.
             let mut short = Cursor::new([0, 0, 0, 10, b'{'].to_vec());
             assert!(codec.read_request(&PROTOCOL, &mut short).await.is_err());
+            // The request cap is the node's: 1000 bytes here.
+            let mut over = Cursor::new(1001u32.to_be_bytes().to_vec());
+            assert!(codec.read_request(&PROTOCOL, &mut over).await.unwrap_err().to_string().contains("above the cap of 1000"));
         });
     }
 }

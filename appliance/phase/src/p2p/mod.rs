@@ -23,7 +23,7 @@ pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
 /// Runs a job another peer sent: the `POST /v1/jobs` body in, the answer JSON out.
 pub type JobHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct P2pConfig {
     pub listen: Vec<Multiaddr>,
     /// Multiaddrs ending in /p2p/<peer id>.
@@ -36,6 +36,22 @@ pub struct P2pConfig {
     /// Internet mode: AutoNAT, and a relay slot at each bootstrap peer so the node is
     /// reachable behind a NAT (DCUtR then tries a direct connection).
     pub nat: bool,
+    /// Largest job request a peer may send (bytes): the node's module + input caps.
+    pub max_job_request: usize,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: false,
+            swarm_key: None,
+            agent: String::new(),
+            nat: false,
+            max_job_request: jobs::DEFAULT_MAX_REQUEST,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::{autonat, dcutr, identify, kad, mdns, noise, ping, pnet, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
-use super::jobs::{JobCodec, PROTOCOL as JOB_PROTOCOL};
+use super::jobs::{JobCodec, MAX_STREAMS, PROTOCOL as JOB_PROTOCOL};
 use super::{JobHandler, P2pConfig, P2pError, PeerInfo, KAD_PROTOCOL, PROTOCOL_VERSION};
 
 /// A job may run for its whole deadline (300 s at most) before its answer is due.
@@ -138,9 +138,12 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
         ping: ping::Behaviour::default(),
         kad,
         mdns: mdns.into(),
-        jobs: request_response::Behaviour::new(
+        jobs: request_response::Behaviour::with_codec(
+            JobCodec { max_request: config.max_job_request },
             [(JOB_PROTOCOL, ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(JOB_TIMEOUT),
+            request_response::Config::default()
+                .with_request_timeout(JOB_TIMEOUT)
+                .with_max_concurrent_streams(MAX_STREAMS),
         ),
         relay: relay::Behaviour::new(peer_id, relay_config),
         relay_client,

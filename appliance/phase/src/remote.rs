@@ -200,7 +200,10 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         _ => executors(p2p)?,
     };
     // The request's fingerprint: what was asked, module by hash (as the executor first sees it).
-    let fingerprint = sha256(&wire_body(&req, None, &module_sha256));
+    // The executor first gets the module by hash: this body, built once, is also the key's
+    // fingerprint.
+    let by_hash = wire_body(&req, None, &module_sha256);
+    let fingerprint = sha256(&by_hash);
     if let Some(key) = &req.idempotency_key {
         let placed = PLACED.lock().unwrap_or_else(|p| p.into_inner());
         match placed.0.get(key) {
@@ -228,7 +231,10 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         }
         let mut inline = false;
         let answer = loop {
-            let body = wire_body(&req, if inline { module_bytes } else { None }, &module_sha256);
+            let body = match (inline, module_bytes) {
+                (true, Some(bytes)) => wire_body(&req, Some(bytes), &module_sha256),
+                _ => by_hash.clone(),
+            };
             let raw = match p2p.run_job(peer, body, wait) {
                 Ok(raw) => raw,
                 Err(e) => break Err((502, "peer_unreachable", e.to_string())),

@@ -46,6 +46,16 @@ pub struct BootConfig {
     pub p2p_port: Option<u16>,
     /// Bootstrap peers: multiaddrs ending in /p2p/<peer id> (checked by the p2p layer).
     pub bootstrap: Vec<String>,
+    /// `phase.boot=net`: fetch a signed kernel + initramfs from a provider and kexec into it.
+    pub netboot: bool,
+    /// `phase.provider=URL[,URL]`: providers to try before discovered ones.
+    pub providers: Vec<String>,
+    /// `phase.trust=HEX[,HEX]`: publisher keys trusted in addition to the image's own.
+    pub trust: Vec<[u8; 32]>,
+    /// `phase.channel=NAME`: the release channel to netboot and to serve.
+    pub channel: String,
+    /// `phase.lan=ADDR/PREFIX`: a second Ethernet link, configured statically (a boot LAN).
+    pub lan: Option<(Ipv4Addr, u8)>,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
 }
@@ -62,12 +72,24 @@ impl Default for BootConfig {
             on_failure: OnFailure::Reboot,
             p2p_port: Some(DEFAULT_P2P_PORT),
             bootstrap: Vec::new(),
+            netboot: false,
+            providers: Vec::new(),
+            trust: Vec::new(),
+            channel: DEFAULT_CHANNEL.to_string(),
+            lan: None,
             passthrough: Vec::new(),
         }
     }
 }
 
 pub const DEFAULT_HTTP_PORT: u16 = 8700;
+pub const DEFAULT_CHANNEL: &str = "stable";
+
+/// A channel name as manifests allow it (1-32 of a-z 0-9 -): safe as a path segment and as
+/// part of a DHT key.
+pub fn valid_channel(name: &str) -> bool {
+    crate::manifest::valid_channel(name)
+}
 pub const DEFAULT_P2P_PORT: u16 = 4001;
 
 /// A parameter that was not taken, and why.
@@ -194,6 +216,36 @@ impl BootConfig {
                         bad("comma-separated multiaddrs ending in /p2p/<peer id>");
                     }
                 }
+                "boot" => match value {
+                    "net" => c.netboot = true,
+                    "local" => c.netboot = false,
+                    _ => bad("net or local"),
+                },
+                "provider" => {
+                    let list: Vec<String> = value.split(',').filter(|u| !u.is_empty()).map(|u| u.to_string()).collect();
+                    if !list.is_empty() && list.iter().all(|u| u.starts_with("http://") && u.len() > 7) {
+                        c.providers = list;
+                    } else {
+                        bad("comma-separated http:// URLs");
+                    }
+                }
+                "trust" => {
+                    let keys: Option<Vec<[u8; 32]>> =
+                        value.split(',').map(|k| crate::encoding::hex_decode_array::<32>(k).ok()).collect();
+                    match keys {
+                        Some(k) if !k.is_empty() => c.trust = k,
+                        _ => bad("comma-separated Ed25519 public keys (64 hex digits each)"),
+                    }
+                }
+                "channel" => match value {
+                    v if valid_channel(v) => c.channel = v.to_string(),
+                    _ => bad("a channel name: 1-32 of a-z 0-9 -"),
+                },
+                "lan" => match parse_cidr(value) {
+                    Some(v) => c.lan = Some(v),
+                    None => bad("an IPv4 address with prefix, like 10.9.0.2/24"),
+                },
+                "fault" => {}
                 "on_failure" => match value {
                     "reboot" => c.on_failure = OnFailure::Reboot,
                     "shell" => c.on_failure = OnFailure::Shell,
@@ -283,6 +335,26 @@ mod tests {
         assert!(c.bootstrap.is_empty());
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(BootConfig::parse("").0.p2p_port, Some(DEFAULT_P2P_PORT));
+    }
+
+    #[test]
+    fn netboot_parameters() {
+        let key = "11".repeat(32);
+        let (c, p) = BootConfig::parse(&alloc::format!(
+            "phase.boot=net phase.provider=http://10.9.0.1:8700,http://10.9.0.3:8700 phase.trust={key} \
+             phase.channel=edge phase.lan=10.9.0.2/24"
+        ));
+        assert!(p.is_empty(), "{p:?}");
+        assert!(c.netboot);
+        assert_eq!(c.providers, ["http://10.9.0.1:8700", "http://10.9.0.3:8700"]);
+        assert_eq!(c.trust, [[0x11; 32]]);
+        assert_eq!(c.channel, "edge");
+        assert_eq!(c.lan, Some((Ipv4Addr::new(10, 9, 0, 2), 24)));
+        assert_eq!(c.passthrough.len(), 5);
+        let (c, p) = BootConfig::parse("phase.boot=usb phase.provider=ftp://x phase.trust=abc phase.channel=../x phase.lan=1.2.3.4");
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(!c.netboot && c.providers.is_empty() && c.trust.is_empty() && c.lan.is_none());
+        assert_eq!(c.channel, DEFAULT_CHANNEL);
     }
 
     #[test]

@@ -121,6 +121,14 @@ impl fmt::Display for ManifestError {
     }
 }
 
+/// The manifest's file name in a provider's store, next to its artifacts.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// 1-32 characters of a-z, 0-9 and `-`.
+pub fn valid_channel(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_CHANNEL && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// A short, stable name for a publisher key: the first 8 bytes of its SHA-256, in hex.
 pub fn key_id(key: &[u8; 32]) -> String {
     hex_encode(&crate::sha256(key)[..8])
@@ -154,10 +162,7 @@ impl ManifestBody {
     /// Checks field shapes (also applied to parsed manifests).
     fn check(&self) -> Result<(), ManifestError> {
         let field = |name, reason: &str| Err(ManifestError::Field { name, reason: reason.to_string() });
-        if self.channel.is_empty()
-            || self.channel.len() > MAX_CHANNEL
-            || !self.channel.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !valid_channel(&self.channel) {
             return field("channel", "1-32 characters of a-z, 0-9 and -");
         }
         for (name, a) in [("kernel.name", &self.kernel), ("initramfs.name", &self.initramfs)] {
@@ -168,6 +173,10 @@ impl ManifestBody {
             {
                 return field(name, "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'");
             }
+        }
+        // Both are files in one directory next to the manifest (the provider's store).
+        if self.kernel.name == self.initramfs.name || [&self.kernel.name, &self.initramfs.name].contains(&&String::from(MANIFEST_FILE)) {
+            return field("initramfs.name", "kernel, initramfs and manifest.json need three different names");
         }
         if self.cmdline.len() > MAX_CMDLINE || self.cmdline.contains('\0') {
             return field("cmdline", "at most 4096 bytes, no NUL");

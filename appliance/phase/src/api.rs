@@ -21,6 +21,15 @@ pub static EXIT_AFTER_JOB: AtomicBool = AtomicBool::new(false);
 
 static P2P: std::sync::OnceLock<crate::p2p::P2p> = std::sync::OnceLock::new();
 
+static BOOT: std::sync::OnceLock<crate::boot::provider::Provider> = std::sync::OnceLock::new();
+/// The port this node's API is bound to (so boot discovery can leave out the node itself).
+static HTTP_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// Gives the API a boot store to serve at /v1/boot.
+pub fn set_boot_provider(p: crate::boot::provider::Provider) {
+    let _ = BOOT.set(p);
+}
+
 /// Gives the API the peer network, for /v1/peers and /v1/status.
 pub fn set_p2p(p2p: crate::p2p::P2p) {
     let _ = P2P.set(p2p);
@@ -47,6 +56,7 @@ impl HttpServer {
         crate::sys::set_nodelay_inherited(&listener)
             .map_err(|e| format!("setsockopt TCP_NODELAY on {addr}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| format!("{addr}: {e}"))?;
+        HTTP_PORT.store(bound.port(), Relaxed);
         let server = Server::from_listener(listener, None)
             .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
         let server = Arc::new(server);
@@ -208,6 +218,18 @@ fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
             metrics(service, requests.load(Relaxed)),
             &[],
         ),
+        (Method::Get, "/v1/boot") => match BOOT.get() {
+            Some(b) => reply(req, 200, "application/json", b.index_json(), &[]),
+            None => reply(req, 200, "application/json", "{\"entries\":[]}".into(), &[]),
+        },
+        (Method::Get, "/v1/boot/providers") => boot_providers(req),
+        (_, p) if p.starts_with("/v1/boot/") => match BOOT.get() {
+            Some(b) => {
+                let rest = p["/v1/boot/".len()..].to_string();
+                b.serve(req, &rest)
+            }
+            None => error(req, 404, "not_found", "this node serves no boot artifacts (phase node --boot-store)", &[]),
+        },
         (Method::Post, "/v1/jobs") => post_job(service, req),
         (Method::Put, "/v1/modules") => put_module(service, req),
         (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules") => {
@@ -216,6 +238,60 @@ fn handle(service: &NodeService, requests: &AtomicU64, req: Request) {
         }
         _ => error(req, 404, "not_found", &format!("no route {path}"), &[]),
     }
+}
+
+/// `GET /v1/boot/providers?channel=C&arch=A`: base URLs of peers that serve that release,
+/// from the DHT provider records and the capabilities peers announce (identify), leaving out
+/// this node's own address. PID 1 asks this when it netboots.
+fn boot_providers(req: Request) {
+    let query = req.url().split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+    let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).map(str::to_string);
+    let channel = param("channel").unwrap_or_else(|| phase_core::cmdline::DEFAULT_CHANNEL.into());
+    let arch_name = param("arch").unwrap_or_else(|| std::env::consts::ARCH.into());
+    let Some(arch) = phase_core::manifest::Arch::parse(&arch_name) else {
+        return error(req, 400, "invalid_request", "arch must be x86_64, amd64, aarch64 or arm64", &[]);
+    };
+    if !phase_core::cmdline::valid_channel(&channel) {
+        return error(req, 400, "invalid_request", "channel must be 1-32 of a-z, 0-9, -", &[]);
+    }
+    let Some(p2p) = P2P.get() else {
+        return error(req, 404, "p2p_disabled", "this node has not joined the peer network (phase node --p2p)", &[]);
+    };
+    let release = format!("{channel}/{}", arch.name());
+    let providers = p2p.find_providers(&crate::boot::provider_key(&channel, arch)).unwrap_or_default();
+    let (peers, own) = match (p2p.peers(), p2p.listen_addrs()) {
+        (Ok(p), Ok(o)) => (p, o),
+        (Err(e), _) | (_, Err(e)) => return error(req, 503, "p2p_unavailable", &e.to_string(), &[]),
+    };
+    let ip_of = |a: &crate::p2p::Multiaddr| {
+        a.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip),
+            _ => None,
+        })
+    };
+    let own_ips: Vec<_> = own.iter().filter_map(ip_of).collect();
+    let own_port = HTTP_PORT.load(Relaxed);
+    let mut items = vec![];
+    for p in &peers {
+        let announced = p.agent.split_whitespace().any(|w| w.strip_prefix("boot=").is_some_and(|l| l.split(',').any(|r| r == release)));
+        if !announced && !providers.contains(&p.peer_id) {
+            continue;
+        }
+        let port: u16 = p.agent.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|v| v.parse().ok()).unwrap_or(phase_core::cmdline::DEFAULT_HTTP_PORT);
+        let mut urls: Vec<String> = vec![];
+        for ip in p.addrs.iter().filter(|a| !a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2pCircuit))).filter_map(ip_of) {
+            let url = format!("http://{ip}:{port}");
+            if !(own_ips.contains(&ip) && port == own_port) && !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        if !urls.is_empty() {
+            let list: Vec<String> = urls.iter().map(|u| json_str(u)).collect();
+            items.push(format!("{{\"peer_id\":\"{}\",\"connected\":{},\"urls\":[{}]}}", p.peer_id, p.connected, list.join(",")));
+        }
+    }
+    let body = format!("{{\"channel\":{},\"arch\":\"{}\",\"providers\":[{}]}}", json_str(&channel), arch.name(), items.join(","));
+    reply(req, 200, "application/json", body, &[])
 }
 
 fn status(s: &NodeService) -> String {

@@ -38,6 +38,51 @@ enum Command {
     Init(InitCmd),
     Initramfs(InitramfsCmd),
     Manifest(ManifestCmd),
+    Publish(PublishCmd),
+}
+
+#[derive(FromArgs)]
+/// Sign a kernel + initramfs and lay them out in a boot store for `phase node --boot-store`
+/// (STORE/<channel>/<arch>/); with --carry, also write an initrd that boots and serves them.
+#[argh(subcommand, name = "publish")]
+struct PublishCmd {
+    /// the publisher key file
+    #[argh(option)]
+    key: PathBuf,
+    /// channel (default stable)
+    #[argh(option, default = "String::from(\"stable\")")]
+    channel: String,
+    /// x86_64 or aarch64 (amd64, arm64)
+    #[argh(option)]
+    arch: String,
+    /// the release version; appliances refuse versions below the one they run
+    #[argh(option)]
+    version: u64,
+    /// the kernel image
+    #[argh(option)]
+    kernel: PathBuf,
+    /// the initramfs
+    #[argh(option)]
+    initramfs: PathBuf,
+    /// kernel command line for the booted kernel
+    #[argh(option, default = "String::new()")]
+    cmdline: String,
+    /// days until the manifest expires (default 30)
+    #[argh(option, default = "30")]
+    valid_days: u64,
+    /// creation time, unix seconds (default now)
+    #[argh(option)]
+    created_at: Option<u64>,
+    /// expiry time, unix seconds (default created + valid days)
+    #[argh(option)]
+    expires_at: Option<u64>,
+    /// the boot store directory
+    #[argh(option)]
+    store: PathBuf,
+    /// also write this initrd: the initramfs with the release carried in a second archive, so
+    /// a machine booted from it (USB stick, QEMU -initrd) serves the release
+    #[argh(option)]
+    carry: Option<PathBuf>,
 }
 
 #[derive(FromArgs)]
@@ -199,7 +244,8 @@ struct NodeCmd {
     #[argh(option)]
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
-    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie (misbehave as an executor for peers)
+    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie (misbehave as an executor for peers);
+    /// boot-tamper, boot-drop-halfway (serve boot artifacts with a flipped byte / cut in half)
     #[argh(option)]
     fault: Option<String>,
     /// join the peer network, listening on this multiaddr (repeatable), e.g. /ip4/0.0.0.0/tcp/4001
@@ -218,6 +264,16 @@ struct NodeCmd {
     /// private network: the swarm key file (/key/swarm/psk/1.0.0/ format); only holders connect
     #[argh(option)]
     swarm_key: Option<PathBuf>,
+    /// serve the boot releases in this store (see `phase publish`) at /v1/boot and announce them
+    #[argh(option)]
+    boot_store: Option<PathBuf>,
+    /// a trusted publisher key, hex (repeatable): with it, every release in --boot-store must
+    /// be signed by one of these keys
+    #[argh(option)]
+    trust: Vec<String>,
+    /// boot artifact downloads served at once (default 4); more get 503 + Retry-After
+    #[argh(option)]
+    max_downloads: Option<usize>,
 }
 
 #[derive(FromArgs)]
@@ -314,6 +370,7 @@ pub fn main() -> i32 {
         Command::Init(_) => crate::init::main(),
         Command::Manifest(ManifestCmd { command }) => manifest(command),
         Command::Initramfs(c) => initramfs(c),
+        Command::Publish(c) => publish(c),
         Command::Version(_) => {
             println!("phase {}", env!("CARGO_PKG_VERSION"));
             0
@@ -405,26 +462,40 @@ fn node(c: NodeCmd) -> i32 {
         Err(e) => return fail(e),
     };
     match c.fault.as_deref() {
-        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall" | "peer-lie") => {}
+        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall" | "peer-lie" | "boot-tamper" | "boot-drop-halfway") => {}
         Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
         Some(other) => {
             return fail(format!(
-                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall, peer-lie)"
+                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall, peer-lie, boot-tamper, boot-drop-halfway)"
             ))
         }
     }
-    if !c.p2p.is_empty() {
-        match start_p2p(&c, &service) {
-            Ok(p2p) => crate::api::set_p2p(p2p),
-            Err(e) => return fail(e),
-        }
-    } else if !c.bootstrap.is_empty() || c.mdns || c.nat || c.swarm_key.is_some() {
+    if c.p2p.is_empty() && (!c.bootstrap.is_empty() || c.mdns || c.nat || c.swarm_key.is_some()) {
         return fail("--bootstrap, --mdns, --nat and --swarm-key need --p2p LISTEN_ADDR");
     }
+    let boot = match &c.boot_store {
+        Some(dir) => match open_boot_store(dir, &c) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let releases: Vec<(String, phase_core::manifest::Arch)> =
+        boot.iter().flat_map(|p| p.store.entries.iter().map(|e| (e.channel().to_string(), e.arch()))).collect();
+    if let Some(p) = boot {
+        crate::api::set_boot_provider(p);
+    }
+    // HTTP first: its bound port goes into the capabilities the peer network announces.
     let server = match HttpServer::start(service.clone(), &c.http) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    if !c.p2p.is_empty() {
+        match start_p2p(&c, &service, server.addr.port(), &releases) {
+            Ok(p2p) => crate::api::set_p2p(p2p),
+            Err(e) => return fail(e),
+        }
+    }
     log!("node key {}", service.identity().public_key_hex());
     log!("listening on http://{}", server.addr);
     log!("accepting jobs (max {} at once)", service.config().max_concurrent);
@@ -512,7 +583,38 @@ fn initramfs(c: InitramfsCmd) -> i32 {
     }
 }
 
-fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p, String> {
+/// Opens --boot-store (every artifact re-hashed; with --trust, every signature checked).
+fn open_boot_store(dir: &Path, c: &NodeCmd) -> Result<crate::boot::provider::Provider, String> {
+    use crate::boot::provider::{Provider, ProviderFault, DEFAULT_MAX_DOWNLOADS};
+    let trusted = c
+        .trust
+        .iter()
+        .map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = crate::boot::store::BootStore::open(dir, (!trusted.is_empty()).then_some(&trusted[..])).map_err(|e| e.to_string())?;
+    for e in &store.entries {
+        log!(
+            "boot: serving {}/{} version {} signed by {} (artifacts verified)",
+            e.channel(),
+            e.arch().name(),
+            e.manifest.body.version,
+            e.manifest.key_id()
+        );
+    }
+    let fault = match c.fault.as_deref() {
+        Some("boot-tamper") => ProviderFault::Tamper,
+        Some("boot-drop-halfway") => ProviderFault::DropHalfway,
+        _ => ProviderFault::None,
+    };
+    Ok(Provider::new(store, c.max_downloads.unwrap_or(DEFAULT_MAX_DOWNLOADS), fault))
+}
+
+fn start_p2p(
+    c: &NodeCmd,
+    service: &Arc<NodeService>,
+    http_port: u16,
+    releases: &[(String, phase_core::manifest::Arch)],
+) -> Result<crate::p2p::P2p, String> {
     let parse = |what: &str, s: &String| -> Result<crate::p2p::Multiaddr, String> {
         s.parse().map_err(|e| format!("{what} {s:?} is not a multiaddr: {e}"))
     };
@@ -523,8 +625,8 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         None => None,
     };
     let cfg = service.config();
-    let agent = format!(
-        "phase/{} arch={} cores={} jobs={} fuel={} memory={}",
+    let mut agent = format!(
+        "phase/{} arch={} cores={} jobs={} fuel={} memory={} http={http_port}",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -532,6 +634,10 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         cfg.max_limits.fuel,
         cfg.max_limits.memory_bytes
     );
+    if !releases.is_empty() {
+        let list: Vec<String> = releases.iter().map(|(ch, a)| format!("{ch}/{}", a.name())).collect();
+        agent += &format!(" boot={}", list.join(","));
+    }
     let config = crate::p2p::P2pConfig {
         listen,
         bootstrap,
@@ -540,6 +646,7 @@ fn start_p2p(c: &NodeCmd, service: &Arc<NodeService>) -> Result<crate::p2p::P2p,
         agent,
         nat: c.nat,
         max_job_request: crate::api::max_job_body(cfg),
+        provide: releases.iter().map(|(ch, a)| crate::boot::provider_key(ch, *a)).collect(),
     };
     use crate::remote::PeerFault;
     let fault = match c.fault.as_deref() {
@@ -558,8 +665,70 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn manifest(cmd: ManifestSub) -> i32 {
+/// Signs a release: reads the artifacts, builds the manifest body, signs it.
+#[allow(clippy::too_many_arguments)]
+fn sign_release(
+    key: &Path,
+    arch: &str,
+    channel: String,
+    version: u64,
+    kernel: &Path,
+    initramfs: &Path,
+    cmdline: String,
+    valid_days: u64,
+    created_at: Option<u64>,
+    expires_at: Option<u64>,
+) -> Result<(phase_core::manifest::Manifest, Vec<u8>, Vec<u8>), String> {
     use phase_core::manifest::{Arch, Artifact, Manifest, ManifestBody};
+    let key = NodeIdentity::load(key).map_err(|e| e.to_string())?;
+    let arch = Arch::parse(arch).ok_or_else(|| format!("--arch {arch:?}: x86_64 or aarch64"))?;
+    let kernel_bytes = read(kernel, "kernel")?;
+    let initramfs_bytes = read(initramfs, "initramfs")?;
+    let artifact = |p: &Path, bytes: &[u8]| Artifact {
+        name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        size: bytes.len() as u64,
+        sha256: sha256(bytes),
+    };
+    let created_at = created_at.unwrap_or_else(unix_now);
+    let body = ManifestBody {
+        channel,
+        arch,
+        version,
+        created_at,
+        expires_at: expires_at.unwrap_or(created_at + valid_days.max(1) * 86_400),
+        kernel: artifact(kernel, &kernel_bytes),
+        initramfs: artifact(initramfs, &initramfs_bytes),
+        cmdline,
+    };
+    let m = Manifest::sign(body, key.key_pair()).map_err(|e| e.to_string())?;
+    Ok((m, kernel_bytes, initramfs_bytes))
+}
+
+fn publish(c: PublishCmd) -> i32 {
+    let result = (|| -> Result<String, String> {
+        let (m, kernel, initramfs) =
+            sign_release(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.cmdline, c.valid_days, c.created_at, c.expires_at)?;
+        let dir = crate::boot::store::publish(&c.store, &m, &kernel, &initramfs).map_err(|e| e.to_string())?;
+        let mut line = format!("published {}/{} version {} signed by {} in {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id(), dir.display());
+        if let Some(out) = &c.carry {
+            let f = crate::boot::netboot::Fetched { manifest_json: m.to_json(), manifest: m, kernel, initramfs, from: String::new() };
+            let initrd = crate::boot::netboot::next_initrd(&f)?;
+            std::fs::write(out, &initrd).map_err(|e| format!("{}: {e}", out.display()))?;
+            line += &format!("; carrying initrd {} ({} bytes)", out.display(), initrd.len());
+        }
+        Ok(line)
+    })();
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(e) => fail(format!("publish: {e}")),
+    }
+}
+
+fn manifest(cmd: ManifestSub) -> i32 {
+    use phase_core::manifest::{Arch, Manifest};
     let result = (|| -> Result<String, String> {
         match cmd {
             ManifestSub::Keygen(c) => {
@@ -567,25 +736,7 @@ fn manifest(cmd: ManifestSub) -> i32 {
                 Ok(format!("{} (key id {})", id.public_key_hex(), phase_core::manifest::key_id(&id.public_key())))
             }
             ManifestSub::Sign(c) => {
-                let key = NodeIdentity::load(&c.key).map_err(|e| e.to_string())?;
-                let arch = Arch::parse(&c.arch).ok_or_else(|| format!("--arch {:?}: x86_64 or aarch64", c.arch))?;
-                let artifact = |p: &PathBuf, what: &str| -> Result<Artifact, String> {
-                    let bytes = read(p, what)?;
-                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    Ok(Artifact { name, size: bytes.len() as u64, sha256: sha256(&bytes) })
-                };
-                let now = unix_now();
-                let body = ManifestBody {
-                    channel: c.channel,
-                    arch,
-                    version: c.version,
-                    created_at: now,
-                    expires_at: now + c.valid_days.max(1) * 86_400,
-                    kernel: artifact(&c.kernel, "kernel")?,
-                    initramfs: artifact(&c.initramfs, "initramfs")?,
-                    cmdline: c.cmdline,
-                };
-                let m = Manifest::sign(body, key.key_pair()).map_err(|e| e.to_string())?;
+                let (m, _, _) = sign_release(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.cmdline, c.valid_days, None, None)?;
                 std::fs::write(&c.out, m.to_json() + "\n").map_err(|e| format!("{}: {e}", c.out.display()))?;
                 Ok(format!("signed {} {} version {} by key {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id()))
             }

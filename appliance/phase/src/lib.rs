@@ -3,6 +3,7 @@
 #[macro_use]
 pub mod log;
 pub mod api;
+pub mod boot;
 pub mod cli;
 pub mod engine;
 pub mod identity;

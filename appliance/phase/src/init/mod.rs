@@ -6,6 +6,7 @@
 
 mod mounts;
 mod net;
+mod netboot;
 mod power;
 mod supervisor;
 

@@ -25,6 +25,8 @@ pub enum State {
 
 pub struct Net {
     pub state: State,
+    /// `phase.lan=`: the second link's address, once configured.
+    lan: Option<String>,
     config: BootConfig,
     since: Instant,
     last_report: Instant,
@@ -39,7 +41,7 @@ pub enum Action {
 pub fn start(config: &BootConfig) -> Net {
     ip(&["link", "set", "lo", "up"]);
     let state = if config.network == Network::None { State::Disabled } else { State::WaitingForLink };
-    Net { state, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
+    Net { state, lan: None, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
 }
 
 /// Runs busybox `ip`; logs a failure with its stderr.
@@ -61,29 +63,37 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-/// The first Ethernet interface (ARPHRD_ETHER = 1), by name, or the configured one.
-fn find_link(want: Option<&str>) -> Option<String> {
-    if let Some(name) = want {
-        return Path::new("/sys/class/net").join(name).exists().then(|| name.to_string());
-    }
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .ok()?
+/// Ethernet interfaces (ARPHRD_ETHER = 1), sorted by name.
+fn ether_links() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return vec![] };
+    let mut names: Vec<String> = dir
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n != "lo" && read(&format!("/sys/class/net/{n}/type")) == "1")
         .collect();
     names.sort();
-    names.into_iter().next()
+    names
+}
+
+/// The first Ethernet interface (ARPHRD_ETHER = 1), by name, or the configured one.
+fn find_link(want: Option<&str>) -> Option<String> {
+    if let Some(name) = want {
+        return Path::new("/sys/class/net").join(name).exists().then(|| name.to_string());
+    }
+    ether_links().into_iter().next()
 }
 
 impl Net {
     pub fn is_ready(&self) -> bool {
-        matches!(self.state, State::Ready(_) | State::Disabled)
+        matches!(self.state, State::Ready(_) | State::Disabled) && (self.config.lan.is_none() || self.lan.is_some())
     }
 
     pub fn describe(&self) -> String {
         match &self.state {
-            State::Ready(a) => a.clone(),
+            State::Ready(a) => match &self.lan {
+                Some(l) => format!("{a}, LAN {l}"),
+                None => a.clone(),
+            },
             State::Disabled => "disabled (phase.net=none)".into(),
             other => format!("{other:?}"),
         }
@@ -96,8 +106,33 @@ impl Net {
         }
     }
 
+    /// `phase.lan=`: the first Ethernet link other than the primary one gets a static address
+    /// (no gateway: a boot LAN beside the uplink).
+    fn step_lan(&mut self, primary: &str) {
+        let Some((addr, prefix)) = self.config.lan else { return };
+        if self.lan.is_some() {
+            return;
+        }
+        let Some(link) = ether_links().into_iter().find(|l| l != primary) else {
+            return self.report("waiting for a second Ethernet interface for phase.lan");
+        };
+        let cidr = format!("{addr}/{prefix}");
+        if ip(&["link", "set", &link, "up"]) && ip(&["addr", "add", &cidr, "dev", &link]) {
+            log!("network: LAN {link} configured statically as {cidr}");
+            self.lan = Some(format!("{addr} ({link})"));
+        }
+    }
+
     /// Advances the state machine by at most one step.
     pub fn step(&mut self) -> Action {
+        let primary = match &self.state {
+            State::WaitingForCarrier(l) | State::Dhcp(l) => Some(l.clone()),
+            State::Ready(a) => a.split_once('(').and_then(|(_, r)| r.split(',').next()).map(|s| s.trim().to_string()),
+            _ => None,
+        };
+        if let Some(p) = primary {
+            self.step_lan(&p);
+        }
         match self.state.clone() {
             State::WaitingForLink => match find_link(self.config.iface.as_deref()) {
                 Some(link) => {

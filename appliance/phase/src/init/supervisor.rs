@@ -64,7 +64,7 @@ impl Service {
     }
 }
 
-fn node_argv(config: &BootConfig) -> Vec<String> {
+fn node_argv(config: &BootConfig, carried: bool, trusted: &[[u8; 32]]) -> Vec<String> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/bin/phase".into());
     let mut argv = vec![
         exe,
@@ -99,6 +99,12 @@ fn node_argv(config: &BootConfig) -> Vec<String> {
             argv.extend(p2p);
         }
     }
+    if carried {
+        argv.extend(["--boot-store".into(), crate::boot::CARRIED_STORE.into()]);
+        for k in trusted {
+            argv.extend(["--trust".into(), phase_core::encoding::hex_encode(k)]);
+        }
+    }
     if config.passthrough.iter().any(|p| p == "phase.fault=node-exit-after-job") {
         argv.extend(["--fault".into(), "exit-after-job".into()]);
     }
@@ -118,9 +124,27 @@ fn node_healthy(port: u16) -> bool {
 }
 
 pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Timing) -> ! {
-    let mut services = vec![Service::new("node", node_argv(&config))];
+    let trusted = super::netboot::trusted_keys(&config);
+    // Booted from a netboot hop (or a carrying initrd): serve what we booted, do not netboot.
+    let carried = std::path::Path::new(crate::boot::CARRIED_STORE).exists();
+    if carried && trusted.is_empty() {
+        log!("boot: carried release will be served unverified: no trusted publisher key");
+    }
+    let mut netboot = (config.netboot && !carried).then(|| super::netboot::start(&config, trusted.clone()));
+    let mut services = vec![Service::new("node", node_argv(&config, carried, &trusted))];
     let mut ready = false;
     loop {
+        if let Some(rx) = &netboot {
+            match rx.try_recv() {
+                Ok(Ok(next)) => kexec(&mut services, next, config.on_failure),
+                Ok(Err(e)) => super::fail(config.on_failure, &e),
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    netboot = None;
+                    log!("netboot: the search thread ended without an answer");
+                }
+            }
+        }
         for s in services.iter_mut() {
             if s.next_start.is_some_and(|t| Instant::now() >= t) {
                 s.start();
@@ -131,7 +155,7 @@ pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Tim
             services.push(Service::new("udhcpc", net::udhcpc_argv(&link)));
             continue;
         }
-        if !ready && net.is_ready() && node_healthy(config.http_port) {
+        if !ready && netboot.is_none() && net.is_ready() && node_healthy(config.http_port) {
             ready = true;
             timing.marks.push(("node ready", timing.started.elapsed().as_secs_f64()));
             let total = sys::boot_time_secs();
@@ -165,8 +189,29 @@ fn reap(services: &mut [Service]) {
     }
 }
 
+/// Loads the next kernel, stops the services and kexecs; on any failure, the failure action.
+fn kexec(services: &mut [Service], next: super::netboot::Next, on_failure: phase_core::cmdline::OnFailure) -> ! {
+    let how = match super::netboot::load(&next) {
+        Ok(how) => how,
+        Err(e) => super::fail(on_failure, &format!("netboot: {e}")),
+    };
+    log!("netboot: booting {} ({how}, cmdline {:?})", next.what, next.cmdline);
+    drop(next);
+    stop_services(services);
+    let e = super::netboot::execute();
+    super::fail(on_failure, &format!("netboot: {e}"))
+}
+
 fn shutdown(services: &mut [Service], signal: libc::c_int) -> ! {
     log!("signal {signal}: shutting down");
+    stop_services(services);
+    log!("powering off");
+    let e = sys::reboot(RebootCmd::PowerOff).err().map(|e| e.to_string()).unwrap_or_default();
+    super::fail(phase_core::cmdline::OnFailure::Poweroff, &format!("reboot(POWER_OFF) failed: {e}"))
+}
+
+/// SIGTERM to every service and process, a grace period, then SIGKILL; then sync.
+fn stop_services(services: &mut [Service]) {
     for s in services.iter() {
         if let Some(pid) = s.pid {
             let _ = sys::kill(pid, libc::SIGTERM);
@@ -184,7 +229,4 @@ fn shutdown(services: &mut [Service], signal: libc::c_int) -> ! {
     }
     let _ = sys::kill(-1, libc::SIGKILL);
     sys::sync();
-    log!("powering off");
-    let e = sys::reboot(RebootCmd::PowerOff).err().map(|e| e.to_string()).unwrap_or_default();
-    super::fail(phase_core::cmdline::OnFailure::Poweroff, &format!("reboot(POWER_OFF) failed: {e}"))
 }

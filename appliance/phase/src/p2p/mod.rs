@@ -38,6 +38,8 @@ pub struct P2pConfig {
     pub nat: bool,
     /// Largest job request a peer may send (bytes): the node's module + input caps.
     pub max_job_request: usize,
+    /// DHT keys to provide beyond the job capabilities (boot releases this node serves).
+    pub provide: Vec<String>,
 }
 
 impl Default for P2pConfig {
@@ -50,6 +52,7 @@ impl Default for P2pConfig {
             agent: String::new(),
             nat: false,
             max_job_request: jobs::DEFAULT_MAX_REQUEST,
+            provide: Vec::new(),
         }
     }
 }

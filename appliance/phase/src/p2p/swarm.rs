@@ -160,8 +160,9 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
             .listen_on(addr.clone())
             .map_err(|e| P2pError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
     }
-    for key in capability_keys() {
-        if let Err(e) = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key)) {
+    let provide: Vec<String> = capability_keys().into_iter().chain(config.provide.iter().cloned()).collect();
+    for key in &provide {
+        if let Err(e) = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(key)) {
             log!("p2p: cannot provide {key}: {e}");
         }
     }
@@ -184,7 +185,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
     let nat = config.nat;
     std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap, handler, relays, nat)))
+        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap, handler, relays, nat, provide)))
         .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
     log!("p2p: peer id {peer_id}");
     Ok((tx, peer_id))
@@ -205,6 +206,8 @@ struct Jobs {
     reserved: Vec<PeerId>,
     /// Jobs for peers we are not connected to, waiting for a DHT lookup of their addresses.
     waiting: HashMap<PeerId, Vec<(Vec<u8>, smol::channel::Sender<Result<Vec<u8>, String>>)>>,
+    /// Every DHT key this node provides: capabilities and served boot releases.
+    provide: Vec<String>,
 }
 
 impl Jobs {
@@ -225,10 +228,11 @@ async fn run(
     handler: JobHandler,
     relays: Vec<Multiaddr>,
     nat: bool,
+    provide: Vec<String>,
 ) {
     let (done_tx, done_rx) = smol::channel::unbounded();
     let nat = !relays.is_empty() || nat;
-    let mut jobs = Jobs { lookups: HashMap::new(), handler, outbound: HashMap::new(), done_tx, nat, relays, reserved: Vec::new(), waiting: HashMap::new() };
+    let mut jobs = Jobs { lookups: HashMap::new(), handler, outbound: HashMap::new(), done_tx, nat, relays, reserved: Vec::new(), waiting: HashMap::new(), provide };
     // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
     // routing table fills beyond the peers we were told about.
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
@@ -488,8 +492,8 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             log!("p2p: dht bootstrap done, {} peers in the routing table", swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>());
             // Announced at start into an empty table, the capability records reached nobody:
             // announce again now that there are peers to store them.
-            for key in capability_keys() {
-                let _ = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key));
+            for key in &jobs.provide {
+                let _ = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(key));
             }
         }
         _ => {}

@@ -50,6 +50,8 @@ pub enum RebootCmd {
     PowerOff,
     /// Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once.
     CadOff,
+    /// Boots the kernel loaded by kexec_file_load; returns only on failure.
+    Kexec,
 }
 
 /// reboot(2). Restart and PowerOff return only on failure.
@@ -58,6 +60,7 @@ pub fn reboot(cmd: RebootCmd) -> io::Result<()> {
         RebootCmd::Restart => libc::RB_AUTOBOOT,
         RebootCmd::PowerOff => libc::RB_POWER_OFF,
         RebootCmd::CadOff => libc::RB_DISABLE_CAD,
+        RebootCmd::Kexec => libc::LINUX_REBOOT_CMD_KEXEC as libc::c_int,
     };
     // SAFETY: reboot takes no pointers.
     check(unsafe { libc::reboot(c) })
@@ -166,4 +169,43 @@ pub fn exec(path: &Path) -> io::Error {
     // SAFETY: argv is a NULL-terminated array of live C strings.
     unsafe { libc::execv(p.as_ptr(), argv.as_ptr()) };
     io::Error::last_os_error()
+}
+
+/// An anonymous in-memory file (memfd_create(2)) holding `bytes`, rewound, for syscalls that
+/// take file descriptors (kexec_file_load) without a writable filesystem.
+pub fn memfd_with(name: &str, bytes: &[u8]) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::fd::FromRawFd;
+    let n = cstr(name)?;
+    // SAFETY: a live NUL-terminated name; the returned fd is owned by the File below.
+    let fd = unsafe { libc::memfd_create(n.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(bytes)?;
+    f.rewind()?;
+    Ok(f)
+}
+
+/// Not in libc's aarch64 musl table; the numbers are the kernel's (x86_64 table, asm-generic).
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 320;
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
+
+/// kexec_file_load(2): loads `kernel` + `initrd` with `cmdline` to be booted by
+/// `reboot(RebootCmd::Kexec)`. The kernel checks the image format itself.
+pub fn kexec_file_load(kernel: &std::fs::File, initrd: &std::fs::File, cmdline: &str) -> io::Result<()> {
+    let c = cstr(cmdline)?;
+    let len = cmdline.len() + 1; // the kernel wants the NUL counted
+    // SAFETY: two open fds and a live NUL-terminated string of `len` bytes.
+    let rc = unsafe {
+        libc::syscall(SYS_KEXEC_FILE_LOAD, kernel.as_raw_fd(), initrd.as_raw_fd(), len, c.as_ptr(), 0 as libc::c_ulong)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -1,0 +1,42 @@
+//! Netboot chains (docs/netboot.md): a store of signed boot artifacts (`store`), the HTTP
+//! provider that serves it (`provider`), the client that fetches and verifies from providers
+//! with resume and failover (`fetch`), and the hop itself: carry the artifacts into the next
+//! kernel's initrd and kexec (`netboot`).
+
+pub mod fetch;
+pub mod netboot;
+pub mod provider;
+pub mod store;
+
+/// Where a booted appliance finds the artifacts it booted from (the second cpio archive of
+/// its initrd) and so serves them on.
+pub const CARRIED_STORE: &str = "/boot/phase";
+/// Publisher keys built into the image: one hex key per `*.pub` file.
+pub const TRUST_DIR: &str = "/etc/phase/trust";
+
+/// The DHT key under which providers of a channel/arch announce themselves.
+pub fn provider_key(channel: &str, arch: phase_core::manifest::Arch) -> String {
+    format!("/phase/boot/{channel}/{}", arch.name())
+}
+
+/// Reads the trusted publisher keys of a directory of `*.pub` files (hex, one per file).
+/// A missing directory is no keys; an unreadable or malformed key file is an error.
+pub fn read_trust_dir(dir: &std::path::Path) -> Result<Vec<[u8; 32]>, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(vec![]) };
+    let mut keys = vec![];
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("pub") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("trusted key {}: {e}", path.display()))?;
+        let key = phase_core::encoding::hex_decode_array::<32>(text.trim())
+            .map_err(|e| format!("trusted key {}: {e}", path.display()))?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,232 @@
+//! One netboot hop: find providers, fetch and verify the newest release they offer, download
+//! its artifacts (failing over to the next provider on any error), then build the next
+//! kernel's initrd: the verified initramfs with a second cpio archive appended that carries
+//! the kernel, the initramfs and the signed manifest, so the booted node serves them on
+//! (DESIGN.md, boot chain).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use phase_core::cpio::CpioWriter;
+use phase_core::manifest::{Arch, Manifest, ManifestError, MANIFEST_FILE};
+
+use super::fetch::{self, DownloadError, FetchError, Url};
+
+/// Clocks below this (unix seconds, 2026-11-07) are taken as unset, as on a board without an
+/// RTC: the time window is then judged from this floor (docs/threat-model.md).
+pub const TIME_FLOOR: u64 = 1_794_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub channel: String,
+    pub arch: Arch,
+    pub trusted: Vec<[u8; 32]>,
+    /// The version this node runs, if it booted a signed release: older ones are refused.
+    pub running_version: Option<u64>,
+    /// Unix seconds from the local clock.
+    pub clock: u64,
+}
+
+impl Plan {
+    /// The time a manifest is judged at: the clock, or (clock unset) the floor, and then no
+    /// manifest is "from the future".
+    fn now_for(&self, m: &Manifest) -> u64 {
+        if self.clock >= TIME_FLOOR {
+            self.clock
+        } else {
+            TIME_FLOOR.max(m.body.created_at)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum NetbootError {
+    Fetch(FetchError),
+    Manifest { url: String, reason: ManifestError },
+    Download(DownloadError),
+}
+
+impl fmt::Display for NetbootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetbootError::Fetch(e) => e.fmt(f),
+            NetbootError::Manifest { url, reason } => write!(f, "{url}: manifest refused: {reason}"),
+            NetbootError::Download(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A verified release, in RAM.
+pub struct Fetched {
+    pub manifest: Manifest,
+    pub manifest_json: String,
+    pub kernel: Vec<u8>,
+    pub initramfs: Vec<u8>,
+    pub from: String,
+}
+
+fn release_url(base: &Url, m_channel: &str, arch: Arch, file: &str) -> Url {
+    base.join(&format!("v1/boot/{m_channel}/{}/{file}", arch.name()))
+}
+
+/// Fetches and verifies the manifest a provider offers for the plan's channel and arch.
+pub fn fetch_manifest(base: &str, plan: &Plan) -> Result<(Manifest, String), NetbootError> {
+    let base = Url::parse(base).map_err(NetbootError::Fetch)?;
+    let url = release_url(&base, &plan.channel, plan.arch, MANIFEST_FILE);
+    let body = fetch::get_small(&url, fetch::MAX_MANIFEST_BYTES).map_err(NetbootError::Fetch)?;
+    let bad = |reason| NetbootError::Manifest { url: url.to_string(), reason };
+    let text = String::from_utf8(body).map_err(|_| bad(ManifestError::Json))?;
+    let m = Manifest::from_json(text.trim()).map_err(bad)?;
+    if m.body.channel != plan.channel {
+        return Err(bad(ManifestError::Field { name: "channel", reason: format!("{:?}, asked for {:?}", m.body.channel, plan.channel) }));
+    }
+    m.verify(&plan.trusted, plan.now_for(&m), plan.arch, plan.running_version).map_err(bad)?;
+    Ok((m, text.trim().to_string()))
+}
+
+/// Downloads both artifacts of a verified manifest from `base`.
+pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<(Vec<u8>, Vec<u8>), NetbootError> {
+    let base = Url::parse(base).map_err(NetbootError::Fetch)?;
+    let b = &m.body;
+    let mut get = |which: &str, a: &phase_core::manifest::Artifact| {
+        let url = release_url(&base, &b.channel, b.arch, &a.name);
+        fetch::download(&url, a, &mut |have, total| progress(which, have, total)).map_err(NetbootError::Download)
+    };
+    let kernel = get("kernel", &b.kernel)?;
+    let initramfs = get("initramfs", &b.initramfs)?;
+    Ok((kernel, initramfs))
+}
+
+/// One round over the candidates: every manifest is fetched and verified first, then the
+/// newest version is downloaded from the providers that offer it, in order, until one works.
+/// Each refusal is logged with its provider and reason.
+pub fn try_providers(candidates: &[String], plan: &Plan) -> Option<Fetched> {
+    let mut offers: Vec<(Manifest, String, &String)> = vec![];
+    for c in candidates {
+        match fetch_manifest(c, plan) {
+            Ok((m, json)) => offers.push((m, json, c)),
+            Err(e) => log!("netboot: provider {c} refused: {e}"),
+        }
+    }
+    // Newest first; among equals, the order given (explicit providers first).
+    offers.sort_by(|a, b| b.0.body.version.cmp(&a.0.body.version));
+    for (m, json, c) in offers {
+        let started = Instant::now();
+        log!(
+            "netboot: {c} offers {}/{} version {} signed by {}: verified, downloading {:.1} MiB",
+            m.body.channel,
+            m.body.arch.name(),
+            m.body.version,
+            m.key_id(),
+            (m.body.kernel.size + m.body.initramfs.size) as f64 / 1048576.0
+        );
+        let mut progress = |which: &str, have: u64, total: u64| {
+            log!("netboot: {which} {:.1}/{:.1} MiB from {c}", have as f64 / 1048576.0, total as f64 / 1048576.0)
+        };
+        match fetch_artifacts(c, &m, &mut progress) {
+            Ok((kernel, initramfs)) => {
+                let secs = started.elapsed().as_secs_f64();
+                let mib = (kernel.len() + initramfs.len()) as f64 / 1048576.0;
+                log!("netboot: artifacts from {c} verified (SHA-256, size): {mib:.1} MiB in {secs:.2}s");
+                return Some(Fetched { manifest: m, manifest_json: json, kernel, initramfs, from: c.clone() });
+            }
+            Err(e) => log!("netboot: provider {c} refused: {e}"),
+        }
+    }
+    None
+}
+
+/// Rounds over explicit and discovered providers with backoff until one serves a verifiable
+/// release or `deadline` passes: the network and the providers may still be coming up.
+pub fn find_release(explicit: &[String], discover: &mut dyn FnMut() -> Vec<String>, plan: &Plan, deadline: Duration) -> Result<Fetched, String> {
+    let started = Instant::now();
+    let mut round = 0u32;
+    loop {
+        let mut candidates: Vec<String> = explicit.to_vec();
+        for d in discover() {
+            if !candidates.contains(&d) {
+                candidates.push(d);
+            }
+        }
+        if candidates.is_empty() {
+            if round % 5 == 0 {
+                log!("netboot: no provider of {}/{} found yet ({:.0}s)", plan.channel, plan.arch.name(), started.elapsed().as_secs_f64());
+            }
+        } else if let Some(f) = try_providers(&candidates, plan) {
+            return Ok(f);
+        }
+        round += 1;
+        if started.elapsed() >= deadline {
+            return Err(format!(
+                "netboot: no provider served a verifiable {}/{} release within {}s",
+                plan.channel,
+                plan.arch.name(),
+                deadline.as_secs()
+            ));
+        }
+        // Quick while discovery is starting, then calmer.
+        let pause = if candidates.is_empty() { Duration::from_millis(250) } else { Duration::from_millis((500u64 << round.min(4)).min(5000)) };
+        std::thread::sleep(pause);
+    }
+}
+
+/// The carried archive: `boot/phase/<channel>/<arch>/{manifest.json, kernel, initramfs}`.
+pub fn carry_archive(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8]) -> Result<Vec<u8>, String> {
+    let b = &m.body;
+    let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
+    let mut w = CpioWriter::new();
+    let e = |e: phase_core::cpio::CpioError| e.to_string();
+    for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
+        w.dir(d, 0o755).map_err(e)?;
+    }
+    w.file(&format!("{dir}/{MANIFEST_FILE}"), 0o644, format!("{manifest_json}\n").as_bytes()).map_err(e)?;
+    w.file(&format!("{dir}/{}", b.kernel.name), 0o644, kernel).map_err(e)?;
+    w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, initramfs).map_err(e)?;
+    Ok(w.finish())
+}
+
+/// The next kernel's initrd: the initramfs, zero-padded to 4 bytes (the kernel looks for a
+/// following archive only at such offsets), then the carried archive (uncompressed: the
+/// artifacts are compressed already).
+pub fn next_initrd(f: &Fetched) -> Result<Vec<u8>, String> {
+    let carried = carry_archive(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs)?;
+    let mut out = Vec::with_capacity(f.initramfs.len() + 4 + carried.len());
+    out.extend_from_slice(&f.initramfs);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out.extend_from_slice(&carried);
+    Ok(out)
+}
+
+/// The next kernel's command line: the manifest's, then every `phase.*` parameter of this hop
+/// whose key the manifest does not set (the manifest wins).
+pub fn next_cmdline(manifest_cmdline: &str, passthrough: &[String]) -> String {
+    let key = |w: &str| w.split('=').next().unwrap_or("").to_string();
+    let set: Vec<String> = manifest_cmdline.split_whitespace().filter(|w| w.starts_with("phase.")).map(key).collect();
+    let mut out = manifest_cmdline.trim().to_string();
+    for p in passthrough {
+        if !set.contains(&key(p)) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(p);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_passes_phase_parameters_on_and_the_manifest_wins() {
+        let pass = vec!["phase.mode=local".to_string(), "phase.channel=edge".to_string(), "phase.boot=net".to_string()];
+        assert_eq!(
+            next_cmdline("console=ttyS0 phase.channel=stable", &pass),
+            "console=ttyS0 phase.channel=stable phase.mode=local phase.boot=net"
+        );
+        assert_eq!(next_cmdline("", &pass[..1]), "phase.mode=local");
+    }
+}

@@ -1,0 +1,160 @@
+//! A boot store: signed manifests with their artifacts, laid out as
+//! `<root>/<channel>/<arch>/{manifest.json, <kernel name>, <initramfs name>}`. `phase publish`
+//! writes one; the provider serves one; a netbooted node carries one in its initrd.
+//! Opening a store re-checks every artifact against its manifest, so a store that opened
+//! serves only what the publisher signed (a partly unpacked initrd cannot pass).
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use phase_core::manifest::{Arch, Manifest, MANIFEST_FILE};
+use phase_core::Digest;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Io { path: PathBuf, reason: String },
+    Manifest { path: PathBuf, reason: String },
+    Layout { path: PathBuf, reason: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { path, reason } => write!(f, "boot store {}: {reason}", path.display()),
+            StoreError::Manifest { path, reason } => write!(f, "boot store manifest {}: {reason}", path.display()),
+            StoreError::Layout { path, reason } => write!(f, "boot store {}: {reason}", path.display()),
+        }
+    }
+}
+
+/// One channel/arch of a store: a manifest whose artifacts were checked.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub manifest: Manifest,
+    /// The manifest exactly as stored (served byte for byte).
+    pub manifest_json: String,
+    pub dir: PathBuf,
+}
+
+impl Entry {
+    pub fn channel(&self) -> &str {
+        &self.manifest.body.channel
+    }
+    pub fn arch(&self) -> Arch {
+        self.manifest.body.arch
+    }
+    /// The artifact called `name` in this entry: its path, size and hash.
+    pub fn artifact(&self, name: &str) -> Option<(PathBuf, u64, Digest)> {
+        let b = &self.manifest.body;
+        [&b.kernel, &b.initramfs].into_iter().find(|a| a.name == name).map(|a| (self.dir.join(&a.name), a.size, a.sha256))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BootStore {
+    pub root: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::Io { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// SHA-256 and length of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(u64, Digest), StoreError> {
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut n = 0u64;
+    loop {
+        let got = f.read(&mut buf).map_err(io_err(path))?;
+        if got == 0 {
+            break;
+        }
+        h.update(&buf[..got]);
+        n += got as u64;
+    }
+    Ok((n, h.finalize().into()))
+}
+
+impl BootStore {
+    /// Opens every `<channel>/<arch>/manifest.json` under `root`. With `trusted` keys, each
+    /// manifest's signature must verify against one of them (not its time window: a store may
+    /// keep serving a release its own clock calls old; clients judge time). Every artifact is
+    /// re-hashed. Any bad entry fails the whole store, naming the file and the reason.
+    pub fn open(root: &Path, trusted: Option<&[[u8; 32]]>) -> Result<BootStore, StoreError> {
+        let mut entries = vec![];
+        let mut channels: Vec<_> = std::fs::read_dir(root).map_err(io_err(root))?.flatten().map(|e| e.path()).collect();
+        channels.sort();
+        for channel_dir in channels.into_iter().filter(|p| p.is_dir()) {
+            let mut arches: Vec<_> = std::fs::read_dir(&channel_dir).map_err(io_err(&channel_dir))?.flatten().map(|e| e.path()).collect();
+            arches.sort();
+            for dir in arches.into_iter().filter(|p| p.join(MANIFEST_FILE).exists()) {
+                entries.push(Self::open_entry(&dir, trusted)?);
+            }
+        }
+        Ok(BootStore { root: root.to_path_buf(), entries })
+    }
+
+    fn open_entry(dir: &Path, trusted: Option<&[[u8; 32]]>) -> Result<Entry, StoreError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let bad = |reason: String| StoreError::Manifest { path: path.clone(), reason };
+        let manifest = Manifest::from_json(text.trim()).map_err(|e| bad(e.to_string()))?;
+        let b = &manifest.body;
+        // The directory names are where clients look; they must agree with the signed fields.
+        let (arch_name, channel_name) = (
+            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        );
+        if arch_name != b.arch.name() || channel_name != b.channel {
+            return Err(StoreError::Layout {
+                path: dir.to_path_buf(),
+                reason: format!("holds a {}/{} manifest; it belongs in {}/{}", b.channel, b.arch.name(), b.channel, b.arch.name()),
+            });
+        }
+        if let Some(keys) = trusted {
+            // Time and rollback are the fetching client's to judge; here: key and signature.
+            manifest.verify(keys, b.created_at, b.arch, None).map_err(|e| bad(e.to_string()))?;
+        }
+        for (which, a) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
+            let p = dir.join(&a.name);
+            let (size, hash) = hash_file(&p)?;
+            if size != a.size {
+                return Err(bad(format!("{which} {}: {size} bytes, the manifest says {}", p.display(), a.size)));
+            }
+            if hash != a.sha256 {
+                return Err(bad(format!("{which} {}: SHA-256 differs from the manifest", p.display())));
+            }
+        }
+        Ok(Entry { manifest, manifest_json: text.trim().to_string(), dir: dir.to_path_buf() })
+    }
+
+    pub fn find(&self, channel: &str, arch: Arch) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.channel() == channel && e.arch() == arch)
+    }
+}
+
+/// Lays out one signed release under `root` (replacing an older one of the same channel and
+/// arch) and returns its directory. The artifacts must match the manifest.
+pub fn publish(root: &Path, manifest: &Manifest, kernel: &[u8], initramfs: &[u8]) -> Result<PathBuf, StoreError> {
+    let b = &manifest.body;
+    for (which, bytes) in [("kernel", kernel), ("initramfs", initramfs)] {
+        manifest.check_artifact(which, bytes).map_err(|e| StoreError::Manifest { path: root.to_path_buf(), reason: e.to_string() })?;
+    }
+    let dir = root.join(&b.channel).join(b.arch.name());
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    // Artifacts first, manifest last (atomically): a reader never sees a manifest whose files
+    // are not all there.
+    for (a, bytes) in [(&b.kernel, kernel), (&b.initramfs, initramfs)] {
+        let p = dir.join(&a.name);
+        std::fs::write(&p, bytes).map_err(io_err(&p))?;
+    }
+    let tmp = dir.join(".manifest.json.tmp");
+    std::fs::write(&tmp, manifest.to_json() + "\n").map_err(io_err(&tmp))?;
+    let path = dir.join(MANIFEST_FILE);
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(dir)
+}

@@ -1,0 +1,309 @@
+//! Boot stores, the artifact provider and the fetching side, with real `phase node`
+//! providers on loopback: HTTP semantics (HEAD, ranges, ETag, aliases, caps, no path outside
+//! the store), and the fetcher's verification, resume and failover against faulty providers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::Node;
+use phase::boot::netboot::{self, Plan};
+use phase_core::manifest::{Arch, ManifestError};
+
+fn phase(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phase")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+struct Lab {
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        let dir = std::env::temp_dir().join(format!("phase-boot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Artifacts with content that differs everywhere, so a flipped byte or a spliced resume shows.
+        let kernel: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+        let initramfs: Vec<u8> = (0..1_200_001u32).map(|i| (i.wrapping_mul(40503) >> 7) as u8).collect();
+        std::fs::write(dir.join("bzImage"), kernel).unwrap();
+        std::fs::write(dir.join("initramfs.cpio.zst"), initramfs).unwrap();
+        Lab { dir }
+    }
+    fn p(&self, n: &str) -> String {
+        self.dir.join(n).to_str().unwrap().to_string()
+    }
+    fn key(&self, name: &str) -> String {
+        let (code, out) = phase(&["manifest", "keygen", "--out", &self.p(name)]);
+        assert_eq!(code, 0, "{out}");
+        out.split_whitespace().next().unwrap().to_string()
+    }
+    fn publish(&self, key: &str, store: &str, version: u64, extra: &[&str]) -> String {
+        let v = version.to_string();
+        let mut args = vec![
+            "publish", "--key", key, "--arch", "x86_64", "--version", &v, "--kernel", "K", "--initramfs", "I",
+            "--cmdline", "console=ttyS0", "--store", store,
+        ];
+        let (k, i) = (self.p("bzImage"), self.p("initramfs.cpio.zst"));
+        args[8] = &k;
+        args[10] = &i;
+        args.extend_from_slice(extra);
+        let (code, out) = phase(&args);
+        assert_eq!(code, 0, "{out}");
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One raw request with extra headers; returns status, headers (lowercase names) and body.
+fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    s.write_all((req + "\r\n").as_bytes()).unwrap();
+    let mut out = vec![];
+    let _ = s.read_to_end(&mut out);
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let hs = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    (status, hs, out[split + 4..].to_vec())
+}
+
+fn h<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn provider_serves_the_store_with_ranges_etags_aliases_and_nothing_else() {
+    let lab = Lab::new("serve");
+    let publisher = lab.key("pub.key");
+    let store = lab.p("store");
+    let out = lab.publish(&lab.p("pub.key"), &store, 7, &[]);
+    assert!(out.contains("published stable/x86_64 version 7"), "{out}");
+    let kernel = std::fs::read(lab.p("bzImage")).unwrap();
+    let node = Node::start(&["--boot-store", &store, "--trust", &publisher]);
+    let a = node.addr;
+
+    let (st, _, body) = raw(a, "GET", "/v1/boot", &[]);
+    let index = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(st, 200);
+    assert!(index.contains("\"channel\":\"stable\"") && index.contains("\"version\":7"), "{index}");
+
+    let (st, _, body) = raw(a, "GET", "/v1/boot/stable/x86_64/manifest.json", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(body, std::fs::read_to_string(lab.dir.join("store/stable/x86_64/manifest.json")).unwrap().trim().as_bytes());
+
+    // Whole artifact, by its alias too, byte for byte, with ETag = SHA-256.
+    let etag = format!("\"{}\"", phase_core::encoding::hex_encode(&phase_core::sha256(&kernel)));
+    for arch in ["x86_64", "amd64"] {
+        let (st, hs, body) = raw(a, "GET", &format!("/v1/boot/stable/{arch}/bzImage"), &[]);
+        assert_eq!(st, 200);
+        assert!(body == kernel, "the served kernel is the published one");
+        assert_eq!(h(&hs, "etag"), Some(etag.as_str()));
+        assert_eq!(h(&hs, "accept-ranges"), Some("bytes"));
+    }
+    // HEAD: the size and ETag, no body.
+    let (st, hs, body) = raw(a, "HEAD", "/v1/boot/stable/x86_64/bzImage", &[]);
+    assert_eq!((st, body.len()), (200, 0));
+    assert_eq!(h(&hs, "content-length"), Some("3000000"));
+    // Ranges: middle, open-ended, suffix; unsatisfiable.
+    let (st, hs, body) = raw(a, "GET", "/v1/boot/stable/x86_64/bzImage", &[("Range", "bytes=1000-1999")]);
+    assert_eq!(st, 206);
+    assert_eq!(body, &kernel[1000..2000]);
+    assert_eq!(h(&hs, "content-range"), Some("bytes 1000-1999/3000000"));
+    let (_, _, body) = raw(a, "GET", "/v1/boot/stable/x86_64/bzImage", &[("Range", "bytes=2999990-")]);
+    assert_eq!(body, &kernel[2_999_990..]);
+    let (_, _, body) = raw(a, "GET", "/v1/boot/stable/x86_64/bzImage", &[("Range", "bytes=-5")]);
+    assert_eq!(body, &kernel[2_999_995..]);
+    let (st, hs, _) = raw(a, "GET", "/v1/boot/stable/x86_64/bzImage", &[("Range", "bytes=3000000-")]);
+    assert_eq!(st, 416);
+    assert_eq!(h(&hs, "content-range"), Some("bytes */3000000"));
+    // A client holding the artifact is told so.
+    let (st, _, body) = raw(a, "GET", "/v1/boot/stable/x86_64/bzImage", &[("If-None-Match", &etag)]);
+    assert_eq!((st, body.len()), (304, 0));
+    // Nothing but the store's three files; no other methods.
+    for path in [
+        "/v1/boot/stable/x86_64/../../../etc/passwd",
+        "/v1/boot/stable/x86_64/%2e%2e/node.key",
+        "/v1/boot/stable/x86_64/",
+        "/v1/boot/stable/aarch64/bzImage",
+        "/v1/boot/edge/x86_64/bzImage",
+        "/v1/boot/stable/riscv64/bzImage",
+        "/v1/boot/stable/x86_64/bzImage/x",
+    ] {
+        let (st, _, _) = raw(a, "GET", path, &[]);
+        assert_eq!(st, 404, "{path}");
+    }
+    let (st, _, _) = raw(a, "POST", "/v1/boot/stable/x86_64/bzImage", &[]);
+    assert_eq!(st, 405);
+}
+
+#[test]
+fn a_store_that_does_not_match_its_manifest_or_trust_is_refused_at_start() {
+    let lab = Lab::new("refuse");
+    let publisher = lab.key("pub.key");
+    let other = lab.key("other.key");
+    let store = lab.p("store");
+    lab.publish(&lab.p("pub.key"), &store, 1, &[]);
+    let err = Node::start_expect_failure(&["--boot-store", &store, "--trust", &other]);
+    assert!(err.contains("unknown publisher key"), "{err}");
+    // A flipped byte on disk after publishing.
+    let path = lab.dir.join("store/stable/x86_64/bzImage");
+    let mut k = std::fs::read(&path).unwrap();
+    k[12345] ^= 1;
+    std::fs::write(&path, k).unwrap();
+    let err = Node::start_expect_failure(&["--boot-store", &store, "--trust", &publisher]);
+    assert!(err.contains("SHA-256 differs from the manifest"), "{err}");
+}
+
+#[test]
+fn downloads_beyond_the_cap_get_503_and_retry_after() {
+    let lab = Lab::new("cap");
+    let publisher = lab.key("pub.key");
+    // Large enough that an unread response fills the socket buffers and holds its slot.
+    let big: Vec<u8> = (0..48_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(lab.dir.join("bzImage"), big).unwrap();
+    let store = lab.p("store");
+    lab.publish(&lab.p("pub.key"), &store, 1, &[]);
+    let node = Node::start(&["--boot-store", &store, "--trust", &publisher, "--max-downloads", "1"]);
+    let mut slow = TcpStream::connect(node.addr).unwrap();
+    slow.write_all(b"GET /v1/boot/stable/x86_64/bzImage HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    slow.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let (st, hs, _) = raw(node.addr, "GET", "/v1/boot/stable/x86_64/initramfs.cpio.zst", &[]);
+    assert_eq!(st, 503);
+    assert_eq!(h(&hs, "retry-after"), Some("1"));
+    // The job API stays up meanwhile; and once the slow download is gone the slot is free.
+    assert_eq!(node.request("GET", "/health", b"").status, 200);
+    drop(slow);
+    let mut ok = false;
+    for _ in 0..50 {
+        if raw(node.addr, "HEAD", "/v1/boot/stable/x86_64/initramfs.cpio.zst", &[]).0 == 200 {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok, "the slot is released after the client left");
+}
+
+fn plan(trusted: &[&str]) -> Plan {
+    Plan {
+        channel: "stable".into(),
+        arch: Arch::X86_64,
+        trusted: trusted.iter().map(|k| phase_core::encoding::hex_decode_array(k).unwrap()).collect(),
+        running_version: None,
+        clock: phase::boot::unix_now(),
+    }
+}
+
+fn url(n: &Node) -> String {
+    format!("http://{}", n.addr)
+}
+
+#[test]
+fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download() {
+    let lab = Lab::new("fetch");
+    let publisher = lab.key("pub.key");
+    let stranger = lab.key("stranger.key");
+    let (good, unknown, expired) = (lab.p("good"), lab.p("unknown"), lab.p("expired"));
+    lab.publish(&lab.p("pub.key"), &good, 4, &[]);
+    lab.publish(&lab.p("stranger.key"), &unknown, 9, &[]);
+    lab.publish(&lab.p("pub.key"), &expired, 9, &["--created-at", "1790000000", "--expires-at", "1790086400"]);
+    let tampering = Node::start(&["--boot-store", &good, "--fault", "boot-tamper"]);
+    let dropping = Node::start(&["--boot-store", &good, "--fault", "boot-drop-halfway"]);
+    let unknown_node = Node::start(&["--boot-store", &unknown]);
+    let expired_node = Node::start(&["--boot-store", &expired]);
+    let plan = plan(&[&publisher]);
+    let _ = stranger;
+
+    match netboot::fetch_manifest(&url(&unknown_node), &plan) {
+        Err(netboot::NetbootError::Manifest { reason: ManifestError::UnknownKey { .. }, .. }) => {}
+        other => panic!("unknown key accepted: {:?}", other.map(|m| m.0.body.version)),
+    }
+    match netboot::fetch_manifest(&url(&expired_node), &plan) {
+        Err(netboot::NetbootError::Manifest { reason: ManifestError::Expired { .. }, .. }) => {}
+        other => panic!("expired accepted: {:?}", other.map(|m| m.0.body.version)),
+    }
+    let mut rollback = plan.clone();
+    rollback.running_version = Some(5);
+    match netboot::fetch_manifest(&url(&dropping), &rollback) {
+        Err(e) => assert!(e.to_string().contains("rollback: version 4 is below the running 5"), "{e}"),
+        Ok(_) => panic!("rollback accepted"),
+    }
+    // The tampered kernel is refused by hash; nothing from it is used.
+    let (m, _) = netboot::fetch_manifest(&url(&tampering), &plan).unwrap();
+    match netboot::fetch_artifacts(&url(&tampering), &m, &mut |_, _, _| {}) {
+        Err(e) => assert!(e.to_string().contains("SHA-256"), "{e}"),
+        Ok(_) => panic!("tampered kernel accepted"),
+    }
+    // A round over all of them: refusals are skipped, the connection that breaks halfway
+    // through every artifact is resumed by range, and the release is the signed one.
+    let candidates: Vec<String> = [&unknown_node, &expired_node, &tampering, &dropping].iter().map(|n| url(n)).collect();
+    let f = netboot::try_providers(&candidates, &plan).expect("a verifiable release");
+    assert_eq!(f.from, url(&dropping));
+    assert_eq!(f.manifest.body.version, 4);
+    assert!(f.kernel == std::fs::read(lab.p("bzImage")).unwrap());
+    assert!(f.initramfs == std::fs::read(lab.p("initramfs.cpio.zst")).unwrap());
+    // No provider at all within the deadline: a named error, not a hang.
+    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut Vec::new, &plan, Duration::from_secs(1)).err().unwrap();
+    assert!(err.contains("no provider served a verifiable stable/x86_64 release"), "{err}");
+}
+
+#[test]
+fn the_carrying_initrd_holds_a_store_that_opens_and_verifies() {
+    let lab = Lab::new("carry");
+    let publisher = lab.key("pub.key");
+    let out = lab.publish(&lab.p("pub.key"), &lab.p("store"), 3, &["--carry", &lab.p("initrd")]);
+    assert!(out.contains("carrying initrd"), "{out}");
+    let initrd = std::fs::read(lab.p("initrd")).unwrap();
+    let initramfs = std::fs::read(lab.p("initramfs.cpio.zst")).unwrap();
+    assert!(initrd.starts_with(&initramfs), "the initramfs comes first, unchanged");
+    let carried = &initrd[(initramfs.len() + 3) / 4 * 4..];
+    assert!(carried.starts_with(b"070701"), "a cpio newc archive at the next 4-byte boundary");
+    // Unpack it as the kernel would and open it as a store.
+    let root = lab.dir.join("unpacked");
+    std::fs::create_dir_all(&root).unwrap();
+    unpack_newc(carried, &root);
+    let trusted = [phase_core::encoding::hex_decode_array(&publisher).unwrap()];
+    let store = phase::boot::store::BootStore::open(&root.join("boot/phase"), Some(&trusted)).unwrap();
+    assert_eq!(store.entries.len(), 1);
+    assert_eq!(store.entries[0].manifest.body.version, 3);
+}
+
+/// A minimal newc reader for the test (the kernel is the real consumer).
+fn unpack_newc(mut data: &[u8], root: &Path) {
+    let field = |h: &[u8], i: usize| u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16).unwrap() as usize;
+    loop {
+        assert!(data.starts_with(b"070701"));
+        let (mode, size, namesize) = (field(data, 1), field(data, 6), field(data, 11));
+        let name = std::str::from_utf8(&data[110..110 + namesize - 1]).unwrap().to_string();
+        let data_at = (110 + namesize + 3) / 4 * 4;
+        if name == "TRAILER!!!" {
+            break;
+        }
+        let path = root.join(&name);
+        if mode & 0o170000 == 0o040000 {
+            std::fs::create_dir_all(&path).unwrap();
+        } else {
+            std::fs::write(&path, &data[data_at..data_at + size]).unwrap();
+        }
+        data = &data[(data_at + size + 3) / 4 * 4..];
+    }
+}

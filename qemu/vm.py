@@ -14,7 +14,7 @@ def free_port():
 
 
 class VM:
-    def __init__(self, arch, append="", mem="128M", p2p=False):
+    def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None):
         self.arch = arch
         self.dir = tempfile.mkdtemp(prefix=f"phase-vm-{arch}-")
         self.console = os.path.join(self.dir, "console.log")
@@ -26,7 +26,8 @@ class VM:
         self.proc = subprocess.Popen(
             [os.path.join(ROOT, "qemu/run"), arch, "--port", str(self.port), "--mem", mem,
              "--console", self.console, "--monitor", self.monitor, "--append", append]
-            + (["--p2p-port", str(self.p2p_port)] if p2p else []),
+            + (["--p2p-port", str(self.p2p_port)] if p2p else [])
+            + (["--initrd", initrd] if initrd else []) + (["--lan", str(lan)] if lan else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "qemu.err"), "w"))
 
     def log(self):
@@ -35,10 +36,16 @@ class VM:
         except FileNotFoundError:
             return ""
 
-    def wait_for(self, text, timeout):
+    def wait_for(self, text, timeout, after=None):
+        """Seconds from QEMU start until `text` is on the console (after the line holding
+        `after`, if given: e.g. the second kernel's ready line after a kexec)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.log():
+            log = self.log()
+            if after is not None:
+                i = log.find(after)
+                log = log[i + len(after):] if i >= 0 else ""
+            if text in log:
                 return time.monotonic() - self.started
             if self.proc.poll() is not None:
                 raise AssertionError(f"QEMU exited ({self.proc.returncode}) before {text!r}")

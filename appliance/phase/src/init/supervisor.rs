@@ -40,7 +40,10 @@ impl Service {
 
     fn start(&mut self) {
         self.next_start = None;
-        match Command::new(&self.argv[0]).args(&self.argv[1..]).spawn() {
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]);
+        SignalSet::of(&super::SIGNALS).unblock_in_child(&mut cmd);
+        match cmd.spawn() {
             Ok(child) => {
                 self.pid = Some(child.id() as i32);
                 self.started = Instant::now();
@@ -226,6 +229,9 @@ fn stop_services(services: &mut [Service]) {
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in services.iter().filter(|s| s.pid.is_some()) {
+        log!("service {} did not stop within {}s of SIGTERM: killing it", s.name, STOP_GRACE.as_secs());
     }
     let _ = sys::kill(-1, libc::SIGKILL);
     sys::sync();

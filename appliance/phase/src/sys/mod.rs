@@ -111,6 +111,20 @@ impl SignalSet {
         check(unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut()) })
     }
 
+    /// Makes `cmd`'s child start with these signals unblocked: a blocked mask survives
+    /// fork and exec, and a service that cannot receive SIGTERM cannot stop cleanly.
+    pub fn unblock_in_child(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let set = self.0;
+        // SAFETY: pthread_sigmask is async-signal-safe and touches only the child's own mask.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+    }
+
     /// Waits up to `timeout` for one of these (blocked) signals.
     pub fn wait(&self, timeout: std::time::Duration) -> Option<libc::c_int> {
         let ts = libc::timespec {

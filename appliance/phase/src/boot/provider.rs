@@ -194,30 +194,61 @@ impl Provider {
                 return plain(req, 500, "internal", &format!("{}: seek: {e}", path.display()));
             }
         }
-        let reader = Faulty {
-            inner: std::io::BufReader::with_capacity(256 << 10, f.take(len)),
-            pos: start,
-            flip: (self.fault == ProviderFault::Tamper).then_some(size / 2),
-            stop_at: (self.fault == ProviderFault::DropHalfway && range.is_none()).then_some(size / 2),
-        };
         let mut headers = vec![
-            header("Content-Type", "application/octet-stream"),
-            header("ETag", &etag),
-            header("Accept-Ranges", "bytes"),
+            ("Content-Type", "application/octet-stream".to_string()),
+            ("ETag", etag),
+            ("Accept-Ranges", "bytes".to_string()),
         ];
-        let status = if range.is_some() {
-            headers.push(header("Content-Range", &format!("bytes {start}-{end}/{size}")));
+        let status: u16 = if range.is_some() {
+            headers.push(("Content-Range", format!("bytes {start}-{end}/{size}")));
             206
         } else {
             200
         };
         let is_get = *req.method() == Method::Get;
-        // Content-Length, not chunked: clients see the size up front and resume by range.
-        let resp = Response::new(status.into(), headers, reader, Some(len as usize), None).with_chunked_threshold(usize::MAX);
-        if req.respond(resp).is_ok() && is_get {
+        if self.fault != ProviderFault::None {
+            let reader = Faulty {
+                inner: std::io::BufReader::with_capacity(256 << 10, f.take(len)),
+                pos: start,
+                flip: (self.fault == ProviderFault::Tamper).then_some(size / 2),
+                stop_at: (self.fault == ProviderFault::DropHalfway && range.is_none()).then_some(size / 2),
+            };
+            let headers = headers.iter().map(|(k, v)| header(k, v)).collect();
+            let resp = Response::new(status.into(), headers, reader, Some(len as usize), None).with_chunked_threshold(usize::MAX);
+            let _ = req.respond(resp);
+            return;
+        }
+        if stream_file(req, status, &headers, f, len, is_get).is_ok() && is_get {
             self.served_bytes.fetch_add(len, Relaxed);
         }
     }
+}
+
+/// Writes a whole response (head, then `len` bytes of `file` unless HEAD) on the raw
+/// connection in 1 MiB writes. tiny_http's own path copies through 8 KiB buffers, which
+/// measured ~0.7x nginx on a 16 MiB artifact (scripts/bench-netboot).
+fn stream_file(req: Request, status: u16, headers: &[(&str, String)], file: std::fs::File, len: u64, body: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let reason = if status == 206 { "Partial Content" } else { "OK" };
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nServer: phase\r\nContent-Length: {len}\r\n");
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += "\r\n";
+    let mut w = req.into_writer();
+    w.write_all(head.as_bytes())?;
+    if body {
+        let mut file = file.take(len);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n])?;
+        }
+    }
+    w.flush()
 }
 
 #[cfg(test)]

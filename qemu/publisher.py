@@ -1,0 +1,63 @@
+"""Netboot fixtures for tests and benchmarks: a publisher key, signed stores of an arch's real
+kernel + initramfs made with the host's `phase publish`, and host `phase node` providers of
+them (with fault injection), reachable from QEMU guests as 10.0.2.2:PORT."""
+import os, socket, subprocess, tempfile, time, urllib.request
+
+from vm import ROOT, free_port
+
+HOST_PHASE = os.path.join(ROOT, "build/x86_64/phase")
+
+
+def free_port_udp():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Publisher:
+    """A publisher key and signed stores of this arch's real kernel + initramfs, made with the
+    host's `phase publish`; and host `phase node` providers of them (fault fixtures)."""
+
+    def __init__(self, arch):
+        self.arch = arch
+        self.dir = tempfile.mkdtemp(prefix=f"phase-publish-{arch}-")
+        self.procs = []
+        self.key = self.keygen("publisher.key")
+        tty = "ttyS0" if arch == "x86_64" else "ttyAMA0"
+        self.cmdline = f"console={tty} panic=-1"
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def keygen(self, name):
+        out = subprocess.run([HOST_PHASE, "manifest", "keygen", "--out", self.path(name)], capture_output=True, text=True, check=True)
+        return out.stdout.split()[0]
+
+    def publish(self, store, key="publisher.key", version=1, extra=()):
+        build = os.path.join(ROOT, "build", self.arch)
+        r = subprocess.run([HOST_PHASE, "publish", "--key", self.path(key), "--arch", self.arch, "--version", str(version),
+                            "--kernel", os.path.join(build, "kernel"), "--initramfs", os.path.join(build, "initramfs.cpio.zst"),
+                            "--cmdline", self.cmdline, "--store", self.path(store), *extra], capture_output=True, text=True)
+        assert r.returncode == 0, f"publish: {r.stderr.strip()}"
+        return self.path(store)
+
+    def provider(self, store, *extra):
+        """A host node serving `store` on 127.0.0.1 (the VMs reach it as 10.0.2.2:PORT)."""
+        port = free_port()
+        proc = subprocess.Popen([HOST_PHASE, "node", "--http", f"127.0.0.1:{port}", "--boot-store", store, *extra],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                return f"http://10.0.2.2:{port}"
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"provider for {store} did not start")
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+

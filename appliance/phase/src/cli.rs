@@ -480,8 +480,10 @@ fn node(c: NodeCmd) -> i32 {
         },
         None => None,
     };
-    let releases: Vec<(String, phase_core::manifest::Arch)> =
-        boot.iter().flat_map(|p| p.store.entries.iter().map(|e| (e.channel().to_string(), e.arch()))).collect();
+    let releases: Vec<(String, phase_core::manifest::Arch, String)> = boot
+        .iter()
+        .flat_map(|p| p.store.entries.iter().map(|e| (e.channel().to_string(), e.arch(), e.manifest.key_id())))
+        .collect();
     if let Some(p) = boot {
         crate::api::set_boot_provider(p);
     }
@@ -613,7 +615,7 @@ fn start_p2p(
     c: &NodeCmd,
     service: &Arc<NodeService>,
     http_port: u16,
-    releases: &[(String, phase_core::manifest::Arch)],
+    releases: &[(String, phase_core::manifest::Arch, String)],
 ) -> Result<crate::p2p::P2p, String> {
     let parse = |what: &str, s: &String| -> Result<crate::p2p::Multiaddr, String> {
         s.parse().map_err(|e| format!("{what} {s:?} is not a multiaddr: {e}"))
@@ -635,7 +637,7 @@ fn start_p2p(
         cfg.max_limits.memory_bytes
     );
     if !releases.is_empty() {
-        let list: Vec<String> = releases.iter().map(|(ch, a)| format!("{ch}/{}", a.name())).collect();
+        let list: Vec<String> = releases.iter().map(|(ch, a, _)| format!("{ch}/{}", a.name())).collect();
         agent += &format!(" boot={}", list.join(","));
     }
     let config = crate::p2p::P2pConfig {
@@ -646,7 +648,14 @@ fn start_p2p(
         agent,
         nat: c.nat,
         max_job_request: crate::api::max_job_body(cfg),
-        provide: releases.iter().map(|(ch, a)| crate::boot::provider_key(ch, *a)).collect(),
+        // Per channel/arch, and per channel/arch/publisher for clients that trust one key.
+        provide: releases
+            .iter()
+            .flat_map(|(ch, a, key)| {
+                let k = crate::boot::provider_key(ch, *a);
+                [format!("{k}/{key}"), k]
+            })
+            .collect(),
     };
     use crate::remote::PeerFault;
     let fault = match c.fault.as_deref() {

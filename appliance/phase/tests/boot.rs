@@ -307,3 +307,51 @@ fn unpack_newc(mut data: &[u8], root: &Path) {
         data = &data[(data_at + size + 3) / 4 * 4..];
     }
 }
+
+#[test]
+fn a_provider_beyond_the_lan_is_found_through_the_dht() {
+    let lab = Lab::new("dht");
+    let publisher = lab.key("pub.key");
+    let store = lab.p("store");
+    lab.publish(&lab.p("pub.key"), &store, 2, &[]);
+    // hub <- provider, hub <- seeker: the seeker never hears of the provider but through the
+    // DHT (no mDNS), then asks it over HTTP for the manifest.
+    let hub = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0"]);
+    let hub_addr = p2p_addr(&hub);
+    let provider = Node::start(&["--boot-store", &store, "--trust", &publisher, "--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &hub_addr]);
+    let seeker = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &hub_addr]);
+    let want = format!("http://{}", provider.addr);
+    let mut last = String::new();
+    for _ in 0..60 {
+        let r = seeker.request("GET", "/v1/boot/providers?channel=stable&arch=amd64", b"");
+        last = r.text();
+        if r.status == 200 && last.contains(&want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(last.contains(&want), "the provider's URL was not found: {last}");
+    let plan = plan(&[&publisher]);
+    let (m, _) = netboot::fetch_manifest(&want, &plan).expect("the discovered provider serves a verifiable manifest");
+    assert_eq!(m.body.version, 2);
+    // The hub serves nothing and is not listed; bad queries are named.
+    assert!(!last.contains(&format!("http://{}", hub.addr)), "{last}");
+    assert_eq!(seeker.request("GET", "/v1/boot/providers?arch=riscv", b"").status, 400);
+    assert_eq!(seeker.request("GET", "/v1/boot/providers?channel=../x", b"").status, 400);
+}
+
+/// The node's first p2p listen address (with its /p2p/ id), from GET /v1/status.
+fn p2p_addr(n: &Node) -> String {
+    use miniserde::json::Value;
+    let status = n.request("GET", "/v1/status", b"").text();
+    match common::json_field(&status, "p2p") {
+        Value::Object(m) => match m.get("listen") {
+            Some(Value::Array(a)) => match a.first() {
+                Some(Value::String(s)) => s.clone(),
+                _ => panic!("no listen address: {status}"),
+            },
+            _ => panic!("no listen list: {status}"),
+        },
+        _ => panic!("no p2p in status: {status}"),
+    }
+}

@@ -73,14 +73,20 @@ def chain(arch, hops):
     return out
 
 
-def serve_throughput(url, runs=7):
-    speeds = []
-    for _ in range(runs):
-        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url], capture_output=True, text=True, check=True)
-        speed, size = r.stdout.split()
-        assert int(float(size)) == 16 << 20, f"{url}: {size} bytes"
-        speeds.append(float(speed) / 1048576)
-    return statistics.median(speeds)
+def fetch_speed(url):
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url], capture_output=True, text=True, check=True)
+    speed, size = r.stdout.split()
+    assert int(float(size)) == 16 << 20, f"{url}: {size} bytes"
+    return float(speed) / 1048576
+
+
+def interleaved_medians(urls, rounds=15):
+    """Servers take turns within each round, so load drift on the machine hits all alike."""
+    speeds = {name: [] for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            speeds[name].append(fetch_speed(url))
+    return {name: statistics.median(v) for name, v in speeds.items()}
 
 
 def throughput():
@@ -125,7 +131,7 @@ http {{ access_log off; sendfile on; tcp_nopush on; client_body_temp_path {d}; p
                     break
                 except OSError:
                     time.sleep(0.05)
-        return {name: serve_throughput(url) for name, url in urls.items()}
+        return interleaved_medians(urls)
     finally:
         for p in procs:
             p.kill()
@@ -136,7 +142,7 @@ http {{ access_log off; sendfile on; tcp_nopush on; client_body_temp_path {d}; p
 def main():
     arches = sys.argv[1:] or ["x86_64", "aarch64"]
     t = throughput()
-    print("provider throughput, 16 MiB artifact on loopback (curl, median of 7):")
+    print("provider throughput, 16 MiB artifact on loopback (curl, servers interleaved, median of 15):")
     for name, v in t.items():
         print(f"  {name:8s} {v:8.0f} MiB/s")
     if "nginx" in t:

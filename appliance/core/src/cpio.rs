@@ -51,6 +51,14 @@ impl CpioWriter {
         CpioWriter { out: Vec::new(), ino: 0 }
     }
 
+    /// An archive that follows `prefix` (e.g. a compressed initramfs) in one buffer: the
+    /// prefix is zero-padded to 4 bytes, where the kernel's unpacker looks for a next archive.
+    pub fn after(prefix: Vec<u8>) -> CpioWriter {
+        let mut w = CpioWriter { out: prefix, ino: 0 };
+        w.pad();
+        w
+    }
+
     fn pad(&mut self) {
         while self.out.len() % 4 != 0 {
             self.out.push(0);
@@ -108,6 +116,18 @@ impl CpioWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archive_after_a_prefix_starts_at_a_4_byte_boundary() {
+        let mut w = CpioWriter::after(b"zstd!".to_vec());
+        w.file("a", 0o644, b"x").unwrap();
+        let out = w.finish();
+        assert_eq!(&out[..8], b"zstd!\0\0\0");
+        assert_eq!(&out[8..14], b"070701");
+        let mut alone = CpioWriter::new();
+        alone.file("a", 0o644, b"x").unwrap();
+        assert_eq!(&out[8..], &alone.finish()[..], "same archive as on its own");
+    }
 
     #[test]
     fn writes_newc_entries_with_padding_and_trailer() {

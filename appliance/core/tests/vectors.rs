@@ -97,15 +97,20 @@ fn generate() -> String {
     )
 }
 
+/// The committed vector file equals what the implementation generates (PHASE_WRITE_VECTORS=1
+/// rewrites it: only with a new format version).
+fn check_committed(name: &str, generated: &str) {
+    let path = format!("{}/../../docs/test-vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("PHASE_WRITE_VECTORS").is_some() {
+        std::fs::write(&path, generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(committed, generated, "{name} changed: a format change needs a new format version");
+}
+
 #[test]
 fn committed_vectors_match_the_implementation() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors/receipt-v1.json");
-    let generated = generate();
-    if std::env::var_os("PHASE_WRITE_VECTORS").is_some() {
-        std::fs::write(path, &generated).unwrap();
-    }
-    let committed = std::fs::read_to_string(path).expect("docs/test-vectors/receipt-v1.json");
-    assert_eq!(committed, generated, "vectors changed: a format change needs a new format version");
+    check_committed("receipt-v1.json", &generate());
 }
 
 #[test]
@@ -154,12 +159,8 @@ mod boot_manifest {
 
     #[test]
     fn committed_manifest_vectors_match_and_verify() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors/boot-manifest-v1.json");
         let generated = generate();
-        if std::env::var_os("PHASE_WRITE_VECTORS").is_some() {
-            std::fs::write(path, &generated).unwrap();
-        }
-        assert_eq!(std::fs::read_to_string(path).expect("boot-manifest-v1.json"), generated);
+        super::check_committed("boot-manifest-v1.json", &generated);
         let line = |name: &str| generated.lines().find(|l| l.contains(name)).unwrap().split_once(": ").unwrap().1.trim_end_matches(',').to_string();
         let m = Manifest::from_json(&line("\"manifest\"")).unwrap();
         let now = 1_768_000_000;

@@ -110,10 +110,14 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-fn reply(req: Request, status: u16, content_type: &str, body: String, extra: &[(&str, String)]) {
+/// Sends a whole in-memory answer. Always with Content-Length: tiny_http would switch bodies
+/// over 32 KiB to chunked encoding, which buys nothing for a body already in memory and which
+/// small clients (PID 1's fetcher) do not speak.
+pub(crate) fn reply(req: Request, status: u16, content_type: &str, body: String, extra: &[(&str, String)]) {
     let mut resp = Response::from_data(body.into_bytes())
         .with_status_code(status)
-        .with_header(header("Content-Type", content_type));
+        .with_header(header("Content-Type", content_type))
+        .with_chunked_threshold(usize::MAX);
     for (k, v) in extra {
         resp.add_header(header(k, v));
     }
@@ -125,7 +129,7 @@ fn json_str(s: &str) -> String {
     json::to_string(&s.to_string())
 }
 
-fn error(req: Request, status: u16, code: &str, message: &str, extra: &[(&str, String)]) {
+pub(crate) fn error(req: Request, status: u16, code: &str, message: &str, extra: &[(&str, String)]) {
     let body = format!("{{\"error\":{},\"message\":{}}}", json_str(code), json_str(message));
     reply(req, status, "application/json", body, extra);
 }
@@ -274,9 +278,11 @@ fn boot_providers(req: Request) {
     let mut items = vec![];
     for p in &peers {
         let announced = p.agent.split_whitespace().any(|w| w.strip_prefix("boot=").is_some_and(|l| l.split(',').any(|r| r == release)));
-        if !announced && !providers.contains(&p.peer_id) {
+        let in_dht = providers.contains(&p.peer_id);
+        if !announced && !in_dht {
             continue;
         }
+        let found_by: Vec<&str> = [(in_dht, "\"dht\""), (announced, "\"identify\"")].iter().filter(|x| x.0).map(|x| x.1).collect();
         let port: u16 = p.agent.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|v| v.parse().ok()).unwrap_or(phase_core::cmdline::DEFAULT_HTTP_PORT);
         let mut urls: Vec<String> = vec![];
         for ip in p.addrs.iter().filter(|a| !a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2pCircuit))).filter_map(ip_of) {
@@ -287,7 +293,13 @@ fn boot_providers(req: Request) {
         }
         if !urls.is_empty() {
             let list: Vec<String> = urls.iter().map(|u| json_str(u)).collect();
-            items.push(format!("{{\"peer_id\":\"{}\",\"connected\":{},\"urls\":[{}]}}", p.peer_id, p.connected, list.join(",")));
+            items.push(format!(
+                "{{\"peer_id\":\"{}\",\"connected\":{},\"found_by\":[{}],\"urls\":[{}]}}",
+                p.peer_id,
+                p.connected,
+                found_by.join(","),
+                list.join(",")
+            ));
         }
     }
     let body = format!("{{\"channel\":{},\"arch\":\"{}\",\"providers\":[{}]}}", json_str(&channel), arch.name(), items.join(","));
@@ -358,6 +370,9 @@ fn metrics(s: &NodeService, requests: u64) -> String {
     metric("phase_fuel_used_total", "counter", "Fuel used by all jobs.", &[("", st.fuel_used.load(Relaxed))]);
     metric("phase_modules_stored", "gauge", "Modules held in memory.", &[("", s.cached_modules() as u64)]);
     metric("phase_http_requests_total", "counter", "HTTP requests received.", &[("", requests)]);
+    if let Some(b) = BOOT.get() {
+        metric("phase_boot_served_bytes_total", "counter", "Boot artifact bytes served (GET).", &[("", b.served_bytes.load(Relaxed))]);
+    }
     metric("phase_uptime_seconds", "gauge", "Seconds since the node started.", &[("", s.uptime_secs())]);
     out
 }

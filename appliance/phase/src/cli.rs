@@ -720,8 +720,7 @@ fn publish(c: PublishCmd) -> i32 {
         let dir = crate::boot::store::publish(&c.store, &m, &kernel, &initramfs).map_err(|e| e.to_string())?;
         let mut line = format!("published {}/{} version {} signed by {} in {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id(), dir.display());
         if let Some(out) = &c.carry {
-            let f = crate::boot::netboot::Fetched { manifest_json: m.to_json(), manifest: m, kernel, initramfs, from: String::new() };
-            let initrd = crate::boot::netboot::next_initrd(&f)?;
+            let initrd = crate::boot::netboot::next_initrd(&m, &m.to_json(), &kernel, &initramfs)?;
             std::fs::write(out, &initrd).map_err(|e| format!("{}: {e}", out.display()))?;
             line += &format!("; carrying initrd {} ({} bytes)", out.display(), initrd.len());
         }

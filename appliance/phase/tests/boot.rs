@@ -151,6 +151,9 @@ fn provider_serves_the_store_with_ranges_etags_aliases_and_nothing_else() {
     }
     let (st, _, _) = raw(a, "POST", "/v1/boot/stable/x86_64/bzImage", &[]);
     assert_eq!(st, 405);
+    // Two whole kernels, 1000 + 10 + 5 bytes of ranges; HEAD, 304 and 416 send no body.
+    let metrics = node.request("GET", "/metrics", b"").text();
+    assert!(metrics.contains(&format!("phase_boot_served_bytes_total {}", 2 * 3_000_000 + 1015)), "{metrics}");
 }
 
 #[test]
@@ -221,7 +224,7 @@ fn url(n: &Node) -> String {
 fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download() {
     let lab = Lab::new("fetch");
     let publisher = lab.key("pub.key");
-    let stranger = lab.key("stranger.key");
+    lab.key("stranger.key");
     let (good, unknown, expired) = (lab.p("good"), lab.p("unknown"), lab.p("expired"));
     lab.publish(&lab.p("pub.key"), &good, 4, &[]);
     lab.publish(&lab.p("stranger.key"), &unknown, 9, &[]);
@@ -231,7 +234,6 @@ fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download
     let unknown_node = Node::start(&["--boot-store", &unknown]);
     let expired_node = Node::start(&["--boot-store", &expired]);
     let plan = plan(&[&publisher]);
-    let _ = stranger;
 
     match netboot::fetch_manifest(&url(&unknown_node), &plan) {
         Err(netboot::NetbootError::Manifest { reason: ManifestError::UnknownKey { .. }, .. }) => {}
@@ -331,6 +333,16 @@ fn a_provider_beyond_the_lan_is_found_through_the_dht() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(last.contains(&want), "the provider's URL was not found: {last}");
+    // Through its DHT provider record, not only its identify announcement.
+    let mut by_dht = last.contains("\"dht\"");
+    for _ in 0..40 {
+        if by_dht {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        by_dht = seeker.request("GET", "/v1/boot/providers?channel=stable&arch=amd64", b"").text().contains("\"dht\"");
+    }
+    assert!(by_dht, "no DHT provider record for the release: {last}");
     let plan = plan(&[&publisher]);
     let (m, _) = netboot::fetch_manifest(&want, &plan).expect("the discovered provider serves a verifiable manifest");
     assert_eq!(m.body.version, 2);

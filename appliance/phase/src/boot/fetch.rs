@@ -20,6 +20,10 @@ const MAX_HEADER_BYTES: usize = 16 << 10;
 /// Resumes per artifact before this provider is given up.
 pub const MAX_RESUMES: u32 = 5;
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
+/// A provider must average at least this over a whole artifact (after a grace period), so a
+/// peer trickling a byte every few seconds cannot hold a netboot for ever.
+const MIN_RATE: u64 = 256 << 10;
+const RATE_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
@@ -152,7 +156,15 @@ pub fn get(url: &Url, from: u64) -> Result<Response, FetchError> {
         .and_then(|s| s.get(2..5))
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| FetchError::Protocol { url: u.clone(), reason: format!("not an HTTP status line: {:?}", status_line.chars().take(60).collect::<String>()) })?;
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    // Bodies are read as raw bytes up to Content-Length or the end of the connection; a
+    // chunked body would be read with its framing and fail later for a misleading reason.
+    if let Some((_, te)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding")) {
+        if !te.eq_ignore_ascii_case("identity") {
+            return Err(FetchError::Protocol { url: u, reason: format!("Transfer-Encoding {te:?} is not supported (send Content-Length)") });
+        }
+    }
     Ok(Response { status, headers, pending, stream })
 }
 
@@ -210,6 +222,8 @@ pub fn download(url: &Url, artifact: &Artifact, progress: Progress) -> Result<Ve
     let mut resumes = 0u32;
     let mut buf = vec![0u8; 64 << 10];
     let mut last_report = Instant::now();
+    let started = Instant::now();
+    let deadline = started + RATE_GRACE + Duration::from_secs(size / MIN_RATE);
     let mismatch = |what: &str, expected: String, actual: String| DownloadError::Mismatch { what: format!("{what} of {u}"), expected, actual };
     while (out.len() as u64) < size {
         let have = out.len() as u64;
@@ -244,6 +258,10 @@ pub fn download(url: &Url, artifact: &Artifact, progress: Progress) -> Result<Ve
                 }
                 hasher.update(&buf[..n]);
                 out.extend_from_slice(&buf[..n]);
+                if Instant::now() > deadline {
+                    let why = format!("too slow: {} of {size} bytes after {}s (needs {} KiB/s on average)", out.len(), started.elapsed().as_secs(), MIN_RATE >> 10);
+                    return Err(FetchError::Protocol { url: u.clone(), reason: why });
+                }
                 if last_report.elapsed() >= Duration::from_secs(1) {
                     last_report = Instant::now();
                     progress(out.len() as u64, size);

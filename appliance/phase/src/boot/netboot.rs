@@ -170,11 +170,13 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut() -> Vec<Strin
     }
 }
 
-/// The carried archive: `boot/phase/<channel>/<arch>/{manifest.json, kernel, initramfs}`.
-pub fn carry_archive(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8]) -> Result<Vec<u8>, String> {
+/// The next kernel's initrd: the initramfs, then (at the next 4-byte boundary) an
+/// uncompressed cpio archive carrying `boot/phase/<channel>/<arch>/{manifest.json, kernel,
+/// initramfs}` (the artifacts are compressed already).
+pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8]) -> Result<Vec<u8>, String> {
     let b = &m.body;
     let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
-    let mut w = CpioWriter::new();
+    let mut w = CpioWriter::after(initramfs.to_vec());
     let e = |e: phase_core::cpio::CpioError| e.to_string();
     for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
         w.dir(d, 0o755).map_err(e)?;
@@ -183,20 +185,6 @@ pub fn carry_archive(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs
     w.file(&format!("{dir}/{}", b.kernel.name), 0o644, kernel).map_err(e)?;
     w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, initramfs).map_err(e)?;
     Ok(w.finish())
-}
-
-/// The next kernel's initrd: the initramfs, zero-padded to 4 bytes (the kernel looks for a
-/// following archive only at such offsets), then the carried archive (uncompressed: the
-/// artifacts are compressed already).
-pub fn next_initrd(f: &Fetched) -> Result<Vec<u8>, String> {
-    let carried = carry_archive(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs)?;
-    let mut out = Vec::with_capacity(f.initramfs.len() + 4 + carried.len());
-    out.extend_from_slice(&f.initramfs);
-    while out.len() % 4 != 0 {
-        out.push(0);
-    }
-    out.extend_from_slice(&carried);
-    Ok(out)
 }
 
 /// The next kernel's command line: the manifest's, then every `phase.*` parameter of this hop

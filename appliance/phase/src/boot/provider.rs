@@ -48,11 +48,6 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header from valid ASCII")
 }
 
-fn plain(req: Request, status: u16, code: &str, message: &str) {
-    let body = crate::api::error_body(status, code, message);
-    let _ = req.respond(Response::from_string(body).with_status_code(status).with_header(header("Content-Type", "application/json")));
-}
-
 /// A single `bytes=` range resolved against `size`: Ok(None) = whole body; Err = 416.
 fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
@@ -136,29 +131,24 @@ impl Provider {
     pub fn serve(&self, req: Request, rest: &str) {
         if !matches!(req.method(), Method::Get | Method::Head) {
             let m = req.method().to_string();
-            return plain(req, 405, "method_not_allowed", &format!("{m} is not allowed on boot artifacts (GET, HEAD)"));
+            return crate::api::error(req, 405, "method_not_allowed", &format!("{m} is not allowed on boot artifacts (GET, HEAD)"), &[]);
         }
         let parts: Vec<&str> = rest.split('/').collect();
         let [channel, arch, file] = parts[..] else {
-            return plain(req, 404, "not_found", "boot paths are /v1/boot/<channel>/<arch>/<file>");
+            return crate::api::error(req, 404, "not_found", "boot paths are /v1/boot/<channel>/<arch>/<file>", &[]);
         };
         let Some(arch) = Arch::parse(arch) else {
-            return plain(req, 404, "not_found", &format!("unknown arch {arch:?} (x86_64, amd64, aarch64, arm64)"));
+            return crate::api::error(req, 404, "not_found", &format!("unknown arch {arch:?} (x86_64, amd64, aarch64, arm64)"), &[]);
         };
         let Some(entry) = self.store.find(channel, arch) else {
-            return plain(req, 404, "not_found", &format!("this provider has no {channel}/{} release", arch.name()));
+            return crate::api::error(req, 404, "not_found", &format!("this provider has no {channel}/{} release", arch.name()), &[]);
         };
         if file == MANIFEST_FILE {
-            let etag = format!("\"{}\"", hex_encode(&phase_core::sha256(entry.manifest_json.as_bytes())));
-            let resp = Response::from_string(entry.manifest_json.clone())
-                .with_header(header("Content-Type", "application/json"))
-                .with_header(header("ETag", &etag))
-                .with_header(header("Cache-Control", "no-cache"));
-            let _ = req.respond(resp);
-            return;
+            let extra = [("ETag", entry.manifest_etag.clone()), ("Cache-Control", "no-cache".to_string())];
+            return crate::api::reply(req, 200, "application/json", entry.manifest_json.clone(), &extra);
         }
         let Some((path, size, sha)) = entry.artifact(file) else {
-            return plain(req, 404, "not_found", &format!("{file:?} is not an artifact of {channel}/{}", arch.name()));
+            return crate::api::error(req, 404, "not_found", &format!("{file:?} is not an artifact of {channel}/{}", arch.name()), &[]);
         };
         let etag = format!("\"{}\"", hex_encode(&sha));
         let get = |name: &'static str| req.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string());
@@ -177,21 +167,19 @@ impl Provider {
         };
         if self.active.fetch_add(1, Relaxed) >= self.max_downloads {
             self.active.fetch_sub(1, Relaxed);
-            let body = crate::api::error_body(503, "busy", &format!("{} downloads in progress, the limit", self.max_downloads));
-            let resp = Response::from_string(body).with_status_code(503).with_header(header("Retry-After", "1"));
-            let _ = req.respond(resp);
-            return;
+            let message = format!("{} downloads in progress, the limit", self.max_downloads);
+            return crate::api::error(req, 503, "busy", &message, &[("Retry-After", "1".to_string())]);
         }
         let _slot = Slot(&self.active);
         let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) => return plain(req, 500, "internal", &format!("{}: {e}", path.display())),
+            Err(e) => return crate::api::error(req, 500, "internal", &format!("{}: {e}", path.display()), &[]),
         };
         let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
         let len = if size == 0 { 0 } else { end - start + 1 };
         if start > 0 {
             if let Err(e) = f.seek(SeekFrom::Start(start)) {
-                return plain(req, 500, "internal", &format!("{}: seek: {e}", path.display()));
+                return crate::api::error(req, 500, "internal", &format!("{}: seek: {e}", path.display()), &[]);
             }
         }
         let mut headers = vec![

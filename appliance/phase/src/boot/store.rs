@@ -32,8 +32,9 @@ impl fmt::Display for StoreError {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub manifest: Manifest,
-    /// The manifest exactly as stored (served byte for byte).
+    /// The manifest exactly as stored (served byte for byte), and its ETag (quoted SHA-256).
     pub manifest_json: String,
+    pub manifest_etag: String,
     pub dir: PathBuf,
 }
 
@@ -129,7 +130,9 @@ impl BootStore {
                 return Err(bad(format!("{which} {}: SHA-256 differs from the manifest", p.display())));
             }
         }
-        Ok(Entry { manifest, manifest_json: text.trim().to_string(), dir: dir.to_path_buf() })
+        let manifest_json = text.trim().to_string();
+        let manifest_etag = format!("\"{}\"", phase_core::encoding::hex_encode(&phase_core::sha256(manifest_json.as_bytes())));
+        Ok(Entry { manifest, manifest_json, manifest_etag, dir: dir.to_path_buf() })
     }
 
     pub fn find(&self, channel: &str, arch: Arch) -> Option<&Entry> {

@@ -25,6 +25,8 @@ pub enum State {
 
 pub struct Net {
     pub state: State,
+    /// The primary link, once found; `phase.lan=` configures the first other one.
+    primary: Option<String>,
     /// `phase.lan=`: the second link's address, once configured.
     lan: Option<String>,
     config: BootConfig,
@@ -41,7 +43,7 @@ pub enum Action {
 pub fn start(config: &BootConfig) -> Net {
     ip(&["link", "set", "lo", "up"]);
     let state = if config.network == Network::None { State::Disabled } else { State::WaitingForLink };
-    Net { state, lan: None, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
+    Net { state, primary: None, lan: None, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
 }
 
 /// Runs busybox `ip`; logs a failure with its stderr.
@@ -125,12 +127,9 @@ impl Net {
 
     /// Advances the state machine by at most one step.
     pub fn step(&mut self) -> Action {
-        let primary = match &self.state {
-            State::WaitingForCarrier(l) | State::Dhcp(l) => Some(l.clone()),
-            State::Ready(a) => a.split_once('(').and_then(|(_, r)| r.split(',').next()).map(|s| s.trim().to_string()),
-            _ => None,
-        };
-        if let Some(p) = primary {
+        // With phase.net=none there is no primary link: the LAN takes the first one.
+        if self.primary.is_some() || self.state == State::Disabled {
+            let p = self.primary.clone().unwrap_or_default();
             self.step_lan(&p);
         }
         match self.state.clone() {
@@ -138,6 +137,7 @@ impl Net {
                 Some(link) => {
                     ip(&["link", "set", &link, "up"]);
                     log!("network: link {link} up, waiting for carrier");
+                    self.primary = Some(link.clone());
                     self.state = State::WaitingForCarrier(link);
                 }
                 None => self.report("waiting for an Ethernet interface"),

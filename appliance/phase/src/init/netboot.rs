@@ -91,7 +91,7 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Result<Next, String> {
     let port = config.http_port;
     let channel = plan.channel.clone();
     let f = netboot::find_release(&config.providers, &mut || discover(port, &channel, arch), &plan, DEADLINE)?;
-    let initrd = netboot::next_initrd(&f).map_err(|e| format!("netboot: building the initrd: {e}"))?;
+    let initrd = netboot::next_initrd(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs).map_err(|e| format!("netboot: building the initrd: {e}"))?;
     let cmdline = netboot::next_cmdline(&f.manifest.body.cmdline, &config.passthrough);
     let what = format!("{}/{} version {} from {}", f.manifest.body.channel, arch.name(), f.manifest.body.version, f.from);
     Ok(Next { kernel: f.kernel, initrd, cmdline, what })

@@ -564,13 +564,16 @@ fn peers_json(list: &[crate::p2p::PeerInfo]) -> String {
         .map(|p| {
             let addrs: Vec<String> = p.addrs.iter().map(|a| json_str(&a.to_string())).collect();
             format!(
-                "{{\"peer_id\":\"{}\",\"agent\":{},\"connected\":{},\"source\":\"{}\",\"seen_secs_ago\":{},\"rtt_ms\":{},\"addrs\":[{}]}}",
+                "{{\"peer_id\":\"{}\",\"agent\":{},\"connected\":{},\"source\":\"{}\",\"seen_secs_ago\":{},\"rtt_ms\":{},\"load\":{},\"addrs\":[{}]}}",
                 p.peer_id,
                 json_str(&p.agent),
                 p.connected,
                 p.source,
                 p.seen_secs_ago,
                 p.rtt_ms.map(|r| r.to_string()).unwrap_or_else(|| "null".into()),
+                p.load
+                    .map(|l| format!("{{\"in_flight\":{},\"slots\":{},\"sent_since\":{},\"age_ms\":{}}}", l.in_flight, l.slots, l.sent_since, l.age_ms))
+                    .unwrap_or_else(|| "null".into()),
                 addrs.join(",")
             )
         })

@@ -628,13 +628,15 @@ fn start_p2p(
     };
     let cfg = service.config();
     let mut agent = format!(
-        "phase/{} arch={} cores={} jobs={} fuel={} memory={} http={http_port}",
+        "phase/{} arch={} cores={} jobs={} fuel={} memory={} output={} deadline={} http={http_port}",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         cfg.max_concurrent,
         cfg.max_limits.fuel,
-        cfg.max_limits.memory_bytes
+        cfg.max_limits.memory_bytes,
+        cfg.max_limits.output_bytes,
+        cfg.max_limits.deadline_ms
     );
     if !releases.is_empty() {
         let list: Vec<String> = releases.iter().map(|(ch, a, _)| format!("{ch}/{}", a.name())).collect();
@@ -667,7 +669,12 @@ fn start_p2p(
     };
     let executor = service.clone();
     let handler: crate::p2p::JobHandler = Arc::new(move |body| crate::remote::serve_peer_job(&executor, body, fault));
-    crate::p2p::P2p::start(service.identity().seed(), config, handler).map_err(|e| e.to_string())
+    let load = service.clone();
+    let probe: crate::p2p::LoadProbe = Arc::new(move || crate::p2p::Load {
+        in_flight: load.in_flight().min(u32::MAX as usize) as u32,
+        slots: load.config().max_concurrent.clamp(1, u32::MAX as usize) as u32,
+    });
+    crate::p2p::P2p::start(service.identity().seed(), config, handler, probe).map_err(|e| e.to_string())
 }
 
 fn unix_now() -> u64 {

@@ -11,7 +11,8 @@ use phase_core::receipt::Receipt;
 use phase_core::sha256;
 
 use crate::api::{error_body, job_json, parse_job, status_of};
-use crate::p2p::{P2p, PeerId};
+use crate::p2p::{P2p, PeerId, PeerInfo};
+use phase_core::job::RequestedLimits;
 use crate::service::{JobRequest, ModuleSource, NodeService};
 
 /// Where a job should run.
@@ -151,16 +152,43 @@ fn text(v: Option<&Value>) -> Option<&str> {
     }
 }
 
-/// Connected Phase peers that can run jobs, lowest round-trip time first.
-fn executors(p2p: &P2p) -> Result<Vec<PeerId>, PlaceError> {
-    let mut peers: Vec<_> = p2p
-        .peers()
-        .map_err(|e| (503, "p2p_unavailable", e.to_string()))?
-        .into_iter()
-        .filter(|p| p.connected && p.agent.starts_with("phase/"))
-        .collect();
-    peers.sort_by_key(|p| p.rtt_ms.unwrap_or(u64::MAX));
-    Ok(peers.into_iter().map(|p| p.peer_id).collect())
+/// A maximum a peer announces in its identify agent string (`fuel=…`); None if it does not.
+fn announced(agent: &str, key: &str) -> Option<u64> {
+    agent.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// Whether a peer's announced maxima admit the limits a job asks for (an unannounced maximum
+/// admits anything: the peer itself has the last word).
+fn admits(agent: &str, limits: &RequestedLimits) -> bool {
+    [("fuel", limits.fuel), ("memory", limits.memory_bytes), ("output", limits.output_bytes), ("deadline", limits.deadline_ms)]
+        .iter()
+        .all(|(key, asked)| match (asked, announced(agent, key)) {
+            (Some(asked), Some(max)) => *asked <= max,
+            _ => true,
+        })
+}
+
+/// Placement order: peers with a free slot (least loaded first), then peers whose load is
+/// unknown, then full ones; round-trip time breaks ties.
+fn rank(p: &PeerInfo) -> (u8, u64, u64) {
+    let rtt = p.rtt_ms.unwrap_or(u64::MAX);
+    match p.load {
+        Some(l) if l.busy() < l.slots => (0, l.busy() as u64 * 1000 / l.slots as u64, rtt),
+        Some(l) => (2, l.busy() as u64 * 1000 / l.slots as u64, rtt),
+        None => (1, 0, rtt),
+    }
+}
+
+/// Connected Phase peers whose announced maxima admit the job's limits, in placement order.
+fn executors(p2p: &P2p, limits: &RequestedLimits) -> Result<Vec<PeerId>, PlaceError> {
+    let peers = p2p.peers().map_err(|e| (503, "p2p_unavailable", e.to_string()))?;
+    Ok(placement_order(peers, limits))
+}
+
+fn placement_order(mut peers: Vec<PeerInfo>, limits: &RequestedLimits) -> Vec<PeerId> {
+    peers.retain(|p| p.connected && p.agent.starts_with("phase/") && admits(&p.agent, limits));
+    peers.sort_by_key(rank);
+    peers.into_iter().map(|p| p.peer_id).collect()
 }
 
 /// The PeerId an Ed25519 node key derives to.
@@ -197,7 +225,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
     };
     let candidates: Vec<PeerId> = match placement {
         Placement::Peer(id) => vec![id],
-        _ => executors(p2p)?,
+        _ => executors(p2p, &req.limits)?,
     };
     // The request's fingerprint: what was asked, module by hash (as the executor first sees it).
     // The executor first gets the module by hash: this body, built once, is also the key's
@@ -213,7 +241,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         }
     }
     if candidates.is_empty() {
-        return Err((503, "no_peer", "no connected Phase peer to run the job on".into()));
+        return Err((503, "no_peer", "no connected Phase peer can take the job (none, or none whose announced maxima admit its limits)".into()));
     }
     // Wait for an answer as long as the job may run, plus time to move it and its answer.
     // Unvalidated here (the executor checks it): bounded by the hard maximum.
@@ -283,7 +311,10 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
             },
             // Busy or failing peers and transport errors are worth another peer; a job error
             // or a bad request is the job's answer and is never retried.
-            Err(e) if e.0 == 429 || e.0 >= 500 => last = e,
+            Err(e) if e.0 == 429 || e.0 >= 500 => {
+                log!("p2p: job attempt {} on {peer} failed ({} {}): {}", attempt + 1, e.0, e.1, e.2);
+                last = e;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -313,7 +344,7 @@ pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: u
     let mut peers: Vec<PeerId> = match (k, p2p) {
         (1, _) => vec![],
         (_, None) => return Err((422, "p2p_disabled", "redundancy above 1 needs the peer network (phase node --p2p)".into())),
-        (_, Some(p2p)) => executors(p2p)?,
+        (_, Some(p2p)) => executors(p2p, &req.limits)?,
     };
     if peers.len() < k - 1 {
         return Err((503, "not_enough_peers", format!("redundancy {k} needs {} connected peers; {} are", k - 1, peers.len())));
@@ -365,5 +396,58 @@ fn clone_request(r: &JobRequest) -> JobRequest {
         idempotency_key: r.idempotency_key.clone(),
         placement: None,
         redundancy: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::PeerLoad;
+
+    fn peer(n: u8, rtt: u64, load: Option<(u32, u32, u32)>) -> PeerInfo {
+        PeerInfo {
+            peer_id: peer_of_key(&[n; 32]).unwrap_or_else(PeerId::random),
+            addrs: vec![],
+            agent: "phase/0 fuel=1000".into(),
+            connected: true,
+            source: "dht",
+            seen_secs_ago: 0,
+            rtt_ms: Some(rtt),
+            load: load.map(|(in_flight, slots, sent_since)| PeerLoad { in_flight, slots, sent_since, age_ms: 0 }),
+        }
+    }
+
+    #[test]
+    fn free_peers_come_first_least_loaded_then_unknown_then_full() {
+        let full = peer(1, 1, Some((2, 2, 0)));
+        let full_by_our_jobs = peer(2, 1, Some((0, 1, 1)));
+        let unknown = peer(3, 1, None);
+        let half = peer(4, 9, Some((1, 2, 0)));
+        let idle_far = peer(5, 50, Some((0, 4, 0)));
+        let idle_near = peer(6, 2, Some((0, 4, 0)));
+        let mut gone = peer(7, 0, Some((0, 4, 0)));
+        gone.connected = false;
+        let mut stranger = peer(8, 0, Some((0, 4, 0)));
+        stranger.agent = "go-ipfs/0.1".into();
+        let list = [&full, &full_by_our_jobs, &unknown, &half, &gone, &stranger, &idle_far, &idle_near];
+        let order = placement_order(list.iter().map(|p| (*p).clone()).collect(), &RequestedLimits::default());
+        assert_eq!(order, [idle_near.peer_id, idle_far.peer_id, half.peer_id, unknown.peer_id, full.peer_id, full_by_our_jobs.peer_id]);
+        // A job above every announced fuel maximum has no candidate.
+        let greedy = RequestedLimits { fuel: Some(1001), ..Default::default() };
+        assert!(placement_order(list.iter().map(|p| (*p).clone()).collect(), &greedy).is_empty());
+    }
+
+    #[test]
+    fn announced_maxima_filter_peers() {
+        let agent = "phase/0.1.0 arch=x86_64 cores=2 jobs=2 fuel=1000 memory=65536 output=10 deadline=500 http=8080";
+        let ask = |fuel, memory_bytes| RequestedLimits { fuel, memory_bytes, output_bytes: None, deadline_ms: None };
+        assert!(admits(agent, &ask(None, None)));
+        assert!(admits(agent, &ask(Some(1000), Some(65536))));
+        assert!(!admits(agent, &ask(Some(1001), None)));
+        assert!(!admits(agent, &ask(None, Some(65537))));
+        assert!(!admits(agent, &RequestedLimits { deadline_ms: Some(501), ..ask(None, None) }));
+        // An older peer that announces nothing is asked anyway.
+        assert!(admits("phase/0.0.1", &ask(Some(u64::MAX), None)));
+        assert_eq!(announced("x fuelish=3 fuel=7", "fuel"), Some(7));
     }
 }

@@ -35,12 +35,13 @@ fn listen_addr(node: &Node) -> String {
     }
 }
 
-/// Waits until `node` lists `peer` as connected.
+/// Waits until `node` lists `peer` as connected and identified as a Phase node (a candidate
+/// executor from then on).
 fn wait_connected(node: &Node, peer: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let text = node.request("GET", "/v1/peers", b"").text();
-        if text.split("{\"peer_id\"").any(|p| p.contains(peer) && p.contains("\"connected\":true")) {
+        if text.split("{\"peer_id\"").any(|p| p.contains(peer) && p.contains("\"connected\":true") && p.contains("\"agent\":\"phase/")) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -271,7 +272,7 @@ fn when_the_executor_dies_mid_job_the_job_completes_on_another_peer_once() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let r = pending.join().unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{}\n--- a ---\n{}", r.text(), a.log());
     let survivor = if killed == pb { &pc } else { &pb };
     assert_eq!(&json_string(&r.text(), "executor"), survivor, "completed on the other peer");
     assert_eq!(json_string(&r.text(), "trap"), "deadline");
@@ -335,7 +336,7 @@ fn a_peer_that_takes_a_job_and_never_answers_is_given_up_on() {
 fn redundancy_three_on_three_nodes_agrees() {
     let (a, _b, _c) = trio("none");
     let r = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"200000", ",\"redundancy\":3"));
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{}\n--- a ---\n{}", r.text(), a.log());
     let text = r.text();
     assert!(text.contains("\"agree\":true"), "{text}");
     let answers = match json_field(&text, "answers") {
@@ -439,4 +440,83 @@ fn a_busy_node_places_a_job_without_placement_on_a_peer() {
     // With a free slot it runs here again (no executor field).
     let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"ab", ""));
     assert!(!r.text().contains("\"executor\""), "{}", r.text());
+}
+
+/// `peer`'s load as `node` last heard it, (in_flight, slots); None while unknown or stale.
+fn load_of(node: &Node, peer: &str) -> Option<(u64, u64)> {
+    use miniserde::json::{Number, Value};
+    let text = node.request("GET", "/v1/peers", b"").text();
+    let Value::Array(list) = json_field(&text, "peers") else { panic!("no peers in {text}") };
+    let entry = list.iter().find_map(|p| match p {
+        Value::Object(m) if matches!(m.get("peer_id"), Some(Value::String(id)) if id == peer) => Some(m.clone()),
+        _ => None,
+    })?;
+    let Some(Value::Object(load)) = entry.get("load") else { return None };
+    let n = |k: &str| match load.get(k) {
+        Some(Value::Number(Number::U64(n))) => *n,
+        other => panic!("load.{k} is {other:?} in {text}"),
+    };
+    Some((n("in_flight"), n("slots")))
+}
+
+/// Waits until `node` has heard `peer`'s load as `want`; returns how long that took.
+fn wait_load(node: &Node, peer: &str, want: (u64, u64), within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = load_of(node, peer);
+        if now == Some(want) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "after {within:?} {peer}'s load is {now:?}, not {want:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn peers_share_their_current_load_and_placement_prefers_a_free_peer() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--max-concurrent", "1"]);
+    let c = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--max-concurrent", "4"]);
+    let (pb, pc) = (peer_id(&b), peer_id(&c));
+    for p in [&pb, &pc] {
+        assert!(wait_connected(&a, p, Duration::from_secs(10)));
+    }
+    // Identified peers exchange records at once.
+    wait_load(&a, &pb, (0, 1), Duration::from_secs(5));
+    wait_load(&a, &pc, (0, 4), Duration::from_secs(5));
+    // b's only slot is taken by a job of its own.
+    let addr = b.addr;
+    let slow = job(&guest("hostile-loop"), b"", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":4000}");
+    let busy = std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &slow));
+    let heard = wait_load(&a, &pb, (1, 1), Duration::from_secs(3));
+    eprintln!("a heard b's new load after {heard:?}");
+    // Whatever the round-trip times, jobs go to c, and b is never asked (never answers busy).
+    let mut views = Vec::new();
+    for i in 0..4 {
+        views.push(a.request("GET", "/v1/peers", b"").text());
+        let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), format!("job {i}").as_bytes(), ",\"placement\":\"remote\""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(json_string(&r.text(), "executor"), pc, "job {i}");
+    }
+    assert_eq!(metric(&b, "phase_jobs_rejected_total{reason=\"busy\"}"), 0, "b was asked while busy:\n--- a ---\n{}\n--- b ---\n{}\n{views:#?}", a.log(), b.log());
+    assert_eq!(metric(&c, "phase_jobs_total{outcome=\"exited\"}"), 4);
+    assert_eq!(busy.join().unwrap().status, 200);
+    wait_load(&a, &pb, (0, 1), Duration::from_secs(3));
+}
+
+#[test]
+fn a_peer_whose_announced_maxima_are_below_the_jobs_limits_is_not_asked() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let small = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--max-fuel", "1000000"]);
+    let big = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    for n in [&small, &big] {
+        assert!(wait_connected(&a, &peer_id(n), Duration::from_secs(10)));
+    }
+    for i in 0..4 {
+        let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), format!("{i}").as_bytes(), ",\"placement\":\"remote\",\"limits\":{\"fuel\":5000000}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(json_string(&r.text(), "executor"), peer_id(&big), "job {i}");
+    }
 }

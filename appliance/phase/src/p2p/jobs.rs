@@ -31,7 +31,7 @@ impl Default for JobCodec {
     }
 }
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> io::Result<Vec<u8>> {
+pub(super) async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -43,7 +43,7 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> io::
     Ok(buf)
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8], cap: usize) -> io::Result<()> {
+pub(super) async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8], cap: usize) -> io::Result<()> {
     if data.len() > cap {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("frame of {} bytes is above the cap of {cap}", data.len())));
     }

@@ -7,6 +7,7 @@
 //! command channel.
 
 mod jobs;
+mod load;
 mod swarm;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use libp2p::{Multiaddr, PeerId};
+pub use load::Load;
 
 /// Kademlia protocol name: Phase nodes form their own DHT.
 pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
@@ -22,6 +24,8 @@ pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
 
 /// Runs a job another peer sent: the `POST /v1/jobs` body in, the answer JSON out.
 pub type JobHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
+/// This node's load now (jobs running, slots), shared with peers by the load protocol.
+pub type LoadProbe = Arc<dyn Fn() -> Load + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct P2pConfig {
@@ -95,6 +99,26 @@ pub struct PeerInfo {
     pub source: &'static str,
     pub seen_secs_ago: u64,
     pub rtt_ms: Option<u64>,
+    /// Its last load record, unless none came or it is stale (older than 30 s).
+    pub load: Option<PeerLoad>,
+}
+
+/// A peer's load as this node last heard it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLoad {
+    pub in_flight: u32,
+    pub slots: u32,
+    /// Job requests this node sent it after that record, still unanswered: not counted in
+    /// `in_flight` yet.
+    pub sent_since: u32,
+    pub age_ms: u64,
+}
+
+impl PeerLoad {
+    /// Jobs it is likely running now, including ours the record does not know of yet.
+    pub fn busy(&self) -> u32 {
+        self.in_flight.saturating_add(self.sent_since)
+    }
 }
 
 /// A running peer network.
@@ -105,9 +129,9 @@ pub struct P2p {
 
 impl P2p {
     /// Starts the swarm with the node's Ed25519 seed as its key; `handler` runs the jobs
-    /// other peers send.
-    pub fn start(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<P2p, P2pError> {
-        let (commands, peer_id) = swarm::spawn(seed, config, handler)?;
+    /// other peers send, `probe` tells peers how busy this node is.
+    pub fn start(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: LoadProbe) -> Result<P2p, P2pError> {
+        let (commands, peer_id) = swarm::spawn(seed, config, handler, probe)?;
         Ok(P2p { commands, peer_id })
     }
 

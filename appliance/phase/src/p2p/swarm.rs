@@ -15,7 +15,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::{autonat, dcutr, identify, kad, mdns, noise, ping, pnet, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
 use super::jobs::{JobCodec, MAX_STREAMS, PROTOCOL as JOB_PROTOCOL};
-use super::{JobHandler, P2pConfig, P2pError, PeerInfo, KAD_PROTOCOL, PROTOCOL_VERSION};
+use super::load::{self, Load, LoadCodec, Record};
+use super::{JobHandler, LoadProbe, P2pConfig, P2pError, PeerInfo, PeerLoad, KAD_PROTOCOL, PROTOCOL_VERSION};
 
 /// A job may run for its whole deadline (300 s at most) before its answer is due.
 const JOB_TIMEOUT: Duration = Duration::from_secs(310);
@@ -39,6 +40,7 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::async_io::Behaviour>,
     jobs: request_response::Behaviour<JobCodec>,
+    load: request_response::Behaviour<LoadCodec>,
     /// Every node relays for others (limits sized for jobs, below).
     relay: relay::Behaviour,
     relay_client: relay::client::Behaviour,
@@ -53,6 +55,29 @@ struct Peer {
     source: &'static str,
     seen: Instant,
     rtt: Option<Duration>,
+    /// Its newest load record and when it came.
+    load: Option<(Record, Instant)>,
+    /// Our job requests sent after that record and not answered yet (it does not count them).
+    sent_since_load: u32,
+}
+
+impl Peer {
+    fn new(addrs: Vec<Multiaddr>, source: &'static str) -> Peer {
+        Peer { addrs, agent: String::new(), connections: 0, source, seen: Instant::now(), rtt: None, load: None, sent_since_load: 0 }
+    }
+
+    /// Connected and identified as a Phase node: it speaks the job and load protocols.
+    fn is_phase(&self) -> bool {
+        self.connections > 0 && self.agent.starts_with("phase/")
+    }
+
+    /// Keeps a load record unless a newer one (higher seq) came first.
+    fn heard(&mut self, record: Record) {
+        if !matches!(self.load, Some((known, _)) if known.seq >= record.seq) {
+            self.load = Some((record, Instant::now()));
+            self.sent_since_load = 0;
+        }
+    }
 }
 
 /// TCP (then the private-network handshake if there is a swarm key) or a relay circuit, then
@@ -83,7 +108,7 @@ fn transport(
     })
 }
 
-pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
+pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: LoadProbe) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
     let mut seed_bytes = seed;
     let key = Keypair::ed25519_from_bytes(&mut seed_bytes).map_err(|e| P2pError::Key(e.to_string()))?;
     let peer_id = key.public().to_peer_id();
@@ -145,6 +170,11 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
                 .with_request_timeout(JOB_TIMEOUT)
                 .with_max_concurrent_streams(MAX_STREAMS),
         ),
+        load: request_response::Behaviour::with_codec(
+            LoadCodec,
+            [(load::PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
+        ),
         relay: relay::Behaviour::new(peer_id, relay_config),
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),
@@ -172,7 +202,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
             return Err(P2pError::Bootstrap { addr: addr.to_string(), reason: "must end with /p2p/<peer id>".into() });
         };
         swarm.behaviour_mut().kad.add_address(&id, addr.clone());
-        peers.insert(id, Peer { addrs: vec![addr.clone()], agent: String::new(), connections: 0, source: "bootstrap", seen: Instant::now(), rtt: None });
+        peers.insert(id, Peer::new(vec![addr.clone()], "bootstrap"));
         if let Err(e) = swarm.dial(addr.clone()) {
             log!("p2p: dial bootstrap {addr}: {e}");
         }
@@ -182,21 +212,46 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler) -> Result<(
     // Behind a NAT only outbound connections work: with --nat, the node also listens through
     // a relay slot at each bootstrap peer, so others reach it by a circuit address.
     let relays: Vec<Multiaddr> = if config.nat { config.bootstrap.clone() } else { Vec::new() };
-    let nat = config.nat;
+    let (done_tx, done_rx) = smol::channel::unbounded();
+    let jobs = Jobs {
+        lookups: HashMap::new(),
+        handler,
+        outbound: HashMap::new(),
+        probe,
+        sent: None,
+        seq: 0,
+        done_tx,
+        nat: config.nat,
+        relays,
+        reserved: Vec::new(),
+        waiting: HashMap::new(),
+        provide,
+    };
     std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || smol::block_on(run(swarm, rx, peers, bootstrap, handler, relays, nat, provide)))
+        .spawn(move || smol::block_on(run(swarm, rx, done_rx, peers, bootstrap, jobs)))
         .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
     log!("p2p: peer id {peer_id}");
     Ok((tx, peer_id))
 }
+
+/// Where the answer of a job sent to a peer goes (or why it did not come).
+type AnswerTx = smol::channel::Sender<Result<Vec<u8>, String>>;
 
 /// Jobs in flight: ours on other peers, and other peers' on our node.
 struct Jobs {
     /// Provider lookups in flight, with what they found so far.
     lookups: HashMap<kad::QueryId, (smol::channel::Sender<Vec<PeerId>>, Vec<PeerId>)>,
     handler: JobHandler,
-    outbound: HashMap<OutboundRequestId, smol::channel::Sender<Result<Vec<u8>, String>>>,
+    /// Our job requests awaiting an answer: the peer, the seq of its load record when sent
+    /// (its `sent_since_load` counts the request until a newer record or the answer), the
+    /// answer's way back.
+    outbound: HashMap<OutboundRequestId, (PeerId, Option<u64>, AnswerTx)>,
+    /// This node's load now, and the record last sent to peers (with when).
+    probe: LoadProbe,
+    sent: Option<(Load, Instant)>,
+    /// Sequence number of the last record made.
+    seq: u64,
     /// Answers of inbound jobs, computed off the swarm thread, to send from it.
     done_tx: smol::channel::Sender<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
     /// Behind a NAT (--nat): listen addresses are not external addresses.
@@ -205,39 +260,75 @@ struct Jobs {
     relays: Vec<Multiaddr>,
     reserved: Vec<PeerId>,
     /// Jobs for peers we are not connected to, waiting for a DHT lookup of their addresses.
-    waiting: HashMap<PeerId, Vec<(Vec<u8>, smol::channel::Sender<Result<Vec<u8>, String>>)>>,
+    waiting: HashMap<PeerId, Vec<(Vec<u8>, AnswerTx)>>,
     /// Every DHT key this node provides: capabilities and served boot releases.
     provide: Vec<String>,
 }
 
 impl Jobs {
     /// Sends the jobs waiting for `peer` (connected now, or its lookup is over).
-    fn flush(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+    fn flush(&mut self, swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, peer: PeerId) {
         for (body, reply) in self.waiting.remove(&peer).unwrap_or_default() {
-            let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
-            self.outbound.insert(id, reply);
+            self.send(swarm, peers, peer, body, reply);
         }
+    }
+
+    fn send(&mut self, swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, peer: PeerId, body: Vec<u8>, reply: AnswerTx) {
+        let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
+        let seq = peers.get_mut(&peer).and_then(|p| {
+            p.sent_since_load += 1;
+            p.load.map(|(r, _)| r.seq)
+        });
+        self.outbound.insert(id, (peer, seq, reply));
+    }
+
+    /// The answer (or failure) of a job request: returns where it goes, and stops counting the
+    /// request as load on its peer unless a newer load record already counts it.
+    fn answered(&mut self, peers: &mut HashMap<PeerId, Peer>, id: &OutboundRequestId) -> Option<AnswerTx> {
+        let (peer, seq, reply) = self.outbound.remove(id)?;
+        if let Some(p) = peers.get_mut(&peer) {
+            if p.load.map(|(r, _)| r.seq) == seq {
+                p.sent_since_load = p.sent_since_load.saturating_sub(1);
+            }
+        }
+        Some(reply)
+    }
+
+    /// Sends this node's load to every connected Phase peer if it changed since the last
+    /// record or the last one is due for refresh.
+    fn share_load(&mut self, swarm: &mut Swarm<Behaviour>, peers: &HashMap<PeerId, Peer>) {
+        let now = (self.probe)();
+        if matches!(self.sent, Some((last, at)) if last == now && at.elapsed() < load::REFRESH_EVERY) {
+            return;
+        }
+        self.sent = Some((now, Instant::now()));
+        let record = self.record();
+        for (id, _) in peers.iter().filter(|(_, p)| p.is_phase()) {
+            swarm.behaviour_mut().load.send_request(id, record);
+        }
+    }
+
+    /// This node's load now, numbered.
+    fn record(&mut self) -> Record {
+        self.seq += 1;
+        Record { seq: self.seq, load: (self.probe)() }
     }
 }
 
 async fn run(
     mut swarm: Swarm<Behaviour>,
     commands: smol::channel::Receiver<Command>,
+    done_rx: smol::channel::Receiver<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
     mut peers: HashMap<PeerId, Peer>,
     bootstrap: bool,
-    handler: JobHandler,
-    relays: Vec<Multiaddr>,
-    nat: bool,
-    provide: Vec<String>,
+    mut jobs: Jobs,
 ) {
-    let (done_tx, done_rx) = smol::channel::unbounded();
-    let nat = !relays.is_empty() || nat;
-    let mut jobs = Jobs { lookups: HashMap::new(), handler, outbound: HashMap::new(), done_tx, nat, relays, reserved: Vec::new(), waiting: HashMap::new(), provide };
     // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
     // routing table fills beyond the peers we were told about.
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
+    let mut next_load_check = Instant::now() + load::CHECK_EVERY;
     loop {
-        let wake = next_bootstrap.saturating_duration_since(Instant::now());
+        let wake = next_bootstrap.min(next_load_check).saturating_duration_since(Instant::now());
         let event = smol::future::or(
             async { Some(Ev::Swarm(swarm.select_next_some().await)) },
             smol::future::or(
@@ -252,9 +343,15 @@ async fn run(
         match event {
             None => return, // every sender is gone: the node is stopping
             Some(Ev::Tick) => {
-                next_bootstrap = Instant::now() + Duration::from_secs(300);
-                if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
-                    log!("p2p: dht bootstrap skipped: {e}");
+                if Instant::now() >= next_load_check {
+                    next_load_check = Instant::now() + load::CHECK_EVERY;
+                    jobs.share_load(&mut swarm, &peers);
+                }
+                if Instant::now() >= next_bootstrap {
+                    next_bootstrap = Instant::now() + Duration::from_secs(300);
+                    if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+                        log!("p2p: dht bootstrap skipped: {e}");
+                    }
                 }
             }
             Some(Ev::Command(Command::Peers(reply))) => {
@@ -268,6 +365,12 @@ async fn run(
                         source: p.source,
                         seen_secs_ago: p.seen.elapsed().as_secs(),
                         rtt_ms: p.rtt.map(|d| d.as_millis() as u64),
+                        load: p.load.filter(|(_, at)| at.elapsed() < load::TTL).map(|(r, at)| PeerLoad {
+                            in_flight: r.load.in_flight,
+                            slots: r.load.slots,
+                            sent_since: p.sent_since_load,
+                            age_ms: at.elapsed().as_millis() as u64,
+                        }),
                     })
                     .collect();
                 let _ = reply.try_send(list);
@@ -279,8 +382,7 @@ async fn run(
             }
             Some(Ev::Command(Command::RunJob { peer, body, reply })) => {
                 if swarm.is_connected(&peer) {
-                    let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
-                    jobs.outbound.insert(id, reply);
+                    jobs.send(&mut swarm, &mut peers, peer, body, reply);
                 } else {
                     // Ask the DHT where the peer is now (behind a NAT: a relay circuit), then
                     // send when connected or when the lookup ends.
@@ -315,7 +417,7 @@ enum Ev {
 fn entry<'a>(peers: &'a mut HashMap<PeerId, Peer>, id: PeerId, source: &'static str) -> &'a mut Peer {
     peers.entry(id).or_insert_with(|| {
         log!("p2p: discovered {id} via {source}");
-        Peer { addrs: vec![], agent: String::new(), connections: 0, source, seen: Instant::now(), rtt: None }
+        Peer::new(vec![], source)
     })
 }
 
@@ -333,13 +435,13 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             .detach();
         }
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { message: Message::Response { request_id, response }, .. })) => {
-            if let Some(reply) = jobs.outbound.remove(&request_id) {
+            if let Some(reply) = jobs.answered(peers, &request_id) {
                 let _ = reply.try_send(Ok(response));
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::OutboundFailure { peer, request_id, error, .. })) => {
             log!("p2p: job to {peer} failed: {error}");
-            if let Some(reply) = jobs.outbound.remove(&request_id) {
+            if let Some(reply) = jobs.answered(peers, &request_id) {
                 let _ = reply.try_send(Err(error.to_string()));
             }
         }
@@ -373,7 +475,7 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             if let Ok(target) = PeerId::from_bytes(&key) {
                 if step.last && jobs.waiting.contains_key(&target) && !swarm.is_connected(&target) {
                     // Found or not, try now: the job fails with the dial error if unreachable.
-                    jobs.flush(swarm, target);
+                    jobs.flush(swarm, peers, target);
                 }
             }
         }
@@ -393,6 +495,30 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 autonat::NatStatus::Private => "private (behind NAT or firewall)".into(),
                 autonat::NatStatus::Unknown => "unknown".into(),
             });
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
+            let mine = jobs.record();
+            let _ = swarm.behaviour_mut().load.send_response(channel, mine);
+            if let Some(p) = peers.get_mut(&peer) {
+                p.heard(request);
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::Message { peer, message: Message::Response { response, .. }, .. })) => {
+            if let Some(p) = peers.get_mut(&peer) {
+                p.heard(response);
+            }
+        }
+        // A malformed or oversized record is refused by the codec: say who sent it. A peer
+        // that went away mid-exchange is not news (its connection events say so).
+        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::InboundFailure { peer, error, .. }))
+            if !matches!(error, request_response::InboundFailure::ConnectionClosed) =>
+        {
+            log!("p2p: load record from {peer} refused: {error}");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::OutboundFailure { peer, error, .. }))
+            if !matches!(error, request_response::OutboundFailure::ConnectionClosed) =>
+        {
+            log!("p2p: load exchange with {peer} failed: {error}");
         }
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::InboundFailure { peer, error, .. })) => {
             log!("p2p: job request from {peer} failed: {error}");
@@ -419,7 +545,7 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                     }
                 }
             }
-            jobs.flush(swarm, peer_id);
+            jobs.flush(swarm, peers, peer_id);
             let p = entry(peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });
             p.connections += 1;
             p.seen = Instant::now();
@@ -431,6 +557,8 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             if let Some(p) = peers.get_mut(&peer_id) {
                 p.connections = p.connections.saturating_sub(1);
                 if p.connections == 0 {
+                    // A peer that comes back may have restarted and number its records from 1.
+                    p.load = None;
                     log!("p2p: lost {peer_id}{}", cause.map(|c| format!(" ({c})")).unwrap_or_default());
                 }
             }
@@ -454,6 +582,12 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             p.agent = info.agent_version;
             p.addrs = info.listen_addrs;
             p.seen = Instant::now();
+            if p.is_phase() {
+                // A (re)connected Phase peer learns our load now, and we learn its load in the
+                // answer (identify runs once per connection, then every 5 minutes).
+                let mine = jobs.record();
+                swarm.behaviour_mut().load.send_request(&peer_id, mine);
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
             if let Some(p) = peers.get_mut(&peer) {

@@ -30,6 +30,8 @@ use std::time::Duration;
 pub struct Node {
     child: Child,
     pub addr: SocketAddr,
+    /// Its log lines so far (for failure messages).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Node {
@@ -44,8 +46,10 @@ impl Node {
             .expect("spawn phase node");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut addr = None;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         for line in lines.by_ref() {
             let line = line.expect("read node log");
+            log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 addr = Some(rest.trim().parse().expect("address"));
             }
@@ -54,12 +58,22 @@ impl Node {
             }
         }
         // Keep draining the log so the node never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
         let addr = addr.unwrap_or_else(|| {
             let status = child.wait().ok();
             panic!("node did not start: {status:?}")
         });
-        Node { child, addr }
+        Node { child, addr, log }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// Starts a node that must refuse to start; returns its error output.

@@ -1,6 +1,8 @@
 //! NAT traversal between real nodes in network namespaces: a relay R on "the internet", and
-//! A and B each behind its own NAT router (iptables MASQUERADE), so neither can accept a
-//! connection. A places a job on B: it must get there through R (and DCUtR may punch a hole).
+//! A and B each behind its own NAT router (iptables MASQUERADE, and a stateful firewall that
+//! drops unsolicited inbound connections, as home routers do), so neither can accept a
+//! connection. A places a job on B: it gets there through R, then DCUtR punches a hole and A
+//! and B hold a direct TCP connection through both NATs.
 //! Needs root (ip netns, iptables); nothing leaves the machine.
 
 use std::path::PathBuf;
@@ -108,6 +110,10 @@ fn a_job_reaches_a_node_behind_nat_from_a_node_behind_another_nat() {
     for (r, wan, gw) in [(&r1, "w1", "10.1.1.1"), (&r2, "w2", "10.1.2.1")] {
         lab.sh(&format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"));
         lab.sh(&format!("ip netns exec {r} iptables -t nat -A POSTROUTING -o {t}{wan} -j MASQUERADE"));
+        // Unsolicited connections from the WAN are dropped, not refused: a router that answers
+        // a hole-punching SYN with a RST keeps a conntrack entry for that pair of addresses,
+        // and the other side's SYN then leaves through a different port (no hole).
+        lab.sh(&format!("ip netns exec {r} iptables -A INPUT -i {t}{wan} -m conntrack --ctstate NEW -j DROP"));
         lab.sh(&format!("ip -n {r} route add default via {gw}"));
     }
     lab.sh(&format!("ip -n {a} route add default via 10.10.1.1 && ip -n {b} route add default via 10.10.2.1"));
@@ -146,4 +152,12 @@ fn a_job_reaches_a_node_behind_nat_from_a_node_behind_another_nat() {
     // The two NATed nodes never accepted a connection from outside: the path was the relay.
     let relay_text = std::fs::read_to_string(&relay_log).unwrap();
     assert!(relay_text.contains("p2p: relaying"), "{}", logs());
+    // Then DCUtR upgraded it: both sides report the punched hole, and A holds a TCP connection
+    // straight to B's router (10.1.2.2), which only a hole lets through.
+    let a_peer = wait_log(&a_log, "p2p: peer id ", Duration::from_secs(1)).rsplit(' ').next().unwrap().to_string();
+    wait_log(&a_log, &format!("direct connection to {b_peer} (hole punched)"), Duration::from_secs(15));
+    wait_log(&b_log, &format!("direct connection to {a_peer} (hole punched)"), Duration::from_secs(15));
+    let sockets = Command::new("ip").args(["netns", "exec", &a, "ss", "-Htn", "state", "established", "dst", "10.1.2.2"]).output().unwrap();
+    let sockets = String::from_utf8_lossy(&sockets.stdout).into_owned();
+    assert!(sockets.contains("10.1.2.2:"), "no direct connection from A to B's NAT:\n{sockets}\n{}", logs());
 }

@@ -197,14 +197,23 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         }
     }
     let mut peers: HashMap<PeerId, Peer> = HashMap::new();
+    // A dial reuses the listening port only once the listener has reported the interface
+    // addresses (libp2p-tcp binds a dial to a registered listen address). Dialled earlier, the
+    // connection to a bootstrap peer or relay leaves from an ephemeral port, the peer observes
+    // that port, and a hole punch aimed at it finds nothing behind the NAT. So a node listening
+    // beyond loopback dials once its first such address is up (or after 1 s).
+    let wait_for_interfaces = config.listen.iter().any(|a| !is_loopback(a));
+    let mut dial_later = Vec::new();
     for addr in &config.bootstrap {
         let Some(Protocol::P2p(id)) = addr.iter().last() else {
             return Err(P2pError::Bootstrap { addr: addr.to_string(), reason: "must end with /p2p/<peer id>".into() });
         };
         swarm.behaviour_mut().kad.add_address(&id, addr.clone());
         peers.insert(id, Peer::new(vec![addr.clone()], "bootstrap"));
-        if let Err(e) = swarm.dial(addr.clone()) {
-            log!("p2p: dial bootstrap {addr}: {e}");
+        if wait_for_interfaces {
+            dial_later.push(addr.clone());
+        } else {
+            dial_bootstrap(&mut swarm, addr);
         }
     }
     let (tx, rx) = smol::channel::bounded::<Command>(64);
@@ -226,6 +235,8 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         reserved: Vec::new(),
         waiting: HashMap::new(),
         provide,
+        dial_by: (!dial_later.is_empty()).then(|| Instant::now() + Duration::from_secs(1)),
+        dial_later,
     };
     std::thread::Builder::new()
         .name("p2p".into())
@@ -233,6 +244,20 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
     log!("p2p: peer id {peer_id}");
     Ok((tx, peer_id))
+}
+
+fn dial_bootstrap(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
+    if let Err(e) = swarm.dial(addr.clone()) {
+        log!("p2p: dial bootstrap {addr}: {e}");
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
 }
 
 /// Where the answer of a job sent to a peer goes (or why it did not come).
@@ -263,10 +288,20 @@ struct Jobs {
     waiting: HashMap<PeerId, Vec<(Vec<u8>, AnswerTx)>>,
     /// Every DHT key this node provides: capabilities and served boot releases.
     provide: Vec<String>,
+    /// Bootstrap peers to dial once a listen address beyond loopback is up, or at `dial_by`.
+    dial_later: Vec<Multiaddr>,
+    dial_by: Option<Instant>,
 }
 
 impl Jobs {
     /// Sends the jobs waiting for `peer` (connected now, or its lookup is over).
+    fn dial_bootstrap_peers(&mut self, swarm: &mut Swarm<Behaviour>) {
+        self.dial_by = None;
+        for addr in std::mem::take(&mut self.dial_later) {
+            dial_bootstrap(swarm, &addr);
+        }
+    }
+
     fn flush(&mut self, swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, peer: PeerId) {
         for (body, reply) in self.waiting.remove(&peer).unwrap_or_default() {
             self.send(swarm, peers, peer, body, reply);
@@ -328,7 +363,7 @@ async fn run(
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
     let mut next_load_check = Instant::now() + load::CHECK_EVERY;
     loop {
-        let wake = next_bootstrap.min(next_load_check).saturating_duration_since(Instant::now());
+        let wake = next_bootstrap.min(next_load_check).min(jobs.dial_by.unwrap_or(next_load_check)).saturating_duration_since(Instant::now());
         let event = smol::future::or(
             async { Some(Ev::Swarm(swarm.select_next_some().await)) },
             smol::future::or(
@@ -343,6 +378,9 @@ async fn run(
         match event {
             None => return, // every sender is gone: the node is stopping
             Some(Ev::Tick) => {
+                if jobs.dial_by.is_some_and(|by| Instant::now() >= by) {
+                    jobs.dial_bootstrap_peers(&mut swarm);
+                }
                 if Instant::now() >= next_load_check {
                     next_load_check = Instant::now() + load::CHECK_EVERY;
                     jobs.share_load(&mut swarm, &peers);
@@ -528,8 +566,11 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             // Without --nat a node is reachable where it listens: say so, so that relay
             // reservations (which carry the relay's external addresses) and AutoNAT dial-backs
             // can use it. Loopback is not an address anyone else can reach.
-            let loopback = matches!(address.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback());
+            let loopback = is_loopback(&address);
             let circuit = address.iter().any(|p| p == Protocol::P2pCircuit);
+            if !loopback && !circuit && !jobs.dial_later.is_empty() {
+                jobs.dial_bootstrap_peers(swarm);
+            }
             if jobs.relays.is_empty() && !jobs.nat && !loopback && !circuit {
                 swarm.add_external_address(address);
             }

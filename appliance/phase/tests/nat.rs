@@ -160,4 +160,16 @@ fn a_job_reaches_a_node_behind_nat_from_a_node_behind_another_nat() {
     let sockets = Command::new("ip").args(["netns", "exec", &a, "ss", "-Htn", "state", "established", "dst", "10.1.2.2"]).output().unwrap();
     let sockets = String::from_utf8_lossy(&sockets.stdout).into_owned();
     assert!(sockets.contains("10.1.2.2:"), "no direct connection from A to B's NAT:\n{sockets}\n{}", logs());
+    // With the relay gone, jobs still reach B: over the punched hole.
+    let mut relay_node = lab.children.remove(0);
+    let _ = relay_node.kill();
+    let _ = relay_node.wait();
+    let body = format!(
+        "{{\"module\":\"{}\",\"input\":\"{}\",\"placement\":\"{b_peer}\"}}",
+        phase_core::encoding::base64_encode(&hello),
+        phase_core::encoding::base64_encode(b"no relay")
+    );
+    let (status, answer) = post_in(&a, &format!("http://{a_http}/v1/jobs"), &body);
+    assert_eq!(status, 200, "{answer}\n{}", logs());
+    assert!(answer.contains(&phase_core::encoding::base64_encode(b"yaler on")), "{answer}");
 }

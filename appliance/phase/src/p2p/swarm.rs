@@ -263,7 +263,8 @@ fn is_loopback(addr: &Multiaddr) -> bool {
 /// Where the answer of a job sent to a peer goes (or why it did not come).
 type AnswerTx = smol::channel::Sender<Result<Vec<u8>, String>>;
 
-/// Jobs in flight: ours on other peers, and other peers' on our node.
+/// What the event loop keeps beside the swarm and the peer table: jobs in flight (ours on
+/// other peers, and other peers' on our node), load records, relays, pending bootstrap dials.
 struct Jobs {
     /// Provider lookups in flight, with what they found so far.
     lookups: HashMap<kad::QueryId, (smol::channel::Sender<Vec<PeerId>>, Vec<PeerId>)>,
@@ -294,7 +295,6 @@ struct Jobs {
 }
 
 impl Jobs {
-    /// Sends the jobs waiting for `peer` (connected now, or its lookup is over).
     fn dial_bootstrap_peers(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.dial_by = None;
         for addr in std::mem::take(&mut self.dial_later) {
@@ -302,6 +302,7 @@ impl Jobs {
         }
     }
 
+    /// Sends the jobs waiting for `peer` (connected now, or its lookup is over).
     fn flush(&mut self, swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, peer: PeerId) {
         for (body, reply) in self.waiting.remove(&peer).unwrap_or_default() {
             self.send(swarm, peers, peer, body, reply);
@@ -337,7 +338,7 @@ impl Jobs {
             return;
         }
         self.sent = Some((now, Instant::now()));
-        let record = self.record();
+        let record = self.number(now);
         for (id, _) in peers.iter().filter(|(_, p)| p.is_phase()) {
             swarm.behaviour_mut().load.send_request(id, record);
         }
@@ -345,8 +346,13 @@ impl Jobs {
 
     /// This node's load now, numbered.
     fn record(&mut self) -> Record {
+        let now = (self.probe)();
+        self.number(now)
+    }
+
+    fn number(&mut self, load: Load) -> Record {
         self.seq += 1;
-        Record { seq: self.seq, load: (self.probe)() }
+        Record { seq: self.seq, load }
     }
 }
 

@@ -245,6 +245,7 @@ struct NodeCmd {
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
     /// peer-wrong-key, peer-garbage, peer-stall, peer-lie (misbehave as an executor for peers);
+    /// peer-bad-load (send peers oversized load records);
     /// boot-tamper, boot-drop-halfway (serve boot artifacts with a flipped byte / cut in half)
     #[argh(option)]
     fault: Option<String>,
@@ -462,11 +463,11 @@ fn node(c: NodeCmd) -> i32 {
         Err(e) => return fail(e),
     };
     match c.fault.as_deref() {
-        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall" | "peer-lie" | "boot-tamper" | "boot-drop-halfway") => {}
+        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall" | "peer-lie" | "peer-bad-load" | "boot-tamper" | "boot-drop-halfway") => {}
         Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
         Some(other) => {
             return fail(format!(
-                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall, peer-lie, boot-tamper, boot-drop-halfway)"
+                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall, peer-lie, peer-bad-load, boot-tamper, boot-drop-halfway)"
             ))
         }
     }
@@ -649,6 +650,7 @@ fn start_p2p(
         swarm_key,
         agent,
         nat: c.nat,
+        bad_load_records: c.fault.as_deref() == Some("peer-bad-load"),
         max_job_request: crate::api::max_job_body(cfg),
         // Per channel/arch, and per channel/arch/publisher for clients that trust one key.
         provide: releases

@@ -520,3 +520,21 @@ fn a_peer_whose_announced_maxima_are_below_the_jobs_limits_is_not_asked() {
         assert_eq!(json_string(&r.text(), "executor"), peer_id(&big), "job {i}");
     }
 }
+
+#[test]
+fn a_peer_that_sends_oversized_load_records_is_contained() {
+    let (a, b, c) = trio("peer-bad-load");
+    let (pb, pc) = (peer_id(&b), peer_id(&c));
+    // c's records arrive; b's are refused before they are read, named in the log, and b's
+    // load stays unknown.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = format!("load exchange with {pb} failed: IO error on outbound stream: frame of 1048576 bytes is above the cap of 128");
+    while load_of(&a, &pc).is_none() || !a.log().contains(&refused) {
+        assert!(Instant::now() < deadline, "--- a ---\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(load_of(&a, &pb), None);
+    // The connection and the job protocol are unharmed: b still runs a job placed on it.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"still", &format!(",\"placement\":\"{pb}\"")));
+    assert_eq!((r.status, json_string(&r.text(), "executor")), (200, pb));
+}

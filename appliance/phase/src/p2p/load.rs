@@ -12,7 +12,7 @@
 use std::io;
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncWrite};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::jobs::{read_frame, write_frame};
 use libp2p::StreamProtocol;
@@ -75,14 +75,22 @@ impl Record {
 }
 
 #[derive(Clone, Default)]
-pub struct LoadCodec;
+pub struct LoadCodec {
+    /// Test fixture: write a frame header announcing 1 MiB instead of the record.
+    pub oversized: bool,
+}
 
 async fn read_record<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Record> {
     let bytes = read_frame(io, MAX_RECORD).await?;
     Record::parse(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-async fn write_record<T: AsyncWrite + Unpin + Send>(io: &mut T, record: Record) -> io::Result<()> {
+async fn write_record<T: AsyncWrite + Unpin + Send>(io: &mut T, record: Record, oversized: bool) -> io::Result<()> {
+    if oversized {
+        io.write_all(&(1u32 << 20).to_be_bytes()).await?;
+        io.write_all(record.to_json().as_bytes()).await?;
+        return io.close().await;
+    }
     write_frame(io, record.to_json().as_bytes(), MAX_RECORD).await
 }
 
@@ -99,10 +107,10 @@ impl libp2p::request_response::Codec for LoadCodec {
         read_record(io).await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, record: Record) -> io::Result<()> {
-        write_record(io, record).await
+        write_record(io, record, self.oversized).await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, record: Record) -> io::Result<()> {
-        write_record(io, record).await
+        write_record(io, record, self.oversized).await
     }
 }
 
@@ -137,13 +145,13 @@ mod tests {
         smol::block_on(async {
             let mut buf = Cursor::new(Vec::new());
             let record = Record { seq: 7, load: Load { in_flight: 0, slots: 2 } };
-            LoadCodec.write_request(&PROTOCOL, &mut buf, record).await.unwrap();
+            LoadCodec::default().write_request(&PROTOCOL, &mut buf, record).await.unwrap();
             let mut rd = Cursor::new(buf.into_inner());
-            assert_eq!(LoadCodec.read_request(&PROTOCOL, &mut rd).await.unwrap(), record);
+            assert_eq!(LoadCodec::default().read_request(&PROTOCOL, &mut rd).await.unwrap(), record);
             let mut huge = Cursor::new(u32::MAX.to_be_bytes().to_vec());
-            assert!(LoadCodec.read_response(&PROTOCOL, &mut huge).await.unwrap_err().to_string().contains("above the cap of 128"));
+            assert!(LoadCodec::default().read_response(&PROTOCOL, &mut huge).await.unwrap_err().to_string().contains("above the cap of 128"));
             let mut garbage = Cursor::new([0, 0, 0, 2, b'{', b'}'].to_vec());
-            assert!(LoadCodec.read_request(&PROTOCOL, &mut garbage).await.unwrap_err().to_string().contains("lacks"));
+            assert!(LoadCodec::default().read_request(&PROTOCOL, &mut garbage).await.unwrap_err().to_string().contains("lacks"));
         });
     }
 }

@@ -44,6 +44,8 @@ pub struct P2pConfig {
     pub max_job_request: usize,
     /// DHT keys to provide beyond the job capabilities (boot releases this node serves).
     pub provide: Vec<String>,
+    /// Test fixture (`--fault peer-bad-load`): send peers oversized load records.
+    pub bad_load_records: bool,
 }
 
 impl Default for P2pConfig {
@@ -57,6 +59,7 @@ impl Default for P2pConfig {
             nat: false,
             max_job_request: jobs::DEFAULT_MAX_REQUEST,
             provide: Vec::new(),
+            bad_load_records: false,
         }
     }
 }

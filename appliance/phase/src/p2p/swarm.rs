@@ -171,7 +171,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
                 .with_max_concurrent_streams(MAX_STREAMS),
         ),
         load: request_response::Behaviour::with_codec(
-            LoadCodec,
+            LoadCodec { oversized: config.bad_load_records },
             [(load::PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
         ),
@@ -552,8 +552,10 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 p.heard(response);
             }
         }
-        // A malformed or oversized record is refused by the codec: say who sent it. A peer
-        // that went away mid-exchange is not news (its connection events say so).
+        // A malformed or oversized record is refused by the codec: say who sent it (libp2p
+        // drops a request it could not read without an event; a bad answer comes here as an
+        // outbound failure). A peer that went away mid-exchange is not news (its connection
+        // events say so).
         SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::InboundFailure { peer, error, .. }))
             if !matches!(error, request_response::InboundFailure::ConnectionClosed) =>
         {

@@ -106,8 +106,9 @@ impl HttpServer {
     }
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+/// A header from ASCII the node made itself (never from request bytes).
+pub(crate) fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header from ASCII the node made")
 }
 
 /// Sends a whole in-memory answer. Always with Content-Length: tiny_http would switch bodies

@@ -223,11 +223,6 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
             (*d, stored.as_deref().map(|v| v.as_slice()))
         }
     };
-    let candidates: Vec<PeerId> = match placement {
-        Placement::Peer(id) => vec![id],
-        _ => executors(p2p, &req.limits)?,
-    };
-    // The request's fingerprint: what was asked, module by hash (as the executor first sees it).
     // The executor first gets the module by hash: this body, built once, is also the key's
     // fingerprint.
     let by_hash = wire_body(&req, None, &module_sha256);
@@ -240,6 +235,11 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
             None => {}
         }
     }
+    // Asked only now: a replayed key needs no peer (and no round trip to the swarm).
+    let candidates: Vec<PeerId> = match placement {
+        Placement::Peer(id) => vec![id],
+        _ => executors(p2p, &req.limits)?,
+    };
     if candidates.is_empty() {
         return Err((503, "no_peer", "no connected Phase peer can take the job (none, or none whose announced maxima admit its limits)".into()));
     }

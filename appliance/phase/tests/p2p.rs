@@ -510,15 +510,30 @@ fn a_peer_whose_announced_maxima_are_below_the_jobs_limits_is_not_asked() {
     let a = Node::start(LOOPBACK);
     let boot = listen_addr(&a);
     let small = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--max-fuel", "1000000"]);
-    let big = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    let big = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot, "--max-concurrent", "4"]);
     for n in [&small, &big] {
         assert!(wait_connected(&a, &peer_id(n), Duration::from_secs(10)));
     }
+    // Make the small peer the one placement prefers (big runs a job of its own, small is
+    // idle), so only the maxima filter keeps the jobs off it.
+    let slots = |n: &Node| loop {
+        if let Some((_, slots)) = load_of(&a, &peer_id(n)) {
+            break slots;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let big_slots = slots(&big);
+    let addr = big.addr;
+    let slow = job(&guest("hostile-loop"), b"", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":4000}");
+    let busy = std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &slow));
+    wait_load(&a, &peer_id(&big), (1, big_slots), Duration::from_secs(3));
+    wait_load(&a, &peer_id(&small), (0, slots(&small)), Duration::from_secs(3));
     for i in 0..4 {
         let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), format!("{i}").as_bytes(), ",\"placement\":\"remote\",\"limits\":{\"fuel\":5000000}"));
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(json_string(&r.text(), "executor"), peer_id(&big), "job {i}");
     }
+    assert_eq!(busy.join().unwrap().status, 200);
 }
 
 #[test]

@@ -9,12 +9,13 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request, Response};
 
 use phase_core::encoding::hex_encode;
 use phase_core::manifest::{Arch, MANIFEST_FILE};
 
 use super::store::BootStore;
+use crate::api::header;
 
 pub const DEFAULT_MAX_DOWNLOADS: usize = 4;
 
@@ -42,10 +43,6 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header from valid ASCII")
 }
 
 /// A single `bytes=` range resolved against `size`: Ok(None) = whole body; Err = 416.

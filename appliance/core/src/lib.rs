@@ -11,9 +11,13 @@ extern crate alloc;
 pub mod cmdline;
 pub mod cpio;
 pub mod encoding;
+pub mod frame;
+pub mod http;
 pub mod job;
+pub mod load;
 pub mod manifest;
 pub mod receipt;
+pub mod wire;
 
 pub use job::{JobSpec, Limits, LimitError};
 pub use receipt::{Outcome, Receipt, ReceiptError, TrapKind};

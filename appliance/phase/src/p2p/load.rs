@@ -18,61 +18,13 @@ use super::jobs::{read_frame, write_frame};
 use libp2p::StreamProtocol;
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/phase/load/1.0.0");
-/// Largest record frame: the JSON of two u32s fits with room to spare.
-pub const MAX_RECORD: usize = 128;
+pub use phase_core::load::{Load, Record, MAX_RECORD};
 /// How often the node compares its load with what it last sent.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// A record is resent at least this often, so peers can tell a quiet node from a gone one.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// A record not refreshed for this long is stale: the peer's load is unknown again.
 pub const TTL: Duration = Duration::from_secs(30);
-
-/// How busy a node is: jobs running and job slots (`--max-concurrent`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Load {
-    pub in_flight: u32,
-    pub slots: u32,
-}
-
-/// A load as sent: numbered by its sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    pub seq: u64,
-    pub load: Load,
-}
-
-impl Record {
-    pub fn to_json(self) -> String {
-        format!("{{\"seq\":{},\"in_flight\":{},\"slots\":{}}}", self.seq, self.load.in_flight, self.load.slots)
-    }
-
-    /// Parses a record; anything else (unknown or missing fields, zero slots, more than 128
-    /// bytes) is an error naming what is wrong.
-    pub fn parse(bytes: &[u8]) -> Result<Record, String> {
-        use miniserde::json::{self, Number, Value};
-        if bytes.len() > MAX_RECORD {
-            return Err(format!("load record of {} bytes is above {MAX_RECORD}", bytes.len()));
-        }
-        let text = std::str::from_utf8(bytes).map_err(|_| "load record is not UTF-8".to_string())?;
-        let Ok(Value::Object(map)) = json::from_str::<Value>(text) else {
-            return Err("load record is not a JSON object".into());
-        };
-        let get = |name: &str, max: u64| match map.get(name) {
-            Some(Value::Number(Number::U64(n))) if *n <= max => Ok(*n),
-            Some(_) => Err(format!("load record field {name:?} is not a number up to {max}")),
-            None => Err(format!("load record lacks {name:?}")),
-        };
-        if let Some(other) = map.keys().find(|k| !["seq", "in_flight", "slots"].contains(&k.as_str())) {
-            return Err(format!("load record has an unknown field {other:?}"));
-        }
-        let u32_max = u32::MAX as u64;
-        let load = Load { in_flight: get("in_flight", u32_max)? as u32, slots: get("slots", u32_max)? as u32 };
-        if load.slots == 0 {
-            return Err("load record has 0 slots".into());
-        }
-        Ok(Record { seq: get("seq", u64::MAX)?, load })
-    }
-}
 
 #[derive(Clone, Default)]
 pub struct LoadCodec {
@@ -119,26 +71,6 @@ mod tests {
     use super::*;
     use futures::io::Cursor;
     use libp2p::request_response::Codec;
-
-    #[test]
-    fn records_round_trip_and_bad_ones_are_named() {
-        let record = Record { seq: u64::MAX, load: Load { in_flight: 3, slots: 4 } };
-        assert_eq!(Record::parse(record.to_json().as_bytes()), Ok(record));
-        for (bad, why) in [
-            (&b"{\"seq\":1,\"in_flight\":1}"[..], "lacks \"slots\""),
-            (b"{\"in_flight\":1,\"slots\":1}", "lacks \"seq\""),
-            (b"{\"seq\":1,\"in_flight\":1,\"slots\":0}", "0 slots"),
-            (b"{\"seq\":1,\"in_flight\":-1,\"slots\":2}", "not a number up to 4294967295"),
-            (b"{\"seq\":1,\"in_flight\":4294967296,\"slots\":2}", "not a number up to 4294967295"),
-            (b"{\"seq\":1,\"in_flight\":1,\"slots\":2,\"x\":1}", "unknown field \"x\""),
-            (b"[1,2]", "not a JSON object"),
-            (b"\xff", "not UTF-8"),
-        ] {
-            let e = Record::parse(bad).unwrap_err();
-            assert!(e.contains(why), "{e} for {:?}", String::from_utf8_lossy(bad));
-        }
-        assert!(Record::parse(&[b' '; 129]).unwrap_err().contains("above 128"));
-    }
 
     #[test]
     fn frames_round_trip_and_oversized_frames_are_refused_before_reading() {

@@ -1,0 +1,224 @@
+//! The job request as it travels: the JSON body of `POST /v1/jobs`, which is also what one
+//! node sends another over the job protocol (docs/api.md, schemas/job-request.schema.json).
+//! One parse per request, fields read from it; every error is one line naming the field.
+//! Unknown fields are refused, so a misspelt limit cannot silently run on defaults.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use miniserde::json::{self, Number, Object, Value};
+
+use crate::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode};
+use crate::job::RequestedLimits;
+use crate::Digest;
+
+/// Where the module of a job comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// Sent inline (base64 in the JSON).
+    Bytes(Vec<u8>),
+    /// Named by SHA-256: uploaded earlier, or sent with an earlier job.
+    Sha256(Digest),
+}
+
+/// A job request that parsed: every field has its type; values are judged by the node
+/// (limits against its maxima, args and env by `JobSpec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    pub module: ModuleSource,
+    pub input: Vec<u8>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub limits: RequestedLimits,
+    pub idempotency_key: Option<String>,
+    /// `local`, `remote` or a peer id; None = where the node decides.
+    pub placement: Option<String>,
+    /// Run on this many distinct nodes and compare; None = 1.
+    pub redundancy: Option<u64>,
+}
+
+const FIELDS: [&str; 9] =
+    ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement", "redundancy"];
+const LIMITS: [&str; 4] = ["fuel", "memory_bytes", "output_bytes", "deadline_ms"];
+
+/// A field of a request object: absent and `null` are both "not given".
+fn opt<'a>(obj: &'a Object, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !matches!(v, Value::Null))
+}
+
+fn opt_str(obj: &Object, key: &str) -> Result<Option<String>, String> {
+    match opt(obj, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{key} must be a string")),
+    }
+}
+
+fn opt_u64(obj: &Object, key: &str, path: &str) -> Result<Option<u64>, String> {
+    match opt(obj, key) {
+        None => Ok(None),
+        Some(Value::Number(Number::U64(n))) => Ok(Some(*n)),
+        Some(_) => Err(format!("{path} must be an unsigned integer")),
+    }
+}
+
+fn opt_strings(obj: &Object, key: &str) -> Result<Vec<String>, String> {
+    match opt(obj, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(format!("{key} must be an array of strings")),
+            })
+            .collect(),
+        Some(_) => Err(format!("{key} must be an array of strings")),
+    }
+}
+
+impl JobRequest {
+    /// Parses a job request body; the error is a one-line reason for a 400.
+    pub fn parse(body: &[u8]) -> Result<JobRequest, String> {
+        let text = core::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
+        let value: Value = json::from_str(text).map_err(|_| "body is not valid JSON".to_string())?;
+        let Value::Object(top) = &value else {
+            return Err("body must be a JSON object".into());
+        };
+        if let Some(k) = top.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(format!("unknown field {k:?}"));
+        }
+        let limits = match opt(top, "limits") {
+            None => RequestedLimits::default(),
+            Some(Value::Object(l)) => {
+                if let Some(k) = l.keys().find(|k| !LIMITS.contains(&k.as_str())) {
+                    return Err(format!("unknown field limits.{k}"));
+                }
+                RequestedLimits {
+                    fuel: opt_u64(l, "fuel", "limits.fuel")?,
+                    memory_bytes: opt_u64(l, "memory_bytes", "limits.memory_bytes")?,
+                    output_bytes: opt_u64(l, "output_bytes", "limits.output_bytes")?,
+                    deadline_ms: opt_u64(l, "deadline_ms", "limits.deadline_ms")?,
+                }
+            }
+            Some(_) => return Err("limits must be an object".into()),
+        };
+        let module = match (opt_str(top, "module")?, opt_str(top, "module_sha256")?) {
+            (Some(b64), None) => {
+                ModuleSource::Bytes(base64_decode(&b64).map_err(|e| format!("module is not base64: {e}"))?)
+            }
+            (None, Some(hex)) => ModuleSource::Sha256(
+                hex_decode_array(&hex).map_err(|e| format!("module_sha256 is not 64 hex digits: {e}"))?,
+            ),
+            _ => return Err("give exactly one of module (base64) and module_sha256 (hex)".into()),
+        };
+        let input = match opt_str(top, "input")? {
+            Some(b64) => base64_decode(&b64).map_err(|e| format!("input is not base64: {e}"))?,
+            None => Vec::new(),
+        };
+        Ok(JobRequest {
+            module,
+            input,
+            args: opt_strings(top, "args")?,
+            env: opt_strings(top, "env")?,
+            limits,
+            idempotency_key: opt_str(top, "idempotency_key")?,
+            placement: opt_str(top, "placement")?,
+            redundancy: opt_u64(top, "redundancy", "redundancy")?,
+        })
+    }
+
+    /// The body one node sends another for this job: the module inline or by hash (modules
+    /// travel once), never `placement` or `redundancy` (the executor runs it where it is).
+    pub fn to_peer_json(&self, module: PeerModule<'_>) -> String {
+        let s = |v: &str| json::to_string(&v.to_string());
+        let list = |l: &[String]| format!("[{}]", l.iter().map(|x| s(x)).collect::<Vec<_>>().join(","));
+        let mut fields = Vec::with_capacity(6);
+        fields.push(match module {
+            PeerModule::Inline(bytes) => format!("\"module\":\"{}\"", base64_encode(bytes)),
+            PeerModule::Hash(d) => format!("\"module_sha256\":\"{}\"", hex_encode(d)),
+        });
+        fields.push(format!("\"input\":\"{}\"", base64_encode(&self.input)));
+        fields.push(format!("\"args\":{}", list(&self.args)));
+        fields.push(format!("\"env\":{}", list(&self.env)));
+        let l = &self.limits;
+        let limits: Vec<String> =
+            [("fuel", l.fuel), ("memory_bytes", l.memory_bytes), ("output_bytes", l.output_bytes), ("deadline_ms", l.deadline_ms)]
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("\"{k}\":{v}")))
+                .collect();
+        fields.push(format!("\"limits\":{{{}}}", limits.join(",")));
+        if let Some(k) = &self.idempotency_key {
+            fields.push(format!("\"idempotency_key\":{}", s(k)));
+        }
+        format!("{{{}}}", fields.join(","))
+    }
+}
+
+/// How a job's module goes to a peer.
+#[derive(Debug, Clone, Copy)]
+pub enum PeerModule<'a> {
+    Inline(&'a [u8]),
+    Hash(&'a Digest),
+}
+
+/// An error answer as peers receive it over the job protocol (HTTP clients get the same
+/// `error` and `message` with the status on the response).
+pub fn error_json(status: u16, code: &str, message: &str) -> String {
+    format!(
+        "{{\"status\":{status},\"error\":{},\"message\":{}}}",
+        json::to_string(&code.to_string()),
+        json::to_string(&message.to_string())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn a_request_round_trips_through_the_peer_form() {
+        let body = br#"{"module":"AGFzbQEAAAA=","input":"aGk=","args":["a","\"q\""],"env":["K=V"],"limits":{"fuel":5,"deadline_ms":7},"idempotency_key":"k","placement":"remote","redundancy":2}"#;
+        let r = JobRequest::parse(body).unwrap();
+        assert_eq!(r.module, ModuleSource::Bytes(b"\0asm\x01\0\0\0".to_vec()));
+        assert_eq!((r.input.as_slice(), r.args.len(), r.redundancy), (&b"hi"[..], 2, Some(2)));
+        assert_eq!(r.limits, RequestedLimits { fuel: Some(5), deadline_ms: Some(7), ..Default::default() });
+        let again = JobRequest::parse(r.to_peer_json(PeerModule::Inline(b"\0asm\x01\0\0\0")).as_bytes()).unwrap();
+        assert_eq!(again, JobRequest { placement: None, redundancy: None, ..r.clone() });
+        let by_hash = JobRequest::parse(r.to_peer_json(PeerModule::Hash(&[7; 32])).as_bytes()).unwrap();
+        assert_eq!(by_hash.module, ModuleSource::Sha256([7; 32]));
+    }
+
+    #[test]
+    fn bad_requests_name_what_is_wrong() {
+        for (body, says) in [
+            (&b"\xff"[..], "not UTF-8"),
+            (b"{", "not valid JSON"),
+            (b"[]", "must be a JSON object"),
+            (br#"{"module":"AA==","limit":{}}"#, "unknown field \"limit\""),
+            (br#"{"module":"AA==","limits":{"fuell":1}}"#, "unknown field limits.fuell"),
+            (br#"{"module":"AA==","limits":{"fuel":-1}}"#, "limits.fuel must be an unsigned integer"),
+            (br#"{"module":"AA==","limits":{"fuel":1.5}}"#, "limits.fuel must be an unsigned integer"),
+            (br#"{"module":"AA==","limits":[]}"#, "limits must be an object"),
+            (br#"{"module":"AA==","args":[1]}"#, "args must be an array of strings"),
+            (br#"{"module":"@@"}"#, "module is not base64"),
+            (br#"{"module_sha256":"abc"}"#, "module_sha256 is not 64 hex digits"),
+            (br#"{}"#, "give exactly one of module"),
+            (br#"{"module":"AA==","module_sha256":"00"}"#, "give exactly one of module"),
+            (br#"{"module":"AA==","input":5}"#, "input must be a string"),
+            (br#"{"module":"AA==","redundancy":"2"}"#, "redundancy must be an unsigned integer"),
+        ] {
+            let e = JobRequest::parse(body).unwrap_err();
+            assert!(e.contains(says), "{e} for {:?}", core::str::from_utf8(body));
+        }
+        // null is "not given".
+        let r = JobRequest::parse(br#"{"module":"AA==","args":null,"limits":null,"input":null}"#).unwrap();
+        assert_eq!((r.args, r.input, r.limits), (vec![], vec![], RequestedLimits::default()));
+    }
+
+    #[test]
+    fn error_answers_escape_their_text() {
+        assert_eq!(error_json(429, "busy", "a \"b\"\n"), r#"{"status":429,"error":"busy","message":"a \"b\"\n"}"#);
+    }
+}

@@ -4,11 +4,13 @@
 pub mod log;
 pub mod api;
 pub mod boot;
+pub mod cache;
 pub mod cli;
 pub mod engine;
 pub mod identity;
 pub mod image;
 pub mod init;
+pub mod memory;
 pub mod modules;
 pub mod p2p;
 pub mod remote;

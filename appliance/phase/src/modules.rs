@@ -11,13 +11,13 @@ use std::sync::Arc;
 use phase_core::encoding::hex_encode;
 use phase_core::{sha256, Digest};
 
-use crate::engine::ModuleCache;
+use crate::cache::SizedCache;
 
 /// Default cap on module bytes kept on disk.
 pub const DEFAULT_MAX_DISK_BYTES: u64 = 1 << 30;
 
 pub struct ModuleStore {
-    memory: ModuleCache<Vec<u8>>,
+    memory: SizedCache<Vec<u8>>,
     dir: Option<PathBuf>,
     disk_bytes: AtomicU64,
     max_disk_bytes: u64,
@@ -33,7 +33,7 @@ impl ModuleStore {
             }
         }
         Ok(ModuleStore {
-            memory: ModuleCache::new(1024, max_memory_bytes),
+            memory: SizedCache::new(1024, max_memory_bytes),
             dir,
             disk_bytes: AtomicU64::new(used),
             max_disk_bytes,
@@ -97,5 +97,10 @@ impl ModuleStore {
 
     pub fn len(&self) -> usize {
         self.memory.len()
+    }
+
+    /// Module bytes held in RAM.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.bytes()
     }
 }

@@ -304,3 +304,24 @@ fn host_calls_cannot_be_made_to_do_unmetered_work() {
     assert_eq!(ex.stdout, b"LLL");
     assert!(ex.wall_time.as_millis() < 500, "{:?}", ex.wall_time);
 }
+
+#[test]
+fn loops_of_host_calls_end_at_their_deadline_and_their_fuel() {
+    // Each call is a handful of guest instructions and up to a MiB of host work (hashing random
+    // bytes, walking 1024 iovecs). That work is paid in fuel, so the loop meets its deadline
+    // like any loop, and runs out of a small fuel budget after the same fuel on every run.
+    for mode in ["random", "iovecs"] {
+        let started = std::time::Instant::now();
+        let deadline = Limits { fuel: Limits::MAX.fuel, deadline_ms: 1000, ..Limits::DEFAULT };
+        let ex = run_with(&Engine::new(DEFAULT_MAX_MODULE_BYTES), "hostile-hostcalls", b"", &[mode], deadline);
+        assert_eq!(ex.outcome, Outcome::Trapped(TrapKind::Deadline), "{mode}: {:?}", ex.detail);
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "{mode}: deadline 1 s, took {:?}", started.elapsed());
+
+        let small = Limits { fuel: 300_000_000, ..Limits::DEFAULT };
+        let a = run_with(&Engine::new(DEFAULT_MAX_MODULE_BYTES), "hostile-hostcalls", b"", &[mode], small);
+        let b = run_with(&Engine::new(DEFAULT_MAX_MODULE_BYTES), "hostile-hostcalls", b"", &[mode], small);
+        assert_eq!(a.outcome, Outcome::Trapped(TrapKind::OutOfFuel), "{mode}: {:?}", a.detail);
+        assert_eq!((a.fuel_used, &a.stdout), (b.fuel_used, &b.stdout), "{mode}: deterministic");
+        assert!(a.wall_time < std::time::Duration::from_secs(3), "{mode}: 300 M fuel took {:?}", a.wall_time);
+    }
+}

@@ -1,8 +1,11 @@
 //! The job engine: wasmi with fuel metering, a deterministic WASI shim, and a cache of compiled
-//! modules keyed by SHA-256. A hostile guest ends with a trap kind in its result; the engine
-//! itself never fails because of what a guest does.
+//! modules keyed by SHA-256, bounded by the memory they really hold. A hostile guest ends with a
+//! trap kind in its result; the engine itself never fails because of what a guest does.
+//!
+//! Each module is compiled in a wasmi engine of its own: wasmi keeps compiled code in its
+//! engine until the engine is dropped, so with one shared engine every module ever compiled
+//! would stay in memory. Per module, evicting it from the cache frees its code.
 
-mod cache;
 mod wasi;
 
 use std::fmt;
@@ -11,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use phase_core::job::JobSpec;
 use phase_core::receipt::{Outcome, ReceiptBody, TrapKind};
-use phase_core::{sha256, Digest, Limits};
+use phase_core::{sha256, Digest};
 use wasmi::{CompilationMode, Config, Error, ExternType, Linker, Module, ResourceLimiter, Store, TypedResumableCall};
 
-pub use cache::ModuleCache;
+use crate::cache::SizedCache;
+use crate::memory::{Budget, Reservation, COMPILE_FACTOR};
 use wasi::RandomStream;
 
 /// Module size: default cap and hard maximum (bytes).
@@ -33,6 +37,8 @@ pub enum ModuleError {
     Invalid(String),
     /// An import Phase does not provide (`module.name`, reason).
     UnsupportedImport { import: String, reason: &'static str },
+    /// Compiling (or keeping the compiled module) needs more memory than is free now.
+    NoMemory { need: u64, free: u64 },
 }
 
 impl fmt::Display for ModuleError {
@@ -45,6 +51,9 @@ impl fmt::Display for ModuleError {
             ModuleError::UnsupportedImport { import, reason } => {
                 write!(f, "module imports {import}: {reason}")
             }
+            ModuleError::NoMemory { need, free } => {
+                write!(f, "compiling the module needs {need} bytes of memory and {free} are free now")
+            }
         }
     }
 }
@@ -52,20 +61,35 @@ impl fmt::Display for ModuleError {
 /// A validated module ready to instantiate, with the linker that satisfies its imports.
 pub struct CompiledModule {
     pub sha256: Digest,
+    /// Bytes of wasm.
     pub size: usize,
+    /// Bytes the compiled module holds (measured at compile time: its engine, code, linker).
+    pub footprint: usize,
+    /// The most compiling it held at once (temporaries included), measured.
+    pub compile_peak: usize,
     module: Module,
-    linker: Arc<Linker<JobState>>,
+    linker: Linker<JobState>,
+    /// For a module too large for the cache: its footprint, reserved while it is in use.
+    _hold: Option<Reservation>,
 }
 
 /// What a guest did that ends it: raised from host functions, read back as a trap kind.
 #[derive(Debug, Clone, Copy)]
 pub enum GuestFault {
     OutputLimit,
+    /// A host call needed more fuel than the job had left.
+    OutOfFuel,
+    /// The deadline passed while a host call was taking more fuel.
+    Deadline,
 }
 
 impl fmt::Display for GuestFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("output limit reached")
+        f.write_str(match self {
+            GuestFault::OutputLimit => "output limit reached",
+            GuestFault::OutOfFuel => "fuel budget exhausted in a host call",
+            GuestFault::Deadline => "wall-clock deadline passed",
+        })
     }
 }
 
@@ -81,11 +105,27 @@ pub struct JobState {
     stderr: Vec<u8>,
     output_cap: usize,
     random: RandomStream,
+    /// Fuel handed to the store so far (in slices) and the job's whole budget.
     fuel_granted: u64,
+    fuel_limit: u64,
+    /// Metered engines only; an unmetered engine grants nothing.
+    metered: bool,
+    deadline: Instant,
     limiter: MemoryLimiter,
 }
 
 impl JobState {
+    /// The next slice of fuel to hand the store, or None when the budget is spent.
+    fn next_slice(&mut self) -> Option<u64> {
+        let left = self.fuel_limit - self.fuel_granted;
+        if !self.metered || left == 0 {
+            return None;
+        }
+        let add = left.min(FUEL_SLICE);
+        self.fuel_granted += add;
+        Some(add)
+    }
+
     /// Captures guest output up to the cap; past it the job ends with `output_limit`.
     fn capture(&mut self, fd: i32, bytes: &[u8]) -> Result<(), GuestFault> {
         let room = self.output_cap - (self.stdout.len() + self.stderr.len());
@@ -179,27 +219,36 @@ impl Execution {
     }
 }
 
-/// The engine: one wasmi engine, the WASI linker, and the module cache.
+/// Compiled modules kept at most (besides their byte cap).
+const MAX_CACHED_MODULES: usize = 1024;
+/// The compiled-module cache of an engine built without a node's memory plan (`phase run`).
+pub const DEFAULT_COMPILED_CACHE_BYTES: usize = 256 << 20;
+
+/// The engine: the wasmi configuration every module is compiled with, and the module cache.
 pub struct Engine {
-    wasmi: wasmi::Engine,
-    linker: Arc<Linker<JobState>>,
-    cache: ModuleCache<CompiledModule>,
+    config: Config,
+    cache: SizedCache<CompiledModule>,
     max_module_bytes: usize,
     metered: bool,
 }
 
 impl Engine {
     pub fn new(max_module_bytes: usize) -> Engine {
-        Self::build(max_module_bytes, true)
+        Self::build(max_module_bytes, DEFAULT_COMPILED_CACHE_BYTES, true)
+    }
+
+    /// An engine whose compiled modules take at most `cache_bytes` (by their measured size).
+    pub fn with_cache(max_module_bytes: usize, cache_bytes: usize) -> Engine {
+        Self::build(max_module_bytes, cache_bytes, true)
     }
 
     /// An engine without fuel metering: for measuring what metering costs (scripts/bench-jobs),
     /// never for serving jobs. Fuel limits do not apply; the deadline is not checked.
     pub fn unmetered(max_module_bytes: usize) -> Engine {
-        Self::build(max_module_bytes, false)
+        Self::build(max_module_bytes, DEFAULT_COMPILED_CACHE_BYTES, false)
     }
 
-    fn build(max_module_bytes: usize, metered: bool) -> Engine {
+    fn build(max_module_bytes: usize, cache_bytes: usize, metered: bool) -> Engine {
         let mut config = Config::default();
         config.consume_fuel(metered);
         // Lazy translation charges fuel when a function is first called, so a job on a node
@@ -207,15 +256,19 @@ impl Engine {
         // a property of the job alone; the cost is paid once per module, then cached.
         config.compilation_mode(CompilationMode::Eager);
         config.set_max_recursion_depth(MAX_RECURSION_DEPTH);
-        let wasmi = wasmi::Engine::new(&config);
-        let linker = Arc::new(wasi::linker(&wasmi).expect("WASI function names are unique"));
+        // A value stack kept for reuse would be memory the module's footprint does not show.
+        config.set_max_cached_stacks(0);
         Engine {
-            wasmi,
-            linker,
-            cache: ModuleCache::new(64, 256 << 20),
+            config,
+            cache: SizedCache::new(MAX_CACHED_MODULES, cache_bytes),
             max_module_bytes: max_module_bytes.min(HARD_MAX_MODULE_BYTES),
             metered,
         }
+    }
+
+    /// Bytes the cached compiled modules hold, and the cap.
+    pub fn cached_bytes(&self) -> (usize, usize) {
+        (self.cache.bytes(), self.cache.max_bytes())
     }
 
     pub fn max_module_bytes(&self) -> usize {
@@ -229,6 +282,13 @@ impl Engine {
 
     /// Validates and compiles `bytes`, or returns the cached compilation of the same bytes.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, ModuleError> {
+        self.compile_within(bytes, None)
+    }
+
+    /// As `compile`, reserving from `budget` what compiling may take (COMPILE_FACTOR bytes per
+    /// byte of wasm) while it runs, and, for a module too large for the cache, its measured
+    /// footprint for as long as it is in use.
+    pub fn compile_within(&self, bytes: &[u8], budget: Option<&Arc<Budget>>) -> Result<Arc<CompiledModule>, ModuleError> {
         if bytes.len() > self.max_module_bytes {
             return Err(ModuleError::TooLarge { size: bytes.len(), max: self.max_module_bytes });
         }
@@ -236,16 +296,31 @@ impl Engine {
         if let Some(m) = self.cache.get(&digest) {
             return Ok(m);
         }
-        let module =
-            Module::new(&self.wasmi, bytes).map_err(|e| ModuleError::Invalid(e.to_string()))?;
-        let linker = self.linker_for(&module)?;
-        let compiled = Arc::new(CompiledModule { sha256: digest, size: bytes.len(), module, linker });
-        self.cache.insert(digest, compiled.clone(), bytes.len());
+        let reserve = |need: u64| match budget {
+            None => Ok(None),
+            Some(b) => b.try_reserve(need).map(Some).ok_or(ModuleError::NoMemory { need, free: b.free() }),
+        };
+        let compiling = reserve(bytes.len() as u64 * COMPILE_FACTOR)?;
+        // Everything this thread allocates and keeps from here on is the module's footprint.
+        let before = crate::sys::alloc::start_peak_on_this_thread();
+        let wasmi = wasmi::Engine::new(&self.config);
+        let module = Module::new(&wasmi, bytes).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        let linker = Self::linker_for(&wasmi, &module)?;
+        let footprint = (crate::sys::alloc::net_allocated_on_this_thread() - before).max(0) as usize;
+        let compile_peak = (crate::sys::alloc::peak_on_this_thread() - before).max(0) as usize;
+        drop(compiling);
+        let cacheable = footprint <= self.cache.max_bytes();
+        let hold = if cacheable { None } else { reserve(footprint as u64)? };
+        let compiled = Arc::new(CompiledModule { sha256: digest, size: bytes.len(), footprint, compile_peak, module, linker, _hold: hold });
+        if cacheable {
+            self.cache.insert(digest, compiled.clone(), footprint);
+        }
         Ok(compiled)
     }
 
-    /// Checks every import against the shim; unimplemented WASI functions get ENOSYS stubs.
-    fn linker_for(&self, module: &Module) -> Result<Arc<Linker<JobState>>, ModuleError> {
+    /// The linker for `module`: the shim's functions, checked against every import, plus
+    /// ENOSYS stubs for the WASI functions the shim does not implement.
+    fn linker_for(wasmi: &wasmi::Engine, module: &Module) -> Result<Linker<JobState>, ModuleError> {
         let mut extra = Vec::new();
         for import in module.imports() {
             let name = format!("{}.{}", import.module(), import.name());
@@ -266,16 +341,13 @@ impl Engine {
                 None => return Err(unsupported("not a WASI preview 1 function")),
             }
         }
-        if extra.is_empty() {
-            return Ok(self.linker.clone());
-        }
-        let mut linker = (*self.linker).clone();
+        let mut linker = wasi::linker(wasmi).map_err(|e| ModuleError::Invalid(format!("WASI linker: {e}")))?;
         for (name, ty) in extra {
             wasi::define_enosys(&mut linker, &name, ty).map_err(|_| {
                 ModuleError::UnsupportedImport { import: name, reason: "imported twice" }
             })?;
         }
-        Ok(Arc::new(linker))
+        Ok(linker)
     }
 
     /// Runs a job to completion. Whatever the guest does, this returns an `Execution`.
@@ -297,14 +369,17 @@ impl Engine {
             output_cap: limits.output_bytes.min(usize::MAX as u64) as usize,
             random: RandomStream::new(job_id),
             fuel_granted: 0,
+            fuel_limit: limits.fuel,
+            metered: self.metered,
+            deadline,
             limiter: MemoryLimiter {
                 memory_bytes: limits.memory_bytes.min(usize::MAX as u64) as usize,
                 refused: false,
             },
         };
-        let mut store = Store::new(&self.wasmi, state);
+        let mut store = Store::new(job.module.module.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let (outcome, detail) = match self.execute(&mut store, &job.module, &limits, deadline) {
+        let (outcome, detail) = match self.execute(&mut store, &job.module, deadline) {
             Ok(outcome) => (outcome, None),
             Err((kind, detail)) => (Outcome::Trapped(kind), Some(detail)),
         };
@@ -328,22 +403,13 @@ impl Engine {
         &self,
         store: &mut Store<JobState>,
         module: &CompiledModule,
-        limits: &Limits,
         deadline: Instant,
     ) -> Result<Outcome, (TrapKind, String)> {
-        let metered = self.metered;
         let grant = |store: &mut Store<JobState>| -> bool {
-            if !metered {
-                return false;
-            }
-            let left = limits.fuel - store.data().fuel_granted;
-            if left == 0 {
-                return false;
-            }
-            let add = left.min(FUEL_SLICE);
+            let Some(add) = store.data_mut().next_slice() else { return false };
             let have = store.get_fuel().unwrap_or(0);
-            store.set_fuel(have + add).expect("fuel metering is enabled");
-            store.data_mut().fuel_granted += add;
+            // Metered engines only get here (next_slice is None otherwise): set_fuel succeeds.
+            let _ = store.set_fuel(have + add);
             true
         };
         grant(store);
@@ -392,8 +458,11 @@ fn classify(store: &Store<JobState>, e: &Error, fallback: TrapKind) -> (TrapKind
     if store.data().limiter.refused {
         return (TrapKind::MemoryLimit, detail);
     }
-    if let Some(GuestFault::OutputLimit) = GuestFault::is_fault(e) {
-        return (TrapKind::OutputLimit, detail);
+    match GuestFault::is_fault(e) {
+        Some(GuestFault::OutputLimit) => return (TrapKind::OutputLimit, detail),
+        Some(GuestFault::OutOfFuel) => return (TrapKind::OutOfFuel, detail),
+        Some(GuestFault::Deadline) => return (TrapKind::Deadline, detail),
+        None => {}
     }
     let kind = match e.as_trap_code() {
         Some(T::OutOfFuel) => TrapKind::OutOfFuel,

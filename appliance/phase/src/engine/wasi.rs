@@ -2,6 +2,13 @@
 //! input, captured stdout/stderr, a clock that advances with fuel, and random bytes derived from
 //! the job id. No filesystem, no sockets, no host time, no host randomness: the same job gives
 //! the same output and fuel on every node. Unsupported functions return ENOSYS, never trap.
+//!
+//! Host work is paid in fuel before it is done (docs/formats.md, "Fuel"): per iovec walked, per
+//! 8 bytes copied between guest memory and the host, per random byte (each is hashed). So a
+//! loop of host calls ends at its fuel or its deadline like any loop, and what it costs depends
+//! only on the job: the same fuel on every node.
+
+use std::time::Instant;
 
 use wasmi::{Caller, Error, Extern, FuncType, Linker, Memory, ValType};
 
@@ -18,10 +25,62 @@ pub const ENOSYS: i32 = 52;
 const ENOTSUP: i32 = 58;
 const ESPIPE: i32 = 70;
 
-/// Host functions do work no fuel pays for, so what a guest can ask of one call is capped:
-/// iovecs per read/write (POSIX IOV_MAX) and bytes per random_get.
+/// What a guest can ask of one call is capped too: iovecs per read/write (POSIX IOV_MAX) and
+/// bytes per random_get.
 const IOV_MAX: i32 = 1024;
 const RANDOM_MAX: i32 = 1 << 20;
+
+/// Fuel for host work (docs/formats.md): per iovec or string walked, per 8 bytes copied, per
+/// random byte. Calibrated so a fuel unit of host work takes no longer than one of guest code.
+pub const FUEL_PER_IOVEC: u64 = 8;
+pub const FUEL_PER_STRING: u64 = 8;
+pub const BYTES_PER_FUEL: u64 = 8;
+pub const FUEL_PER_RANDOM_BYTE: u64 = 2;
+
+fn copy_cost(bytes: u64) -> u64 {
+    bytes.div_ceil(BYTES_PER_FUEL)
+}
+
+/// Takes `cost` fuel before host work is done. Past the store's current slice it takes further
+/// slices as the engine does between slices of guest code, checking the deadline at each.
+fn charge(c: &mut Caller<'_, JobState>, cost: u64) -> Result<(), Error> {
+    if cost == 0 || !c.data().metered {
+        return Ok(());
+    }
+    let mut have = c.get_fuel().unwrap_or(0);
+    let mut need = cost;
+    loop {
+        if need <= have {
+            let _ = c.set_fuel(have - need);
+            return Ok(());
+        }
+        need -= have;
+        let _ = c.set_fuel(0);
+        if Instant::now() >= c.data().deadline {
+            return Err(Error::host(GuestFault::Deadline));
+        }
+        have = c.data_mut().next_slice().ok_or_else(|| Error::host(GuestFault::OutOfFuel))?;
+    }
+}
+
+/// The total length of `n` iovecs at `iovs`, or None if one lies outside memory.
+fn iovec_bytes(m: &[u8], iovs: i32, n: i32) -> Option<u64> {
+    let mut total = 0u64;
+    for i in 0..n as u32 {
+        let base = (iovs as u32).checked_add(i.checked_mul(8)?)?;
+        let ptr = get_u32(m, base)?;
+        let len = get_u32(m, base.checked_add(4)?)?;
+        slice(m, ptr as i32, len)?;
+        total += u64::from(len);
+    }
+    Some(total)
+}
+
+/// Bytes of a list of strings as args_get/environ_get write them (NUL-terminated).
+fn strings_cost(list: &[Vec<u8>]) -> u64 {
+    let bytes: u64 = list.iter().map(|s| s.len() as u64 + 1).sum();
+    list.len() as u64 * FUEL_PER_STRING + copy_cost(bytes)
+}
 
 /// Realtime clock origin: 2024-01-01T00:00:00Z in ns. Clocks then advance 1 ns per fuel unit.
 const REALTIME_ORIGIN_NS: u64 = 1_704_067_200_000_000_000;
@@ -132,14 +191,18 @@ fn fuel_consumed(caller: &Caller<'_, JobState>) -> u64 {
 /// Builds a linker with every implemented function.
 pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors::LinkerError> {
     let mut l = Linker::<JobState>::new(engine);
-    l.func_wrap(MODULE, "args_get", |mut c: Caller<'_, JobState>, argv: i32, buf: i32| {
-        with_mem(&mut c, |m, s| put_strings(m, &s.args, argv, buf))
+    l.func_wrap(MODULE, "args_get", |mut c: Caller<'_, JobState>, argv: i32, buf: i32| -> Result<i32, Error> {
+        let cost = strings_cost(&c.data().args);
+        charge(&mut c, cost)?;
+        Ok(with_mem(&mut c, |m, s| put_strings(m, &s.args, argv, buf)))
     })?;
     l.func_wrap(MODULE, "args_sizes_get", |mut c: Caller<'_, JobState>, n: i32, size: i32| {
         with_mem(&mut c, |m, s| put_sizes(m, &s.args, n, size))
     })?;
-    l.func_wrap(MODULE, "environ_get", |mut c: Caller<'_, JobState>, env: i32, buf: i32| {
-        with_mem(&mut c, |m, s| put_strings(m, &s.env, env, buf))
+    l.func_wrap(MODULE, "environ_get", |mut c: Caller<'_, JobState>, env: i32, buf: i32| -> Result<i32, Error> {
+        let cost = strings_cost(&c.data().env);
+        charge(&mut c, cost)?;
+        Ok(with_mem(&mut c, |m, s| put_strings(m, &s.env, env, buf)))
     })?;
     l.func_wrap(MODULE, "environ_sizes_get", |mut c: Caller<'_, JobState>, n: i32, size: i32| {
         with_mem(&mut c, |m, s| put_sizes(m, &s.env, n, size))
@@ -166,13 +229,17 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
     l.func_wrap(
         MODULE,
         "fd_write",
-        |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, written: i32| {
+        |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, written: i32| -> Result<i32, Error> {
             if fd != 1 && fd != 2 {
                 return Ok(EBADF);
             }
             if !(0..=IOV_MAX).contains(&n) {
                 return Ok(EINVAL);
             }
+            charge(&mut c, n as u64 * FUEL_PER_IOVEC)?;
+            let Some(mem) = memory(&c) else { return Ok(EFAULT) };
+            let Some(bytes) = iovec_bytes(mem.data(&c), iovs, n) else { return Ok(EFAULT) };
+            charge(&mut c, copy_cost(bytes))?;
             let mut fault = None;
             let errno = with_mem(&mut c, |m, s| {
                 let mut total = 0u32;
@@ -199,14 +266,20 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
     l.func_wrap(
         MODULE,
         "fd_read",
-        |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, read: i32| {
+        |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, read: i32| -> Result<i32, Error> {
             if fd != 0 {
-                return EBADF;
+                return Ok(EBADF);
             }
             if !(0..=IOV_MAX).contains(&n) {
-                return EINVAL;
+                return Ok(EINVAL);
             }
-            with_mem(&mut c, |m, s| {
+            charge(&mut c, n as u64 * FUEL_PER_IOVEC)?;
+            let Some(mem) = memory(&c) else { return Ok(EFAULT) };
+            let Some(room) = iovec_bytes(mem.data(&c), iovs, n) else { return Ok(EFAULT) };
+            let s = c.data();
+            let copied = room.min((s.input.len() - s.input_pos) as u64);
+            charge(&mut c, copy_cost(copied))?;
+            Ok(with_mem(&mut c, |m, s| {
                 let mut total = 0u32;
                 for i in 0..n as u32 {
                     let base = (iovs as u32).checked_add(i.checked_mul(8)?)?;
@@ -223,7 +296,7 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
                 }
                 put_u32(m, read, total)?;
                 Some(SUCCESS)
-            })
+            }))
         },
     )?;
     l.func_wrap(MODULE, "fd_close", |_: Caller<'_, JobState>, fd: i32| {
@@ -255,14 +328,15 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
     l.func_wrap(MODULE, "proc_exit", |_: Caller<'_, JobState>, code: i32| -> Result<(), Error> {
         Err(Error::i32_exit(code))
     })?;
-    l.func_wrap(MODULE, "random_get", |mut c: Caller<'_, JobState>, buf: i32, len: i32| {
+    l.func_wrap(MODULE, "random_get", |mut c: Caller<'_, JobState>, buf: i32, len: i32| -> Result<i32, Error> {
         if !(0..=RANDOM_MAX).contains(&len) {
-            return EINVAL;
+            return Ok(EINVAL);
         }
-        with_mem(&mut c, |m, s| {
+        charge(&mut c, len as u64 * FUEL_PER_RANDOM_BYTE)?;
+        Ok(with_mem(&mut c, |m, s| {
             s.random.fill(slice_mut(m, buf, len as u32)?);
             Some(SUCCESS)
-        })
+        }))
     })?;
     l.func_wrap(MODULE, "sched_yield", |_: Caller<'_, JobState>| SUCCESS)?;
     // Sleeping would make results depend on host time.

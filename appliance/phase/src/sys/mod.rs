@@ -223,3 +223,11 @@ pub fn kexec_file_load(kernel: &std::fs::File, initrd: &std::fs::File, cmdline: 
     }
     Ok(())
 }
+
+/// The memory available for new work (`MemAvailable` of /proc/meminfo: free memory plus what
+/// the kernel can reclaim), in bytes.
+pub fn memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+    kb.checked_mul(1024)
+}

@@ -7,7 +7,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phase::api::HttpServer;
 use phase::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
 use phase::identity::NodeIdentity;
 use phase::service::{NodeConfig, NodeService};
@@ -63,6 +62,23 @@ impl Client {
         self.reader.read_exact(&mut body).unwrap();
         (status, body)
     }
+}
+
+/// A node's HTTP front on a free loopback port, wired as `phase node` wires it.
+fn serve(service: Arc<NodeService>) -> phase::http::Server {
+    let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
+    let workers = phase::workers::Workers::start("job", 3 * service.config().max_concurrent + 4, 4 << 20).unwrap();
+    let node = phase::node::Node {
+        service,
+        p2p: None,
+        boot: None,
+        workers,
+        http_port: listener.addr.port(),
+        exit_after_job: false,
+        requests: Default::default(),
+    };
+    let limits = phase::http::Limits::new(256);
+    phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), limits).unwrap()
 }
 
 fn main() {
@@ -127,7 +143,7 @@ fn main() {
             .unwrap(),
     );
     service.put_module(hello.clone()).unwrap();
-    let server = HttpServer::start(service, "127.0.0.1:0").unwrap();
+    let server = serve(service);
     let body = format!(
         "{{\"module_sha256\":\"{}\",\"input\":\"{}\"}}",
         hex_encode(&sha256(&hello)),

@@ -75,6 +75,10 @@ impl<T> SizedCache<T> {
         self.lock().entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The total size of the values held.
     pub fn bytes(&self) -> usize {
         self.lock().bytes

@@ -10,10 +10,12 @@ use phase_core::job::{JobSpec, RequestedLimits};
 use phase_core::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Limits};
 
-use crate::api::HttpServer;
 use crate::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
 use crate::identity::{NodeIdentity, KEY_FILE};
+use crate::memory::MemoryPlan;
+use crate::node::{Node, PeerFault};
 use crate::service::{NodeConfig, NodeService};
+use crate::workers::Workers;
 
 /// Exit code of `phase run` when the guest trapped instead of exiting.
 pub const EXIT_TRAPPED: i32 = 125;
@@ -222,21 +224,37 @@ struct NodeCmd {
     /// jobs that may run at once (default: CPU count)
     #[argh(option)]
     max_concurrent: Option<usize>,
-    /// largest module accepted, in bytes (default 16 MiB, at most 64 MiB)
+    /// memory the node may commit to requests, jobs and caches, in bytes (default: three
+    /// quarters of the memory available at start); limits below derive from it
+    #[argh(option)]
+    memory_budget: Option<u64>,
+    /// bytes of job answers kept for idempotency keys (default: a sixteenth of the budget)
+    #[argh(option)]
+    max_result_bytes: Option<u64>,
+    /// largest module accepted, in bytes (default: pool/40, at most 16 MiB; hard maximum 64 MiB)
     #[argh(option)]
     max_module_bytes: Option<usize>,
-    /// largest job input accepted, in bytes (default 16 MiB, at most 64 MiB)
+    /// largest job input accepted, in bytes (default: pool/8, at most 16 MiB; hard maximum 64 MiB)
     #[argh(option)]
     max_input_bytes: Option<usize>,
     /// highest fuel a job may ask for
     #[argh(option)]
     max_fuel: Option<u64>,
-    /// highest memory cap a job may ask for, in bytes
+    /// highest memory cap a job may ask for, in bytes (default: pool/2, at most 1 GiB)
     #[argh(option)]
     max_memory_bytes: Option<u64>,
-    /// highest output cap a job may ask for, in bytes
+    /// highest output cap a job may ask for, in bytes (default: pool/16, at most 16 MiB)
     #[argh(option)]
     max_output_bytes: Option<u64>,
+    /// open HTTP connections at most (default: one per MiB of the budget, 64 to 1024)
+    #[argh(option)]
+    max_connections: Option<usize>,
+    /// open HTTP connections per source address at most (default: an eighth of the total, at least 16)
+    #[argh(option)]
+    max_connections_per_ip: Option<usize>,
+    /// established peer connections at most (default: one per 2 MiB of the budget, 16 to 512)
+    #[argh(option)]
+    max_peer_connections: Option<u32>,
     /// longest deadline a job may ask for, in milliseconds
     #[argh(option)]
     max_deadline_ms: Option<u64>,
@@ -414,7 +432,7 @@ fn run(c: RunCmd) -> i32 {
         }
         if c.json {
             let outcome = Arc::new(crate::service::JobOutcome { spec: job.spec, execution: ex, receipt });
-            println!("{}", crate::api::job_json(&crate::service::Completed { outcome, replayed: false }));
+            println!("{}", crate::service::Completed { outcome, replayed: false, hold: None }.to_json());
             return Ok(0);
         }
         let _ = std::io::stdout().write_all(&ex.stdout);
@@ -435,21 +453,23 @@ fn run(c: RunCmd) -> i32 {
 }
 
 fn node(c: NodeCmd) -> i32 {
+    let plan = MemoryPlan::new(c.memory_budget.unwrap_or_else(MemoryPlan::default_budget), c.max_result_bytes);
+    let derived = NodeConfig::for_memory(plan);
+    let d = derived.max_limits;
     let max = Limits {
-        fuel: c.max_fuel.unwrap_or(Limits::MAX.fuel),
-        memory_bytes: c.max_memory_bytes.unwrap_or(Limits::MAX.memory_bytes),
-        output_bytes: c.max_output_bytes.unwrap_or(Limits::MAX.output_bytes),
-        deadline_ms: c.max_deadline_ms.unwrap_or(Limits::MAX.deadline_ms),
+        fuel: c.max_fuel.unwrap_or(d.fuel),
+        memory_bytes: c.max_memory_bytes.unwrap_or(d.memory_bytes),
+        output_bytes: c.max_output_bytes.unwrap_or(d.output_bytes),
+        deadline_ms: c.max_deadline_ms.unwrap_or(d.deadline_ms),
     };
-    let defaults = NodeConfig::default();
     let config = NodeConfig {
         max_limits: max,
-        max_module_bytes: c.max_module_bytes.unwrap_or(defaults.max_module_bytes),
-        max_input_bytes: c.max_input_bytes.unwrap_or(defaults.max_input_bytes),
-        max_concurrent: c.max_concurrent.unwrap_or(defaults.max_concurrent),
+        max_module_bytes: c.max_module_bytes.unwrap_or(derived.max_module_bytes),
+        max_input_bytes: c.max_input_bytes.unwrap_or(derived.max_input_bytes),
+        max_concurrent: c.max_concurrent.unwrap_or(derived.max_concurrent),
         data_dir: c.data_dir.clone(),
-        max_disk_module_bytes: c.max_disk_module_bytes.unwrap_or(defaults.max_disk_module_bytes),
-        ..defaults
+        max_disk_module_bytes: c.max_disk_module_bytes.unwrap_or(derived.max_disk_module_bytes),
+        ..derived
     };
     let identity = match &c.data_dir {
         Some(d) => match NodeIdentity::load_or_create(d) {
@@ -462,14 +482,9 @@ fn node(c: NodeCmd) -> i32 {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
-    match c.fault.as_deref() {
-        None | Some("peer-wrong-key" | "peer-garbage" | "peer-stall" | "peer-lie" | "peer-bad-load" | "boot-tamper" | "boot-drop-halfway") => {}
-        Some("exit-after-job") => crate::api::EXIT_AFTER_JOB.store(true, std::sync::atomic::Ordering::Relaxed),
-        Some(other) => {
-            return fail(format!(
-                "unknown --fault {other:?} (known: exit-after-job, peer-wrong-key, peer-garbage, peer-stall, peer-lie, peer-bad-load, boot-tamper, boot-drop-halfway)"
-            ))
-        }
+    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-bad-load", "boot-tamper", "boot-drop-halfway"];
+    if let Some(f) = c.fault.as_deref().filter(|f| !known.contains(f)) {
+        return fail(format!("unknown --fault {f:?} (known: {})", known.join(", ")));
     }
     if c.p2p.is_empty() && (!c.bootstrap.is_empty() || c.mdns || c.nat || c.swarm_key.is_some()) {
         return fail("--bootstrap, --mdns, --nat and --swarm-key need --p2p LISTEN_ADDR");
@@ -485,26 +500,59 @@ fn node(c: NodeCmd) -> i32 {
         .iter()
         .flat_map(|p| p.store.entries.iter().map(|e| (e.channel().to_string(), e.arch(), e.manifest.key_id())))
         .collect();
-    if let Some(p) = boot {
-        crate::api::set_boot_provider(p);
+    // Jobs run on these threads: local ones (a slot each), forwards to peers (a permit each),
+    // requests waiting on a running idempotency key (as many as slots), and short work.
+    let n = service.config().max_concurrent;
+    let workers = match Workers::start("job", 3 * n + 4, WORKER_STACK) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    // The listener first: its port goes into the capabilities the peer network announces.
+    let listener = match crate::http::Listener::bind(&c.http) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let http_port = listener.addr.port();
+    let p2p = match c.p2p.is_empty() {
+        true => None,
+        false => match start_p2p(&c, &service, &workers, http_port, &releases) {
+            Ok(p2p) => Some(p2p),
+            Err(e) => return fail(e),
+        },
+    };
+    let node = Arc::new(Node {
+        service: service.clone(),
+        p2p,
+        boot,
+        workers,
+        http_port,
+        exit_after_job: c.fault.as_deref() == Some("exit-after-job"),
+        requests: Default::default(),
+    });
+    let mut limits = crate::http::Limits::new(c.max_connections.unwrap_or_else(|| crate::http::default_max_connections(plan.budget)));
+    if let Some(n) = c.max_connections_per_ip {
+        limits.max_connections_per_ip = n;
     }
-    // HTTP first: its bound port goes into the capabilities the peer network announces.
-    let server = match HttpServer::start(service.clone(), &c.http) {
+    let (max_conn, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
+    let server = match crate::http::Server::serve(listener, Arc::new(crate::api::Api { node }), limits) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if !c.p2p.is_empty() {
-        match start_p2p(&c, &service, server.addr.port(), &releases) {
-            Ok(p2p) => crate::api::set_p2p(p2p),
-            Err(e) => return fail(e),
-        }
-    }
     log!("node key {}", service.identity().public_key_hex());
+    log!(
+        "memory budget {} MiB: {} MiB for requests and jobs, {} MiB for caches; connections at most {max_conn} ({per_ip} per address)",
+        plan.budget >> 20,
+        plan.pool >> 20,
+        (plan.budget - plan.pool) >> 20
+    );
     log!("listening on http://{}", server.addr);
     log!("accepting jobs (max {} at once)", service.config().max_concurrent);
     server.wait();
     0
 }
+
+/// Job threads run the interpreter, so each gets a roomy stack.
+const WORKER_STACK: usize = 4 << 20;
 
 fn keygen(c: KeygenCmd) -> i32 {
     let path = match (c.data_dir, c.out) {
@@ -615,6 +663,7 @@ fn open_boot_store(dir: &Path, c: &NodeCmd) -> Result<crate::boot::provider::Pro
 fn start_p2p(
     c: &NodeCmd,
     service: &Arc<NodeService>,
+    workers: &Arc<Workers>,
     http_port: u16,
     releases: &[(String, phase_core::manifest::Arch, String)],
 ) -> Result<crate::p2p::P2p, String> {
@@ -652,6 +701,12 @@ fn start_p2p(
         nat: c.nat,
         bad_load_records: c.fault.as_deref() == Some("peer-bad-load"),
         max_job_request: crate::api::max_job_body(cfg),
+        budget: Some(service.pool().clone()),
+        free_slot: Some({
+            let s = service.clone();
+            Arc::new(move || s.in_flight() < s.config().max_concurrent)
+        }),
+        max_connections: c.max_peer_connections.unwrap_or_else(|| crate::p2p::default_max_connections(cfg.memory.budget)),
         // Per channel/arch, and per channel/arch/publisher for clients that trust one key.
         provide: releases
             .iter()
@@ -660,8 +715,8 @@ fn start_p2p(
                 [format!("{k}/{key}"), k]
             })
             .collect(),
+        ..Default::default()
     };
-    use crate::remote::PeerFault;
     let fault = match c.fault.as_deref() {
         Some("peer-wrong-key") => PeerFault::WrongKey,
         Some("peer-garbage") => PeerFault::Garbage,
@@ -669,8 +724,15 @@ fn start_p2p(
         Some("peer-lie") => PeerFault::Lie,
         _ => PeerFault::None,
     };
-    let executor = service.clone();
-    let handler: crate::p2p::JobHandler = Arc::new(move |body| crate::remote::serve_peer_job(&executor, body, fault));
+    let (executor, pool) = (service.clone(), workers.clone());
+    let handler: crate::p2p::JobHandler = Arc::new(move |body| {
+        if fault == PeerFault::Stall {
+            // Takes the job and never answers (holding no thread).
+            return Box::pin(futures::future::pending());
+        }
+        let (executor, pool) = (executor.clone(), pool.clone());
+        Box::pin(async move { pool.run(move || crate::remote::serve_peer_job(&executor, body, fault)).await.unwrap_or_default() })
+    });
     let load = service.clone();
     let probe: crate::p2p::LoadProbe = Arc::new(move || crate::p2p::Load {
         in_flight: load.in_flight().min(u32::MAX as usize) as u32,

@@ -7,15 +7,18 @@ pub mod boot;
 pub mod cache;
 pub mod cli;
 pub mod engine;
+pub mod http;
 pub mod identity;
 pub mod image;
 pub mod init;
 pub mod memory;
 pub mod modules;
+pub mod node;
 pub mod p2p;
 pub mod remote;
 pub mod service;
 pub mod sys;
+pub mod workers;
 
 #[global_allocator]
 static ALLOCATOR: sys::alloc::CachingAlloc = sys::alloc::CachingAlloc::new();

@@ -1,19 +1,21 @@
 //! Placement: a job sent to this node with `placement` runs on a peer (docs/api.md). The
 //! executor's answer and its signed receipt come back unchanged; this node only checks that the
 //! receipt is the executor's (signed by the key its PeerId names) and is for what was sent.
+//! Forwarding takes a permit (as many as job slots) and waits at most the job's deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use miniserde::json::{self, Value};
 use phase_core::encoding::{base64_encode, hex_encode};
+use phase_core::job::RequestedLimits;
 use phase_core::receipt::Receipt;
 use phase_core::sha256;
+use phase_core::wire::{error_json, PeerModule};
 
-use crate::api::{error_body, job_json, parse_job, status_of};
+use crate::node::{Node, PeerFault};
 use crate::p2p::{P2p, PeerId, PeerInfo};
-use phase_core::job::RequestedLimits;
-use crate::service::{JobRequest, ModuleSource, NodeService};
+use crate::service::{JobRequest, ModuleSource, NodeService, ServiceError};
 
 /// Where a job should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,103 +41,50 @@ impl Placement {
 
 /// Attempts across peers for one job (transport errors and busy or failing peers).
 const MAX_ATTEMPTS: usize = 3;
-/// Placed answers remembered by idempotency key (bounded, oldest forgotten first).
-const PLACED_ENTRIES: usize = 10_000;
-
-/// Answers of placed jobs by idempotency key, with the fingerprint of the request they answer:
-/// a client retrying with its key gets the same answer even if the executor has since gone,
-/// instead of the job running a second time on another peer.
-static PLACED: std::sync::Mutex<(std::collections::BTreeMap<String, ([u8; 32], String)>, std::collections::VecDeque<String>)> =
-    std::sync::Mutex::new((std::collections::BTreeMap::new(), std::collections::VecDeque::new()));
 
 /// Why a job could not be placed: (HTTP status, error code, message).
 pub type PlaceError = (u16, &'static str, String);
 
-/// How this node misbehaves as an executor, for the hostile-peer tests (`--fault peer-…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerFault {
-    None,
-    /// Answers with the receipt re-signed by a key that is not this node's.
-    WrongKey,
-    /// Answers with bytes that are not JSON.
-    Garbage,
-    /// Takes the job and never answers.
-    Stall,
-    /// Answers with a different output under a valid receipt signed with its own key: a lie
-    /// only redundancy can catch.
-    Lie,
+fn service_error(e: ServiceError) -> PlaceError {
+    (e.status(), e.code(), e.to_string())
 }
 
 /// Runs a job a peer sent us, as if it came to our API, but always here: a forwarded job is
-/// never forwarded again.
+/// never forwarded again. A node without a free slot answers busy before it parses or
+/// compiles anything. (`PeerFault::Stall` never gets here: the node's wiring never answers.)
 pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) -> Vec<u8> {
+    let slot = match service.try_slot() {
+        Ok(s) => s,
+        Err(e) => return error_json(e.status(), e.code(), &e.to_string()).into_bytes(),
+    };
+    let req = match JobRequest::parse(&body) {
+        Ok(req) => JobRequest { placement: None, redundancy: None, ..req },
+        Err(msg) => return error_json(400, "invalid_request", &msg).into_bytes(),
+    };
+    if fault == PeerFault::Garbage {
+        return b"\x00not json at all".to_vec();
+    }
+    let done = match service.submit_with(Some(slot), req) {
+        Ok(done) => done,
+        Err(e) => return error_json(e.status(), e.code(), &e.to_string()).into_bytes(),
+    };
+    let answer = done.to_json();
+    let receipt = &done.outcome.receipt;
     match fault {
-        PeerFault::None => {}
-        PeerFault::Garbage => return b"\x00not json at all".to_vec(),
-        PeerFault::Stall => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
+        PeerFault::None | PeerFault::Stall | PeerFault::Garbage => answer,
         PeerFault::Lie => {
-            if let Ok(req) = parse_job(&body) {
-                if let Ok(done) = service.submit(req) {
-                    let mut body = done.outcome.receipt.body.clone();
-                    body.stdout_sha256 = sha256(b"a lie");
-                    let lie = Receipt::sign(body, service.identity().key_pair());
-                    let answer = job_json(&done);
-                    return answer
-                        .replace(&done.outcome.receipt.to_json(), &lie.to_json())
-                        .replace(&base64_encode(&done.outcome.execution.stdout), &base64_encode(b"a lie"))
-                        .into_bytes();
-                }
-            }
+            let mut body = receipt.body.clone();
+            body.stdout_sha256 = sha256(b"a lie");
+            let lie = Receipt::sign(body, service.identity().key_pair());
+            answer.replace(&receipt.to_json(), &lie.to_json()).replace(&base64_encode(&done.outcome.execution.stdout), &base64_encode(b"a lie"))
         }
         PeerFault::WrongKey => {
-            if let Ok(req) = parse_job(&body) {
-                if let Ok(done) = service.submit(req) {
-                    let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([0x42; 32]));
-                    let forged = Receipt::sign(done.outcome.receipt.body.clone(), &other);
-                    let answer = job_json(&done);
-                    return answer.replace(&done.outcome.receipt.to_json(), &forged.to_json()).into_bytes();
-                }
-            }
+            let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([0x42; 32]));
+            let forged = Receipt::sign(receipt.body.clone(), &other);
+            answer.replace(&receipt.to_json(), &forged.to_json())
         }
     }
-    let answer = match parse_job(&body) {
-        Ok(mut req) => {
-            req.placement = None;
-            req.redundancy = None;
-            match service.submit(req) {
-                Ok(done) => job_json(&done),
-                Err(e) => error_body(status_of(&e), e.code(), &e.to_string()),
-            }
-        }
-        Err(msg) => error_body(400, "invalid_request", &msg),
-    };
-    answer.into_bytes()
-}
-
-
-/// The JSON body for the executor: the module by hash (modules travel once) or inline.
-fn wire_body(req: &JobRequest, inline: Option<&[u8]>, module_sha256: &[u8; 32]) -> Vec<u8> {
-    let s = |v: &str| json::to_string(&v.to_string());
-    let list = |l: &[String]| format!("[{}]", l.iter().map(|x| s(x)).collect::<Vec<_>>().join(","));
-    let mut fields = vec![match inline {
-        Some(bytes) => format!("\"module\":\"{}\"", base64_encode(bytes)),
-        None => format!("\"module_sha256\":\"{}\"", hex_encode(module_sha256)),
-    }];
-    fields.push(format!("\"input\":\"{}\"", base64_encode(&req.input)));
-    fields.push(format!("\"args\":{}", list(&req.args)));
-    fields.push(format!("\"env\":{}", list(&req.env)));
-    let l = &req.limits;
-    let limits: Vec<String> = [("fuel", l.fuel), ("memory_bytes", l.memory_bytes), ("output_bytes", l.output_bytes), ("deadline_ms", l.deadline_ms)]
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| format!("\"{k}\":{v}")))
-        .collect();
-    fields.push(format!("\"limits\":{{{}}}", limits.join(",")));
-    if let Some(k) = &req.idempotency_key {
-        fields.push(format!("\"idempotency_key\":{}", s(k)));
-    }
-    format!("{{{}}}", fields.join(",")).into_bytes()
+    .into_bytes()
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
@@ -213,8 +162,13 @@ fn check_answer(answer: &Value, peer: &PeerId, module: &[u8; 32], input: &[u8]) 
 }
 
 /// Runs `req` on a peer as `placement` says. Returns the executor's answer JSON with an
-/// `executor` field added.
-pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Placement) -> Result<String, PlaceError> {
+/// `executor` field added. The whole placement, retries included, ends by the job's deadline
+/// plus 10 s for moving the job and its answer.
+pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<String, PlaceError> {
+    let service = &node.service;
+    let Some(p2p) = node.p2p.as_ref() else {
+        return Err((422, "p2p_disabled", "placement needs the peer network (phase node --p2p)".into()));
+    };
     let stored: Option<Arc<Vec<u8>>>;
     let (module_sha256, module_bytes): ([u8; 32], Option<&[u8]>) = match &req.module {
         ModuleSource::Bytes(b) => (sha256(b), Some(b.as_slice())),
@@ -225,16 +179,16 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
     };
     // The executor first gets the module by hash: this body, built once, is also the key's
     // fingerprint.
-    let by_hash = wire_body(&req, None, &module_sha256);
+    let by_hash = req.to_peer_json(PeerModule::Hash(&module_sha256)).into_bytes();
     let fingerprint = sha256(&by_hash);
     if let Some(key) = &req.idempotency_key {
-        let placed = PLACED.lock().unwrap_or_else(|p| p.into_inner());
-        match placed.0.get(key) {
-            Some((fp, answer)) if *fp == fingerprint => return Ok(answer.replacen("\"replayed\":false", "\"replayed\":true", 1)),
+        match service.placed(key) {
+            Some(kept) if kept.0 == fingerprint => return Ok(kept.1.replacen("\"replayed\":false", "\"replayed\":true", 1)),
             Some(_) => return Err((409, "idempotency_conflict", format!("idempotency key {key:?} was used for a different job"))),
             None => {}
         }
     }
+    let _permit = service.try_forward().map_err(service_error)?;
     // Asked only now: a replayed key needs no peer (and no round trip to the swarm).
     let candidates: Vec<PeerId> = match placement {
         Placement::Peer(id) => vec![id],
@@ -243,14 +197,13 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
     if candidates.is_empty() {
         return Err((503, "no_peer", "no connected Phase peer can take the job (none, or none whose announced maxima admit its limits)".into()));
     }
-    // Wait for an answer as long as the job may run, plus time to move it and its answer.
     // Unvalidated here (the executor checks it): bounded by the hard maximum.
     let deadline_ms = req
         .limits
         .deadline_ms
         .unwrap_or(service.config().default_limits.deadline_ms)
         .min(phase_core::Limits::MAX.deadline_ms);
-    let wait = Duration::from_millis(deadline_ms) + Duration::from_secs(10);
+    let give_up = std::time::Instant::now() + Duration::from_millis(deadline_ms) + Duration::from_secs(10);
     let mut last: PlaceError = (502, "peer_unreachable", "no attempt made".into());
     for attempt in 0..MAX_ATTEMPTS {
         let peer = candidates[attempt % candidates.len()];
@@ -259,8 +212,12 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
         }
         let mut inline = false;
         let answer = loop {
+            let wait = give_up.saturating_duration_since(std::time::Instant::now());
+            if wait.is_zero() {
+                break Err((504, "peer_timeout", format!("no executor answered within the job's deadline of {deadline_ms} ms (+10 s)")));
+            }
             let body = match (inline, module_bytes) {
-                (true, Some(bytes)) => wire_body(&req, Some(bytes), &module_sha256),
+                (true, Some(bytes)) => req.to_peer_json(PeerModule::Inline(bytes)).into_bytes(),
                 _ => by_hash.clone(),
             };
             let raw = match p2p.run_job(peer, body, wait) {
@@ -276,7 +233,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
                 Some("module_not_found") if !inline && module_bytes.is_some() => inline = true,
                 Some(code) => {
                     let status = match field(&value, "status") {
-                        Some(Value::Number(json::Number::U64(n))) => *n as u16,
+                        Some(Value::Number(json::Number::U64(n))) if (400..600).contains(n) => *n as u16,
                         _ => 502,
                     };
                     let message = text(field(&value, "message")).unwrap_or("").to_string();
@@ -291,16 +248,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
                     let raw = String::from_utf8_lossy(&raw);
                     let answer = format!("{{\"executor\":\"{peer}\",{}", &raw[1..]);
                     if let Some(key) = &req.idempotency_key {
-                        let mut placed = PLACED.lock().unwrap_or_else(|p| p.into_inner());
-                        let (map, order) = &mut *placed;
-                        if map.insert(key.clone(), (fingerprint, answer.clone())).is_none() {
-                            order.push_back(key.clone());
-                        }
-                        while order.len() > PLACED_ENTRIES {
-                            if let Some(old) = order.pop_front() {
-                                map.remove(&old);
-                            }
-                        }
+                        service.keep_placed(key, fingerprint, answer.clone());
                     }
                     return Ok(answer);
                 }
@@ -309,6 +257,7 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
                     last = (502, "bad_receipt", format!("peer {peer}: {why}"));
                 }
             },
+            Err(e) if e.1 == "peer_timeout" => return Err(e),
             // Busy or failing peers and transport errors are worth another peer; a job error
             // or a bad request is the job's answer and is never retried.
             Err(e) if e.0 == 429 || e.0 >= 500 => {
@@ -323,10 +272,10 @@ pub fn place(service: &NodeService, p2p: &P2p, req: JobRequest, placement: Place
 
 /// Error codes are a closed set (docs/api.md); an unknown code from a peer is reported as such.
 fn static_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 12] = [
+    const KNOWN: [&str; 14] = [
         "invalid_request", "module_not_found", "module_too_large", "invalid_module", "input_too_large",
         "limit_out_of_range", "invalid_args_env", "busy", "idempotency_conflict", "storage", "bad_body",
-        "body_too_large",
+        "body_too_large", "no_memory", "idempotency_pending",
     ];
     KNOWN.iter().find(|k| **k == code).copied().unwrap_or("peer_error")
 }
@@ -337,7 +286,8 @@ pub const MAX_REDUNDANCY: usize = 16;
 /// Runs `req` on `k` distinct nodes (this one and connected peers, in parallel) and reports
 /// whether their receipts agree on job id, output hashes, exit status and fuel: the engine is
 /// deterministic, so honest nodes agree. Answer: `{"k":…,"agree":…,"answers":[…]}`.
-pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: usize) -> Result<String, PlaceError> {
+pub fn redundant(node: &Node, req: JobRequest, k: usize) -> Result<String, PlaceError> {
+    let (service, p2p) = (&node.service, node.p2p.as_ref());
     if k < 1 || k > MAX_REDUNDANCY {
         return Err((422, "invalid_request", format!("redundancy must be 1 to {MAX_REDUNDANCY}")));
     }
@@ -354,14 +304,11 @@ pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: u
         let remote: Vec<_> = peers
             .iter()
             .map(|peer| {
-                let r = clone_request(&req);
-                scope.spawn(move || place(service, p2p.expect("checked above"), r, Placement::Peer(*peer)))
+                let r = JobRequest { placement: None, redundancy: None, ..req.clone() };
+                scope.spawn(move || place(node, r, Placement::Peer(*peer)))
             })
             .collect();
-        let local = match service.submit(clone_request(&req)) {
-            Ok(done) => Ok(job_json(&done)),
-            Err(e) => Err((status_of(&e), e.code(), e.to_string())),
-        };
+        let local = service.submit(req.clone()).map(|done| done.to_json()).map_err(service_error);
         std::iter::once(local).chain(remote.into_iter().map(|h| h.join().unwrap_or_else(|_| Err((500, "peer_error", "executor thread failed".into()))))).collect()
     });
     let mut bodies = Vec::with_capacity(k);
@@ -382,22 +329,6 @@ pub fn redundant(service: &NodeService, p2p: Option<&P2p>, req: JobRequest, k: u
     Ok(format!("{{\"k\":{k},\"agree\":{agree},\"answers\":[{}]}}", bodies.join(",")))
 }
 
-
-fn clone_request(r: &JobRequest) -> JobRequest {
-    JobRequest {
-        module: match &r.module {
-            ModuleSource::Bytes(b) => ModuleSource::Bytes(b.clone()),
-            ModuleSource::Sha256(d) => ModuleSource::Sha256(*d),
-        },
-        input: r.input.clone(),
-        args: r.args.clone(),
-        env: r.env.clone(),
-        limits: r.limits,
-        idempotency_key: r.idempotency_key.clone(),
-        placement: None,
-        redundancy: None,
-    }
-}
 
 #[cfg(test)]
 mod tests {

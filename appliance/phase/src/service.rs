@@ -1,28 +1,43 @@
-//! The node's job service, independent of transport: resolves modules, applies limits and
-//! concurrency caps, runs jobs, signs receipts, and replays results for idempotency keys.
+//! The node's job service, independent of transport: resolves modules, applies limits,
+//! concurrency caps and memory admission, runs jobs, signs receipts, and replays results for
+//! idempotency keys.
+//!
+//! Everything it holds is bounded: jobs by their slots (`max_concurrent`), the memory they may
+//! use by the pool of the node's memory plan (reserved at its limits before a job runs),
+//! compiled modules and module bytes by their measured size, kept results by their bytes, and
+//! every wait (for a job running under the same idempotency key) by that job's deadline.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use phase_core::encoding::hex_encode;
-use phase_core::job::{JobSpec, RequestedLimits, SpecError};
+use phase_core::encoding::{base64_encode, hex_encode};
+use phase_core::job::{JobSpec, SpecError};
 use phase_core::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Digest, LimitError, Limits};
 
-use crate::engine::{Engine, Execution, Job, ModuleError, DEFAULT_MAX_MODULE_BYTES};
+pub use phase_core::wire::{JobRequest, ModuleSource};
+
+use crate::cache::SizedCache;
+use crate::engine::{CompiledModule, Engine, Execution, Job, ModuleError, DEFAULT_MAX_MODULE_BYTES};
 use crate::identity::NodeIdentity;
+use crate::memory::{job_reservation, Budget, MemoryPlan, Reservation};
 use crate::modules::ModuleStore;
 
 /// Input size: default cap and hard maximum.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 16 << 20;
 pub const HARD_MAX_INPUT_BYTES: usize = 64 << 20;
-/// Idempotency keys: length cap and how many results are remembered.
+/// Idempotency keys: length cap, and how many results are remembered at most (besides the
+/// byte cap of the memory plan).
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
-pub const IDEMPOTENCY_ENTRIES: usize = 10_000;
+pub const MAX_KEPT_RESULTS: usize = 100_000;
+/// What a kept result costs beyond its output: receipt, spec, map entry.
+const RESULT_OVERHEAD: usize = 1024;
+/// A request waiting for a job under the same key waits at most that job's deadline plus this.
+const WAIT_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -35,38 +50,45 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Cap on module bytes kept in the data dir.
     pub max_disk_module_bytes: u64,
+    /// How the node's memory budget is split (memory.rs).
+    pub memory: MemoryPlan,
 }
 
-impl Default for NodeConfig {
-    fn default() -> Self {
+impl NodeConfig {
+    /// Limits and caps derived from a memory plan, so that a default job fits the pool several
+    /// times and the largest one fits it once (docs/api.md, "Memory"): memory limit default
+    /// pool/8 (at most 64 MiB), maximum pool/2 (at most 1 GiB); output default pool/32 (at
+    /// most 1 MiB), maximum pool/16 (at most 16 MiB); modules pool/40 (compiling takes up to
+    /// 40 bytes per byte of wasm), inputs pool/8 (both at most 16 MiB).
+    pub fn for_memory(memory: MemoryPlan) -> NodeConfig {
+        let pool = memory.pool;
+        let default_limits = Limits {
+            memory_bytes: (pool / 8).min(Limits::DEFAULT.memory_bytes),
+            output_bytes: (pool / 32).min(Limits::DEFAULT.output_bytes),
+            ..Limits::DEFAULT
+        };
+        let max_limits = Limits {
+            memory_bytes: (pool / 2).min(Limits::MAX.memory_bytes),
+            output_bytes: (pool / 16).min(Limits::MAX.output_bytes),
+            ..Limits::MAX
+        };
         NodeConfig {
-            default_limits: Limits::DEFAULT,
-            max_limits: Limits::MAX,
-            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
-            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+            default_limits,
+            max_limits,
+            max_module_bytes: ((pool / crate::memory::COMPILE_FACTOR) as usize).min(DEFAULT_MAX_MODULE_BYTES),
+            max_input_bytes: ((pool / 8) as usize).min(DEFAULT_MAX_INPUT_BYTES),
             max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             data_dir: None,
             max_disk_module_bytes: crate::modules::DEFAULT_MAX_DISK_BYTES,
+            memory,
         }
     }
 }
 
-pub enum ModuleSource {
-    Bytes(Vec<u8>),
-    Sha256(Digest),
-}
-
-pub struct JobRequest {
-    pub module: ModuleSource,
-    pub input: Vec<u8>,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub limits: RequestedLimits,
-    pub idempotency_key: Option<String>,
-    /// `local`, `remote` or a peer id (remote.rs); None = here.
-    pub placement: Option<String>,
-    /// Run on this many distinct nodes and compare (remote.rs); None = 1.
-    pub redundancy: Option<u64>,
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig::for_memory(MemoryPlan::new(MemoryPlan::default_budget(), None))
+    }
 }
 
 /// A job that ran: what it was, what happened, and the signed receipt.
@@ -76,11 +98,47 @@ pub struct JobOutcome {
     pub receipt: Receipt,
 }
 
+impl JobOutcome {
+    /// Bytes a kept copy of this outcome holds.
+    fn size(&self) -> usize {
+        let strings: usize = self.spec.args.iter().chain(&self.spec.env).map(|s| s.len()).sum();
+        self.execution.stdout.len() + self.execution.stderr.len() + strings + RESULT_OVERHEAD
+    }
+}
+
 /// A finished job as the caller gets it.
 pub struct Completed {
     pub outcome: Arc<JobOutcome>,
     /// True when an idempotency key returned an earlier result without running again.
     pub replayed: bool,
+    /// The memory the job was admitted with, held until its answer is out.
+    pub hold: Option<Reservation>,
+}
+
+impl Completed {
+    /// The JSON answer for a finished job (docs/api.md).
+    pub fn to_json(&self) -> String {
+        let s = |v: &str| miniserde::json::to_string(&v.to_string());
+        let o = &self.outcome;
+        let ex = &o.execution;
+        let (exit_code, trap) = match ex.outcome {
+            Outcome::Exited(code) => (code.to_string(), "null".to_string()),
+            Outcome::Trapped(kind) => ("null".to_string(), s(kind.name())),
+        };
+        format!(
+            "{{\"job_id\":\"{}\",\"exit_code\":{exit_code},\"trap\":{trap},\"trap_detail\":{},\
+             \"stdout\":\"{}\",\"stderr\":\"{}\",\"fuel_used\":{},\"wall_time_us\":{},\
+             \"replayed\":{},\"receipt\":{}}}",
+            hex_encode(&ex.job_id),
+            ex.detail.as_deref().map(s).unwrap_or_else(|| "null".into()),
+            base64_encode(&ex.stdout),
+            base64_encode(&ex.stderr),
+            ex.fuel_used,
+            ex.wall_time.as_micros(),
+            self.replayed,
+            o.receipt.to_json()
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -92,7 +150,11 @@ pub enum ServiceError {
     Limit(LimitError),
     Spec(SpecError),
     Busy { max: usize },
+    /// What the request needs does not fit in the memory left (`what`: a job, a compilation).
+    NoMemory { what: &'static str, need: u64, free: u64 },
     IdempotencyConflict(String),
+    /// A job with this key is still running after the wait allowed for it.
+    IdempotencyPending(String),
     Storage(String),
 }
 
@@ -108,9 +170,30 @@ impl ServiceError {
             ServiceError::Limit(_) => "limit_out_of_range",
             ServiceError::Spec(_) => "invalid_args_env",
             ServiceError::Busy { .. } => "busy",
+            ServiceError::NoMemory { .. } => "no_memory",
             ServiceError::IdempotencyConflict(_) => "idempotency_conflict",
+            ServiceError::IdempotencyPending(_) => "idempotency_pending",
             ServiceError::Storage(_) => "storage",
         }
+    }
+
+    /// The HTTP status (docs/api.md).
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::InvalidRequest(_) => 400,
+            ServiceError::ModuleNotFound(_) => 404,
+            ServiceError::Module(ModuleError::TooLarge { .. }) | ServiceError::InputTooLarge { .. } => 413,
+            ServiceError::Module(_) | ServiceError::Limit(_) | ServiceError::Spec(_) => 422,
+            ServiceError::IdempotencyConflict(_) => 409,
+            ServiceError::Busy { .. } => 429,
+            ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_) => 503,
+            ServiceError::Storage(_) => 507,
+        }
+    }
+
+    /// Whether a client should come back later (answered with `Retry-After: 1`).
+    pub fn retry_later(&self) -> bool {
+        matches!(self, ServiceError::Busy { .. } | ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_))
     }
 }
 
@@ -128,10 +211,25 @@ impl fmt::Display for ServiceError {
             ServiceError::Limit(e) => write!(f, "{e}"),
             ServiceError::Spec(e) => write!(f, "{e}"),
             ServiceError::Busy { max } => write!(f, "all {max} job slots are busy; retry later"),
+            ServiceError::NoMemory { what, need, free } => {
+                write!(f, "{what} needs {need} bytes of memory and {free} are free now; retry later")
+            }
             ServiceError::IdempotencyConflict(k) => {
                 write!(f, "idempotency key {k:?} was used for a different job")
             }
+            ServiceError::IdempotencyPending(k) => {
+                write!(f, "a job with idempotency key {k:?} is still running; retry later")
+            }
             ServiceError::Storage(m) => write!(f, "module store: {m}"),
+        }
+    }
+}
+
+impl From<ModuleError> for ServiceError {
+    fn from(e: ModuleError) -> Self {
+        match e {
+            ModuleError::NoMemory { need, free } => ServiceError::NoMemory { what: "compiling the module", need, free },
+            e => ServiceError::Module(e),
         }
     }
 }
@@ -141,51 +239,61 @@ pub struct Stats {
     pub jobs_exited: AtomicU64,
     pub jobs_trapped: AtomicU64,
     pub rejected_busy: AtomicU64,
+    pub rejected_memory: AtomicU64,
     pub rejected_invalid: AtomicU64,
     pub replays: AtomicU64,
     pub fuel_used: AtomicU64,
 }
 
-enum IdemState {
-    Running(Digest),
-    Done(Digest, Arc<JobOutcome>),
-}
-
-#[derive(Default)]
+/// Idempotency keys: the jobs running under a key, and the results kept (bounded by bytes).
 struct Idempotency {
-    entries: Mutex<(HashMap<String, IdemState>, VecDeque<String>)>,
+    running: Mutex<HashMap<String, Digest>>,
     changed: Condvar,
+    /// By SHA-256 of the key: (job id, outcome).
+    done: SizedCache<(Digest, Arc<JobOutcome>)>,
+    /// Answers of jobs this node placed on peers, by SHA-256 of the key: (fingerprint of the
+    /// request, the executor's answer).
+    placed: SizedCache<(Digest, String)>,
 }
 
-/// Releases a job slot and wakes idempotency waiters however the job ends.
+/// A job slot; given back when dropped.
+pub struct Slot<'a> {
+    count: &'a AtomicUsize,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Relaxed);
+    }
+}
+
+fn take(count: &AtomicUsize, max: usize) -> Option<Slot<'_>> {
+    if count.fetch_add(1, Relaxed) >= max {
+        count.fetch_sub(1, Relaxed);
+        return None;
+    }
+    Some(Slot { count })
+}
+
+/// Gives back a job's slot and its key (kept as done, or released) however the job ends.
 struct RunGuard<'a> {
     service: &'a NodeService,
     key: Option<&'a str>,
     done: Option<(Digest, Arc<JobOutcome>)>,
+    _slot: Option<Slot<'a>>,
 }
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        self.service.in_flight.fetch_sub(1, Relaxed);
-        if let Some(key) = self.key {
-            let mut guard = self.service.idem.entries.lock().unwrap_or_else(|p| p.into_inner());
-            let (map, order) = &mut *guard;
-            match self.done.take() {
-                Some((id, outcome)) => {
-                    map.insert(key.to_string(), IdemState::Done(id, outcome));
-                    order.push_back(key.to_string());
-                    while order.len() > IDEMPOTENCY_ENTRIES {
-                        if let Some(old) = order.pop_front() {
-                            map.remove(&old);
-                        }
-                    }
-                }
-                None => {
-                    map.remove(key);
-                }
-            }
-            self.service.idem.changed.notify_all();
+        let Some(key) = self.key else { return };
+        let idem = &self.service.idem;
+        let mut running = idem.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.remove(key);
+        if let Some((id, outcome)) = self.done.take() {
+            let size = outcome.size();
+            idem.done.insert(sha256(key.as_bytes()), Arc::new((id, outcome)), size);
         }
+        idem.changed.notify_all();
     }
 }
 
@@ -194,8 +302,12 @@ pub struct NodeService {
     identity: NodeIdentity,
     config: NodeConfig,
     modules: ModuleStore,
+    /// The memory plan's pool: what jobs, compilations and request bodies reserve from.
+    pool: Arc<Budget>,
     idem: Idempotency,
     in_flight: AtomicUsize,
+    forwarding: AtomicUsize,
+    waiting: AtomicUsize,
     pub stats: Stats,
     started: Instant,
 }
@@ -206,20 +318,30 @@ impl NodeService {
         config.default_limits = config.default_limits.min(&config.max_limits);
         config.max_input_bytes = config.max_input_bytes.min(HARD_MAX_INPUT_BYTES);
         config.max_concurrent = config.max_concurrent.max(1);
-        let engine = Engine::new(config.max_module_bytes);
+        let plan = config.memory;
+        let engine = Engine::with_cache(config.max_module_bytes, plan.compiled as usize);
         config.max_module_bytes = engine.max_module_bytes();
         let modules = ModuleStore::new(
             config.data_dir.as_ref().map(|d| d.join("modules")),
-            256 << 20,
+            plan.module_store as usize,
             config.max_disk_module_bytes,
         )?;
         Ok(NodeService {
             engine,
             identity,
-            config,
             modules,
-            idem: Idempotency::default(),
+            pool: Budget::new(plan.pool),
+            idem: Idempotency {
+                running: Mutex::new(HashMap::new()),
+                changed: Condvar::new(),
+                // Three quarters of the results' share for local runs, a quarter for placed jobs.
+                done: SizedCache::new(MAX_KEPT_RESULTS, (plan.results / 4 * 3) as usize),
+                placed: SizedCache::new(MAX_KEPT_RESULTS, (plan.results / 4) as usize),
+            },
+            config,
             in_flight: AtomicUsize::new(0),
+            forwarding: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             stats: Stats::default(),
             started: Instant::now(),
         })
@@ -237,8 +359,41 @@ impl NodeService {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
     }
+    pub fn forwarding(&self) -> usize {
+        self.forwarding.load(Relaxed)
+    }
     pub fn cached_modules(&self) -> usize {
         self.modules.len()
+    }
+    /// The pool requests and jobs reserve memory from.
+    pub fn pool(&self) -> &Arc<Budget> {
+        &self.pool
+    }
+    /// Bytes held now: (kept results, compiled modules, module bytes in RAM).
+    pub fn cache_bytes(&self) -> (usize, usize, usize) {
+        (self.idem.done.bytes() + self.idem.placed.bytes(), self.engine.cached_bytes().0, self.modules.memory_bytes())
+    }
+
+    /// The answer kept for a job placed on a peer under `key`: (request fingerprint, answer).
+    pub fn placed(&self, key: &str) -> Option<Arc<(Digest, String)>> {
+        self.idem.placed.get(&sha256(key.as_bytes()))
+    }
+
+    /// Keeps a placed job's answer under its key (bounded by bytes; oldest forgotten first).
+    pub fn keep_placed(&self, key: &str, fingerprint: Digest, answer: String) {
+        let size = answer.len() + key.len() + RESULT_OVERHEAD;
+        self.idem.placed.insert(sha256(key.as_bytes()), Arc::new((fingerprint, answer)), size);
+    }
+
+    /// A job slot, if one is free: taken before a peer's job is even parsed.
+    pub fn try_slot(&self) -> Result<Slot<'_>, ServiceError> {
+        take(&self.in_flight, self.config.max_concurrent).ok_or(ServiceError::Busy { max: self.config.max_concurrent })
+    }
+
+    /// A permit to forward a job to a peer and wait for it (as many at once as job slots).
+    pub fn try_forward(&self) -> Result<Slot<'_>, ServiceError> {
+        let max = self.config.max_concurrent;
+        take(&self.forwarding, max).ok_or(ServiceError::Busy { max })
     }
 
     /// The bytes of a module this node holds (uploaded or sent inline earlier).
@@ -246,25 +401,35 @@ impl NodeService {
         self.modules.get(d)
     }
 
+    fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, ServiceError> {
+        self.engine.compile_within(bytes, Some(&self.pool)).map_err(ServiceError::from)
+    }
+
     /// Validates and stores a module so jobs can name it by hash. Returns (hash, newly stored).
     pub fn put_module(&self, bytes: Vec<u8>) -> Result<(Digest, bool), ServiceError> {
-        let compiled = self.engine.compile(&bytes).map_err(ServiceError::Module)?;
+        let compiled = self.compile(&bytes)?;
         let fresh = self.modules.put(compiled.sha256, bytes).map_err(ServiceError::Storage)?;
         Ok((compiled.sha256, fresh))
     }
 
     pub fn submit(&self, req: JobRequest) -> Result<Completed, ServiceError> {
-        let result = self.submit_inner(req);
+        self.submit_with(None, req)
+    }
+
+    /// Runs a job in `slot` (taken earlier with `try_slot`), or in a slot taken when it is due.
+    pub fn submit_with(&self, slot: Option<Slot<'_>>, req: JobRequest) -> Result<Completed, ServiceError> {
+        let result = self.submit_inner(slot, req);
         if let Err(e) = &result {
             match e {
                 ServiceError::Busy { .. } => self.stats.rejected_busy.fetch_add(1, Relaxed),
+                ServiceError::NoMemory { .. } => self.stats.rejected_memory.fetch_add(1, Relaxed),
                 _ => self.stats.rejected_invalid.fetch_add(1, Relaxed),
             };
         }
         result
     }
 
-    fn submit_inner(&self, req: JobRequest) -> Result<Completed, ServiceError> {
+    fn submit_inner(&self, slot: Option<Slot<'_>>, req: JobRequest) -> Result<Completed, ServiceError> {
         if let Some(k) = &req.idempotency_key {
             if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
                 return Err(ServiceError::InvalidRequest(format!(
@@ -280,7 +445,7 @@ impl NodeService {
         }
         let module = match req.module {
             ModuleSource::Bytes(bytes) => {
-                let m = self.engine.compile(&bytes).map_err(ServiceError::Module)?;
+                let m = self.compile(&bytes)?;
                 // Keep it in RAM so later jobs may name it by hash; only PUT writes to disk.
                 self.modules.remember(m.sha256, bytes);
                 m
@@ -289,7 +454,7 @@ impl NodeService {
                 Some(m) => m,
                 None => {
                     let bytes = self.modules.get(&d).ok_or(ServiceError::ModuleNotFound(d))?;
-                    self.engine.compile(&bytes).map_err(ServiceError::Module)?
+                    self.compile(&bytes)?
                 }
             },
         };
@@ -301,16 +466,20 @@ impl NodeService {
         let job_id = spec.job_id();
         let key = req.idempotency_key.as_deref();
         if let Some(k) = key {
-            if let Some(done) = self.claim_key(k, job_id)? {
+            let wait = Duration::from_millis(limits.deadline_ms) + WAIT_MARGIN;
+            if let Some(done) = self.claim_key(k, job_id, wait)? {
                 self.stats.replays.fetch_add(1, Relaxed);
-                return Ok(Completed { outcome: done, replayed: true });
+                return Ok(Completed { outcome: done, replayed: true, hold: None });
             }
         }
         let max = self.config.max_concurrent;
-        let mut guard = RunGuard { service: self, key, done: None };
-        if self.in_flight.fetch_add(1, Relaxed) >= max {
-            return Err(ServiceError::Busy { max }); // the guard releases slot and key
-        }
+        let mut guard = RunGuard { service: self, key, done: None, _slot: None };
+        guard._slot = Some(match slot {
+            Some(s) => s,
+            None => take(&self.in_flight, max).ok_or(ServiceError::Busy { max })?,
+        });
+        let need = job_reservation(limits.memory_bytes, limits.output_bytes);
+        let hold = self.pool.try_reserve(need).ok_or(ServiceError::NoMemory { what: "the job", need, free: self.pool.free() })?;
         let job = Job { spec, module, input: Arc::from(req.input) };
         let execution = self.engine.run(&job);
         let receipt = Receipt::sign(execution.receipt_body(&job.spec), self.identity.key_pair());
@@ -334,28 +503,39 @@ impl NodeService {
         let outcome = Arc::new(JobOutcome { spec: job.spec, execution, receipt });
         guard.done = Some((job_id, outcome.clone()));
         drop(guard);
-        Ok(Completed { outcome, replayed: false })
+        Ok(Completed { outcome, replayed: false, hold: Some(hold) })
     }
 
-    /// Claims an idempotency key for `job_id`: returns an earlier result, waits for a run in
-    /// progress with the same key, or marks the key as running.
-    fn claim_key(&self, key: &str, job_id: Digest) -> Result<Option<Arc<JobOutcome>>, ServiceError> {
-        let mut guard = self.idem.entries.lock().unwrap_or_else(|p| p.into_inner());
+    /// Claims an idempotency key for `job_id`: returns an earlier result, waits (at most
+    /// `wait`, and only as one of at most `max_concurrent` waiters) for a run in progress with
+    /// the same key, or marks the key as running.
+    fn claim_key(&self, key: &str, job_id: Digest, wait: Duration) -> Result<Option<Arc<JobOutcome>>, ServiceError> {
+        let conflict = || ServiceError::IdempotencyConflict(key.to_string());
+        let digest = sha256(key.as_bytes());
+        let give_up = Instant::now() + wait;
+        let mut waiter: Option<Slot<'_>> = None;
+        let mut running = self.idem.running.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let conflict = || ServiceError::IdempotencyConflict(key.to_string());
-            match guard.0.get(key) {
+            if let Some(done) = self.idem.done.get(&digest) {
+                return if done.0 == job_id { Ok(Some(done.1.clone())) } else { Err(conflict()) };
+            }
+            match running.get(key) {
                 None => {
-                    guard.0.insert(key.to_string(), IdemState::Running(job_id));
+                    running.insert(key.to_string(), job_id);
                     return Ok(None);
                 }
-                Some(IdemState::Done(id, outcome)) => {
-                    return if *id == job_id { Ok(Some(outcome.clone())) } else { Err(conflict()) };
-                }
-                Some(IdemState::Running(id)) if *id != job_id => return Err(conflict()),
-                Some(IdemState::Running(_)) => {
-                    guard = self.idem.changed.wait(guard).unwrap_or_else(|p| p.into_inner());
-                }
+                Some(id) if *id != job_id => return Err(conflict()),
+                Some(_) => {}
             }
+            if waiter.is_none() {
+                let max = self.config.max_concurrent;
+                waiter = Some(take(&self.waiting, max).ok_or(ServiceError::Busy { max })?);
+            }
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ServiceError::IdempotencyPending(key.to_string()));
+            }
+            running = self.idem.changed.wait_timeout(running, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }

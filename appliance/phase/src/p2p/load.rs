@@ -33,7 +33,7 @@ pub struct LoadCodec {
 }
 
 async fn read_record<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Record> {
-    let bytes = read_frame(io, MAX_RECORD).await?;
+    let bytes = read_frame(io, MAX_RECORD, None).await?.bytes;
     Record::parse(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

@@ -22,12 +22,14 @@ pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
 /// identify protocol version: peers speaking another one are not Phase nodes.
 pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
 
-/// Runs a job another peer sent: the `POST /v1/jobs` body in, the answer JSON out.
-pub type JobHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
+/// Runs a job another peer sent: the `POST /v1/jobs` body in, the answer JSON out (off the
+/// swarm's thread: the node runs it on its worker pool).
+pub type JobHandler = Arc<dyn Fn(Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>> + Send + Sync>;
+pub use jobs::FreeSlot;
 /// This node's load now (jobs running, slots), shared with peers by the load protocol.
 pub type LoadProbe = Arc<dyn Fn() -> Load + Send + Sync>;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct P2pConfig {
     pub listen: Vec<Multiaddr>,
     /// Multiaddrs ending in /p2p/<peer id>.
@@ -46,6 +48,22 @@ pub struct P2pConfig {
     pub provide: Vec<String>,
     /// Test fixture (`--fault peer-bad-load`): send peers oversized load records.
     pub bad_load_records: bool,
+    /// Where inbound job frames reserve their memory, and whether a job slot is free (a job
+    /// request is read only then).
+    pub budget: Option<Arc<crate::memory::Budget>>,
+    pub free_slot: Option<FreeSlot>,
+    /// Established connections at most, in all and per peer; incoming connections in their
+    /// handshake at most (docs/protocol.md).
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    pub max_pending_incoming: u32,
+    /// Peers remembered at most (connected ones are always kept).
+    pub max_peers: usize,
+}
+
+/// Default bound on peer connections: one per 2 MiB of the memory budget, 16 to 512.
+pub fn default_max_connections(budget: u64) -> u32 {
+    ((budget >> 21) as u32).clamp(16, 512)
 }
 
 impl Default for P2pConfig {
@@ -60,6 +78,12 @@ impl Default for P2pConfig {
             max_job_request: jobs::DEFAULT_MAX_REQUEST,
             provide: Vec::new(),
             bad_load_records: false,
+            budget: None,
+            free_slot: None,
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            max_pending_incoming: 32,
+            max_peers: 4096,
         }
     }
 }
@@ -138,17 +162,28 @@ impl P2p {
         Ok(P2p { commands, peer_id })
     }
 
-    fn ask<T>(&self, wait: Duration, make: impl FnOnce(smol::channel::Sender<T>) -> swarm::Command) -> Result<T, P2pError> {
+    /// Sends the swarm a command and waits up to `wait` for its answer, without a thread:
+    /// what the HTTP routes use.
+    pub async fn ask_async<T>(&self, wait: Duration, make: impl FnOnce(smol::channel::Sender<T>) -> swarm::Command) -> Result<T, P2pError> {
         let (tx, rx) = smol::channel::bounded(1);
-        self.commands.send_blocking(make(tx)).map_err(|_| P2pError::Stopped)?;
-        smol::block_on(async {
-            smol::future::or(async { rx.recv().await.ok() }, async {
+        let command = make(tx);
+        // The whole exchange is bounded, queueing the command included.
+        smol::future::or(
+            async {
+                self.commands.send(command).await.ok()?;
+                rx.recv().await.ok()
+            },
+            async {
                 smol::Timer::after(wait).await;
                 None
-            })
-            .await
-        })
+            },
+        )
+        .await
         .ok_or(P2pError::Stopped)
+    }
+
+    fn ask<T>(&self, wait: Duration, make: impl FnOnce(smol::channel::Sender<T>) -> swarm::Command) -> Result<T, P2pError> {
+        smol::block_on(self.ask_async(wait, make))
     }
 
     /// Sends a job (a `POST /v1/jobs` body) to `peer` and waits up to `wait` for its answer.
@@ -161,18 +196,24 @@ impl P2p {
         }
     }
 
-    /// Peers providing a capability key (e.g. `/phase/cap/wasm/x86_64`), by a DHT lookup.
-    pub fn find_providers(&self, key: &str) -> Result<Vec<PeerId>, P2pError> {
+    /// Peers providing a capability key (e.g. `/phase/cap/wasm/x86_64`), by a DHT lookup
+    /// (at most 12 s).
+    pub async fn find_providers(&self, key: &str) -> Result<Vec<PeerId>, P2pError> {
         let key = key.to_string();
-        self.ask(Duration::from_secs(12), |reply| swarm::Command::FindProviders { key, reply })
+        self.ask_async(Duration::from_secs(12), |reply| swarm::Command::FindProviders { key, reply }).await
     }
 
+    pub async fn peers_async(&self) -> Result<Vec<PeerInfo>, P2pError> {
+        self.ask_async(Duration::from_secs(5), swarm::Command::Peers).await
+    }
+
+    /// The peer table, for code on worker threads (placement).
     pub fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {
         self.ask(Duration::from_secs(5), swarm::Command::Peers)
     }
 
     /// The addresses this node listens on, each with /p2p/<peer id>.
-    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, P2pError> {
-        self.ask(Duration::from_secs(5), swarm::Command::ListenAddrs)
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, P2pError> {
+        self.ask_async(Duration::from_secs(5), swarm::Command::ListenAddrs).await
     }
 }

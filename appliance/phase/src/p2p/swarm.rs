@@ -12,7 +12,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
-use libp2p::{autonat, dcutr, identify, kad, mdns, noise, ping, pnet, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{autonat, connection_limits, dcutr, identify, kad, mdns, noise, ping, pnet, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
 use super::jobs::{JobCodec, MAX_STREAMS, PROTOCOL as JOB_PROTOCOL};
 use super::load::{self, Load, LoadCodec, Record};
@@ -33,8 +33,13 @@ pub fn capability_keys() -> Vec<String> {
     vec![format!("/phase/cap/wasm/{}", std::env::consts::ARCH), "/phase/cap/wasm".to_string()]
 }
 
+/// Addresses kept per peer (identify and mDNS announce them: the peer chooses how many).
+const MAX_ADDRS: usize = 16;
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// Refuses connections beyond the caps before any other behaviour sees them.
+    limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -154,7 +159,12 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
             },
         )
     });
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.max_pending_incoming));
     let behaviour = Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
         identify: identify::Behaviour::new(
             identify::Config::new(PROTOCOL_VERSION.into(), key.public())
                 .with_agent_version(config.agent.clone())
@@ -164,7 +174,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         kad,
         mdns: mdns.into(),
         jobs: request_response::Behaviour::with_codec(
-            JobCodec { max_request: config.max_job_request },
+            JobCodec { max_request: config.max_job_request, budget: config.budget.clone(), free_slot: config.free_slot.clone() },
             [(JOB_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(JOB_TIMEOUT)
@@ -237,6 +247,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         provide,
         dial_by: (!dial_later.is_empty()).then(|| Instant::now() + Duration::from_secs(1)),
         dial_later,
+        max_peers: config.max_peers.max(16),
     };
     std::thread::Builder::new()
         .name("p2p".into())
@@ -292,6 +303,8 @@ struct Jobs {
     /// Bootstrap peers to dial once a listen address beyond loopback is up, or at `dial_by`.
     dial_later: Vec<Multiaddr>,
     dial_by: Option<Instant>,
+    /// Bound on the peer table.
+    max_peers: usize,
 }
 
 impl Jobs {
@@ -310,7 +323,7 @@ impl Jobs {
     }
 
     fn send(&mut self, swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, peer: PeerId, body: Vec<u8>, reply: AnswerTx) {
-        let id = swarm.behaviour_mut().jobs.send_request(&peer, body);
+        let id = swarm.behaviour_mut().jobs.send_request(&peer, body.into());
         let seq = peers.get_mut(&peer).and_then(|p| {
             p.sent_since_load += 1;
             p.load.map(|(r, _)| r.seq)
@@ -458,11 +471,30 @@ enum Ev {
     Tick,
 }
 
-fn entry<'a>(peers: &'a mut HashMap<PeerId, Peer>, id: PeerId, source: &'static str) -> &'a mut Peer {
+/// The table entry of peer `id`, made if new. The table is bounded: a new peer beyond
+/// `max` entries replaces the disconnected peer seen longest ago (connected peers are bounded
+/// by the connection limits, well below it).
+fn entry<'a>(peers: &'a mut HashMap<PeerId, Peer>, max: usize, id: PeerId, source: &'static str) -> &'a mut Peer {
+    if !peers.contains_key(&id) && peers.len() >= max {
+        let stale = peers.iter().filter(|(_, p)| p.connections == 0).min_by_key(|(_, p)| std::cmp::Reverse(p.seen.elapsed())).map(|(k, _)| *k);
+        if let Some(old) = stale {
+            peers.remove(&old);
+        }
+    }
     peers.entry(id).or_insert_with(|| {
         log!("p2p: discovered {id} via {source}");
         Peer::new(vec![], source)
     })
+}
+
+/// Adds `addr` to a peer's addresses, keeping at most MAX_ADDRS (the newest).
+fn remember_addr(p: &mut Peer, addr: &Multiaddr) {
+    if !p.addrs.contains(addr) {
+        if p.addrs.len() >= MAX_ADDRS {
+            p.addrs.remove(0);
+        }
+        p.addrs.push(addr.clone());
+    }
 }
 
 fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs: &mut Jobs, event: SwarmEvent<BehaviourEvent>) {
@@ -471,9 +503,12 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
             // Run the job off the swarm thread; its answer comes back through `done`.
             let (handler, done) = (jobs.handler.clone(), jobs.done_tx.clone());
-            log!("p2p: job request from {peer} ({} bytes)", request.len());
+            log!("p2p: job request from {peer} ({} bytes)", request.bytes.len());
             smol::spawn(async move {
-                let answer = smol::unblock(move || handler(request)).await;
+                // The frame's memory stays reserved until the job's answer is made.
+                let hold = request.hold;
+                let answer = handler(request.bytes).await;
+                drop(hold);
                 let _ = done.send((channel, answer)).await;
             })
             .detach();
@@ -595,7 +630,7 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 }
             }
             jobs.flush(swarm, peers, peer_id);
-            let p = entry(peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });
+            let p = entry(peers, jobs.max_peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });
             p.connections += 1;
             p.seen = Instant::now();
             if p.connections == 1 {
@@ -624,12 +659,12 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 let _ = swarm.disconnect_peer_id(peer_id);
                 return;
             }
-            for addr in &info.listen_addrs {
+            for addr in info.listen_addrs.iter().take(MAX_ADDRS) {
                 swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
             }
-            let p = entry(peers, peer_id, "inbound");
+            let p = entry(peers, jobs.max_peers, peer_id, "inbound");
             p.agent = info.agent_version;
-            p.addrs = info.listen_addrs;
+            p.addrs = info.listen_addrs.into_iter().take(MAX_ADDRS).collect();
             p.seen = Instant::now();
             if p.is_phase() {
                 // A (re)connected Phase peer learns our load now, and we learn its load in the
@@ -646,10 +681,8 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
         }
         SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
             for (id, addr) in list {
-                let p = entry(peers, id, "mdns");
-                if !p.addrs.contains(&addr) {
-                    p.addrs.push(addr.clone());
-                }
+                let p = entry(peers, jobs.max_peers, id, "mdns");
+                remember_addr(p, &addr);
                 swarm.behaviour_mut().kad.add_address(&id, addr.clone());
                 if p.connections == 0 {
                     let _ = swarm.dial(addr);
@@ -657,11 +690,9 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })) => {
-            let p = entry(peers, peer, "dht");
+            let p = entry(peers, jobs.max_peers, peer, "dht");
             for a in addresses.iter() {
-                if !p.addrs.contains(a) {
-                    p.addrs.push(a.clone());
-                }
+                remember_addr(p, a);
             }
             // Know a peer, talk to it: a connection brings identify and ping.
             if p.connections == 0 {

@@ -71,6 +71,15 @@ impl Node {
         Node { child, addr, log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the node process has ended (crashed or aborted: tests never stop it early).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
@@ -164,4 +173,91 @@ pub fn json_u64(text: &str, field: &str) -> Option<u64> {
 /// The `receipt` object of a job response, re-serialised.
 pub fn receipt_of(text: &str) -> String {
     miniserde::json::to_string(&json_field(text, "receipt"))
+}
+
+/// A raw TCP connection to a node, for hostile-client tests: what to send is up to the test,
+/// and a source address other than 127.0.0.1 (any of 127/8) stands for another host.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        Raw::connect_from(addr, [127, 0, 0, 1])
+    }
+
+    pub fn connect_from(addr: SocketAddr, source: [u8; 4]) -> Raw {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        s.bind(&SocketAddr::from((source, 0)).into()).expect("bind source address");
+        s.connect(&addr.into()).expect("connect");
+        let stream: TcpStream = s.into();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Raw { stream }
+    }
+
+    /// Shrinks the receive buffer, so a client that stops reading stalls the server's writes
+    /// after a few KiB instead of after the kernel's default megabytes.
+    pub fn small_receive_buffer(&self) {
+        let s = socket2::SockRef::from(&self.stream);
+        s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads until the server closes (or the read timeout): everything it sent.
+    pub fn read_all(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// The status code of the first response in what the server sent before closing.
+    pub fn status(&mut self) -> Option<u16> {
+        status_of(&self.read_all())
+    }
+
+    /// True once the server has closed the connection (a read returns end of file or a
+    /// reset) within `within`; bytes it sends first are skipped.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let mut buf = [0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// The status code at the start of an HTTP/1.1 response.
+pub fn status_of(raw: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(raw.get(..12)?).ok()?;
+    text.strip_prefix("HTTP/1.1 ")?.parse().ok()
+}
+
+/// The node process's resident set size, in bytes (Linux /proc).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
 }

@@ -1,0 +1,116 @@
+//! The node's HTTP API (docs/api.md): routes over a `Node`, behind the front in `http`. Every
+//! error is a JSON body with a code and a one-line reason. Cheap answers (health, status,
+//! metrics, boot artifacts) are made on the front's executor and so answer at once whatever the
+//! job slots are doing; work that blocks (jobs, compiles, placement) goes to the node's worker
+//! pool; peer-network lookups are awaited without holding a thread.
+
+mod jobs;
+mod status;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use phase_core::http::{Method, RequestHead};
+
+use crate::http::{Admission, Handler, Request, Response};
+use crate::node::Node;
+use crate::service::ServiceError;
+
+/// The API's handler: the front calls it for every request.
+pub struct Api {
+    pub node: Arc<Node>,
+}
+
+/// The largest job request body this node takes, over HTTP or from a peer: base64 grows bytes
+/// by 4/3; 1 MiB covers args, env and the JSON around them.
+pub fn max_job_body(c: &crate::service::NodeConfig) -> usize {
+    (c.max_module_bytes + c.max_input_bytes) / 3 * 4 + (1 << 20)
+}
+
+/// The answer for a service error (docs/api.md), with Retry-After where coming back helps.
+pub(crate) fn service_error(e: &ServiceError) -> Response {
+    let r = Response::error(e.status(), e.code(), &e.to_string());
+    if e.retry_later() {
+        r.header("Retry-After", "1")
+    } else {
+        r
+    }
+}
+
+pub(crate) fn p2p_disabled() -> Response {
+    Response::error(404, "p2p_disabled", "this node has not joined the peer network (phase node --p2p)")
+}
+
+impl Handler for Api {
+    fn admit(&self, head: &RequestHead) -> Result<Admission, Response> {
+        let service = &self.node.service;
+        // What a body may be, and the memory reading and parsing it takes (a job's JSON is
+        // decoded into its module and input beside it: twice its size).
+        let (cap, factor) = match (head.method, head.path()) {
+            (Method::Post, "/v1/jobs") => (max_job_body(service.config()), 2),
+            (Method::Put, "/v1/modules") => (service.config().max_module_bytes, 1),
+            // No other route takes a body.
+            _ => (0, 1),
+        };
+        let len = head.content_length;
+        if len > cap as u64 {
+            let msg = format!("body is {len} bytes, the limit for {} {} is {cap}", head.method_name, head.path());
+            return Err(Response::error(413, "body_too_large", &msg));
+        }
+        if len == 0 {
+            return Ok(Admission { hold: None });
+        }
+        let need = len * factor;
+        match service.pool().try_reserve(need) {
+            Some(hold) => Ok(Admission { hold: Some(hold) }),
+            None => {
+                service.stats.rejected_memory.fetch_add(1, Relaxed);
+                let e = ServiceError::NoMemory { what: "the request body", need, free: service.pool().free() };
+                Err(service_error(&e))
+            }
+        }
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        let node = &self.node;
+        node.requests.fetch_add(1, Relaxed);
+        let path = req.head.path().to_string();
+        let get = matches!(req.head.method, Method::Get | Method::Head);
+        match (req.head.method, path.as_str()) {
+            (_, "/health") if get => Response::json(200, "{\"status\":\"ok\"}".into()),
+            (_, "/v1/status") if get => Response::json(200, status::status(node).await),
+            (_, "/metrics") if get => Response::new(200, "text/plain; version=0.0.4", crate::http::Body::Bytes(status::metrics(node).into_bytes())),
+            (_, "/v1/peers") if get => status::peers(node).await,
+            (_, "/v1/providers") if get => status::providers(node, &req.head).await,
+            (_, "/v1/boot") if get => match &node.boot {
+                Some(b) => Response::json(200, b.index_json()),
+                None => Response::json(200, "{\"entries\":[]}".into()),
+            },
+            (_, "/v1/boot/providers") if get => status::boot_providers(node, &req.head).await,
+            (_, p) if p.starts_with("/v1/boot/") => match &node.boot {
+                Some(b) => b.serve(&req.head, &p["/v1/boot/".len()..]),
+                None => Response::error(404, "not_found", "this node serves no boot artifacts (phase node --boot-store)"),
+            },
+            (Method::Post, "/v1/jobs") => {
+                let n = node.clone();
+                node.workers.run(move || jobs::post_job(&n, req)).await.unwrap_or_else(stopped)
+            }
+            (Method::Put, "/v1/modules") => {
+                let n = node.clone();
+                node.workers.run(move || jobs::put_module(&n, req)).await.unwrap_or_else(stopped)
+            }
+            (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules" | "/v1/boot" | "/v1/boot/providers") => {
+                Response::error(405, "method_not_allowed", &format!("{} is not allowed on {path}", req.head.method_name))
+            }
+            _ => Response::error(404, "not_found", &format!("no route {path}")),
+        }
+    }
+}
+
+fn stopped() -> Response {
+    Response::error(503, "stopping", "the node is stopping").closing()
+}
+
+pub(crate) fn json_str(s: &str) -> String {
+    miniserde::json::to_string(&s.to_string())
+}

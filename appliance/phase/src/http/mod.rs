@@ -1,0 +1,274 @@
+//! The node's HTTP/1.1 front (docs/api.md "Connections and limits", decision D24). Nothing a
+//! client sends can crash it or hold what other clients need:
+//!
+//! - connections are tasks on a small executor, not threads: a slow or idle connection costs a
+//!   few KiB and no worker; blocking work (jobs, compiles) goes to the node's worker pool;
+//! - heads are parsed strictly and capped (phase_core::http), and a body is admitted by its
+//!   route (cap, memory reserved) before a byte of it is read;
+//! - every wait has a bound: the head, a body below a minimum rate, an idle keep-alive
+//!   connection, a write that makes no progress or falls below a minimum rate;
+//! - connections are bounded in total and per source address; the excess is refused at accept
+//!   with a canned 503.
+
+mod conn;
+mod message;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use phase_core::http::RequestHead;
+
+pub use message::{reason, Body, Request, Response};
+
+use crate::memory::Reservation;
+
+/// The front's limits (docs/api.md lists each with its default).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections at most, and per source address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// From a connection's start (or the first byte of a request on a kept-alive connection)
+    /// to the end of the request head.
+    pub head_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Bodies and responses must move at `min_rate` bytes/s on average once `grace` has passed.
+    pub grace: Duration,
+    pub min_rate: u64,
+    /// A write that makes no progress for this long ends the connection.
+    pub write_stall: Duration,
+    /// Executor threads for connections (they only wait on sockets and parse heads).
+    pub threads: usize,
+}
+
+/// Default bound on open connections: one per MiB of the memory budget, 64 to 1024.
+pub fn default_max_connections(budget: u64) -> usize {
+    ((budget >> 20) as usize).clamp(64, 1024)
+}
+
+impl Limits {
+    pub fn new(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            max_connections_per_ip: (max_connections / 8).max(16),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(10),
+            min_rate: 64 << 10,
+            write_stall: Duration::from_secs(10),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4),
+        }
+    }
+}
+
+/// What a handler says about a request from its head alone.
+pub struct Admission {
+    /// Memory reserved for the request while it is read and handled.
+    pub hold: Option<Reservation>,
+}
+
+/// The application behind the front: the node's API.
+pub trait Handler: Send + Sync + 'static {
+    /// Decides from the head whether the body may be read: Ok with what to hold while it is,
+    /// or the answer to send instead (413, 503 …; the body is then never read).
+    fn admit(&self, head: &RequestHead) -> Result<Admission, Response>;
+    /// Answers a request whose body has been read in full.
+    fn handle(&self, req: Request) -> impl Future<Output = Response> + Send;
+}
+
+#[derive(Debug)]
+pub enum HttpError {
+    Bind { addr: String, reason: String },
+    Start(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Bind { addr, reason } => write!(f, "cannot listen on {addr}: {reason}"),
+            HttpError::Start(e) => write!(f, "cannot start the HTTP front: {e}"),
+        }
+    }
+}
+
+/// A bound listening socket (bound before the server starts, so its port can be announced).
+pub struct Listener {
+    inner: TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl Listener {
+    pub fn bind(addr: &str) -> Result<Listener, HttpError> {
+        let bind_err = |e: std::io::Error| HttpError::Bind { addr: addr.to_string(), reason: e.to_string() };
+        let inner = TcpListener::bind(addr).map_err(bind_err)?;
+        // Linux copies TCP_NODELAY to accepted sockets: an answer written as head + body never
+        // waits for the client's delayed ACK (D11).
+        crate::sys::set_nodelay_inherited(&inner).map_err(|e| HttpError::Bind { addr: addr.to_string(), reason: format!("setsockopt TCP_NODELAY: {e}") })?;
+        let addr = inner.local_addr().map_err(bind_err)?;
+        Ok(Listener { inner, addr })
+    }
+}
+
+/// Open connections, in total and per source address.
+struct Counts {
+    max_total: usize,
+    max_per_ip: usize,
+    inner: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted connection; gives its place back when dropped.
+struct Place {
+    counts: Arc<Counts>,
+    ip: IpAddr,
+}
+
+impl Counts {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Place> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *g;
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        if *total >= self.max_total || mine >= self.max_per_ip {
+            return None;
+        }
+        *total += 1;
+        per_ip.insert(ip, mine + 1);
+        Some(Place { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut g = self.counts.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *g;
+        *total -= 1;
+        match per_ip.get_mut(&self.ip) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refused connections kept open at most at once to deliver their 503 before closing (beyond
+/// this they are closed at once).
+const MAX_LINGERING: usize = 64;
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: phase\r\nContent-Type: application/json\r\n\
+Retry-After: 1\r\nConnection: close\r\nContent-Length: 83\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"this node is at its connection limit\"}\n";
+
+/// A running front.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<smol::channel::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `listener` with `handler` until stopped.
+    pub fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits) -> Result<Server, HttpError> {
+        let addr = listener.addr;
+        let listener = smol::Async::new(listener.inner).map_err(|e| HttpError::Start(e.to_string()))?;
+        let ex = Arc::new(smol::Executor::<'static>::new());
+        let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+        let counts = Arc::new(Counts { max_total: limits.max_connections.max(1), max_per_ip: limits.max_connections_per_ip.max(1), inner: Mutex::new((0, HashMap::new())) });
+        let limits = Arc::new(limits);
+        let spawner = ex.clone();
+        ex.spawn(accept_loop(listener, handler, limits.clone(), counts, spawner)).detach();
+        let mut threads = Vec::new();
+        for i in 0..limits.threads.max(1) {
+            let (ex, stop) = (ex.clone(), stop_rx.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || smol::block_on(ex.run(async move { let _ = stop.recv().await; })))
+                .map_err(|e| HttpError::Start(format!("executor thread: {e}")))?;
+            threads.push(t);
+        }
+        Ok(Server { addr, stop: Some(stop_tx), threads })
+    }
+
+    /// Stops serving (connections in progress are dropped) and joins the threads.
+    pub fn stop(mut self) {
+        self.stop.take();
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until the front stops.
+    pub fn wait(mut self) {
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop<H: Handler>(
+    listener: smol::Async<TcpListener>,
+    handler: Arc<H>,
+    limits: Arc<Limits>,
+    counts: Arc<Counts>,
+    ex: Arc<smol::Executor<'static>>,
+) {
+    let lingering = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors or memory: back off instead of spinning.
+                log!("http: accept: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match counts.admit(peer.ip().to_canonical()) {
+            Some(place) => {
+                let (handler, limits) = (handler.clone(), limits.clone());
+                ex.spawn(async move {
+                    conn::serve(stream, peer, handler, limits).await;
+                    drop(place);
+                })
+                .detach();
+            }
+            None => refuse(stream, &lingering, &ex),
+        }
+    }
+}
+
+/// Answers a connection beyond the caps with a canned 503 and closes it. The answer goes out
+/// at once (a fresh socket's send buffer is empty); the socket then lingers briefly, reading
+/// what the client sends, so that closing does not reset the connection before the client has
+/// read the answer. Lingering is itself capped.
+fn refuse(stream: smol::Async<TcpStream>, lingering: &Arc<std::sync::atomic::AtomicUsize>, ex: &smol::Executor<'static>) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut socket: &TcpStream = stream.get_ref();
+    let _ = socket.write(REFUSED);
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+    if lingering.fetch_add(1, Relaxed) >= MAX_LINGERING {
+        lingering.fetch_sub(1, Relaxed);
+        return;
+    }
+    let lingering = lingering.clone();
+    ex.spawn(async move {
+        let drain = async {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = smol::io::AsyncReadExt::read(&mut &stream, &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let timeout = async {
+            smol::Timer::after(Duration::from_secs(2)).await;
+        };
+        smol::future::or(drain, timeout).await;
+        lingering.fetch_sub(1, Relaxed);
+    })
+    .detach();
+}

@@ -1,0 +1,305 @@
+//! Hostile clients against a real `phase node` on loopback: lengths it cannot honour, heads
+//! too large, slow and idle connections, connection floods, replies it must keep in bounded
+//! memory. Each case ends with the node alive and answering honest clients at once.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use phase_core::encoding::base64_encode;
+
+fn job_body(module: &[u8], input: &[u8], extra: &str) -> Vec<u8> {
+    format!("{{\"module\":\"{}\",\"input\":\"{}\"{extra}}}", base64_encode(module), base64_encode(input)).into_bytes()
+}
+
+/// Sends `head` (and nothing else) on a fresh connection; the status the node answered.
+fn answer_to(addr: SocketAddr, head: &str) -> Option<u16> {
+    let mut c = Raw::connect(addr);
+    c.send(head.as_bytes()).unwrap();
+    c.status()
+}
+
+/// An honest request that must be answered within `within`, however busy the node's
+/// connections are: (status, body).
+fn honest(addr: SocketAddr, method: &str, path: &str, body: &[u8], within: Duration) -> (u16, String) {
+    let started = Instant::now();
+    let mut c = Raw::connect(addr);
+    c.stream.set_read_timeout(Some(within)).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    c.send(head.as_bytes()).unwrap();
+    c.send(body).unwrap();
+    let raw = c.read_all();
+    let status = status_of(&raw).unwrap_or_else(|| panic!("{method} {path}: no answer within {within:?}"));
+    assert!(started.elapsed() < within, "{method} {path} took {:?}", started.elapsed());
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (status, String::from_utf8_lossy(&raw[split + 4..]).into_owned())
+}
+
+fn alive(node: &mut Node) {
+    assert!(node.exited().is_none(), "the node died: {:?}\n{}", node.exited(), node.log());
+    assert_eq!(honest(node.addr, "GET", "/health", b"", Duration::from_secs(2)).0, 200);
+}
+
+#[test]
+fn lengths_that_cannot_be_honoured_are_refused_and_the_node_survives() {
+    let mut node = Node::start(&[]);
+    let a = node.addr;
+    let cases: &[(&str, u16)] = &[
+        // Bodies above the route's cap: refused before anything is read or allocated.
+        ("GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775808\r\n\r\n", 413),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n", 413),
+        ("PUT /v1/modules HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n", 413),
+        // Lengths that are not one decimal number.
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n", 400),
+        // Duplicates and conflicts: the ground of request smuggling.
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
+        ("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 411),
+        // Not HTTP/1.x, no Host, a request target that is not a path.
+        ("GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        ("GET /health HTTP/1.1\r\n\r\n", 400),
+        ("GET http://x/health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        ("GET /health HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n\r\n", 417),
+    ];
+    for (head, want) in cases {
+        assert_eq!(answer_to(a, head), Some(*want), "{head:?}");
+        alive(&mut node);
+    }
+}
+
+#[test]
+fn heads_too_large_or_not_http_get_an_answer_or_a_close() {
+    let mut node = Node::start(&[]);
+    let a = node.addr;
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_eq!(answer_to(a, &format!("GET /health HTTP/1.1\r\nHost: x\r\n{many}\r\n")), Some(431));
+    let long = "a".repeat(17 << 10);
+    assert_eq!(answer_to(a, &format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Long: {long}\r\n\r\n")), Some(431));
+    // A head that never ends is cut at the cap, not buffered for ever.
+    assert_eq!(answer_to(a, &format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Long: {long}")), Some(431));
+    assert_eq!(answer_to(a, &format!("GET /{long} HTTP/1.1\r\nHost: x\r\n\r\n")), Some(431));
+    for junk in [&b"\x00\xff\xfe\r\n\r\n"[..], b"GET\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n", b"\r\n\r\n\r\n"] {
+        let mut c = Raw::connect(a);
+        c.send(junk).unwrap();
+        let got = c.read_all();
+        assert!(got.is_empty() || status_of(&got) == Some(400), "{junk:?} -> {:?}", String::from_utf8_lossy(&got));
+        alive(&mut node);
+    }
+    // Every byte value in a request line and a header: an answer or a close, never a crash.
+    for b in 0..=255u8 {
+        let mut c = Raw::connect(a);
+        let mut req = b"GET /hea".to_vec();
+        req.push(b);
+        req.extend_from_slice(b"lth HTTP/1.1\r\nHost: x\r\nX: a");
+        req.push(b);
+        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        c.send(&req).unwrap();
+        let got = c.read_all();
+        assert!(got.is_empty() || status_of(&got).is_some(), "byte {b}: {:?}", String::from_utf8_lossy(&got));
+    }
+    alive(&mut node);
+}
+
+#[test]
+fn slow_and_idle_connections_cost_no_worker_and_are_cut() {
+    // One job slot: on a server with a worker per connection, a handful of slow clients would
+    // already hold every worker.
+    let mut node = Node::start(&["--max-concurrent", "1"]);
+    let a = node.addr;
+    let started = Instant::now();
+    // Job requests whose bodies stall after 10 bytes.
+    let mut stalled: Vec<Raw> = (0..24)
+        .map(|_| {
+            let mut c = Raw::connect(a);
+            c.send(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"module\":").unwrap();
+            c
+        })
+        .collect();
+    // Connections that never send a byte.
+    let mut idle: Vec<Raw> = (0..24).map(|_| Raw::connect(a)).collect();
+    // Heads trickled a byte every 300 ms (each byte well within any per-read timeout).
+    let trickles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(a);
+                let t0 = Instant::now();
+                for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().chain(b"a".repeat(200).iter()) {
+                    if c.send(&[*b]).is_err() {
+                        return Some(t0.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                None
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Honest clients are served at once meanwhile.
+    let (st, body) = honest(a, "POST", "/v1/jobs", &job_body(&guest("hello"), b"honest", ""), Duration::from_secs(5));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(honest(a, "GET", "/health", b"", Duration::from_secs(1)).0, 200);
+    assert_eq!(honest(a, "GET", "/v1/status", b"", Duration::from_secs(1)).0, 200);
+
+    // And the slow ones are cut: stalled bodies and idle connections within ~10 s (the body's
+    // and the head's timeouts), trickled heads by the head's overall timeout.
+    for c in stalled.iter_mut().chain(idle.iter_mut()) {
+        assert!(c.closed_within(Duration::from_secs(25).saturating_sub(started.elapsed())), "a slow connection was not cut");
+    }
+    for t in trickles {
+        let cut = t.join().unwrap().expect("a trickled head was never cut");
+        assert!(cut < Duration::from_secs(25), "trickled head cut after {cut:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_secs(8), "cut too early ({:?}): honest slow links need time", started.elapsed());
+    alive(&mut node);
+}
+
+#[test]
+fn connections_beyond_the_caps_are_refused_and_other_hosts_still_served() {
+    let mut node = Node::start(&["--max-connections", "8", "--max-connections-per-ip", "4"]);
+    let a = node.addr;
+    let mine: Vec<Raw> = (0..4).map(|_| Raw::connect(a)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A fifth from the same host: refused at once with a 503, never queued.
+    let mut fifth = Raw::connect(a);
+    fifth.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let t = Instant::now();
+    assert_eq!(fifth.status(), Some(503));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // Another host is served.
+    let mut other = Raw::connect_from(a, [127, 0, 0, 2]);
+    other.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(other.status(), Some(200));
+    // The total cap: 4 more from a third host fill it, and then a fourth host is refused too.
+    let third: Vec<Raw> = (0..4).map(|_| Raw::connect_from(a, [127, 0, 0, 3])).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = Raw::connect_from(a, [127, 0, 0, 4]);
+    fourth.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(fourth.status(), Some(503));
+    drop(mine);
+    drop(third);
+    std::thread::sleep(Duration::from_millis(200));
+    alive(&mut node);
+}
+
+#[test]
+fn keep_alive_pipelining_head_and_expect_continue_work() {
+    let node = Node::start(&[]);
+    let mut c = Raw::connect(node.addr);
+    // Two requests in one write, answered in order on one connection.
+    c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&c.read_all()).into_owned();
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+    assert!(text.contains("{\"status\":\"ok\"}") && text.contains("\"node_key\""), "{text}");
+    // HEAD: the GET's length, no body.
+    let mut c = Raw::connect(node.addr);
+    c.send(b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&c.read_all()).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("Content-Length: 15\r\n") && text.ends_with("\r\n\r\n"), "{text}");
+    // Expect: 100-continue gets its interim answer before the body is sent (curl sends it).
+    let body = job_body(&guest("hello"), b"continue", "");
+    let mut c = Raw::connect(node.addr);
+    let head = format!("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    c.send(head.as_bytes()).unwrap();
+    let mut interim = [0u8; 25];
+    std::io::Read::read_exact(&mut c.stream, &mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(&body).unwrap();
+    assert_eq!(c.status(), Some(200));
+    // A body above the cap with Expect is refused before it is sent.
+    let mut c = Raw::connect(node.addr);
+    c.send(b"PUT /v1/modules HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 999999999\r\n\r\n").unwrap();
+    assert_eq!(c.status(), Some(413));
+}
+
+/// The memory this node accounts for, from /v1/status.
+fn memory(node: &Node, field: &str) -> u64 {
+    let text = node.request("GET", "/v1/status", b"").text();
+    match json_field(&text, "memory") {
+        miniserde::json::Value::Object(m) => match m.get(field) {
+            Some(miniserde::json::Value::Number(miniserde::json::Number::U64(n))) => *n,
+            _ => panic!("no memory.{field} in {text}"),
+        },
+        _ => panic!("no memory in {text}"),
+    }
+}
+
+#[test]
+fn job_results_kept_for_idempotency_are_bounded_by_bytes() {
+    let node = Node::start(&["--max-result-bytes", "3500000"]);
+    let flood = guest("hostile-output");
+    // Each job keeps 1 MiB of output: four of them do not fit in 3.5 MB.
+    let run = |key: &str| {
+        let extra = format!(",\"limits\":{{\"output_bytes\":1048576}},\"idempotency_key\":\"{key}\"");
+        let r = node.request("POST", "/v1/jobs", &job_body(&flood, b"", &extra));
+        assert_eq!(r.status, 200, "{}", r.text());
+        matches!(json_field(&r.text(), "replayed"), miniserde::json::Value::Bool(true))
+    };
+    for k in ["k1", "k2", "k3", "k4"] {
+        assert!(!run(k), "{k} ran");
+    }
+    assert!(run("k4"), "the newest result is kept");
+    assert!(!run("k1"), "the oldest result was forgotten to stay under the byte cap, so k1 ran again");
+    assert!(memory(&node, "results_bytes") <= 3_500_000);
+}
+
+#[test]
+fn memory_admission_refuses_what_does_not_fit_and_the_node_stays_within_its_budget() {
+    let budget = 96u64 << 20;
+    // The memory limit a job may ask for is allowed up to 1 GiB, so what stops a large one is
+    // the memory left, not the limit.
+    let mut node = Node::start(&["--memory-budget", &budget.to_string(), "--max-concurrent", "8", "--max-memory-bytes", "1073741824"]);
+    let a = node.addr;
+    let free = memory(&node, "free_bytes");
+    assert!(free < budget, "caches take their share of the budget first");
+    // A job whose memory limit is above what is free is refused without running.
+    let greedy = format!(",\"limits\":{{\"memory_bytes\":{}}}", free + (1 << 20));
+    let r = node.request("POST", "/v1/jobs", &job_body(&guest("hello"), b"x", &greedy));
+    assert_eq!((r.status, json_string(&r.text(), "error").as_str()), (503, "no_memory"), "{}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    // Jobs that each take a third of it (and their output and overhead besides): two run at
+    // once, the others are refused, none waits.
+    let each = free / 3;
+    let slow = job_body(&guest("hostile-loop"), b"", &format!(",\"limits\":{{\"memory_bytes\":{each},\"deadline_ms\":2000,\"fuel\":1000000000000}}"));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let body = slow.clone();
+            std::thread::spawn(move || http(a, "POST", "/v1/jobs", &body).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [200, 503].contains(s)), "{statuses:?}");
+    // Request bodies are memory too: 24 clients sending job bodies with the largest input at
+    // once; those that do not fit are refused before their bodies are read, and the process
+    // stays within its budget.
+    let max_input = json_u64(&node.request("GET", "/v1/status", b"").text(), "max_input_bytes").unwrap() as usize;
+    let big = vec![b'A'; max_input / 3 * 4];
+    let body = format!("{{\"input\":\"{}\",\"module\":\"AA\"}}", String::from_utf8_lossy(&big)).into_bytes();
+    let before = rss_bytes(node.pid());
+    let handles: Vec<_> = (0..24)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || http(a, "POST", "/v1/jobs", &body).status)
+        })
+        .collect();
+    let mut peak = 0;
+    while !handles.iter().all(|h| h.is_finished()) {
+        peak = peak.max(rss_bytes(node.pid()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.contains(&503), "some bodies cannot fit: {statuses:?}");
+    assert!(statuses.iter().all(|s| [400, 413, 422, 503].contains(s)), "{statuses:?}");
+    assert!(peak < before + budget, "RSS grew from {before} to {peak}, beyond the {budget}-byte budget");
+    alive(&mut node);
+}

@@ -263,7 +263,8 @@ struct NodeCmd {
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
     /// peer-wrong-key, peer-garbage, peer-stall, peer-lie (misbehave as an executor for peers);
-    /// peer-bad-load (send peers oversized load records);
+    /// peer-bad-load (send peers oversized load records); peer-big-frames (job requests to
+    /// peers announce 16 MiB, send 12 and stall);
     /// boot-tamper, boot-drop-halfway (serve boot artifacts with a flipped byte / cut in half)
     #[argh(option)]
     fault: Option<String>,
@@ -482,7 +483,7 @@ fn node(c: NodeCmd) -> i32 {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
-    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-bad-load", "boot-tamper", "boot-drop-halfway"];
+    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-bad-load", "peer-big-frames", "boot-tamper", "boot-drop-halfway"];
     if let Some(f) = c.fault.as_deref().filter(|f| !known.contains(f)) {
         return fail(format!("unknown --fault {f:?} (known: {})", known.join(", ")));
     }
@@ -700,6 +701,7 @@ fn start_p2p(
         agent,
         nat: c.nat,
         bad_load_records: c.fault.as_deref() == Some("peer-bad-load"),
+        stall_frames: c.fault.as_deref() == Some("peer-big-frames"),
         max_job_request: crate::api::max_job_body(cfg),
         budget: Some(service.pool().clone()),
         free_slot: Some({

@@ -553,3 +553,41 @@ fn a_peer_that_sends_oversized_load_records_is_contained() {
     let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"still", &format!(",\"placement\":\"{pb}\"")));
     assert_eq!((r.status, json_string(&r.text(), "executor")), (200, pb));
 }
+
+#[test]
+fn a_peer_that_sends_large_job_frames_and_stalls_is_held_within_the_memory_budget() {
+    // A takes 16 MiB inputs but has a 64 MiB memory budget. B places 16 jobs on A at once and
+    // each of its frames announces 16 MiB, sends 12 MiB and stalls: 192 MiB if A kept them all.
+    let budget = 64u64 << 20;
+    let mut a = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--memory-budget", &budget.to_string(), "--max-input-bytes", "16777216"]);
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &listen_addr(&a), "--fault", "peer-big-frames", "--max-concurrent", "16"]);
+    let pa = peer_id(&a);
+    assert!(wait_connected(&b, &pa, Duration::from_secs(10)));
+    let before = rss_bytes(a.pid());
+    let hello = guest("hello");
+    let placements: Vec<_> = (0..16)
+        .map(|i| {
+            let body = job(&hello, format!("stalled {i}").as_bytes(), &format!(",\"placement\":\"{pa}\",\"limits\":{{\"deadline_ms\":1000}}"));
+            let addr = b.addr;
+            std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &body).status)
+        })
+        .collect();
+    // A holds what fits in its pool and refuses the rest, by name.
+    let mut peak = 0;
+    for _ in 0..80 {
+        peak = peak.max(rss_bytes(a.pid()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Beyond the budget a node keeps at most its allocator's block cache (16 MiB).
+    let bound = before + budget + (16 << 20);
+    assert!(peak < bound, "RSS grew from {before} to {peak}: more than the {budget}-byte budget and the allocator's cache");
+    assert!(a.log().contains("job request refused: no memory for a frame of 16777216 bytes"), "{}", a.log());
+    // A serves meanwhile: its own jobs run, and its status answers.
+    assert!(a.exited().is_none());
+    let r = a.request("POST", "/v1/jobs", &job(&hello, b"honest", ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // B's placements give up at their deadline (+10 s) instead of hanging.
+    for p in placements {
+        assert!([502, 503, 504].contains(&p.join().unwrap()));
+    }
+}

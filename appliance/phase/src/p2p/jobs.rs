@@ -51,11 +51,14 @@ pub struct JobCodec {
     /// Where inbound request frames reserve their memory (none: unaccounted, for tests).
     pub budget: Option<Arc<Budget>>,
     pub free_slot: Option<FreeSlot>,
+    /// Test fixture (`--fault peer-big-frames`): every job request this node sends announces
+    /// 16 MiB, sends 12 MiB, and stalls.
+    pub stall_frames: bool,
 }
 
 impl Default for JobCodec {
     fn default() -> Self {
-        JobCodec { max_request: DEFAULT_MAX_REQUEST, budget: None, free_slot: None }
+        JobCodec { max_request: DEFAULT_MAX_REQUEST, budget: None, free_slot: None, stall_frames: false }
     }
 }
 
@@ -82,7 +85,10 @@ pub(super) async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usi
             let want = (buf.capacity() * 2).max(end).min(len);
             if let Some(h) = hold.as_mut() {
                 if !h.try_grow((want - buf.capacity()) as u64) {
-                    return Err(refused(format!("no memory for a frame of {len} bytes")));
+                    // The codec is not told the peer; the stream's end is all the peer sees.
+                    let why = format!("no memory for a frame of {len} bytes ({start} read)");
+                    log!("p2p: job request refused: {why}");
+                    return Err(refused(why));
                 }
             }
             buf.reserve_exact(want - buf.len());
@@ -119,6 +125,12 @@ impl libp2p::request_response::Codec for JobCodec {
         Ok(read_frame(io, MAX_RESPONSE, None).await?.bytes)
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Frame) -> io::Result<()> {
+        if self.stall_frames {
+            io.write_all(&(16u32 << 20).to_be_bytes()).await?;
+            io.write_all(&vec![b' '; 12 << 20]).await?;
+            io.flush().await?;
+            return futures::future::pending().await;
+        }
         write_frame(io, &req.bytes, self.max_request).await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()> {

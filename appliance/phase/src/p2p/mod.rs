@@ -48,6 +48,8 @@ pub struct P2pConfig {
     pub provide: Vec<String>,
     /// Test fixture (`--fault peer-bad-load`): send peers oversized load records.
     pub bad_load_records: bool,
+    /// Test fixture (`--fault peer-big-frames`): job requests announce 16 MiB, send 12, stall.
+    pub stall_frames: bool,
     /// Where inbound job frames reserve their memory, and whether a job slot is free (a job
     /// request is read only then).
     pub budget: Option<Arc<crate::memory::Budget>>,
@@ -78,6 +80,7 @@ impl Default for P2pConfig {
             max_job_request: jobs::DEFAULT_MAX_REQUEST,
             provide: Vec::new(),
             bad_load_records: false,
+            stall_frames: false,
             budget: None,
             free_slot: None,
             max_connections: 128,

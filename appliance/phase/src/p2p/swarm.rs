@@ -174,7 +174,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         kad,
         mdns: mdns.into(),
         jobs: request_response::Behaviour::with_codec(
-            JobCodec { max_request: config.max_job_request, budget: config.budget.clone(), free_slot: config.free_slot.clone() },
+            JobCodec { max_request: config.max_job_request, budget: config.budget.clone(), free_slot: config.free_slot.clone(), stall_frames: config.stall_frames },
             [(JOB_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(JOB_TIMEOUT)

@@ -216,6 +216,11 @@ fn plan(trusted: &[&str]) -> Plan {
     }
 }
 
+/// A deadline for exchanges with honest providers on loopback.
+fn soon() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(60)
+}
+
 fn url(n: &Node) -> String {
     format!("http://{}", n.addr)
 }
@@ -235,36 +240,36 @@ fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download
     let expired_node = Node::start(&["--boot-store", &expired]);
     let plan = plan(&[&publisher]);
 
-    match netboot::fetch_manifest(&url(&unknown_node), &plan) {
+    match netboot::fetch_manifest(&url(&unknown_node), &plan, soon()) {
         Err(netboot::NetbootError::Manifest { reason: ManifestError::UnknownKey { .. }, .. }) => {}
         other => panic!("unknown key accepted: {:?}", other.map(|m| m.0.body.version)),
     }
-    match netboot::fetch_manifest(&url(&expired_node), &plan) {
+    match netboot::fetch_manifest(&url(&expired_node), &plan, soon()) {
         Err(netboot::NetbootError::Manifest { reason: ManifestError::Expired { .. }, .. }) => {}
         other => panic!("expired accepted: {:?}", other.map(|m| m.0.body.version)),
     }
     let mut rollback = plan.clone();
     rollback.running_version = Some(5);
-    match netboot::fetch_manifest(&url(&dropping), &rollback) {
+    match netboot::fetch_manifest(&url(&dropping), &rollback, soon()) {
         Err(e) => assert!(e.to_string().contains("rollback: version 4 is below the running 5"), "{e}"),
         Ok(_) => panic!("rollback accepted"),
     }
     // The tampered kernel is refused by hash; nothing from it is used.
-    let (m, _) = netboot::fetch_manifest(&url(&tampering), &plan).unwrap();
-    match netboot::fetch_artifacts(&url(&tampering), &m, &mut |_, _, _| {}) {
+    let (m, _) = netboot::fetch_manifest(&url(&tampering), &plan, soon()).unwrap();
+    match netboot::fetch_artifacts(&url(&tampering), &m, &mut |_, _, _| {}, soon()) {
         Err(e) => assert!(e.to_string().contains("SHA-256"), "{e}"),
         Ok(_) => panic!("tampered kernel accepted"),
     }
     // A round over all of them: refusals are skipped, the connection that breaks halfway
     // through every artifact is resumed by range, and the release is the signed one.
     let candidates: Vec<String> = [&unknown_node, &expired_node, &tampering, &dropping].iter().map(|n| url(n)).collect();
-    let f = netboot::try_providers(&candidates, &plan).expect("a verifiable release");
+    let f = netboot::try_providers(&candidates, &plan, soon()).expect("a verifiable release");
     assert_eq!(f.from, url(&dropping));
     assert_eq!(f.manifest.body.version, 4);
     assert!(f.kernel == std::fs::read(lab.p("bzImage")).unwrap());
     assert!(f.initramfs == std::fs::read(lab.p("initramfs.cpio.zst")).unwrap());
     // No provider at all within the deadline: a named error, not a hang.
-    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut Vec::new, &plan, Duration::from_secs(1)).err().unwrap();
+    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut |_| Vec::new(), &plan, Duration::from_secs(1)).err().unwrap();
     assert!(err.contains("no provider served a verifiable stable/x86_64 release"), "{err}");
 }
 
@@ -344,7 +349,7 @@ fn a_provider_beyond_the_lan_is_found_through_the_dht() {
     }
     assert!(by_dht, "no DHT provider record for the release: {last}");
     let plan = plan(&[&publisher]);
-    let (m, _) = netboot::fetch_manifest(&want, &plan).expect("the discovered provider serves a verifiable manifest");
+    let (m, _) = netboot::fetch_manifest(&want, &plan, soon()).expect("the discovered provider serves a verifiable manifest");
     assert_eq!(m.body.version, 2);
     // The hub serves nothing and is not listed; bad queries are named.
     assert!(!last.contains(&format!("http://{}", hub.addr)), "{last}");
@@ -366,4 +371,93 @@ fn p2p_addr(n: &Node) -> String {
         },
         _ => panic!("no p2p in status: {status}"),
     }
+}
+
+/// A provider that answers every connection by trickling: with `head`, the head of a valid
+/// manifest answer and then its body a byte a second; without, the head itself a byte a second.
+/// Each byte arrives well within any per-read timeout.
+fn trickling_provider(head: bool) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        for conn in listener.incoming().take(8) {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                let mut req = [0u8; 4096];
+                let _ = c.read(&mut req);
+                let slow: Vec<u8> = if head {
+                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n");
+                    b"{".repeat(60000)
+                } else {
+                    b"HTTP/1.1 200 OK\r\nX-Slow: ".iter().copied().chain(std::iter::repeat_n(b'a', 60000)).collect()
+                };
+                for b in slow {
+                    if c.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    (url, t)
+}
+
+#[test]
+fn a_provider_that_trickles_cannot_hold_a_netboot_past_its_deadline() {
+    let plan = plan(&["00".repeat(32).as_str()]);
+    for head in [false, true] {
+        let (url, _server) = trickling_provider(head);
+        let started = std::time::Instant::now();
+        let err = netboot::find_release(&[url.clone()], &mut |_| Vec::new(), &plan, Duration::from_secs(4)).err().expect("no release");
+        let took = started.elapsed();
+        assert!(err.contains("within 4s"), "{err}");
+        assert!(took < Duration::from_secs(7), "a trickling {} held the search for {took:?}", if head { "body" } else { "head" });
+        // One provider alone is bounded too (MANIFEST_TIME), well before a long search ends.
+        let started = std::time::Instant::now();
+        let one = netboot::fetch_manifest(&url, &plan, std::time::Instant::now() + Duration::from_secs(2));
+        assert!(matches!(one, Err(netboot::NetbootError::Fetch(phase::boot::fetch::FetchError::Timeout { .. }))), "{:?}", one.err());
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+}
+
+#[test]
+fn downloaders_that_stop_reading_lose_their_slots() {
+    let lab = Lab::new("stuck");
+    let publisher = lab.key("pub.key");
+    // Large enough that an unread response fills the socket buffers.
+    let big: Vec<u8> = (0..24_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(lab.dir.join("bzImage"), &big).unwrap();
+    let store = lab.p("store");
+    lab.publish(&lab.p("pub.key"), &store, 1, &[]);
+    let node = Node::start(&["--boot-store", &store, "--trust", &publisher]);
+    let started = std::time::Instant::now();
+    // Four downloads (the default cap) that read the head and then nothing.
+    let stuck: Vec<common::Raw> = (0..4)
+        .map(|_| {
+            let mut c = common::Raw::connect(node.addr);
+            c.small_receive_buffer();
+            c.send(b"GET /v1/boot/stable/x86_64/bzImage HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut first = [0u8; 12];
+            c.stream.read_exact(&mut first).unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200");
+            c
+        })
+        .collect();
+    let (st, hs, _) = raw(node.addr, "HEAD", "/v1/boot/stable/x86_64/bzImage", &[]);
+    assert_eq!((st, h(&hs, "retry-after")), (503, Some("1")), "every slot is held");
+    // Their writes stall, so the node drops them, and an honest download gets the whole file.
+    let mut got = None;
+    while started.elapsed() < Duration::from_secs(40) {
+        let (st, _, body) = raw(node.addr, "GET", "/v1/boot/stable/x86_64/bzImage", &[]);
+        if st == 200 {
+            got = Some(body);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(got.as_ref() == Some(&big), "no honest download within 40 s of four stuck ones");
+    assert!(started.elapsed() >= Duration::from_secs(8), "cut too soon: {:?}", started.elapsed());
+    drop(stuck);
 }

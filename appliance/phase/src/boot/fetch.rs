@@ -1,7 +1,8 @@
 //! The fetching side: a small HTTP/1.1 client (GET with `Range`, `Connection: close`, bounded
 //! headers and bodies, timeouts) and artifact downloads into RAM with streaming SHA-256 that
 //! resume by byte range after a broken connection. Bodies are never read past the size the
-//! signed manifest states.
+//! signed manifest states. Every exchange has a deadline for the whole of it (connect, head and
+//! body), not only per read: a provider that sends a byte now and then cannot hold the caller.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -16,7 +17,6 @@ use phase_core::manifest::Artifact;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A provider silent this long mid-body is treated as a broken connection.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HEADER_BYTES: usize = 16 << 10;
 /// Resumes per artifact before this provider is given up.
 pub const MAX_RESUMES: u32 = 5;
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
@@ -33,6 +33,8 @@ pub enum FetchError {
     Http { url: String, status: u16 },
     Protocol { url: String, reason: String },
     TooLarge { url: String, max: u64 },
+    /// The exchange's deadline passed.
+    Timeout { url: String, what: &'static str },
 }
 
 impl fmt::Display for FetchError {
@@ -44,6 +46,7 @@ impl fmt::Display for FetchError {
             FetchError::Http { url, status } => write!(f, "{url}: HTTP {status}"),
             FetchError::Protocol { url, reason } => write!(f, "{url}: {reason}"),
             FetchError::TooLarge { url, max } => write!(f, "{url}: body larger than {max} bytes"),
+            FetchError::Timeout { url, what } => write!(f, "{url}: {what} did not arrive in time"),
         }
     }
 }
@@ -87,12 +90,16 @@ impl fmt::Display for Url {
     }
 }
 
-/// An answer whose headers were read; the body is read from `stream` after `pending`.
+/// An answer whose head was read; the body is read from `stream` after `pending`, and ends
+/// with a TimedOut error once the exchange's deadline has passed.
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    content_length: Option<u64>,
     pending: Vec<u8>,
     stream: TcpStream,
+    deadline: Instant,
+    url: String,
 }
 
 impl Response {
@@ -100,7 +107,7 @@ impl Response {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length").and_then(|v| v.trim().parse().ok())
+        self.content_length
     }
 }
 
@@ -112,21 +119,40 @@ impl Read for Response {
             self.pending.drain(..n);
             return Ok(n);
         }
-        self.stream.read(buf)
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "the exchange's deadline passed");
+        arm(&self.stream, self.deadline, &self.url, "the body").map_err(|_| timed_out())?;
+        match self.stream.read(buf) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) && Instant::now() >= self.deadline => Err(timed_out()),
+            other => other,
+        }
     }
 }
 
-/// GET `url`, optionally from byte `from` on. Returns once the headers are in.
-pub fn get(url: &Url, from: u64) -> Result<Response, FetchError> {
+/// Sets the socket's read timeout to what is left before `deadline` (at most READ_TIMEOUT);
+/// past it, the exchange has timed out.
+fn arm(stream: &TcpStream, deadline: Instant, url: &str, what: &'static str) -> Result<(), FetchError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(FetchError::Timeout { url: url.to_string(), what });
+    }
+    stream.set_read_timeout(Some(left.min(READ_TIMEOUT))).map_err(|e| FetchError::Io { url: url.to_string(), reason: e.to_string() })
+}
+
+/// GET `url`, optionally from byte `from` on. Returns once the head is in, all of it by
+/// `deadline`.
+pub fn get(url: &Url, from: u64, deadline: Instant) -> Result<Response, FetchError> {
     let u = url.to_string();
     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| FetchError::Connect { url: u.clone(), reason: e.to_string() })?
         .collect();
     let addr = addrs.first().ok_or_else(|| FetchError::Connect { url: u.clone(), reason: "no address".into() })?;
-    let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).map_err(|e| FetchError::Connect { url: u.clone(), reason: e.to_string() })?;
+    let connect = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+    if connect.is_zero() {
+        return Err(FetchError::Timeout { url: u, what: "a connection" });
+    }
+    let mut stream = TcpStream::connect_timeout(addr, connect).map_err(|e| FetchError::Connect { url: u.clone(), reason: e.to_string() })?;
     let io = |e: std::io::Error| FetchError::Io { url: u.clone(), reason: e.to_string() };
-    stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(READ_TIMEOUT)).map_err(io)?;
     let _ = stream.set_nodelay(true);
     let range = if from > 0 { format!("Range: bytes={from}-\r\n") } else { String::new() };
@@ -134,44 +160,33 @@ pub fn get(url: &Url, from: u64) -> Result<Response, FetchError> {
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
-    let end = loop {
-        let n = stream.read(&mut buf).map_err(io)?;
+    let (parsed, end) = loop {
+        match phase_core::http::parse_response(&head) {
+            Ok(Some(done)) => break done,
+            Ok(None) => {}
+            Err(e) => return Err(FetchError::Protocol { url: u, reason: format!("response head: {e}") }),
+        }
+        arm(&stream, deadline, &u, "the response head")?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) && Instant::now() >= deadline => {
+                return Err(FetchError::Timeout { url: u, what: "the response head" })
+            }
+            Err(e) => return Err(io(e)),
+        };
         if n == 0 {
             return Err(FetchError::Protocol { url: u, reason: "connection closed before the response headers".into() });
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if head.len() > MAX_HEADER_BYTES {
-            return Err(FetchError::Protocol { url: u, reason: format!("response headers over {MAX_HEADER_BYTES} bytes") });
-        }
     };
-    let pending = head.split_off(end + 4);
-    let text = String::from_utf8_lossy(&head[..end]).into_owned();
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|s| s.get(2..5))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| FetchError::Protocol { url: u.clone(), reason: format!("not an HTTP status line: {:?}", status_line.chars().take(60).collect::<String>()) })?;
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    // Bodies are read as raw bytes up to Content-Length or the end of the connection; a
-    // chunked body would be read with its framing and fail later for a misleading reason.
-    if let Some((_, te)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding")) {
-        if !te.eq_ignore_ascii_case("identity") {
-            return Err(FetchError::Protocol { url: u, reason: format!("Transfer-Encoding {te:?} is not supported (send Content-Length)") });
-        }
-    }
-    Ok(Response { status, headers, pending, stream })
+    let pending = head.split_off(end);
+    Ok(Response { status: parsed.status, headers: parsed.headers, content_length: parsed.content_length, pending, stream, deadline, url: u })
 }
 
-/// GET a small document (a manifest, an index) of at most `max` bytes.
-pub fn get_small(url: &Url, max: u64) -> Result<Vec<u8>, FetchError> {
+/// GET a small document (a manifest, an index) of at most `max` bytes, all of it by `deadline`.
+pub fn get_small(url: &Url, max: u64, deadline: Instant) -> Result<Vec<u8>, FetchError> {
     let u = url.to_string();
-    let resp = get(url, 0)?;
+    let resp = get(url, 0, deadline)?;
     if resp.status != 200 {
         return Err(FetchError::Http { url: u, status: resp.status });
     }
@@ -179,7 +194,10 @@ pub fn get_small(url: &Url, max: u64) -> Result<Vec<u8>, FetchError> {
         return Err(FetchError::TooLarge { url: u, max });
     }
     let mut body = Vec::new();
-    resp.take(max + 1).read_to_end(&mut body).map_err(|e| FetchError::Io { url: u.clone(), reason: e.to_string() })?;
+    resp.take(max + 1).read_to_end(&mut body).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => FetchError::Timeout { url: u.clone(), what: "the body" },
+        _ => FetchError::Io { url: u.clone(), reason: e.to_string() },
+    })?;
     if body.len() as u64 > max {
         return Err(FetchError::TooLarge { url: u, max });
     }
@@ -209,8 +227,9 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 /// Downloads `artifact` from `url` into RAM, hashing as it streams, resuming by byte range
 /// after a broken connection (up to MAX_RESUMES times), never reading past the signed size,
 /// and checking size and SHA-256 at the end. The provider's ETag, when sent, must be the
-/// signed hash (so a resumed body cannot splice two different files).
-pub fn download(url: &Url, artifact: &Artifact, progress: Progress) -> Result<Vec<u8>, DownloadError> {
+/// signed hash (so a resumed body cannot splice two different files). It ends by `give_up`
+/// and sooner if the provider averages less than MIN_RATE after RATE_GRACE.
+pub fn download(url: &Url, artifact: &Artifact, progress: Progress, give_up: Instant) -> Result<Vec<u8>, DownloadError> {
     let u = url.to_string();
     let size = artifact.size;
     let want_etag = format!("\"{}\"", hex_encode(&artifact.sha256));
@@ -223,12 +242,12 @@ pub fn download(url: &Url, artifact: &Artifact, progress: Progress) -> Result<Ve
     let mut buf = vec![0u8; 64 << 10];
     let mut last_report = Instant::now();
     let started = Instant::now();
-    let deadline = started + RATE_GRACE + Duration::from_secs(size / MIN_RATE);
+    let deadline = (started + RATE_GRACE + Duration::from_secs(size / MIN_RATE)).min(give_up);
     let mismatch = |what: &str, expected: String, actual: String| DownloadError::Mismatch { what: format!("{what} of {u}"), expected, actual };
     while (out.len() as u64) < size {
         let have = out.len() as u64;
         let attempt = (|| -> Result<(), FetchError> {
-            let resp = get(url, have)?;
+            let resp = get(url, have, deadline)?;
             let expected_status = if have > 0 { 206 } else { 200 };
             if resp.status != expected_status {
                 return Err(FetchError::Http { url: u.clone(), status: resp.status });
@@ -251,16 +270,23 @@ pub fn download(url: &Url, artifact: &Artifact, progress: Progress) -> Result<Ve
                 }
             }
             let mut body = resp.take(remaining);
+            let too_slow = |got: usize| {
+                let why = format!("too slow: {got} of {size} bytes after {}s (needs {} KiB/s on average, and the search's deadline)", started.elapsed().as_secs(), MIN_RATE >> 10);
+                FetchError::Protocol { url: u.clone(), reason: why }
+            };
             loop {
-                let n = body.read(&mut buf).map_err(|e| FetchError::Io { url: u.clone(), reason: e.to_string() })?;
+                let n = match body.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(_) if Instant::now() >= deadline => return Err(too_slow(out.len())),
+                    Err(e) => return Err(FetchError::Io { url: u.clone(), reason: e.to_string() }),
+                };
                 if n == 0 {
                     break;
                 }
                 hasher.update(&buf[..n]);
                 out.extend_from_slice(&buf[..n]);
                 if Instant::now() > deadline {
-                    let why = format!("too slow: {} of {size} bytes after {}s (needs {} KiB/s on average)", out.len(), started.elapsed().as_secs(), MIN_RATE >> 10);
-                    return Err(FetchError::Protocol { url: u.clone(), reason: why });
+                    return Err(too_slow(out.len()));
                 }
                 if last_report.elapsed() >= Duration::from_secs(1) {
                     last_report = Instant::now();

@@ -7,6 +7,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+/// What one provider gets to answer with a manifest (connect, head and body together).
+pub const MANIFEST_TIME: Duration = Duration::from_secs(15);
+
 use phase_core::cpio::CpioWriter;
 use phase_core::manifest::{Arch, Manifest, ManifestError, MANIFEST_FILE};
 
@@ -69,11 +72,12 @@ fn release_url(base: &Url, m_channel: &str, arch: Arch, file: &str) -> Url {
     base.join(&format!("v1/boot/{m_channel}/{}/{file}", arch.name()))
 }
 
-/// Fetches and verifies the manifest a provider offers for the plan's channel and arch.
-pub fn fetch_manifest(base: &str, plan: &Plan) -> Result<(Manifest, String), NetbootError> {
+/// Fetches and verifies the manifest a provider offers for the plan's channel and arch, by
+/// `deadline` at the latest.
+pub fn fetch_manifest(base: &str, plan: &Plan, deadline: Instant) -> Result<(Manifest, String), NetbootError> {
     let base = Url::parse(base).map_err(NetbootError::Fetch)?;
     let url = release_url(&base, &plan.channel, plan.arch, MANIFEST_FILE);
-    let body = fetch::get_small(&url, fetch::MAX_MANIFEST_BYTES).map_err(NetbootError::Fetch)?;
+    let body = fetch::get_small(&url, fetch::MAX_MANIFEST_BYTES, deadline).map_err(NetbootError::Fetch)?;
     let bad = |reason| NetbootError::Manifest { url: url.to_string(), reason };
     let text = String::from_utf8(body).map_err(|_| bad(ManifestError::Json))?;
     let m = Manifest::from_json(text.trim()).map_err(bad)?;
@@ -84,26 +88,30 @@ pub fn fetch_manifest(base: &str, plan: &Plan) -> Result<(Manifest, String), Net
     Ok((m, text.trim().to_string()))
 }
 
-/// Downloads both artifacts of a verified manifest from `base`.
-pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<(Vec<u8>, Vec<u8>), NetbootError> {
+/// Downloads both artifacts of a verified manifest from `base`, by `give_up` at the latest.
+pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, u64, u64), give_up: Instant) -> Result<(Vec<u8>, Vec<u8>), NetbootError> {
     let base = Url::parse(base).map_err(NetbootError::Fetch)?;
     let b = &m.body;
     let mut get = |which: &str, a: &phase_core::manifest::Artifact| {
         let url = release_url(&base, &b.channel, b.arch, &a.name);
-        fetch::download(&url, a, &mut |have, total| progress(which, have, total)).map_err(NetbootError::Download)
+        fetch::download(&url, a, &mut |have, total| progress(which, have, total), give_up).map_err(NetbootError::Download)
     };
     let kernel = get("kernel", &b.kernel)?;
     let initramfs = get("initramfs", &b.initramfs)?;
     Ok((kernel, initramfs))
 }
 
-/// One round over the candidates: every manifest is fetched and verified first, then the
-/// newest version is downloaded from the providers that offer it, in order, until one works.
-/// Each refusal is logged with its provider and reason.
-pub fn try_providers(candidates: &[String], plan: &Plan) -> Option<Fetched> {
+/// One round over the candidates: every manifest is fetched and verified first (each
+/// provider within MANIFEST_TIME), then the newest version is downloaded from the providers
+/// that offer it, in order, until one works; all of it by `give_up`. Each refusal is logged
+/// with its provider and reason.
+pub fn try_providers(candidates: &[String], plan: &Plan, give_up: Instant) -> Option<Fetched> {
     let mut offers: Vec<(Manifest, String, &String)> = vec![];
     for c in candidates {
-        match fetch_manifest(c, plan) {
+        if Instant::now() >= give_up {
+            break;
+        }
+        match fetch_manifest(c, plan, (Instant::now() + MANIFEST_TIME).min(give_up)) {
             Ok((m, json)) => offers.push((m, json, c)),
             Err(e) => log!("netboot: provider {c} refused: {e}"),
         }
@@ -123,7 +131,10 @@ pub fn try_providers(candidates: &[String], plan: &Plan) -> Option<Fetched> {
         let mut progress = |which: &str, have: u64, total: u64| {
             log!("netboot: {which} {:.1}/{:.1} MiB from {c}", have as f64 / 1048576.0, total as f64 / 1048576.0)
         };
-        match fetch_artifacts(c, &m, &mut progress) {
+        if Instant::now() >= give_up {
+            break;
+        }
+        match fetch_artifacts(c, &m, &mut progress, give_up) {
             Ok((kernel, initramfs)) => {
                 let secs = started.elapsed().as_secs_f64();
                 let mib = (kernel.len() + initramfs.len()) as f64 / 1048576.0;
@@ -137,13 +148,15 @@ pub fn try_providers(candidates: &[String], plan: &Plan) -> Option<Fetched> {
 }
 
 /// Rounds over explicit and discovered providers with backoff until one serves a verifiable
-/// release or `deadline` passes: the network and the providers may still be coming up.
-pub fn find_release(explicit: &[String], discover: &mut dyn FnMut() -> Vec<String>, plan: &Plan, deadline: Duration) -> Result<Fetched, String> {
+/// release or `deadline` passes (whatever providers do: every exchange is bounded by it): the
+/// network and the providers may still be coming up. `discover` gets the time left.
+pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Vec<String>, plan: &Plan, deadline: Duration) -> Result<Fetched, String> {
     let started = Instant::now();
+    let give_up = started + deadline;
     let mut round = 0u32;
     loop {
         let mut candidates: Vec<String> = explicit.to_vec();
-        for d in discover() {
+        for d in discover(give_up) {
             if !candidates.contains(&d) {
                 candidates.push(d);
             }
@@ -152,11 +165,11 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut() -> Vec<Strin
             if round % 5 == 0 {
                 log!("netboot: no provider of {}/{} found yet ({:.0}s)", plan.channel, plan.arch.name(), started.elapsed().as_secs_f64());
             }
-        } else if let Some(f) = try_providers(&candidates, plan) {
+        } else if let Some(f) = try_providers(&candidates, plan, give_up) {
             return Ok(f);
         }
         round += 1;
-        if started.elapsed() >= deadline {
+        if Instant::now() >= give_up {
             return Err(format!(
                 "netboot: no provider served a verifiable {}/{} release within {}s",
                 plan.channel,
@@ -166,7 +179,7 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut() -> Vec<Strin
         }
         // Quick while discovery is starting, then calmer.
         let pause = if candidates.is_empty() { Duration::from_millis(250) } else { Duration::from_millis((500u64 << round.min(4)).min(5000)) };
-        std::thread::sleep(pause);
+        std::thread::sleep(pause.min(give_up.saturating_duration_since(Instant::now())));
     }
 }
 

@@ -50,12 +50,14 @@ struct ProviderItem {
     urls: Vec<String>,
 }
 
-/// Providers the local node found on the peer network (mDNS, DHT) for this release.
-fn discover(http_port: u16, channel: &str, arch: Arch) -> Vec<String> {
+/// Providers the local node found on the peer network (mDNS, DHT) for this release (its
+/// answer takes up to a DHT lookup: 12 s, within the search's deadline).
+fn discover(http_port: u16, channel: &str, arch: Arch, give_up: Instant) -> Vec<String> {
     let Ok(url) = fetch::Url::parse(&format!("http://127.0.0.1:{http_port}/v1/boot/providers?channel={channel}&arch={}", arch.name())) else {
         return vec![];
     };
-    let Ok(body) = fetch::get_small(&url, 256 << 10) else { return vec![] };
+    let deadline = (Instant::now() + Duration::from_secs(20)).min(give_up);
+    let Ok(body) = fetch::get_small(&url, 256 << 10, deadline) else { return vec![] };
     let Ok(list) = miniserde::json::from_str::<ProviderList>(&String::from_utf8_lossy(&body)) else { return vec![] };
     list.providers.into_iter().flat_map(|p| p.urls).collect()
 }
@@ -90,7 +92,7 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Result<Next, String> {
     );
     let port = config.http_port;
     let channel = plan.channel.clone();
-    let f = netboot::find_release(&config.providers, &mut || discover(port, &channel, arch), &plan, DEADLINE)?;
+    let f = netboot::find_release(&config.providers, &mut |give_up| discover(port, &channel, arch, give_up), &plan, DEADLINE)?;
     let initrd = netboot::next_initrd(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs).map_err(|e| format!("netboot: building the initrd: {e}"))?;
     let cmdline = netboot::next_cmdline(&f.manifest.body.cmdline, &config.passthrough);
     let what = format!("{}/{} version {} from {}", f.manifest.body.channel, arch.name(), f.manifest.body.version, f.from);

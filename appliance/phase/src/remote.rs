@@ -162,8 +162,8 @@ fn check_answer(answer: &Value, peer: &PeerId, module: &[u8; 32], input: &[u8]) 
 }
 
 /// Runs `req` on a peer as `placement` says. Returns the executor's answer JSON with an
-/// `executor` field added. The whole placement, retries included, ends by the job's deadline
-/// plus 10 s for moving the job and its answer.
+/// `executor` field added. Each attempt waits at most the job's deadline plus 10 s for moving
+/// the job and its answer, so the whole placement ends within MAX_ATTEMPTS times that.
 pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<String, PlaceError> {
     let service = &node.service;
     let Some(p2p) = node.p2p.as_ref() else {
@@ -203,18 +203,20 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
         .deadline_ms
         .unwrap_or(service.config().default_limits.deadline_ms)
         .min(phase_core::Limits::MAX.deadline_ms);
-    let give_up = std::time::Instant::now() + Duration::from_millis(deadline_ms) + Duration::from_secs(10);
+    let per_attempt = Duration::from_millis(deadline_ms) + Duration::from_secs(10);
     let mut last: PlaceError = (502, "peer_unreachable", "no attempt made".into());
     for attempt in 0..MAX_ATTEMPTS {
         let peer = candidates[attempt % candidates.len()];
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(100 << attempt));
         }
+        // The module travels inline at most once per attempt, within the attempt's wait.
+        let give_up = std::time::Instant::now() + per_attempt;
         let mut inline = false;
         let answer = loop {
             let wait = give_up.saturating_duration_since(std::time::Instant::now());
             if wait.is_zero() {
-                break Err((504, "peer_timeout", format!("no executor answered within the job's deadline of {deadline_ms} ms (+10 s)")));
+                break Err((504, "peer_timeout", format!("peer {peer} did not answer within the job's deadline of {deadline_ms} ms + 10 s")));
             }
             let body = match (inline, module_bytes) {
                 (true, Some(bytes)) => req.to_peer_json(PeerModule::Inline(bytes)).into_bytes(),
@@ -257,7 +259,6 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
                     last = (502, "bad_receipt", format!("peer {peer}: {why}"));
                 }
             },
-            Err(e) if e.1 == "peer_timeout" => return Err(e),
             // Busy or failing peers and transport errors are worth another peer; a job error
             // or a bad request is the job's answer and is never retried.
             Err(e) if e.0 == 429 || e.0 >= 500 => {

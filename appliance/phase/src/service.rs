@@ -478,7 +478,9 @@ impl NodeService {
             Some(s) => s,
             None => take(&self.in_flight, max).ok_or(ServiceError::Busy { max })?,
         });
-        let need = job_reservation(limits.memory_bytes, limits.output_bytes);
+        // The input lives as long as the job (copied once into the job's Arc), beside what the
+        // job itself may take.
+        let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * req.input.len() as u64);
         let hold = self.pool.try_reserve(need).ok_or(ServiceError::NoMemory { what: "the job", need, free: self.pool.free() })?;
         let job = Job { spec, module, input: Arc::from(req.input) };
         let execution = self.engine.run(&job);

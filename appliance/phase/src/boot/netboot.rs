@@ -2,7 +2,7 @@
 //! its artifacts (failing over to the next provider on any error), then build the next
 //! kernel's initrd: the verified initramfs with a second cpio archive appended that carries
 //! the kernel, the initramfs and the signed manifest, so the booted node serves them on
-//! (DESIGN.md, boot chain).
+//! (docs/netboot.md).
 
 use std::fmt;
 use std::time::{Duration, Instant};

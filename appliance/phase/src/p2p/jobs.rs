@@ -169,7 +169,7 @@ mod tests {
     fn request_frames_grow_with_what_arrives_and_within_the_budget() {
         smol::block_on(async {
             let budget = Budget::new(300_000);
-            let codec = || JobCodec { max_request: 1 << 20, budget: Some(budget.clone()), free_slot: None };
+            let codec = || JobCodec { max_request: 1 << 20, budget: Some(budget.clone()), ..Default::default() };
             // Declares 1 MiB, sends 10 bytes and ends: only what arrived (plus one step) was held.
             let mut short = Cursor::new([&(1u32 << 20).to_be_bytes()[..], b"0123456789"].concat());
             assert!(codec().read_request(&PROTOCOL, &mut short).await.is_err());

@@ -240,7 +240,7 @@ struct NodeCmd {
     /// highest fuel a job may ask for
     #[argh(option)]
     max_fuel: Option<u64>,
-    /// highest memory cap a job may ask for, in bytes (default: pool/2, at most 1 GiB)
+    /// highest memory cap a job may ask for, in bytes (default: 3/8 of the pool, at most 1 GiB)
     #[argh(option)]
     max_memory_bytes: Option<u64>,
     /// highest output cap a job may ask for, in bytes (default: pool/16, at most 16 MiB)

@@ -56,27 +56,30 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Limits and caps derived from a memory plan, so that a default job fits the pool several
-    /// times and the largest one fits it once (docs/api.md, "Memory"): memory limit default
-    /// pool/8 (at most 64 MiB), maximum pool/2 (at most 1 GiB); output default pool/32 (at
-    /// most 1 MiB), maximum pool/16 (at most 16 MiB); modules pool/40 (compiling takes up to
-    /// 40 bytes per byte of wasm), inputs pool/8 (both at most 16 MiB).
+    /// times and the largest one (every limit at its maximum, the largest input) fits it once
+    /// (docs/api.md, "Memory"): memory limit default pool/8 (at most 64 MiB), maximum 3/8 of
+    /// the pool (at most 1 GiB); output default pool/32 (at most 1 MiB), maximum pool/16 (at
+    /// most 16 MiB); modules pool/40 (compiling takes up to 40 bytes per byte of wasm), inputs
+    /// pool/8 (both at most 16 MiB).
+    /// Derived sizes are whole multiples of 64 KiB (wasm pages).
     pub fn for_memory(memory: MemoryPlan) -> NodeConfig {
-        let pool = memory.pool;
+        let pool = memory.pool / 65536 * 65536;
+        let page = |n: u64| (n / 65536 * 65536).max(65536);
         let default_limits = Limits {
-            memory_bytes: (pool / 8).min(Limits::DEFAULT.memory_bytes),
-            output_bytes: (pool / 32).min(Limits::DEFAULT.output_bytes),
+            memory_bytes: page(pool / 8).min(Limits::DEFAULT.memory_bytes),
+            output_bytes: page(pool / 32).min(Limits::DEFAULT.output_bytes),
             ..Limits::DEFAULT
         };
         let max_limits = Limits {
-            memory_bytes: (pool / 2).min(Limits::MAX.memory_bytes),
-            output_bytes: (pool / 16).min(Limits::MAX.output_bytes),
+            memory_bytes: page(pool / 8 * 3).min(Limits::MAX.memory_bytes),
+            output_bytes: page(pool / 16).min(Limits::MAX.output_bytes),
             ..Limits::MAX
         };
         NodeConfig {
             default_limits,
             max_limits,
-            max_module_bytes: ((pool / crate::memory::COMPILE_FACTOR) as usize).min(DEFAULT_MAX_MODULE_BYTES),
-            max_input_bytes: ((pool / 8) as usize).min(DEFAULT_MAX_INPUT_BYTES),
+            max_module_bytes: (page(pool / crate::memory::COMPILE_FACTOR) as usize).min(DEFAULT_MAX_MODULE_BYTES),
+            max_input_bytes: (page(pool / 8) as usize).min(DEFAULT_MAX_INPUT_BYTES),
             max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             data_dir: None,
             max_disk_module_bytes: crate::modules::DEFAULT_MAX_DISK_BYTES,
@@ -539,5 +542,28 @@ impl NodeService {
             }
             running = self.idem.changed.wait_timeout(running, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_derive_from_the_pool_in_whole_pages() {
+        // An appliance with 128 MiB of RAM has a budget of about 64 MiB.
+        let c = NodeConfig::for_memory(MemoryPlan::new(64 << 20, None));
+        let pool = c.memory.pool;
+        for v in [c.default_limits.memory_bytes, c.max_limits.memory_bytes, c.max_limits.output_bytes, c.max_module_bytes as u64, c.max_input_bytes as u64] {
+            assert_eq!(v % 65536, 0, "{v}");
+        }
+        // The largest job fits the pool; the default several times over.
+        let largest = job_reservation(c.max_limits.memory_bytes, c.max_limits.output_bytes) + 2 * c.max_input_bytes as u64;
+        assert!(largest <= pool, "{largest} > {pool}");
+        assert!(3 * job_reservation(c.default_limits.memory_bytes, c.default_limits.output_bytes) <= pool);
+        // A host's budget leaves the hard defaults as they are.
+        let big = NodeConfig::for_memory(MemoryPlan::new(16 << 30, None));
+        assert_eq!((big.default_limits, big.max_limits.memory_bytes), (Limits::DEFAULT, Limits::MAX.memory_bytes));
+        assert_eq!((big.max_module_bytes, big.max_input_bytes), (DEFAULT_MAX_MODULE_BYTES, DEFAULT_MAX_INPUT_BYTES));
     }
 }

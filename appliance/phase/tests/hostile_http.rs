@@ -173,8 +173,14 @@ fn connections_beyond_the_caps_are_refused_and_other_hosts_still_served() {
     let mut fifth = Raw::connect(a);
     fifth.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let t = Instant::now();
-    assert_eq!(fifth.status(), Some(503));
+    let refused = fifth.read_all();
+    assert_eq!(status_of(&refused), Some(503));
     assert!(t.elapsed() < Duration::from_secs(2));
+    // A well-formed answer: its body is as long as it says.
+    let text = String::from_utf8_lossy(&refused).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();
+    assert_eq!((len, json_string(body, "error").as_str()), (body.len(), "too_many_connections"), "{text}");
     // Another host is served.
     let mut other = Raw::connect_from(a, [127, 0, 0, 2]);
     other.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();

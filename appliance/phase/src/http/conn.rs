@@ -20,9 +20,9 @@ const HEAD_CHUNK: usize = 4096;
 const BODY_CHUNK: usize = 256 << 10;
 /// Bodies this small go out in the same write as their head.
 const COALESCE: usize = 64 << 10;
-/// After an answer that leaves a body unread, what is still read and dropped before closing
-/// (the declared body, up to 64 MiB, within 2 s), so the close does not reset the connection
-/// under the client's feet before it reads the answer.
+/// After an answer that leaves a body unread, what is still read and dropped before closing, so
+/// the close does not reset the connection under the client's feet before it reads the answer:
+/// the declared body (up to 64 MiB) at the minimum rate, or 2 s when the length is unknown.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: u64 = 64 << 20;
 
@@ -68,7 +68,7 @@ pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr
             Err(End::Answer(mut resp)) => {
                 let written = write_response(&stream, &mut resp, false, false, &limits).await.is_ok();
                 resp.finish(written);
-                return linger(&stream, LINGER_BYTES).await;
+                return linger(&stream, LINGER_BYTES, Instant::now() + LINGER).await;
             }
         };
         first = false;
@@ -82,8 +82,8 @@ pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr
                 let written = write_response(&stream, &mut resp, keep, head_only, &limits).await.is_ok();
                 resp.finish(written);
                 if !keep || !written {
-                    let unread = head.content_length.saturating_sub(buf.len() as u64);
-                    return linger(&stream, unread.min(LINGER_BYTES)).await;
+                    let unread = head.content_length.saturating_sub(buf.len() as u64).min(LINGER_BYTES);
+                    return linger(&stream, unread, Instant::now() + allowance(&limits, unread)).await;
                 }
                 continue;
             }
@@ -230,9 +230,8 @@ async fn write_response(stream: &Async<TcpStream>, resp: &mut Response, keep_ali
 /// Closes after an answer that left request bytes unread: stops writing, then reads and drops
 /// what still comes for a moment, so the close does not reset the connection before the client
 /// has read the answer.
-async fn linger(stream: &Async<TcpStream>, bytes: u64) {
+async fn linger(stream: &Async<TcpStream>, bytes: u64, deadline: Instant) {
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
     let mut chunk = [0u8; HEAD_CHUNK];
     let mut dropped = 0u64;
     while dropped <= bytes {

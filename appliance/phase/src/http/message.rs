@@ -112,7 +112,7 @@ impl Response {
     }
 
     /// Called by the front when the response is out: runs the hooks, drops what was held.
-    pub(super) fn finish(&mut self, written: bool) {
+    pub fn finish(&mut self, written: bool) {
         if written {
             for f in self.sent.drain(..) {
                 f();

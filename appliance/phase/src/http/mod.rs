@@ -158,9 +158,16 @@ impl Drop for Place {
 /// Refused connections kept open at most at once to deliver their 503 before closing (beyond
 /// this they are closed at once).
 const MAX_LINGERING: usize = 64;
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: phase\r\nContent-Type: application/json\r\n\
-Retry-After: 1\r\nConnection: close\r\nContent-Length: 83\r\n\r\n\
-{\"error\":\"too_many_connections\",\"message\":\"this node is at its connection limit\"}\n";
+const REFUSED_BODY: &str = "{\"error\":\"too_many_connections\",\"message\":\"this node is at its connection limit\"}\n";
+
+/// The canned answer to a connection beyond the caps.
+fn refused_answer() -> Vec<u8> {
+    let mut r = Response::json(503, REFUSED_BODY.to_string()).header("Retry-After", "1");
+    let mut bytes = r.head_bytes(false);
+    bytes.extend_from_slice(REFUSED_BODY.as_bytes());
+    r.finish(false);
+    bytes
+}
 
 /// A running front.
 pub struct Server {
@@ -216,6 +223,7 @@ async fn accept_loop<H: Handler>(
     ex: Arc<smol::Executor<'static>>,
 ) {
     let lingering = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = refused_answer();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -235,7 +243,7 @@ async fn accept_loop<H: Handler>(
                 })
                 .detach();
             }
-            None => refuse(stream, &lingering, &ex),
+            None => refuse(stream, &refused, &lingering, &ex),
         }
     }
 }
@@ -244,11 +252,11 @@ async fn accept_loop<H: Handler>(
 /// at once (a fresh socket's send buffer is empty); the socket then lingers briefly, reading
 /// what the client sends, so that closing does not reset the connection before the client has
 /// read the answer. Lingering is itself capped.
-fn refuse(stream: smol::Async<TcpStream>, lingering: &Arc<std::sync::atomic::AtomicUsize>, ex: &smol::Executor<'static>) {
+fn refuse(stream: smol::Async<TcpStream>, answer: &[u8], lingering: &Arc<std::sync::atomic::AtomicUsize>, ex: &smol::Executor<'static>) {
     use std::io::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let mut socket: &TcpStream = stream.get_ref();
-    let _ = socket.write(REFUSED);
+    let _ = socket.write(answer);
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
     if lingering.fetch_add(1, Relaxed) >= MAX_LINGERING {
         lingering.fetch_sub(1, Relaxed);

@@ -254,3 +254,34 @@ fn a_full_module_store_refuses_uploads_and_inline_modules_never_touch_disk() {
     drop(node);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn requests_waiting_on_a_running_key_are_bounded_in_number() {
+    // One slot, so at most one request may wait on a running key; a second gets a 429 at once
+    // instead of holding a worker until the job ends.
+    let node = Node::start(&["--max-concurrent", "1"]);
+    let addr = node.addr;
+    let slow = job_body(&guest("hostile-loop"), b"", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":2000},\"idempotency_key\":\"k\"");
+    let first = {
+        let b = slow.clone();
+        std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &b))
+    };
+    for _ in 0..100 {
+        if metric(&node, "phase_jobs_in_flight") == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let waiter = {
+        let b = slow.clone();
+        std::thread::spawn(move || http(addr, "POST", "/v1/jobs", &b))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let extra = node.request("POST", "/v1/jobs", &slow);
+    assert_eq!((extra.status, json_string(&extra.text(), "error").as_str()), (429, "busy"), "{}", extra.text());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "answered at once");
+    let (a, w) = (first.join().unwrap(), waiter.join().unwrap());
+    assert_eq!((a.status, w.status), (200, 200));
+    assert_eq!(receipt_of(&a.text()), receipt_of(&w.text()), "the waiter got the first run's result");
+}

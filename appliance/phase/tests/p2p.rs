@@ -591,3 +591,25 @@ fn a_peer_that_sends_large_job_frames_and_stalls_is_held_within_the_memory_budge
         assert!([502, 503, 504].contains(&p.join().unwrap()));
     }
 }
+
+#[test]
+fn connections_beyond_the_peer_connection_cap_are_refused() {
+    let a = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--max-peer-connections", "2"]);
+    let boot = listen_addr(&a);
+    let others: Vec<Node> = (0..3).map(|_| Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot])).collect();
+    let connected = |n: &Node| match json_field(&n.request("GET", "/v1/peers", b"").text(), "peers") {
+        miniserde::json::Value::Array(list) => list.iter().filter(|p| matches!(p, miniserde::json::Value::Object(m) if matches!(m.get("connected"), Some(miniserde::json::Value::Bool(true))))).count(),
+        _ => 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut most = 0;
+    while Instant::now() < deadline {
+        most = most.max(connected(&a));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(most, 2, "A holds exactly its cap of connections:\n{}", a.log());
+    // The one beyond the cap is closed on, and does not hammer A with redials.
+    let lost = format!("lost {}", peer_id(&a));
+    let closes: usize = others.iter().map(|n| n.log().matches(&lost).count()).sum();
+    assert!((1..10).contains(&closes), "{closes} closes by A in 5 s:\n{}", others.iter().map(|n| n.log()).collect::<Vec<_>>().join("\n---\n"));
+}

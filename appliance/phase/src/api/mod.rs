@@ -27,6 +27,9 @@ pub fn max_job_body(c: &crate::service::NodeConfig) -> usize {
     (c.max_module_bytes + c.max_input_bytes) / 3 * 4 + (1 << 20)
 }
 
+/// Job bodies above this are refused unread while every slot is busy (see `admit`).
+const EARLY_BUSY_BODY: u64 = 1 << 20;
+
 /// The answer for a service error (docs/api.md), with Retry-After where coming back helps.
 pub(crate) fn service_error(e: &ServiceError) -> Response {
     let r = Response::error(e.status(), e.code(), &e.to_string());
@@ -54,9 +57,16 @@ impl Handler for Api {
             _ => (0, 1),
         };
         let len = head.content_length;
-        // A node that can only run a job here refuses it while every slot is busy before
-        // reading its body (with the peer network it may place it on a peer instead).
-        if head.method == Method::Post && head.path() == "/v1/jobs" && self.node.p2p.is_none() && service.in_flight() >= service.config().max_concurrent {
+        // A node that can only run a job here refuses a large one while every slot is busy
+        // before reading its body (with the peer network it may place it on a peer instead).
+        // Small bodies are read: one may carry an idempotency key whose result is kept, or a
+        // job running under it to wait for.
+        if head.method == Method::Post
+            && head.path() == "/v1/jobs"
+            && len > EARLY_BUSY_BODY
+            && self.node.p2p.is_none()
+            && service.in_flight() >= service.config().max_concurrent
+        {
             service.stats.rejected_busy.fetch_add(1, Relaxed);
             return Err(service_error(&ServiceError::Busy { max: service.config().max_concurrent }));
         }

@@ -35,6 +35,8 @@ pub fn capability_keys() -> Vec<String> {
 
 /// Addresses kept per peer (identify and mDNS announce them: the peer chooses how many).
 const MAX_ADDRS: usize = 16;
+/// Discovery dials a peer at most this often.
+const REDIAL_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -64,11 +66,24 @@ struct Peer {
     load: Option<(Record, Instant)>,
     /// Our job requests sent after that record and not answered yet (it does not count them).
     sent_since_load: u32,
+    /// When this node last dialed it on its own account (discovery), for the backoff.
+    dialed: Option<Instant>,
 }
 
 impl Peer {
     fn new(addrs: Vec<Multiaddr>, source: &'static str) -> Peer {
-        Peer { addrs, agent: String::new(), connections: 0, source, seen: Instant::now(), rtt: None, load: None, sent_since_load: 0 }
+        Peer { addrs, agent: String::new(), connections: 0, source, seen: Instant::now(), rtt: None, load: None, sent_since_load: 0, dialed: None }
+    }
+
+    /// Whether discovery should dial it now: not connected, and not dialed in the last
+    /// REDIAL_AFTER (a peer at its connection cap closes at once; without this, every routing
+    /// update would dial it again).
+    fn due_for_dial(&mut self) -> bool {
+        if self.connections > 0 || self.dialed.is_some_and(|t| t.elapsed() < REDIAL_AFTER) {
+            return false;
+        }
+        self.dialed = Some(Instant::now());
+        true
     }
 
     /// Connected and identified as a Phase node: it speaks the job and load protocols.
@@ -684,7 +699,7 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 let p = entry(peers, jobs.max_peers, id, "mdns");
                 remember_addr(p, &addr);
                 swarm.behaviour_mut().kad.add_address(&id, addr.clone());
-                if p.connections == 0 {
+                if p.due_for_dial() {
                     let _ = swarm.dial(addr);
                 }
             }
@@ -695,7 +710,7 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                 remember_addr(p, a);
             }
             // Know a peer, talk to it: a connection brings identify and ping.
-            if p.connections == 0 {
+            if p.due_for_dial() {
                 let _ = swarm.dial(peer);
             }
         }

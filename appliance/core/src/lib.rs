@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod answer;
 pub mod cmdline;
 pub mod cpio;
 pub mod encoding;

@@ -262,7 +262,8 @@ struct NodeCmd {
     #[argh(option)]
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
-    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie (misbehave as an executor for peers);
+    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie, peer-forge-stdout, peer-other-job
+    /// (misbehave as an executor for peers);
     /// peer-bad-load (send peers oversized load records); peer-big-frames (job requests to
     /// peers announce 16 MiB, send 12 and stall);
     /// boot-tamper, boot-drop-halfway (serve boot artifacts with a flipped byte / cut in half)
@@ -323,12 +324,20 @@ enum ReceiptSub {
 }
 
 #[derive(FromArgs)]
-/// Verify a receipt: exit 0 only if its signature and every given file match.
+/// Verify a receipt, or a whole job answer: exit 0 only if its signature and every given file
+/// match. With --answer and --request: the answer is checked as a client checks it (the job
+/// id recomputed from the request, stdout and stderr, exit status and fuel against the receipt).
 #[argh(subcommand, name = "verify")]
 struct VerifyCmd {
-    /// the receipt (JSON)
+    /// the receipt (JSON); not with --answer
     #[argh(positional)]
-    receipt: PathBuf,
+    receipt: Option<PathBuf>,
+    /// a job answer as POST /v1/jobs gives it (JSON), instead of a receipt
+    #[argh(option)]
+    answer: Option<PathBuf>,
+    /// the job request the answer is for (the POST /v1/jobs body); needed with --answer
+    #[argh(option)]
+    request: Option<PathBuf>,
     /// the module the job ran
     #[argh(option)]
     module: Option<PathBuf>,
@@ -483,7 +492,7 @@ fn node(c: NodeCmd) -> i32 {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
-    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-bad-load", "peer-big-frames", "boot-tamper", "boot-drop-halfway"];
+    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-forge-stdout", "peer-other-job", "peer-bad-load", "peer-big-frames", "boot-tamper", "boot-drop-halfway"];
     if let Some(f) = c.fault.as_deref().filter(|f| !known.contains(f)) {
         return fail(format!("unknown --fault {f:?} (known: {})", known.join(", ")));
     }
@@ -577,14 +586,36 @@ fn keygen(c: KeygenCmd) -> i32 {
 
 fn verify(c: VerifyCmd) -> i32 {
     let result = (|| -> Result<String, String> {
-        let text = String::from_utf8(read(&c.receipt, "receipt")?)
-            .map_err(|_| format!("receipt {}: not UTF-8", c.receipt.display()))?;
-        let r = Receipt::from_json(text.trim()).map_err(|e| format!("{}: {e}", c.receipt.display()))?;
-        r.verify_signature().map_err(|e| e.to_string())?;
-        if let Some(k) = &c.key {
-            let want = hex_decode_array::<32>(k).map_err(|e| format!("--key: {e}"))?;
+        let text_of = |p: &Path, what: &str| String::from_utf8(read(p, what)?).map_err(|_| format!("{what} {}: not UTF-8", p.display()));
+        let key = match &c.key {
+            Some(k) => Some(hex_decode_array::<32>(k).map_err(|e| format!("--key: {e}"))?),
+            None => None,
+        };
+        let r = match (&c.receipt, &c.answer, &c.request) {
+            (None, Some(a), Some(q)) => {
+                use phase_core::answer::{Answer, Asked};
+                use phase_core::wire::{JobRequest, ModuleSource};
+                let answer = Answer::parse(text_of(a, "answer")?.trim()).map_err(|e| format!("{}: {e}", a.display()))?;
+                let req = JobRequest::parse(text_of(q, "request")?.trim().as_bytes()).map_err(|e| format!("{}: {e}", q.display()))?;
+                let module = match &req.module {
+                    ModuleSource::Bytes(b) => sha256(b),
+                    ModuleSource::Sha256(d) => *d,
+                };
+                let input = sha256(&req.input);
+                let asked = Asked { module_sha256: &module, input_sha256: &input, args: &req.args, env: &req.env, limits: &req.limits, signer: key.as_ref() };
+                answer.verify(&asked).map_err(|e| e.to_string())?;
+                answer.receipt
+            }
+            (Some(p), None, None) => {
+                let r = Receipt::from_json(text_of(p, "receipt")?.trim()).map_err(|e| format!("{}: {e}", p.display()))?;
+                r.verify_signature().map_err(|e| e.to_string())?;
+                r
+            }
+            _ => return Err("give a receipt, or --answer with --request".into()),
+        };
+        if let Some(want) = key {
             if want != r.node_key {
-                return Err(format!("signed by node {}, not {k}", hex_encode(&r.node_key)));
+                return Err(format!("signed by node {}, not {}", hex_encode(&r.node_key), hex_encode(&want)));
             }
         }
         let checks = [
@@ -724,6 +755,8 @@ fn start_p2p(
         Some("peer-garbage") => PeerFault::Garbage,
         Some("peer-stall") => PeerFault::Stall,
         Some("peer-lie") => PeerFault::Lie,
+        Some("peer-forge-stdout") => PeerFault::ForgeStdout,
+        Some("peer-other-job") => PeerFault::OtherJob,
         _ => PeerFault::None,
     };
     let (executor, pool) = (service.clone(), workers.clone());

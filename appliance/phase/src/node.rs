@@ -37,4 +37,9 @@ pub enum PeerFault {
     /// Answers with a different output under a valid receipt signed with its own key: a lie
     /// only redundancy can catch.
     Lie,
+    /// Answers with the genuine receipt but another stdout.
+    ForgeStdout,
+    /// Answers with the genuine answer of another job (one more argument): the same module and
+    /// input, another job id.
+    OtherJob,
 }

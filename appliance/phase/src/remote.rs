@@ -11,6 +11,7 @@ use phase_core::encoding::{base64_encode, hex_encode};
 use phase_core::job::RequestedLimits;
 use phase_core::receipt::Receipt;
 use phase_core::sha256;
+use phase_core::answer::{Answer, Asked};
 use phase_core::wire::{error_json, PeerModule};
 
 use crate::node::{Node, PeerFault};
@@ -64,6 +65,10 @@ pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) ->
     if fault == PeerFault::Garbage {
         return b"\x00not json at all".to_vec();
     }
+    let req = match fault {
+        PeerFault::OtherJob => JobRequest { args: [req.args, vec!["--another-job".to_string()]].concat(), ..req },
+        _ => req,
+    };
     let done = match service.submit_with(Some(slot), req) {
         Ok(done) => done,
         Err(e) => return error_json(e.status(), e.code(), &e.to_string()).into_bytes(),
@@ -71,7 +76,12 @@ pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) ->
     let answer = done.to_json();
     let receipt = &done.outcome.receipt;
     match fault {
-        PeerFault::None | PeerFault::Stall | PeerFault::Garbage => answer,
+        PeerFault::None | PeerFault::Stall | PeerFault::Garbage | PeerFault::OtherJob => answer,
+        PeerFault::ForgeStdout => answer.replacen(
+            &format!("\"stdout\":\"{}\"", base64_encode(&done.outcome.execution.stdout)),
+            &format!("\"stdout\":\"{}\"", base64_encode(b"forged")),
+            1,
+        ),
         PeerFault::Lie => {
             let mut body = receipt.body.clone();
             body.stdout_sha256 = sha256(b"a lie");
@@ -148,17 +158,22 @@ pub fn peer_of_key(key: &[u8; 32]) -> Option<PeerId> {
 
 /// Checks an executor's answer: a receipt signed by the executor's own key, for this module
 /// and input. Returns the reason when it is not.
-fn check_answer(answer: &Value, peer: &PeerId, module: &[u8; 32], input: &[u8]) -> Result<(), String> {
-    let receipt = field(answer, "receipt").ok_or("the answer has no receipt")?;
-    let r = Receipt::from_json(&json::to_string(receipt)).map_err(|e| e.to_string())?;
-    r.verify_signature().map_err(|e| e.to_string())?;
-    if peer_of_key(&r.node_key).as_ref() != Some(peer) {
-        return Err(format!("receipt signed by node key {}, which is not peer {peer}'s", hex_encode(&r.node_key)));
+/// What the client asked for, as an answer must match it.
+fn asked<'a>(req: &'a JobRequest, module: &'a [u8; 32], input: &'a [u8; 32]) -> Asked<'a> {
+    Asked { module_sha256: module, input_sha256: input, args: &req.args, env: &req.env, limits: &req.limits, signer: None }
+}
+
+/// Checks an answer as a client would (phase_core::answer: signature, job id recomputed,
+/// bodies, status and fuel), and that its receipt is signed by the key `peer`'s PeerId names.
+fn check_answer(raw: &str, peer: Option<&PeerId>, asked: &Asked<'_>) -> Result<Answer, String> {
+    let answer = Answer::parse(raw).map_err(|e| e.to_string())?;
+    answer.verify(asked).map_err(|e| e.to_string())?;
+    if let Some(peer) = peer {
+        if peer_of_key(&answer.signer()).as_ref() != Some(peer) {
+            return Err(format!("receipt signed by node key {}, which is not peer {peer}'s", hex_encode(&answer.signer())));
+        }
     }
-    if &r.body.module_sha256 != module || r.body.input_sha256 != sha256(input) {
-        return Err("receipt is for another module or input".into());
-    }
-    Ok(())
+    Ok(answer)
 }
 
 /// Runs `req` on a peer as `placement` says. Returns the executor's answer JSON with an
@@ -179,6 +194,7 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
     };
     // The executor first gets the module by hash: this body, built once, is also the key's
     // fingerprint.
+    let input_sha256 = sha256(&req.input);
     let by_hash = req.to_peer_json(PeerModule::Hash(&module_sha256)).into_bytes();
     let fingerprint = sha256(&by_hash);
     if let Some(key) = &req.idempotency_key {
@@ -245,8 +261,8 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
             }
         };
         match answer {
-            Ok((value, raw)) => match check_answer(&value, &peer, &module_sha256, &req.input) {
-                Ok(()) => {
+            Ok((_, raw)) => match check_answer(&String::from_utf8_lossy(&raw), Some(&peer), &asked(&req, &module_sha256, &input_sha256)) {
+                Ok(_) => {
                     let raw = String::from_utf8_lossy(&raw);
                     let answer = format!("{{\"executor\":\"{peer}\",{}", &raw[1..]);
                     if let Some(key) = &req.idempotency_key {
@@ -285,12 +301,30 @@ fn static_code(code: &str) -> &'static str {
 pub const MAX_REDUNDANCY: usize = 16;
 
 /// Runs `req` on `k` distinct nodes (this one and connected peers, in parallel) and reports
-/// whether their receipts agree on job id, output hashes, exit status and fuel: the engine is
-/// deterministic, so honest nodes agree. Answer: `{"k":…,"agree":…,"answers":[…]}`.
+/// whether they agree on job id, output hashes, exit status and fuel: the engine is
+/// deterministic, so honest nodes agree. Every answer is verified as a client verifies it, and
+/// they must come from k distinct node keys. Answer: `{"k":…,"agree":…,"replayed":…,
+/// "answers":[…]}`. With an idempotency key the whole answer is kept under it: a retry gets the
+/// same k answers back (the parts run without the key, so no part replays another's result).
 pub fn redundant(node: &Node, req: JobRequest, k: usize) -> Result<String, PlaceError> {
     let (service, p2p) = (&node.service, node.p2p.as_ref());
-    if k < 1 || k > MAX_REDUNDANCY {
+    if !(1..=MAX_REDUNDANCY).contains(&k) {
         return Err((422, "invalid_request", format!("redundancy must be 1 to {MAX_REDUNDANCY}")));
+    }
+    let module_sha256 = match &req.module {
+        ModuleSource::Bytes(b) => sha256(b),
+        ModuleSource::Sha256(d) => *d,
+    };
+    let input_sha256 = sha256(&req.input);
+    let part = JobRequest { placement: None, redundancy: None, idempotency_key: None, ..req.clone() };
+    let fingerprint = sha256(format!("redundancy {k}\n{}", part.to_peer_json(PeerModule::Hash(&module_sha256))).as_bytes());
+    let kept_key = req.idempotency_key.as_ref().map(|key| format!("redundancy/{key}"));
+    if let Some(key) = &kept_key {
+        match service.placed(key) {
+            Some(kept) if kept.0 == fingerprint => return Ok(kept.1.replacen("\"replayed\":false", "\"replayed\":true", 1)),
+            Some(_) => return Err((409, "idempotency_conflict", format!("idempotency key {:?} was used for a different job", req.idempotency_key.as_deref().unwrap_or("")))),
+            None => {}
+        }
     }
     let mut peers: Vec<PeerId> = match (k, p2p) {
         (1, _) => vec![],
@@ -305,31 +339,37 @@ pub fn redundant(node: &Node, req: JobRequest, k: usize) -> Result<String, Place
         let remote: Vec<_> = peers
             .iter()
             .map(|peer| {
-                let r = JobRequest { placement: None, redundancy: None, ..req.clone() };
+                let r = part.clone();
                 scope.spawn(move || place(node, r, Placement::Peer(*peer)))
             })
             .collect();
-        let local = service.submit(req.clone()).map(|done| done.to_json()).map_err(service_error);
+        let local = service.submit(part.clone()).map(|done| done.to_json()).map_err(service_error);
         std::iter::once(local).chain(remote.into_iter().map(|h| h.join().unwrap_or_else(|_| Err((500, "peer_error", "executor thread failed".into()))))).collect()
     });
+    let asked = asked(&part, &module_sha256, &input_sha256);
     let mut bodies = Vec::with_capacity(k);
     let mut prints = Vec::with_capacity(k);
+    let mut signers: Vec<[u8; 32]> = Vec::with_capacity(k);
     for a in answers {
         let body = a?;
-        let value: Value = json::from_str(&body).map_err(|_| (502, "bad_peer_answer", "an answer is not JSON".to_string()))?;
-        let receipt = field(&value, "receipt").ok_or((502, "bad_receipt", "an answer has no receipt".to_string()))?;
-        let r = Receipt::from_json(&json::to_string(receipt)).map_err(|e| (502, "bad_receipt", e.to_string()))?;
-        let b = &r.body;
-        prints.push((b.job_id, b.stdout_sha256, b.stderr_sha256, b.outcome, b.fuel_used));
+        let answer = check_answer(&body, None, &asked).map_err(|why| (502, "bad_receipt", why))?;
+        if signers.contains(&answer.signer()) {
+            return Err((502, "bad_receipt", format!("two answers are signed by one node key {}: not {k} distinct executors", hex_encode(&answer.signer()))));
+        }
+        signers.push(answer.signer());
+        prints.push(answer.fingerprint());
         bodies.push(body);
     }
     let agree = prints.windows(2).all(|w| w[0] == w[1]);
     if !agree {
         log!("redundancy: the {k} executors of one job disagree");
     }
-    Ok(format!("{{\"k\":{k},\"agree\":{agree},\"answers\":[{}]}}", bodies.join(",")))
+    let combined = format!("{{\"k\":{k},\"agree\":{agree},\"replayed\":false,\"answers\":[{}]}}", bodies.join(","));
+    if let Some(key) = &kept_key {
+        service.keep_placed(key, fingerprint, combined.clone());
+    }
+    Ok(combined)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use phase_core::encoding::{base64_encode, hex_encode};
+use phase_core::encoding::hex_encode;
 use phase_core::job::{JobSpec, SpecError};
 use phase_core::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Digest, LimitError, Limits};
@@ -121,26 +121,9 @@ pub struct Completed {
 impl Completed {
     /// The JSON answer for a finished job (docs/api.md).
     pub fn to_json(&self) -> String {
-        let s = |v: &str| miniserde::json::to_string(&v.to_string());
         let o = &self.outcome;
         let ex = &o.execution;
-        let (exit_code, trap) = match ex.outcome {
-            Outcome::Exited(code) => (code.to_string(), "null".to_string()),
-            Outcome::Trapped(kind) => ("null".to_string(), s(kind.name())),
-        };
-        format!(
-            "{{\"job_id\":\"{}\",\"exit_code\":{exit_code},\"trap\":{trap},\"trap_detail\":{},\
-             \"stdout\":\"{}\",\"stderr\":\"{}\",\"fuel_used\":{},\"wall_time_us\":{},\
-             \"replayed\":{},\"receipt\":{}}}",
-            hex_encode(&ex.job_id),
-            ex.detail.as_deref().map(s).unwrap_or_else(|| "null".into()),
-            base64_encode(&ex.stdout),
-            base64_encode(&ex.stderr),
-            ex.fuel_used,
-            ex.wall_time.as_micros(),
-            self.replayed,
-            o.receipt.to_json()
-        )
+        phase_core::answer::to_json(&o.receipt, &ex.stdout, &ex.stderr, ex.detail.as_deref(), self.replayed)
     }
 }
 

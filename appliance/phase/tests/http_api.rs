@@ -285,3 +285,33 @@ fn requests_waiting_on_a_running_key_are_bounded_in_number() {
     assert_eq!((a.status, w.status), (200, 200));
     assert_eq!(receipt_of(&a.text()), receipt_of(&w.text()), "the waiter got the first run's result");
 }
+
+#[test]
+fn phase_receipt_verify_checks_a_whole_answer_against_its_request() {
+    let node = Node::start(&[]);
+    let key = json_string(&node.request("GET", "/v1/status", b"").text(), "node_key");
+    let request = job_body(&guest("hello"), b"Hello", ",\"args\":[\"-v\"]");
+    let answer = node.request("POST", "/v1/jobs", &request).text();
+    let dir = std::env::temp_dir().join(format!("phase-answer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let verify = |answer: &str, request: &[u8]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phase"))
+            .args(["receipt", "verify", "--answer", &file("a.json", answer.as_bytes()), "--request", &file("r.json", request), "--key", &key])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = verify(&answer, &request);
+    assert_eq!(code, Some(0), "{out}");
+    let forged = answer.replacen(&json_string(&answer, "stdout"), &base64_encode(b"forged"), 1);
+    let (code, out) = verify(&forged, &request);
+    assert!(code == Some(1) && out.contains("stdout is not what the receipt signs"), "{out}");
+    let (code, out) = verify(&answer, &job_body(&guest("hello"), b"Hello", ",\"args\":[\"-q\"]"));
+    assert!(code == Some(1) && out.contains("another job"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

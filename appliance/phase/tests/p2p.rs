@@ -613,3 +613,45 @@ fn connections_beyond_the_peer_connection_cap_are_refused() {
     let closes: usize = others.iter().map(|n| n.log().matches(&lost).count()).sum();
     assert!((1..10).contains(&closes), "{closes} closes by A in 5 s:\n{}", others.iter().map(|n| n.log()).collect::<Vec<_>>().join("\n---\n"));
 }
+
+#[test]
+fn an_executor_whose_answer_is_not_what_its_receipt_signs_is_caught() {
+    // A genuine receipt with a forged stdout, and the genuine answer of another job with the
+    // same module and input: the forwarding node recomputes the job id and hashes the bodies.
+    for (fault, why) in [("peer-forge-stdout", "stdout is not what the receipt signs"), ("peer-other-job", "receipt is for another job")] {
+        let (a, b, c) = trio(fault);
+        let hello = guest("hello");
+        let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+        assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_receipt".to_string()), "{fault}: {}", r.text());
+        assert!(json_string(&r.text(), "message").contains(why), "{fault}: {}", r.text());
+        // Redundancy names the liar instead of agreeing over a forged answer.
+        let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", ",\"redundancy\":3"));
+        assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_receipt".to_string()), "{fault}: {}", r.text());
+        assert!(json_string(&r.text(), "message").contains(&peer_id(&b)), "{fault}: {}", r.text());
+        // With a choice of peers the job ends on the honest one.
+        let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", ",\"placement\":\"remote\""));
+        assert_eq!((r.status, json_string(&r.text(), "executor")), (200, peer_id(&c)), "{fault}: {}", r.text());
+    }
+}
+
+#[test]
+fn redundancy_with_an_idempotency_key_keeps_k_distinct_executors_on_a_retry() {
+    let (a, _b, _c) = trio("none");
+    let body = job(&guest("cpu-bench"), b"20000", ",\"redundancy\":3,\"idempotency_key\":\"red-1\"");
+    let signers = |text: &str| -> std::collections::HashSet<[u8; 32]> {
+        let miniserde::json::Value::Array(list) = json_field(text, "answers") else { panic!("{text}") };
+        list.iter()
+            .map(|answer| phase_core::answer::Answer::parse(&miniserde::json::to_string(answer)).expect("an answer").signer())
+            .collect()
+    };
+    let first = a.request("POST", "/v1/jobs", &body);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let retry = a.request("POST", "/v1/jobs", &body);
+    assert_eq!(retry.status, 200, "{}", retry.text());
+    assert!(retry.text().contains("\"replayed\":true") && retry.text().contains("\"agree\":true"), "{}", retry.text());
+    assert_eq!(signers(&first.text()).len(), 3);
+    assert_eq!(signers(&retry.text()), signers(&first.text()), "the retry has the same three executors");
+    // The key for another job is a conflict, not a replay.
+    let other = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"30000", ",\"redundancy\":3,\"idempotency_key\":\"red-1\""));
+    assert_eq!(other.status, 409, "{}", other.text());
+}

@@ -435,6 +435,9 @@ fn run(c: RunCmd) -> i32 {
             .map_err(|e| e.to_string())?;
         let job = Job { spec, module, input: Arc::from(input) };
         let ex = engine.run(&job);
+        if let Some(why) = &ex.host_failure {
+            return Err(format!("this machine failed the job, no receipt signed: {why}"));
+        }
         let receipt = Receipt::sign(ex.receipt_body(&job.spec), identity.key_pair());
         if let Some(path) = &c.receipt {
             std::fs::write(path, receipt.to_json() + "\n")

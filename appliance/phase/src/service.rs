@@ -141,6 +141,8 @@ pub enum ServiceError {
     IdempotencyConflict(String),
     /// A job with this key is still running after the wait allowed for it.
     IdempotencyPending(String),
+    /// The host failed the job (memory it had admitted could not be allocated): no result.
+    Host(String),
     Storage(String),
 }
 
@@ -159,6 +161,7 @@ impl ServiceError {
             ServiceError::NoMemory { .. } => "no_memory",
             ServiceError::IdempotencyConflict(_) => "idempotency_conflict",
             ServiceError::IdempotencyPending(_) => "idempotency_pending",
+            ServiceError::Host(_) => "host_failure",
             ServiceError::Storage(_) => "storage",
         }
     }
@@ -172,14 +175,14 @@ impl ServiceError {
             ServiceError::Module(_) | ServiceError::Limit(_) | ServiceError::Spec(_) => 422,
             ServiceError::IdempotencyConflict(_) => 409,
             ServiceError::Busy { .. } => 429,
-            ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_) => 503,
+            ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_) | ServiceError::Host(_) => 503,
             ServiceError::Storage(_) => 507,
         }
     }
 
     /// Whether a client should come back later (answered with `Retry-After: 1`).
     pub fn retry_later(&self) -> bool {
-        matches!(self, ServiceError::Busy { .. } | ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_))
+        matches!(self, ServiceError::Busy { .. } | ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_) | ServiceError::Host(_))
     }
 }
 
@@ -206,6 +209,7 @@ impl fmt::Display for ServiceError {
             ServiceError::IdempotencyPending(k) => {
                 write!(f, "a job with idempotency key {k:?} is still running; retry later")
             }
+            ServiceError::Host(m) => write!(f, "this node failed the job, no result was signed: {m}; retry, here or elsewhere"),
             ServiceError::Storage(m) => write!(f, "module store: {m}"),
         }
     }
@@ -229,6 +233,7 @@ pub struct Stats {
     pub rejected_invalid: AtomicU64,
     pub replays: AtomicU64,
     pub fuel_used: AtomicU64,
+    pub host_failures: AtomicU64,
 }
 
 /// Idempotency keys: the jobs running under a key, and the results kept (bounded by bytes).
@@ -409,6 +414,7 @@ impl NodeService {
             match e {
                 ServiceError::Busy { .. } => self.stats.rejected_busy.fetch_add(1, Relaxed),
                 ServiceError::NoMemory { .. } => self.stats.rejected_memory.fetch_add(1, Relaxed),
+                ServiceError::Host(_) => 0, // counted where it happens
                 _ => self.stats.rejected_invalid.fetch_add(1, Relaxed),
             };
         }
@@ -470,6 +476,11 @@ impl NodeService {
         let hold = self.pool.try_reserve(need).ok_or(ServiceError::NoMemory { what: "the job", need, free: self.pool.free() })?;
         let job = Job { spec, module, input: Arc::from(req.input) };
         let execution = self.engine.run(&job);
+        if let Some(why) = execution.host_failure {
+            log!("job {}: not signed: {why}", &hex_encode(&job_id)[..12]);
+            self.stats.host_failures.fetch_add(1, Relaxed);
+            return Err(ServiceError::Host(why));
+        }
         let receipt = Receipt::sign(execution.receipt_body(&job.spec), self.identity.key_pair());
         match execution.outcome {
             Outcome::Exited(_) => self.stats.jobs_exited.fetch_add(1, Relaxed),

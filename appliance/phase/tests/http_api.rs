@@ -315,3 +315,20 @@ fn phase_receipt_verify_checks_a_whole_answer_against_its_request() {
     assert!(code == Some(1) && out.contains("another job"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_job_the_host_fails_is_a_node_error_never_a_signed_result() {
+    // 800 MB of address space, a 1 GiB memory limit admitted by the budget: the host cannot
+    // give the guest what its limit allows. wasmi would hand the guest a failed memory.grow
+    // (-1) and the node would sign whatever the guest did then: a result of the host, not the job.
+    let node = Node::start_with_address_space(800_000, &["--memory-budget", "8589934592", "--max-memory-bytes", "1073741824", "--max-concurrent", "1"]);
+    let greedy = job_body(&guest("hostile-memory"), b"", ",\"limits\":{\"memory_bytes\":1073741824,\"fuel\":1000000000000,\"deadline_ms\":60000}");
+    let r = node.request("POST", "/v1/jobs", &greedy);
+    assert_eq!((r.status, json_string(&r.text(), "error").as_str()), (503, "host_failure"), "{}", r.text());
+    assert!(!r.text().contains("receipt"), "{}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(metric(&node, "phase_jobs_host_failures_total"), 1);
+    // The node serves on, and a job within what the host can give is a result as before.
+    let ok = node.request("POST", "/v1/jobs", &job_body(&guest("hostile-memory"), b"", ",\"limits\":{\"memory_bytes\":8388608}"));
+    assert_eq!((ok.status, json_string(&ok.text(), "trap").as_str()), (200, "memory_limit"), "{}", ok.text());
+}

@@ -82,6 +82,7 @@ pub fn metrics(node: &Node) -> String {
             ("{reason=\"invalid\"}", st.rejected_invalid.load(Relaxed)),
         ],
     );
+    metric("phase_jobs_host_failures_total", "counter", "Jobs the host failed (an admitted allocation failed): answered 503, never signed.", &[("", st.host_failures.load(Relaxed))]);
     metric("phase_jobs_replayed_total", "counter", "Results returned again for an idempotency key.", &[("", st.replays.load(Relaxed))]);
     metric("phase_jobs_in_flight", "gauge", "Jobs running now.", &[("", s.in_flight() as u64)]);
     metric("phase_fuel_used_total", "counter", "Fuel used by all jobs.", &[("", st.fuel_used.load(Relaxed))]);

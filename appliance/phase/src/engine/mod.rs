@@ -139,10 +139,13 @@ impl JobState {
     }
 }
 
-/// Caps linear memory and tables; remembers that it refused so the trap is named for it.
+/// Caps linear memory and tables; remembers that it refused so the trap is named for it, and
+/// that the host failed to allocate what it had admitted (then the job's result would depend
+/// on the host, not on the job: it is not a result).
 struct MemoryLimiter {
     memory_bytes: usize,
     refused: bool,
+    host_failed: Option<String>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -170,6 +173,18 @@ impl ResourceLimiter for MemoryLimiter {
             return Err(wasmi_core::LimiterError::ResourceLimiterDeniedAllocation);
         }
         Ok(true)
+    }
+    fn memory_grow_failed(&mut self, error: &wasmi::errors::MemoryError) -> Result<(), wasmi_core::LimiterError> {
+        if matches!(error, wasmi::errors::MemoryError::OutOfFuel { .. }) {
+            return Ok(()); // deterministic: memory.grow returns -1, as on every node
+        }
+        self.host_failed = Some(format!("the host could not allocate linear memory it had admitted: {error}"));
+        // End the guest now; the job is answered as a node error, not a result.
+        Err(wasmi_core::LimiterError::ResourceLimiterDeniedAllocation)
+    }
+    fn table_grow_failed(&mut self, error: &wasmi::errors::TableError) -> Result<(), wasmi_core::LimiterError> {
+        self.host_failed = Some(format!("the host could not allocate a table it had admitted: {error}"));
+        Err(wasmi_core::LimiterError::ResourceLimiterDeniedAllocation)
     }
     fn instances(&self) -> usize {
         1
@@ -200,6 +215,8 @@ pub struct Execution {
     pub wall_time: Duration,
     /// Engine detail behind a trap, for logs and error messages (not signed).
     pub detail: Option<String>,
+    /// The host failed the job (an allocation it had admitted): not a result to sign.
+    pub host_failure: Option<String>,
 }
 
 impl Execution {
@@ -375,6 +392,7 @@ impl Engine {
             limiter: MemoryLimiter {
                 memory_bytes: limits.memory_bytes.min(usize::MAX as u64) as usize,
                 refused: false,
+                host_failed: None,
             },
         };
         let mut store = Store::new(job.module.module.engine(), state);
@@ -396,6 +414,7 @@ impl Engine {
             fuel_used,
             wall_time: started.elapsed(),
             detail,
+            host_failure: state.limiter.host_failed,
         }
     }
 
@@ -455,7 +474,7 @@ impl Engine {
 fn classify(store: &Store<JobState>, e: &Error, fallback: TrapKind) -> (TrapKind, String) {
     use wasmi::TrapCode as T;
     let detail = e.to_string();
-    if store.data().limiter.refused {
+    if store.data().limiter.refused && store.data().limiter.host_failed.is_none() {
         return (TrapKind::MemoryLimit, detail);
     }
     match GuestFault::is_fault(e) {

@@ -36,9 +36,18 @@ pub struct Node {
 
 impl Node {
     pub fn start(extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phase"))
-            .args(["node", "--http", "127.0.0.1:0"])
-            .args(extra)
+        Node::spawn(Command::new(env!("CARGO_BIN_EXE_phase")).args(["node", "--http", "127.0.0.1:0"]).args(extra))
+    }
+
+    /// A node whose address space is limited to `kib` KiB (`ulimit -v`), so that large
+    /// allocations fail as on a host out of memory.
+    pub fn start_with_address_space(kib: u64, extra: &[&str]) -> Node {
+        let script = format!("ulimit -v {kib} && exec \"$0\" node --http 127.0.0.1:0 \"$@\"");
+        Node::spawn(Command::new("sh").args(["-c", &script, env!("CARGO_BIN_EXE_phase")]).args(extra))
+    }
+
+    fn spawn(cmd: &mut Command) -> Node {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -41,6 +41,17 @@ class Publisher:
         assert r.returncode == 0, f"publish: {r.stderr.strip()}"
         return self.path(store)
 
+    def trusting_initrd(self, name, *keys):
+        """This arch's initramfs with `keys` added to its /etc/phase/trust (a second archive):
+        an image whose own keys are its only trust."""
+        tree = self.path(name + ".tree")
+        os.makedirs(os.path.join(tree, "etc/phase/trust"), exist_ok=True)
+        for i, k in enumerate(keys):
+            open(os.path.join(tree, f"etc/phase/trust/key{i}.pub"), "w").write(k + "\n")
+        base = os.path.join(ROOT, "build", self.arch, "initramfs.cpio.zst")
+        subprocess.run([HOST_PHASE, "initramfs", "--root", tree, "--out", self.path(name), "--after", base], check=True, capture_output=True)
+        return self.path(name)
+
     def provider(self, store, *extra):
         """A host node serving `store` on 127.0.0.1 (the VMs reach it as 10.0.2.2:PORT)."""
         port = free_port()

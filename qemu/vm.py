@@ -14,7 +14,7 @@ def free_port():
 
 
 class VM:
-    def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None):
+    def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None, rtc=None):
         self.arch = arch
         self.dir = tempfile.mkdtemp(prefix=f"phase-vm-{arch}-")
         self.console = os.path.join(self.dir, "console.log")
@@ -27,7 +27,8 @@ class VM:
             [os.path.join(ROOT, "qemu/run"), arch, "--port", str(self.port), "--mem", mem,
              "--console", self.console, "--monitor", self.monitor, "--append", append]
             + (["--p2p-port", str(self.p2p_port)] if p2p else [])
-            + (["--initrd", initrd] if initrd else []) + (["--lan", str(lan)] if lan else []),
+            + (["--initrd", initrd] if initrd else []) + (["--lan", str(lan)] if lan else [])
+            + (["--rtc", rtc] if rtc else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "qemu.err"), "w"))
 
     def log(self):

@@ -56,9 +56,20 @@ pub struct BootConfig {
     pub channel: String,
     /// `phase.lan=ADDR/PREFIX`: a second Ethernet link, configured statically (a boot LAN).
     pub lan: Option<(Ipv4Addr, u8)>,
+    /// `phase.floor=N`: the lowest release version this machine may boot (the previous hop's
+    /// version, or what the stick's data partition remembers).
+    pub version_floor: u64,
+    /// `phase.time_floor=UNIX`: the earliest this machine's time may be, whatever its clock says
+    /// (the newest `created_at` the previous hops verified).
+    pub time_floor: u64,
+    /// `phase.boot_timeout=SECONDS` (10-3600): how long a netboot looks for a verifiable release.
+    pub boot_timeout: u64,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
 }
+
+/// How long a netboot looks for a verifiable release by default, in seconds.
+pub const DEFAULT_BOOT_TIMEOUT: u64 = 180;
 
 impl Default for BootConfig {
     fn default() -> Self {
@@ -77,6 +88,9 @@ impl Default for BootConfig {
             trust: Vec::new(),
             channel: DEFAULT_CHANNEL.to_string(),
             lan: None,
+            version_floor: 0,
+            time_floor: 0,
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
             passthrough: Vec::new(),
         }
     }
@@ -245,6 +259,18 @@ impl BootConfig {
                     Some(v) => c.lan = Some(v),
                     None => bad("an IPv4 address with prefix, like 10.9.0.2/24"),
                 },
+                "floor" => match value.parse::<u64>() {
+                    Ok(v) => c.version_floor = v,
+                    Err(_) => bad("a release version (an unsigned integer)"),
+                },
+                "time_floor" => match value.parse::<u64>() {
+                    Ok(v) => c.time_floor = v,
+                    Err(_) => bad("unix seconds"),
+                },
+                "boot_timeout" => match value.parse::<u64>() {
+                    Ok(v) if (10..=3600).contains(&v) => c.boot_timeout = v,
+                    _ => bad("seconds, 10-3600"),
+                },
                 "fault" => {}
                 "on_failure" => match value {
                     "reboot" => c.on_failure = OnFailure::Reboot,
@@ -355,6 +381,12 @@ mod tests {
         assert_eq!(p.len(), 5, "{p:?}");
         assert!(!c.netboot && c.providers.is_empty() && c.trust.is_empty() && c.lan.is_none());
         assert_eq!(c.channel, DEFAULT_CHANNEL);
+        let (c, p) = BootConfig::parse("phase.floor=7 phase.time_floor=1800000000 phase.boot_timeout=30");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.version_floor, c.time_floor, c.boot_timeout), (7, 1_800_000_000, 30));
+        let (c, p) = BootConfig::parse("phase.floor=-1 phase.time_floor=soon phase.boot_timeout=5");
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!((c.version_floor, c.time_floor, c.boot_timeout), (0, 0, DEFAULT_BOOT_TIMEOUT));
     }
 
     #[test]

@@ -72,6 +72,35 @@ pub struct ManifestBody {
     pub cmdline: String,
 }
 
+/// What a machine knows about versions and time without trusting its clock (docs/netboot.md,
+/// "Floors"): the lowest version it may boot (the highest it has booted or verified on its
+/// channel) and the earliest the time may be (its build time, and the newest `created_at` of
+/// every manifest it verified). Both only move forward: hops pass them on, disks keep them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Floors {
+    pub version: u64,
+    pub time: u64,
+}
+
+impl Floors {
+    /// The time a manifest is judged at: the clock, unless it is behind the time floor (an
+    /// unset clock, a board without an RTC, a clock set back); then the floor, or the
+    /// manifest's own creation if later (such a clock cannot call a manifest "from the
+    /// future"). A manifest that expired before the floor is refused whatever the clock says.
+    pub fn judged_time(&self, clock: u64, m: &ManifestBody) -> u64 {
+        if clock >= self.time {
+            clock
+        } else {
+            self.time.max(m.created_at)
+        }
+    }
+
+    /// The floors after verifying `m`: at least its version and its creation time.
+    pub fn raised(self, m: &ManifestBody) -> Floors {
+        Floors { version: self.version.max(m.version), time: self.time.max(m.created_at) }
+    }
+}
+
 /// A signed manifest. Only `sign` and `from_json` make one; `from_json` checks every field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -90,7 +119,8 @@ pub enum ManifestError {
     UnknownKey { key_id: String },
     Expired { expires_at: u64, now: u64 },
     NotYetValid { created_at: u64, now: u64 },
-    Rollback { version: u64, running: u64 },
+    /// Below the version floor: what this machine has booted or verified before.
+    Rollback { version: u64, floor: u64 },
     WrongArch { manifest: Arch, running: Arch },
     Oversized { artifact: &'static str, size: u64, max: u64 },
     SizeMismatch { artifact: &'static str, expected: u64, actual: u64 },
@@ -108,7 +138,7 @@ impl fmt::Display for ManifestError {
             UnknownKey { key_id } => write!(f, "unknown publisher key {key_id}: not among the trusted keys"),
             Expired { expires_at, now } => write!(f, "expired at {expires_at} (now {now})"),
             NotYetValid { created_at, now } => write!(f, "created at {created_at}, in the future (now {now})"),
-            Rollback { version, running } => write!(f, "rollback: version {version} is below the running {running}"),
+            Rollback { version, floor } => write!(f, "rollback: version {version} is below the floor {floor} (a version this machine booted or verified)"),
             WrongArch { manifest, running } => {
                 write!(f, "wrong arch: manifest is for {}, this machine is {}", manifest.name(), running.name())
             }
@@ -226,9 +256,9 @@ impl Manifest {
         if b.arch != arch {
             return Err(ManifestError::WrongArch { manifest: b.arch, running: arch });
         }
-        if let Some(running) = running {
-            if b.version < running {
-                return Err(ManifestError::Rollback { version: b.version, running });
+        if let Some(floor) = running {
+            if b.version < floor {
+                return Err(ManifestError::Rollback { version: b.version, floor });
             }
         }
         for (name, a) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
@@ -237,6 +267,12 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// `verify` for a machine that knows its floors: versions below the version floor are a
+    /// rollback, and the time is judged by `Floors::judged_time`.
+    pub fn verify_under(&self, trusted: &[[u8; 32]], clock: u64, floors: &Floors, arch: Arch) -> Result<(), ManifestError> {
+        self.verify(trusted, floors.judged_time(clock, &self.body), arch, Some(floors.version))
     }
 
     /// Checks downloaded artifact bytes against the signed size and hash.
@@ -363,7 +399,14 @@ mod tests {
         assert!(matches!(m.verify(&[*key(2).pk], 1_500, Arch::X86_64, None), Err(UnknownKey { .. })));
         assert_eq!(m.verify(&trusted, 2_000, Arch::X86_64, None), Err(Expired { expires_at: 2_000, now: 2_000 }));
         assert!(matches!(m.verify(&trusted, 1_500, Arch::Aarch64, None), Err(WrongArch { .. })));
-        assert_eq!(m.verify(&trusted, 1_500, Arch::X86_64, Some(8)), Err(Rollback { version: 7, running: 8 }));
+        assert_eq!(m.verify(&trusted, 1_500, Arch::X86_64, Some(8)), Err(Rollback { version: 7, floor: 8 }));
+        // Floors: a clock behind the time floor is not trusted; the floor judges expiry.
+        let floors = Floors { version: 7, time: 2_500 };
+        assert_eq!(m.verify_under(&trusted, 1_500, &floors, Arch::X86_64), Err(Expired { expires_at: 2_000, now: 2_500 }));
+        assert_eq!(m.verify_under(&trusted, 1_500, &Floors { version: 8, time: 0 }, Arch::X86_64), Err(Rollback { version: 7, floor: 8 }));
+        m.verify_under(&trusted, 10, &Floors { version: 7, time: 900 }, Arch::X86_64).expect("an unset clock judges at the floor and never calls a manifest from the future");
+        assert_eq!(floors.raised(&m.body), Floors { version: 7, time: 2_500 });
+        assert_eq!(Floors::default().raised(&m.body), Floors { version: 7, time: m.body.created_at });
         let mut tampered = m.clone();
         tampered.body.cmdline.push_str(" init=/bin/sh");
         assert_eq!(tampered.verify(&trusted, 1_500, Arch::X86_64, None), Err(BadSignature));

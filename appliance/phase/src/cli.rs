@@ -85,6 +85,10 @@ struct PublishCmd {
     /// a machine booted from it (USB stick, QEMU -initrd) serves the release
     #[argh(option)]
     carry: Option<PathBuf>,
+    /// a publisher key (hex) the carried initrd trusts (repeatable): written to its
+    /// /etc/phase/trust, so the machine verifies what it carries and fetches without phase.trust=
+    #[argh(option)]
+    trust: Vec<String>,
 }
 
 #[derive(FromArgs)]
@@ -146,8 +150,9 @@ struct ManifestSign {
 }
 
 #[derive(FromArgs)]
-/// Verify a boot manifest: exit 0 only if it is signed by a trusted key, current, for this
-/// arch, not a rollback, and every given artifact matches.
+/// Verify a boot manifest: exit 0 only if it is signed by a trusted key, current (judged at
+/// the time floor if the clock is behind it), for this arch, not below the version floor, and
+/// every given artifact matches.
 #[argh(subcommand, name = "verify")]
 struct ManifestVerify {
     /// the manifest (JSON)
@@ -165,9 +170,13 @@ struct ManifestVerify {
     /// the arch to boot (default: this machine's)
     #[argh(option)]
     arch: Option<String>,
-    /// the version running now: lower versions are a rollback
+    /// the version floor: lower versions are a rollback (what this machine booted or verified)
     #[argh(option)]
-    running_version: Option<u64>,
+    floor: Option<u64>,
+    /// the time floor, unix seconds: a manifest that expired before it is refused whatever
+    /// the clock says (default: this build's time)
+    #[argh(option)]
+    time_floor: Option<u64>,
 }
 
 
@@ -367,6 +376,10 @@ struct InitramfsCmd {
     /// the archive to write (uncompressed)
     #[argh(option)]
     out: PathBuf,
+    /// write this initrd (compressed or not) first, the tree as a second archive after it:
+    /// the kernel unpacks both (e.g. trust keys added to a built image)
+    #[argh(option)]
+    after: Option<PathBuf>,
 }
 
 #[derive(FromArgs)]
@@ -657,7 +670,11 @@ fn verify(c: VerifyCmd) -> i32 {
 }
 
 fn initramfs(c: InitramfsCmd) -> i32 {
-    match crate::image::pack_tree(&c.root) {
+    let packed = match &c.after {
+        Some(base) => read(base, "initrd").and_then(|b| crate::image::pack_tree_after(&c.root, b)),
+        None => crate::image::pack_tree(&c.root),
+    };
+    match packed {
         Ok(bytes) => match std::fs::write(&c.out, &bytes) {
             Ok(()) => {
                 println!("{} bytes", bytes.len());
@@ -829,7 +846,8 @@ fn publish(c: PublishCmd) -> i32 {
         let dir = crate::boot::store::publish(&c.store, &m, &kernel, &initramfs).map_err(|e| e.to_string())?;
         let mut line = format!("published {}/{} version {} signed by {} in {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id(), dir.display());
         if let Some(out) = &c.carry {
-            let initrd = crate::boot::netboot::next_initrd(&m, &m.to_json(), &kernel, &initramfs)?;
+            let trust = c.trust.iter().map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+            let initrd = crate::boot::netboot::next_initrd(&m, &m.to_json(), &kernel, &initramfs, &trust)?;
             std::fs::write(out, &initrd).map_err(|e| format!("{}: {e}", out.display()))?;
             line += &format!("; carrying initrd {} ({} bytes)", out.display(), initrd.len());
         }
@@ -869,7 +887,8 @@ fn manifest(cmd: ManifestSub) -> i32 {
                     Some(a) => Arch::parse(a).ok_or_else(|| format!("--arch {a:?}: x86_64 or aarch64"))?,
                     None => Arch::parse(std::env::consts::ARCH).ok_or("this machine's arch is not one Phase boots")?,
                 };
-                m.verify(&trusted, unix_now(), arch, c.running_version).map_err(|e| e.to_string())?;
+                let floors = phase_core::manifest::Floors { version: c.floor.unwrap_or(0), time: c.time_floor.unwrap_or(0).max(crate::boot::build_time()) };
+                m.verify_under(&trusted, unix_now(), &floors, arch).map_err(|e| e.to_string())?;
                 if let Some(p) = &c.kernel {
                     m.check_artifact("kernel", &read(p, "kernel")?).map_err(|e| e.to_string())?;
                 }

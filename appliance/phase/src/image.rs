@@ -17,6 +17,34 @@ pub fn pack_tree(root: &Path) -> Result<Vec<u8>, String> {
     Ok(w.finish())
 }
 
+/// `base` (an initrd, compressed or not) with `root` packed after it as a second archive: the
+/// kernel unpacks both, the second over the first (how an image gets its trust keys or a
+/// release without being rebuilt).
+pub fn pack_tree_after(root: &Path, base: Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut w = CpioWriter::after(base);
+    let mut has_dev = false;
+    walk(root, root, &mut w, &mut has_dev)?;
+    Ok(w.finish())
+}
+
+/// Where an image keeps the publisher keys it trusts (one hex key per `*.pub` file).
+pub const TRUST_DIR: &str = "etc/phase/trust";
+
+/// Adds `keys` to an archive being written as TRUST_DIR/<key id>.pub (the directories too).
+pub fn add_trust(w: &mut CpioWriter, keys: &[[u8; 32]]) -> Result<(), String> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    for d in ["etc", "etc/phase", TRUST_DIR] {
+        w.dir(d, 0o755).map_err(|e| e.to_string())?;
+    }
+    for k in keys {
+        let name = format!("{TRUST_DIR}/{}.pub", phase_core::manifest::key_id(k));
+        w.file(&name, 0o644, format!("{}\n", phase_core::encoding::hex_encode(k)).as_bytes()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 fn walk(root: &Path, dir: &Path, w: &mut CpioWriter, has_dev: &mut bool) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let mut entries: Vec<_> = std::fs::read_dir(dir)

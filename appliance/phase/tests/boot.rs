@@ -211,7 +211,7 @@ fn plan(trusted: &[&str]) -> Plan {
         channel: "stable".into(),
         arch: Arch::X86_64,
         trusted: trusted.iter().map(|k| phase_core::encoding::hex_decode_array(k).unwrap()).collect(),
-        running_version: None,
+        floors: Default::default(),
         clock: phase::boot::unix_now(),
     }
 }
@@ -249,9 +249,9 @@ fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download
         other => panic!("expired accepted: {:?}", other.map(|m| m.0.body.version)),
     }
     let mut rollback = plan.clone();
-    rollback.running_version = Some(5);
+    rollback.floors.version = 5;
     match netboot::fetch_manifest(&url(&dropping), &rollback, soon()) {
-        Err(e) => assert!(e.to_string().contains("rollback: version 4 is below the running 5"), "{e}"),
+        Err(e) => assert!(e.to_string().contains("rollback: version 4 is below the floor 5"), "{e}"),
         Ok(_) => panic!("rollback accepted"),
     }
     // The tampered kernel is refused by hash; nothing from it is used.
@@ -263,13 +263,13 @@ fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download
     // A round over all of them: refusals are skipped, the connection that breaks halfway
     // through every artifact is resumed by range, and the release is the signed one.
     let candidates: Vec<String> = [&unknown_node, &expired_node, &tampering, &dropping].iter().map(|n| url(n)).collect();
-    let f = netboot::try_providers(&candidates, &plan, soon()).expect("a verifiable release");
+    let f = netboot::try_providers(&candidates, &mut plan.clone(), soon()).expect("a verifiable release");
     assert_eq!(f.from, url(&dropping));
     assert_eq!(f.manifest.body.version, 4);
     assert!(f.kernel == std::fs::read(lab.p("bzImage")).unwrap());
     assert!(f.initramfs == std::fs::read(lab.p("initramfs.cpio.zst")).unwrap());
     // No provider at all within the deadline: a named error, not a hang.
-    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut |_| Vec::new(), &plan, Duration::from_secs(1)).err().unwrap();
+    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut |_| Vec::new(), &mut plan.clone(), Duration::from_secs(1)).err().unwrap();
     assert!(err.contains("no provider served a verifiable stable/x86_64 release"), "{err}");
 }
 
@@ -277,7 +277,7 @@ fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download
 fn the_carrying_initrd_holds_a_store_that_opens_and_verifies() {
     let lab = Lab::new("carry");
     let publisher = lab.key("pub.key");
-    let out = lab.publish(&lab.p("pub.key"), &lab.p("store"), 3, &["--carry", &lab.p("initrd")]);
+    let out = lab.publish(&lab.p("pub.key"), &lab.p("store"), 3, &["--carry", &lab.p("initrd"), "--trust", &publisher]);
     assert!(out.contains("carrying initrd"), "{out}");
     let initrd = std::fs::read(lab.p("initrd")).unwrap();
     let initramfs = std::fs::read(lab.p("initramfs.cpio.zst")).unwrap();
@@ -292,6 +292,9 @@ fn the_carrying_initrd_holds_a_store_that_opens_and_verifies() {
     let store = phase::boot::store::BootStore::open(&root.join("boot/phase"), Some(&trusted)).unwrap();
     assert_eq!(store.entries.len(), 1);
     assert_eq!(store.entries[0].manifest.body.version, 3);
+    // The key the initrd was told to trust is in the image's trust directory, as PID 1 reads it.
+    let keys = phase::boot::read_trust_dir(&root.join("etc/phase/trust")).unwrap();
+    assert_eq!(keys, trusted);
 }
 
 /// A minimal newc reader for the test (the kernel is the real consumer).
@@ -410,7 +413,7 @@ fn a_provider_that_trickles_cannot_hold_a_netboot_past_its_deadline() {
     for head in [false, true] {
         let (url, _server) = trickling_provider(head);
         let started = std::time::Instant::now();
-        let err = netboot::find_release(&[url.clone()], &mut |_| Vec::new(), &plan, Duration::from_secs(4)).err().expect("no release");
+        let err = netboot::find_release(&[url.clone()], &mut |_| Vec::new(), &mut plan.clone(), Duration::from_secs(4)).err().expect("no release");
         let took = started.elapsed();
         assert!(err.contains("within 4s"), "{err}");
         assert!(took < Duration::from_secs(7), "a trickling {} held the search for {took:?}", if head { "body" } else { "head" });
@@ -460,4 +463,49 @@ fn downloaders_that_stop_reading_lose_their_slots() {
     assert!(got.as_ref() == Some(&big), "no honest download within 40 s of four stuck ones");
     assert!(started.elapsed() >= Duration::from_secs(8), "cut too soon: {:?}", started.elapsed());
     drop(stuck);
+}
+
+#[test]
+fn a_corrupt_newest_release_never_makes_a_node_boot_an_older_one() {
+    let lab = Lab::new("downgrade");
+    let publisher = lab.key("pub.key");
+    let (new, old) = (lab.p("new"), lab.p("old"));
+    lab.publish(&lab.p("pub.key"), &new, 5, &[]);
+    lab.publish(&lab.p("pub.key"), &old, 4, &[]);
+    // The newest release's bytes are corrupt on its only provider; an older one is intact.
+    let corrupt = Node::start(&["--boot-store", &new, "--fault", "boot-tamper"]);
+    let older = Node::start(&["--boot-store", &old]);
+    let mut plan = plan(&[&publisher]);
+    let err = netboot::find_release(&[url(&corrupt), url(&older)], &mut |_| Vec::new(), &mut plan, Duration::from_secs(5)).err().expect("must not boot version 4");
+    assert!(err.contains("of version 5 or later"), "{err}");
+    assert_eq!(plan.floors.version, 5, "verifying version 5 raised the floor");
+    // Once the newest can be had, it is what boots.
+    let good = Node::start(&["--boot-store", &new]);
+    let f = netboot::find_release(&[url(&older), url(&good)], &mut |_| Vec::new(), &mut plan, Duration::from_secs(20)).expect("version 5");
+    assert_eq!((f.manifest.body.version, f.floors.version), (5, 5));
+    // A floor given on the command line refuses older releases by name.
+    let mut floored = plan.clone();
+    floored.floors.version = 6;
+    match netboot::fetch_manifest(&url(&good), &floored, soon()) {
+        Err(e) => assert!(e.to_string().contains("rollback: version 5 is below the floor 6"), "{e}"),
+        Ok(_) => panic!("a release below the floor was accepted"),
+    }
+}
+
+#[test]
+fn a_machine_whose_clock_is_behind_its_time_floor_judges_expiry_at_the_floor() {
+    let lab = Lab::new("clock");
+    let publisher = lab.key("pub.key");
+    let store = lab.p("store");
+    // Expired on 2026-11-12: after the fixed floor older builds used (2026-11-07), before this
+    // machine's time floor.
+    lab.publish(&lab.p("pub.key"), &store, 1, &["--created-at", "1793000000", "--expires-at", "1794450000"]);
+    let node = Node::start(&["--boot-store", &store]);
+    let mut clockless = plan(&[&publisher]);
+    clockless.clock = 0;
+    clockless.floors.time = 1_795_000_000;
+    match netboot::fetch_manifest(&url(&node), &clockless, soon()) {
+        Err(netboot::NetbootError::Manifest { reason: ManifestError::Expired { now, .. }, .. }) => assert_eq!(now, 1_795_000_000),
+        other => panic!("an expired manifest was accepted: {:?}", other.map(|m| m.0.body.version)),
+    }
 }

@@ -38,11 +38,11 @@ fn sign_then_verify_and_every_tampering_is_refused_with_its_reason() {
         let (code, out, err) = phase(&args);
         (code, out + &err)
     };
-    let (code, text) = verify(&["--kernel", &p("kernel"), "--initramfs", &p("initramfs"), "--running-version", "5"]);
+    let (code, text) = verify(&["--kernel", &p("kernel"), "--initramfs", &p("initramfs"), "--floor", "5"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.starts_with("ok: stable x86_64 version 5"));
     for (extra, reason) in [
-        (vec!["--running-version", "6"], "rollback: version 5 is below the running 6"),
+        (vec!["--floor", "6"], "rollback: version 5 is below the floor 6"),
         (vec!["--arch", "arm64"], "wrong arch"),
         (vec!["--kernel", &p("initramfs")], "kernel size mismatch"),
     ] {

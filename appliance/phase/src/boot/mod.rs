@@ -11,7 +11,7 @@ pub mod store;
 /// Where a booted appliance finds the artifacts it booted from (the second cpio archive of
 /// its initrd) and so serves them on.
 pub const CARRIED_STORE: &str = "/boot/phase";
-/// Publisher keys built into the image: one hex key per `*.pub` file.
+/// Publisher keys built into the image: one hex key per `*.pub` file (image.rs writes them).
 pub const TRUST_DIR: &str = "/etc/phase/trust";
 
 /// The DHT key under which providers of a channel/arch announce themselves.
@@ -35,6 +35,13 @@ pub fn read_trust_dir(dir: &std::path::Path) -> Result<Vec<[u8; 32]>, String> {
         keys.push(key);
     }
     Ok(keys)
+}
+
+/// The earliest the time can be on a machine running this build: the build's own time
+/// (`PHASE_BUILD_TIME`, unix seconds, which scripts/build-appliance sets from the commit's
+/// time, so builds stay reproducible), or 2026-11-07 for builds without it.
+pub fn build_time() -> u64 {
+    option_env!("PHASE_BUILD_TIME").and_then(|v| v.trim().parse().ok()).unwrap_or(1_794_000_000)
 }
 
 pub fn unix_now() -> u64 {

@@ -11,35 +11,20 @@ use std::time::{Duration, Instant};
 pub const MANIFEST_TIME: Duration = Duration::from_secs(15);
 
 use phase_core::cpio::CpioWriter;
-use phase_core::manifest::{Arch, Manifest, ManifestError, MANIFEST_FILE};
+use phase_core::manifest::{Arch, Floors, Manifest, ManifestError, MANIFEST_FILE};
 
 use super::fetch::{self, DownloadError, FetchError, Url};
-
-/// Clocks below this (unix seconds, 2026-11-07) are taken as unset, as on a board without an
-/// RTC: the time window is then judged from this floor (docs/threat-model.md).
-pub const TIME_FLOOR: u64 = 1_794_000_000;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub channel: String,
     pub arch: Arch,
     pub trusted: Vec<[u8; 32]>,
-    /// The version this node runs, if it booted a signed release: older ones are refused.
-    pub running_version: Option<u64>,
+    /// The version and time floors (phase_core::manifest::Floors): raised by every manifest the
+    /// search verifies, so once it has seen a version it never boots an older one.
+    pub floors: Floors,
     /// Unix seconds from the local clock.
     pub clock: u64,
-}
-
-impl Plan {
-    /// The time a manifest is judged at: the clock, or (clock unset) the floor, and then no
-    /// manifest is "from the future".
-    fn now_for(&self, m: &Manifest) -> u64 {
-        if self.clock >= TIME_FLOOR {
-            self.clock
-        } else {
-            TIME_FLOOR.max(m.body.created_at)
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -59,8 +44,9 @@ impl fmt::Display for NetbootError {
     }
 }
 
-/// A verified release, in RAM.
+/// A verified release, in RAM, and the floors it leaves this machine with.
 pub struct Fetched {
+    pub floors: Floors,
     pub manifest: Manifest,
     pub manifest_json: String,
     pub kernel: Vec<u8>,
@@ -84,7 +70,7 @@ pub fn fetch_manifest(base: &str, plan: &Plan, deadline: Instant) -> Result<(Man
     if m.body.channel != plan.channel {
         return Err(bad(ManifestError::Field { name: "channel", reason: format!("{:?}, asked for {:?}", m.body.channel, plan.channel) }));
     }
-    m.verify(&plan.trusted, plan.now_for(&m), plan.arch, plan.running_version).map_err(bad)?;
+    m.verify_under(&plan.trusted, plan.clock, &plan.floors, plan.arch).map_err(bad)?;
     Ok((m, text.trim().to_string()))
 }
 
@@ -102,10 +88,12 @@ pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, 
 }
 
 /// One round over the candidates: every manifest is fetched and verified first (each
-/// provider within MANIFEST_TIME), then the newest version is downloaded from the providers
-/// that offer it, in order, until one works; all of it by `give_up`. Each refusal is logged
-/// with its provider and reason.
-pub fn try_providers(candidates: &[String], plan: &Plan, give_up: Instant) -> Option<Fetched> {
+/// provider within MANIFEST_TIME) and raises the plan's floors; then the newest version is
+/// downloaded from the providers that offer it, in order, until one works; all of it by
+/// `give_up`. Older offers are refused as rollbacks even when the newest cannot be had (the
+/// caller goes round again until its deadline): a hostile provider that corrupts the newest
+/// release cannot make a node boot an older one. Each refusal is logged with its reason.
+pub fn try_providers(candidates: &[String], plan: &mut Plan, give_up: Instant) -> Option<Fetched> {
     let mut offers: Vec<(Manifest, String, &String)> = vec![];
     for c in candidates {
         if Instant::now() >= give_up {
@@ -116,9 +104,17 @@ pub fn try_providers(candidates: &[String], plan: &Plan, give_up: Instant) -> Op
             Err(e) => log!("netboot: provider {c} refused: {e}"),
         }
     }
+    for (m, _, _) in &offers {
+        plan.floors = plan.floors.raised(&m.body);
+    }
     // Newest first; among equals, the order given (explicit providers first).
-    offers.sort_by(|a, b| b.0.body.version.cmp(&a.0.body.version));
+    offers.sort_by_key(|o| std::cmp::Reverse(o.0.body.version));
     for (m, json, c) in offers {
+        if m.body.version < plan.floors.version {
+            let why = ManifestError::Rollback { version: m.body.version, floor: plan.floors.version };
+            log!("netboot: provider {c} refused: {why}");
+            continue;
+        }
         let started = Instant::now();
         log!(
             "netboot: {c} offers {}/{} version {} signed by {}: verified, downloading {:.1} MiB",
@@ -139,7 +135,7 @@ pub fn try_providers(candidates: &[String], plan: &Plan, give_up: Instant) -> Op
                 let secs = started.elapsed().as_secs_f64();
                 let mib = (kernel.len() + initramfs.len()) as f64 / 1048576.0;
                 log!("netboot: artifacts from {c} verified (SHA-256, size): {mib:.1} MiB in {secs:.2}s");
-                return Some(Fetched { manifest: m, manifest_json: json, kernel, initramfs, from: c.clone() });
+                return Some(Fetched { floors: plan.floors, manifest: m, manifest_json: json, kernel, initramfs, from: c.clone() });
             }
             Err(e) => log!("netboot: provider {c} refused: {e}"),
         }
@@ -150,7 +146,7 @@ pub fn try_providers(candidates: &[String], plan: &Plan, give_up: Instant) -> Op
 /// Rounds over explicit and discovered providers with backoff until one serves a verifiable
 /// release or `deadline` passes (whatever providers do: every exchange is bounded by it): the
 /// network and the providers may still be coming up. `discover` gets the time left.
-pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Vec<String>, plan: &Plan, deadline: Duration) -> Result<Fetched, String> {
+pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Vec<String>, plan: &mut Plan, deadline: Duration) -> Result<Fetched, String> {
     let started = Instant::now();
     let give_up = started + deadline;
     let mut round = 0u32;
@@ -171,9 +167,10 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Ve
         round += 1;
         if Instant::now() >= give_up {
             return Err(format!(
-                "netboot: no provider served a verifiable {}/{} release within {}s",
+                "netboot: no provider served a verifiable {}/{} release of version {} or later within {}s",
                 plan.channel,
                 plan.arch.name(),
+                plan.floors.version,
                 deadline.as_secs()
             ));
         }
@@ -185,8 +182,10 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Ve
 
 /// The next kernel's initrd: the initramfs, then (at the next 4-byte boundary) an
 /// uncompressed cpio archive carrying `boot/phase/<channel>/<arch>/{manifest.json, kernel,
-/// initramfs}` (the artifacts are compressed already).
-pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8]) -> Result<Vec<u8>, String> {
+/// initramfs}` (the artifacts are compressed already) and the publisher keys this hop trusted
+/// (`etc/phase/trust`), so the booted node can verify what it carries and serve it, and the
+/// hop after it can verify what it fetches, whatever the release's own image trusts.
+pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8], trusted: &[[u8; 32]]) -> Result<Vec<u8>, String> {
     let b = &m.body;
     let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
     let mut w = CpioWriter::after(initramfs.to_vec());
@@ -197,24 +196,26 @@ pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: 
     w.file(&format!("{dir}/{MANIFEST_FILE}"), 0o644, format!("{manifest_json}\n").as_bytes()).map_err(e)?;
     w.file(&format!("{dir}/{}", b.kernel.name), 0o644, kernel).map_err(e)?;
     w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, initramfs).map_err(e)?;
+    crate::image::add_trust(&mut w, trusted)?;
     Ok(w.finish())
 }
 
 /// The next kernel's command line: the manifest's, then every `phase.*` parameter of this hop
-/// whose key the manifest does not set (the manifest wins).
-pub fn next_cmdline(manifest_cmdline: &str, passthrough: &[String]) -> String {
+/// whose key the manifest does not set (the manifest wins), then the floors this hop leaves
+/// (`phase.floor`, `phase.time_floor`: neither the manifest nor this hop's own may lower them).
+pub fn next_cmdline(manifest_cmdline: &str, passthrough: &[String], floors: &Floors) -> String {
     let key = |w: &str| w.split('=').next().unwrap_or("").to_string();
+    let floor_key = |w: &str| matches!(key(w).as_str(), "phase.floor" | "phase.time_floor");
     let set: Vec<String> = manifest_cmdline.split_whitespace().filter(|w| w.starts_with("phase.")).map(key).collect();
-    let mut out = manifest_cmdline.trim().to_string();
+    let mut words: Vec<String> = manifest_cmdline.split_whitespace().filter(|w| !floor_key(w)).map(str::to_string).collect();
     for p in passthrough {
-        if !set.contains(&key(p)) {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(p);
+        if !set.contains(&key(p)) && !floor_key(p) {
+            words.push(p.clone());
         }
     }
-    out
+    words.push(format!("phase.floor={}", floors.version));
+    words.push(format!("phase.time_floor={}", floors.time));
+    words.join(" ")
 }
 
 #[cfg(test)]
@@ -223,11 +224,12 @@ mod tests {
 
     #[test]
     fn cmdline_passes_phase_parameters_on_and_the_manifest_wins() {
-        let pass = vec!["phase.mode=local".to_string(), "phase.channel=edge".to_string(), "phase.boot=net".to_string()];
+        let pass = vec!["phase.mode=local".to_string(), "phase.channel=edge".to_string(), "phase.boot=net".to_string(), "phase.floor=2".to_string()];
+        let floors = Floors { version: 5, time: 1_800_000_000 };
         assert_eq!(
-            next_cmdline("console=ttyS0 phase.channel=stable", &pass),
-            "console=ttyS0 phase.channel=stable phase.mode=local phase.boot=net"
+            next_cmdline("console=ttyS0 phase.channel=stable phase.floor=1", &pass, &floors),
+            "console=ttyS0 phase.channel=stable phase.mode=local phase.boot=net phase.floor=5 phase.time_floor=1800000000"
         );
-        assert_eq!(next_cmdline("", &pass[..1]), "phase.mode=local");
+        assert_eq!(next_cmdline("", &pass[..1], &floors), "phase.mode=local phase.floor=5 phase.time_floor=1800000000");
     }
 }

@@ -12,8 +12,6 @@ use phase_core::manifest::Arch;
 use crate::boot::{self, fetch, netboot};
 use crate::sys::{self, RebootCmd};
 
-/// How long a netbooting node looks for a verifiable release before its failure action.
-pub const DEADLINE: Duration = Duration::from_secs(180);
 const KEXEC_TOOLS: &str = "/sbin/kexec";
 
 /// The next kernel, verified and ready to load.
@@ -82,19 +80,24 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Result<Next, String> {
     if trusted.is_empty() {
         return Err("netboot: no trusted publisher key (phase.trust= or /etc/phase/trust/*.pub): nothing could verify".into());
     }
-    let plan = netboot::Plan { channel: config.channel.clone(), arch, trusted, running_version: None, clock: boot::unix_now() };
+    let floors = phase_core::manifest::Floors { version: config.version_floor, time: boot::build_time().max(config.time_floor) };
+    let mut plan = netboot::Plan { channel: config.channel.clone(), arch, trusted, floors, clock: boot::unix_now() };
     log!(
-        "netboot: looking for {}/{} ({} trusted key(s){})",
+        "netboot: looking for {}/{} version {} or later, time floor {}{} ({} trusted key(s){})",
         plan.channel,
         arch.name(),
+        floors.version,
+        floors.time,
+        if plan.clock < floors.time { format!(" (the clock reads {}: judged at the floor)", plan.clock) } else { String::new() },
         plan.trusted.len(),
         if config.providers.is_empty() { String::new() } else { format!(", providers {}", config.providers.join(" ")) }
     );
     let port = config.http_port;
     let channel = plan.channel.clone();
-    let f = netboot::find_release(&config.providers, &mut |give_up| discover(port, &channel, arch, give_up), &plan, DEADLINE)?;
-    let initrd = netboot::next_initrd(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs).map_err(|e| format!("netboot: building the initrd: {e}"))?;
-    let cmdline = netboot::next_cmdline(&f.manifest.body.cmdline, &config.passthrough);
+    let deadline = Duration::from_secs(config.boot_timeout);
+    let f = netboot::find_release(&config.providers, &mut |give_up| discover(port, &channel, arch, give_up), &mut plan, deadline)?;
+    let initrd = netboot::next_initrd(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs, &plan.trusted).map_err(|e| format!("netboot: building the initrd: {e}"))?;
+    let cmdline = netboot::next_cmdline(&f.manifest.body.cmdline, &config.passthrough, &f.floors);
     let what = format!("{}/{} version {} from {}", f.manifest.body.channel, arch.name(), f.manifest.body.version, f.from);
     Ok(Next { kernel: f.kernel, initrd, cmdline, what })
 }

@@ -128,12 +128,14 @@ fn node_healthy(port: u16) -> bool {
 
 pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Timing) -> ! {
     let trusted = super::netboot::trusted_keys(&config);
-    // Booted from a netboot hop (or a carrying initrd): serve what we booted, do not netboot.
-    let carried = std::path::Path::new(crate::boot::CARRIED_STORE).exists();
-    if carried && trusted.is_empty() {
-        log!("boot: carried release will be served unverified: no trusted publisher key");
+    // Booted from a netboot hop (or a carrying initrd): serve what we booted (verified against
+    // the trusted keys when the node opens it), do not netboot.
+    let carrying = std::path::Path::new(crate::boot::CARRIED_STORE).exists();
+    if carrying && trusted.is_empty() {
+        log!("boot: the carried release is not served: no trusted publisher key to verify it (phase.trust= or /etc/phase/trust/*.pub)");
     }
-    let mut netboot = (config.netboot && !carried).then(|| super::netboot::start(&config, trusted.clone()));
+    let carried = carrying && !trusted.is_empty();
+    let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone()));
     let mut services = vec![Service::new("node", node_argv(&config, carried, &trusted))];
     let mut ready = false;
     loop {

@@ -695,6 +695,24 @@ fn open_boot_store(dir: &Path, c: &NodeCmd) -> Result<crate::boot::provider::Pro
         .map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let store = crate::boot::store::BootStore::open(dir, (!trusted.is_empty()).then_some(&trusted[..])).map_err(|e| e.to_string())?;
+    // A node with a data dir keeps each release's floors there: it never serves a release
+    // older than one it served before (someone swapping the store for an older signed release).
+    if let Some(data) = &c.data_dir {
+        let mut floors = crate::boot::floors::FloorFile::open(&data.join(crate::boot::floors::FILE))?;
+        for e in &store.entries {
+            let release = format!("{}/{}", e.channel(), e.arch().name());
+            let have = floors.get(&release);
+            if e.manifest.body.version < have.version {
+                return Err(format!(
+                    "boot store {release}: version {} is below the floor {} this node recorded in {}",
+                    e.manifest.body.version,
+                    have.version,
+                    data.join(crate::boot::floors::FILE).display()
+                ));
+            }
+            floors.raise(&release, have.raised(&e.manifest.body))?;
+        }
+    }
     for e in &store.entries {
         log!(
             "boot: serving {}/{} version {} signed by {} (artifacts verified)",

@@ -509,3 +509,19 @@ fn a_machine_whose_clock_is_behind_its_time_floor_judges_expiry_at_the_floor() {
         other => panic!("an expired manifest was accepted: {:?}", other.map(|m| m.0.body.version)),
     }
 }
+
+#[test]
+fn a_node_with_a_data_dir_never_serves_a_release_older_than_one_it_served() {
+    let lab = Lab::new("floors");
+    let publisher = lab.key("pub.key");
+    let (v5, v4, data) = (lab.p("v5"), lab.p("v4"), lab.p("data"));
+    lab.publish(&lab.p("pub.key"), &v5, 5, &[]);
+    lab.publish(&lab.p("pub.key"), &v4, 4, &[]);
+    drop(Node::start(&["--boot-store", &v5, "--trust", &publisher, "--data-dir", &data]));
+    // Restarted on an older signed release: refused, by name.
+    let err = Node::start_expect_failure(&["--boot-store", &v4, "--trust", &publisher, "--data-dir", &data]);
+    assert!(err.contains("boot store stable/x86_64: version 4 is below the floor 5"), "{err}");
+    // The same or newer serves; without the data dir there is nothing to remember.
+    drop(Node::start(&["--boot-store", &v5, "--trust", &publisher, "--data-dir", &data]));
+    drop(Node::start(&["--boot-store", &v4, "--trust", &publisher]));
+}

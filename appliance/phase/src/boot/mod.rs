@@ -4,6 +4,7 @@
 //! kernel's initrd and kexec (`netboot`).
 
 pub mod fetch;
+pub mod floors;
 pub mod netboot;
 pub mod provider;
 pub mod store;

@@ -3,9 +3,7 @@ kernel + initramfs made with the host's `phase publish`, and host `phase node` p
 them (with fault injection), reachable from QEMU guests as 10.0.2.2:PORT."""
 import os, socket, subprocess, tempfile, time, urllib.request
 
-from vm import ROOT, free_port
-
-HOST_PHASE = os.path.join(ROOT, "build/x86_64/phase")
+from vm import HOST_PHASE, ROOT, free_port
 
 
 def free_port_udp():
@@ -52,9 +50,9 @@ class Publisher:
         subprocess.run([HOST_PHASE, "initramfs", "--root", tree, "--out", self.path(name), "--after", base], check=True, capture_output=True)
         return self.path(name)
 
-    def provider(self, store, *extra):
+    def provider(self, store, *extra, port=None):
         """A host node serving `store` on 127.0.0.1 (the VMs reach it as 10.0.2.2:PORT)."""
-        port = free_port()
+        port = port or free_port()
         proc = subprocess.Popen([HOST_PHASE, "node", "--http", f"127.0.0.1:{port}", "--boot-store", store, *extra],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)

@@ -1,9 +1,11 @@
 """A Phase appliance in QEMU, for tests, the demo and benchmarks: boots via qemu/run with the
 serial console in a file and a monitor socket, and talks to the job API on a forwarded port."""
-import base64, json, os, socket, subprocess, tempfile, time, urllib.error, urllib.request
+import base64, json, os, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_TIMEOUT = float(os.environ.get("PHASE_READY_TIMEOUT", "90"))
+HOST_PHASE = os.path.join(ROOT, "build/x86_64/phase")
+HELLO = os.path.join(ROOT, "build/wasm/hello.wasm")
 STARTED = []  # every VM started, so a failure can show the right console and none outlives us
 
 
@@ -14,18 +16,24 @@ def free_port():
 
 
 class VM:
-    def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None, rtc=None):
+    def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None, rtc=None,
+                 usb=None, firmware="uefi", usb_readonly=False):
+        """With `usb` (a stick image), the machine boots it through `firmware` (uefi or bios)
+        with an e1000e NIC, and the serial port also takes keys (`press`)."""
         self.arch = arch
         self.dir = tempfile.mkdtemp(prefix=f"phase-vm-{arch}-")
         self.console = os.path.join(self.dir, "console.log")
         self.monitor = os.path.join(self.dir, "monitor.sock")
+        self.serial = os.path.join(self.dir, "serial.sock") if usb else None
         self.port = free_port()
         self.p2p_port = free_port() if p2p else None
         self.started = time.monotonic()
         STARTED.append(self)
         self.proc = subprocess.Popen(
             [os.path.join(ROOT, "qemu/run"), arch, "--port", str(self.port), "--mem", mem,
-             "--console", self.console, "--monitor", self.monitor, "--append", append]
+             "--console", self.console, "--monitor", self.monitor]
+            + (["--usb", usb, "--firmware", firmware, "--serial-socket", self.serial] if usb else ["--append", append])
+            + (["--usb-readonly"] if usb_readonly else [])
             + (["--p2p-port", str(self.p2p_port)] if p2p else [])
             + (["--initrd", initrd] if initrd else []) + (["--lan", str(lan)] if lan else [])
             + (["--rtc", rtc] if rtc else []),
@@ -67,6 +75,14 @@ class VM:
         assert status == 200, f"job: HTTP {status}: {out[:300]!r}"
         return json.loads(out)
 
+    def press(self, keys, gap=0.3):
+        """Types on the serial console, one key (a str, e.g. "\\x1b[B" for down) at a time."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(self.serial)
+            for k in keys:
+                s.sendall(k.encode())
+                time.sleep(gap)
+
     def monitor_cmd(self, cmd):
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(self.monitor)
@@ -89,8 +105,53 @@ class VM:
             self.proc.wait()
 
 
+def verify_receipt(resp, module, data, node_key):
+    """The receipt must verify with the host's `phase receipt verify` against what was sent."""
+    d = tempfile.mkdtemp(prefix="phase-receipt-")
+    paths = {n: os.path.join(d, n) for n in ("receipt", "input", "stdout")}
+    open(paths["receipt"], "w").write(json.dumps(resp["receipt"]))
+    open(paths["input"], "wb").write(data)
+    open(paths["stdout"], "wb").write(base64.b64decode(resp["stdout"]))
+    r = subprocess.run([HOST_PHASE, "receipt", "verify", paths["receipt"], "--module", HELLO,
+                        "--input", paths["input"], "--stdout", paths["stdout"], "--key", node_key],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"receipt rejected: {r.stderr.strip()}"
+
+
 def kill_all():
     for vm in STARTED:
         vm.kill()
 
 
+
+
+def run_tests(tests, name):
+    """Runs `tests` (functions of the arch, returning a detail line) for the arch named in
+    argv (`--only NAME` for a subset), each VM killed after its test and the consoles of a
+    failed test's VMs printed; prints `NAME ARCH: N passed, M failed` and exits 1 on a failure."""
+    arch = sys.argv[1]
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    passed = failed = 0
+    for test in tests:
+        if only and only not in test.__name__:
+            continue
+        t0 = time.monotonic()
+        first = len(STARTED)
+        try:
+            detail = test(arch)
+            passed += 1
+            print(f"ok   {arch} {test.__name__} ({time.monotonic() - t0:.1f}s): {detail}", flush=True)
+        except Exception as e:
+            failed += 1
+            print(f"FAIL {arch} {test.__name__}: {e}", flush=True)
+            # The consoles of the VMs this test started are the evidence.
+            for vm in STARTED[first:]:
+                print(f"---- console of {vm.arch} VM on port {vm.port} ({vm.console}) ----")
+                print(vm.log()[-6000:])
+                print("---- end of console ----", flush=True)
+        finally:
+            for vm in STARTED[first:]:
+                vm.kill()
+    kill_all()
+    print(f"{name} {arch}: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)

@@ -64,12 +64,26 @@ pub struct BootConfig {
     pub time_floor: u64,
     /// `phase.boot_timeout=SECONDS` (10-3600): how long a netboot looks for a verifiable release.
     pub boot_timeout: u64,
+    /// `phase.data=NAME`: the GPT partition name of the data partition that keeps the node key,
+    /// modules and floors across boots (a boot stick's); `None` = state in RAM only.
+    pub data: Option<String>,
+    /// `phase.data_wait=SECONDS` (0-60): how long PID 1 waits for that partition to appear
+    /// (USB storage is found after the kernel has started PID 1).
+    pub data_wait: u64,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
 }
 
 /// How long a netboot looks for a verifiable release by default, in seconds.
 pub const DEFAULT_BOOT_TIMEOUT: u64 = 180;
+/// How long PID 1 waits for the data partition by default, in seconds.
+pub const DEFAULT_DATA_WAIT: u64 = 10;
+
+/// A GPT partition name Phase accepts for `phase.data`: 1-36 of `A-Z a-z 0-9 - _` (GPT names
+/// are at most 36 UTF-16 units; the kernel shows them in sysfs as PARTNAME).
+pub fn valid_partition_name(name: &str) -> bool {
+    (1..=36).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 impl Default for BootConfig {
     fn default() -> Self {
@@ -91,6 +105,8 @@ impl Default for BootConfig {
             version_floor: 0,
             time_floor: 0,
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
+            data: None,
+            data_wait: DEFAULT_DATA_WAIT,
             passthrough: Vec::new(),
         }
     }
@@ -271,6 +287,15 @@ impl BootConfig {
                     Ok(v) if (10..=3600).contains(&v) => c.boot_timeout = v,
                     _ => bad("seconds, 10-3600"),
                 },
+                "data" => match value {
+                    "none" => c.data = None,
+                    v if valid_partition_name(v) => c.data = Some(v.to_string()),
+                    _ => bad("a GPT partition name (1-36 of A-Z a-z 0-9 - _) or none"),
+                },
+                "data_wait" => match value.parse::<u64>() {
+                    Ok(v) if v <= 60 => c.data_wait = v,
+                    _ => bad("seconds, 0-60"),
+                },
                 "fault" => {}
                 "on_failure" => match value {
                     "reboot" => c.on_failure = OnFailure::Reboot,
@@ -387,6 +412,19 @@ mod tests {
         let (c, p) = BootConfig::parse("phase.floor=-1 phase.time_floor=soon phase.boot_timeout=5");
         assert_eq!(p.len(), 3, "{p:?}");
         assert_eq!((c.version_floor, c.time_floor, c.boot_timeout), (0, 0, DEFAULT_BOOT_TIMEOUT));
+    }
+
+    #[test]
+    fn data_partition_parameters() {
+        let (c, p) = BootConfig::parse("phase.data=phase-data phase.data_wait=3");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.data.as_deref(), c.data_wait), (Some("phase-data"), 3));
+        let (c, p) = BootConfig::parse("phase.data=../sda1 phase.data_wait=61");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!((c.data, c.data_wait), (None, DEFAULT_DATA_WAIT));
+        let long = "x".repeat(37);
+        assert_eq!(BootConfig::parse(&alloc::format!("phase.data={long}")).1.len(), 1);
+        assert_eq!(BootConfig::parse("phase.data=a phase.data=none").0.data, None);
     }
 
     #[test]

@@ -41,6 +41,32 @@ enum Command {
     Initramfs(InitramfsCmd),
     Manifest(ManifestCmd),
     Publish(PublishCmd),
+    Carry(CarryCmd),
+}
+
+#[derive(FromArgs)]
+/// Verify a published release and write what boots it and serves it on: OUT/kernel, OUT/initrd
+/// (its initramfs with the release and the trusted keys carried in a second archive) and
+/// OUT/cmdline (the manifest's command line). A boot stick made with `scripts/build-usb
+/// --release` holds these.
+#[argh(subcommand, name = "carry")]
+struct CarryCmd {
+    /// the boot store (as `phase publish` lays it out)
+    #[argh(option)]
+    store: PathBuf,
+    /// channel (default stable)
+    #[argh(option, default = "String::from(\"stable\")")]
+    channel: String,
+    /// x86_64 or aarch64 (amd64, arm64)
+    #[argh(option)]
+    arch: String,
+    /// a publisher key (hex) that must have signed the release; the booted machine trusts it
+    /// (repeatable, at least one)
+    #[argh(option)]
+    trust: Vec<String>,
+    /// the directory to write kernel, initrd and cmdline into
+    #[argh(option)]
+    out: PathBuf,
 }
 
 #[derive(FromArgs)]
@@ -413,6 +439,7 @@ pub fn main() -> i32 {
         Command::Manifest(ManifestCmd { command }) => manifest(command),
         Command::Initramfs(c) => initramfs(c),
         Command::Publish(c) => publish(c),
+        Command::Carry(c) => carry(c),
         Command::Version(_) => {
             println!("phase {}", env!("CARGO_PKG_VERSION"));
             0
@@ -877,6 +904,38 @@ fn publish(c: PublishCmd) -> i32 {
             0
         }
         Err(e) => fail(format!("publish: {e}")),
+    }
+}
+
+fn carry(c: CarryCmd) -> i32 {
+    use phase_core::manifest::Arch;
+    let result = (|| -> Result<String, String> {
+        let trust = c.trust.iter().map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+        if trust.is_empty() {
+            return Err("--trust: at least one publisher key (a carried release nobody can verify is not served)".into());
+        }
+        let arch = Arch::parse(&c.arch).ok_or_else(|| format!("--arch {:?}: x86_64 or aarch64", c.arch))?;
+        let store = crate::boot::store::BootStore::open(&c.store, Some(&trust)).map_err(|e| e.to_string())?;
+        let e = store.find(&c.channel, arch).ok_or_else(|| format!("{}: no {}/{} release", c.store.display(), c.channel, arch.name()))?;
+        let m = &e.manifest;
+        let floors = phase_core::manifest::Floors { version: 0, time: crate::boot::build_time() };
+        m.verify_under(&trust, unix_now(), &floors, arch).map_err(|e| format!("{}: {e}", c.store.display()))?;
+        let kernel = read(&e.dir.join(&m.body.kernel.name), "kernel")?;
+        let initramfs = read(&e.dir.join(&m.body.initramfs.name), "initramfs")?;
+        let initrd = crate::boot::netboot::next_initrd(m, &e.manifest_json, &kernel, &initramfs, &trust)?;
+        std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
+        for (name, bytes) in [("kernel", &kernel[..]), ("initrd", &initrd[..]), ("cmdline", m.body.cmdline.as_bytes())] {
+            let path = c.out.join(name);
+            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(format!("carrying {}/{} version {} signed by {} in {} (initrd {} bytes)", m.body.channel, arch.name(), m.body.version, m.key_id(), c.out.display(), initrd.len()))
+    })();
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(e) => fail(format!("carry: {e}")),
     }
 }
 

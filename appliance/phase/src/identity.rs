@@ -108,7 +108,13 @@ impl NodeIdentity {
             let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(format!("{}\n", hex_encode(id.key.sk.seed().as_ref())).as_bytes())?;
             f.sync_all()?;
-            fs::hard_link(&tmp, path)
+            match fs::hard_link(&tmp, path) {
+                // vfat (a boot stick's data partition) has no hard links: rename instead, which
+                // cannot lose a race there (PID 1 starts one node per partition).
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && !path.exists() => fs::rename(&tmp, path),
+                other => other,
+            }?;
+            sync_dir(path)
         };
         let result = write();
         let _ = fs::remove_file(&tmp);
@@ -119,6 +125,14 @@ impl NodeIdentity {
             }
             Err(e) => Err(err(e.to_string())),
         }
+    }
+}
+
+/// Makes a new directory entry durable: fsync of the directory holding `path`.
+pub fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
     }
 }
 

@@ -73,7 +73,9 @@ impl ModuleStore {
                 let mut f = fs::File::create(&tmp)?;
                 f.write_all(&bytes)?;
                 f.sync_all()?;
-                fs::rename(&tmp, &path)
+                fs::rename(&tmp, &path)?;
+                // The upload is acknowledged after this: the new name must be durable too.
+                crate::identity::sync_dir(&path)
             };
             write().map_err(|e| {
                 let _ = fs::remove_file(&tmp);

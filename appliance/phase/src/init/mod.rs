@@ -4,6 +4,8 @@
 //! SIGTERM/SIGINT/SIGUSR2/SIGPWR or the power button. If PID 1 cannot go on (an error or a
 //! panic), it takes the `phase.on_failure` action instead of leaving a hung machine.
 
+mod console;
+mod data;
 mod mounts;
 mod net;
 mod netboot;
@@ -33,6 +35,7 @@ pub fn fail(action: OnFailure, why: &str) -> ! {
     match action {
         OnFailure::Shell => {
             log!("phase.on_failure=shell: starting /bin/sh on the console");
+            console::restore();
             let e = sys::exec(Path::new("/bin/sh"));
             log!("cannot start /bin/sh: {e}; powering off");
         }
@@ -78,7 +81,11 @@ pub fn main() -> ! {
     let (config, problems) = BootConfig::parse(&cmdline);
     let on_failure = config.on_failure;
     std::panic::set_hook(Box::new(move |info| fail(on_failure, &format!("panic: {info}"))));
+    console::mirror();
     log!("phase {} starting as PID 1 (kernel ready at {:.3}s)", env!("CARGO_PKG_VERSION"), timing.kernel);
+    if !config.passthrough.is_empty() {
+        log!("cmdline: {}", config.passthrough.join(" "));
+    }
     for p in &problems {
         log!("cmdline: {p}");
     }
@@ -99,7 +106,9 @@ pub fn main() -> ! {
     let _ = std::fs::create_dir_all(RUN_DIR);
     let network = net::start(&config);
     timing.mark("network started");
-    supervisor::run(config, network, signals, timing)
+    let state = data::open(&config);
+    timing.mark("state");
+    supervisor::run(config, network, state, signals, timing)
 }
 
 /// Loads the modules the image lists, in order. A module that fails is logged; the boot goes

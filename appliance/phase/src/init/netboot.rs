@@ -61,11 +61,13 @@ fn discover(http_port: u16, channel: &str, arch: Arch, give_up: Instant) -> Vec<
 }
 
 /// Starts the search; the supervisor polls the receiver.
-pub fn start(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Receiver<Result<Next, String>> {
+/// With `floors` (a file on the data partition), the search starts from the floors it
+/// recorded and records the ones of the release it boots before the hop.
+pub fn start(config: &BootConfig, trusted: Vec<[u8; 32]>, floors: Option<std::path::PathBuf>) -> Receiver<Result<Next, String>> {
     let (tx, rx) = mpsc::channel();
     let config = config.clone();
     let spawned = std::thread::Builder::new().name("netboot".into()).spawn(move || {
-        let _ = tx.send(search(&config, trusted));
+        let _ = tx.send(search(&config, trusted, floors.as_deref()));
     });
     if let Err(e) = spawned {
         let (tx, rx2) = mpsc::channel();
@@ -75,12 +77,19 @@ pub fn start(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Receiver<Result<Nex
     rx
 }
 
-fn search(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Result<Next, String> {
+fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: Option<&std::path::Path>) -> Result<Next, String> {
     let arch = Arch::parse(std::env::consts::ARCH).ok_or("netboot: this machine's arch is not one Phase boots")?;
     if trusted.is_empty() {
         return Err("netboot: no trusted publisher key (phase.trust= or /etc/phase/trust/*.pub): nothing could verify".into());
     }
-    let floors = phase_core::manifest::Floors { version: config.version_floor, time: boot::build_time().max(config.time_floor) };
+    let release = format!("{}/{}", config.channel, arch.name());
+    // A floor file that cannot be read stops the netboot: floors are never silently lowered.
+    let mut kept = floor_file.map(boot::floors::FloorFile::open).transpose().map_err(|e| format!("netboot: floors: {e}"))?;
+    let on_disk = kept.as_ref().map(|f| f.get(&release)).unwrap_or_default();
+    let floors = phase_core::manifest::Floors {
+        version: config.version_floor.max(on_disk.version),
+        time: boot::build_time().max(config.time_floor).max(on_disk.time),
+    };
     let mut plan = netboot::Plan { channel: config.channel.clone(), arch, trusted, floors, clock: boot::unix_now() };
     log!(
         "netboot: looking for {}/{} version {} or later, time floor {}{} ({} trusted key(s){})",
@@ -96,6 +105,9 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>) -> Result<Next, String> {
     let channel = plan.channel.clone();
     let deadline = Duration::from_secs(config.boot_timeout);
     let f = netboot::find_release(&config.providers, &mut |give_up| discover(port, &channel, arch, give_up), &mut plan, deadline)?;
+    if let Some(file) = kept.as_mut() {
+        file.raise(&release, f.floors).map_err(|e| format!("netboot: recording the floors: {e}"))?;
+    }
     let initrd = netboot::next_initrd(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs, &plan.trusted).map_err(|e| format!("netboot: building the initrd: {e}"))?;
     let cmdline = netboot::next_cmdline(&f.manifest.body.cmdline, &config.passthrough, &f.floors);
     let what = format!("{}/{} version {} from {}", f.manifest.body.channel, arch.name(), f.manifest.body.version, f.from);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use phase_core::cmdline::BootConfig;
 
 use super::net::{self, Action, Net};
-use super::{Timing, RUN_DIR};
+use super::Timing;
 use crate::sys::{self, ChildExit, RebootCmd, SignalSet};
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -67,7 +67,7 @@ impl Service {
     }
 }
 
-fn node_argv(config: &BootConfig, carried: bool, trusted: &[[u8; 32]]) -> Vec<String> {
+fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]]) -> Vec<String> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/bin/phase".into());
     let mut argv = vec![
         exe,
@@ -75,7 +75,7 @@ fn node_argv(config: &BootConfig, carried: bool, trusted: &[[u8; 32]]) -> Vec<St
         "--http".into(),
         format!("0.0.0.0:{}", config.http_port),
         "--data-dir".into(),
-        format!("{RUN_DIR}/node"),
+        data_dir.display().to_string(),
     ];
     if let Some(n) = config.jobs {
         argv.extend(["--max-concurrent".into(), n.to_string()]);
@@ -126,7 +126,7 @@ fn node_healthy(port: u16) -> bool {
     s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
 }
 
-pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Timing) -> ! {
+pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals: SignalSet, mut timing: Timing) -> ! {
     let trusted = super::netboot::trusted_keys(&config);
     // Booted from a netboot hop (or a carrying initrd): serve what we booted (verified against
     // the trusted keys when the node opens it), do not netboot.
@@ -135,8 +135,9 @@ pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Tim
         log!("boot: the carried release is not served: no trusted publisher key to verify it (phase.trust= or /etc/phase/trust/*.pub)");
     }
     let carried = carrying && !trusted.is_empty();
-    let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone()));
-    let mut services = vec![Service::new("node", node_argv(&config, carried, &trusted))];
+    let floors = state.persistent.then(|| state.dir.join(crate::boot::floors::FILE));
+    let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone(), floors));
+    let mut services = vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted))];
     let mut ready = false;
     loop {
         if let Some(rx) = &netboot {
@@ -170,7 +171,12 @@ pub fn run(config: BootConfig, mut net: Net, signals: SignalSet, mut timing: Tim
                 line += &format!(", {what} +{:.2}s", at - last);
                 last = *at;
             }
-            log!("{line}; job API on port {} at {}", config.http_port, net.describe());
+            // The key a user pins (PHP SDK, receipts): on the console beside the address.
+            let key = crate::identity::NodeIdentity::load(&state.dir.join(crate::identity::KEY_FILE))
+                .map(|id| format!("; node key {}", id.public_key_hex()))
+                .unwrap_or_default();
+            let kept = if state.persistent { "kept on the data partition" } else { "in RAM" };
+            log!("{line}; job API on port {} at {}{key} (state {kept})", config.http_port, net.describe());
         }
         let tick = if ready { Duration::from_secs(1) } else { Duration::from_millis(20) };
         match signals.wait(tick) {

@@ -231,3 +231,30 @@ pub fn memory_available() -> Option<u64> {
     let kb = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
     kb.checked_mul(1024)
 }
+
+/// Bytes free for unprivileged writers on the filesystem holding `path` (statvfs(2)).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let p = cstr(&path.to_string_lossy())?;
+    // SAFETY: an all-zero statvfs is a valid value; the pointers are live for the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// pipe2(2) with O_CLOEXEC: (read end, write end).
+pub fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    Ok(unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) })
+}
+
+/// dup2(2): makes `target` (e.g. 2 for stderr) another descriptor for `file`; the copy is
+/// inherited by children (no close-on-exec).
+pub fn dup_onto(file: &impl AsRawFd, target: libc::c_int) -> io::Result<()> {
+    // SAFETY: dup2 on a live descriptor; `target` is closed and replaced atomically.
+    let rc = unsafe { libc::dup2(file.as_raw_fd(), target) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

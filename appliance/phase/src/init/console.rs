@@ -56,6 +56,19 @@ pub fn mirror() {
     log!("console: lines go to {}", names.split_whitespace().collect::<Vec<_>>().join(" and "));
 }
 
+/// Waits (at most 1 s) until the mirror has taken every line written so far, so that lines
+/// logged just before a power-off, reboot or kexec reach the consoles.
+pub fn drain() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while sys::pipe_pending(2).is_some_and(|n| n > 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if sys::pipe_pending(2).is_some() {
+        // The mirror may still be writing the last chunk it took.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+}
+
 /// Points stdout and stderr back at /dev/console, for a program PID 1 execs in its place
 /// (the mirror thread ends with PID 1's image).
 pub fn restore() {

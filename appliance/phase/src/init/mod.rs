@@ -32,21 +32,25 @@ pub const SIGNALS: [libc::c_int; 6] =
 pub fn fail(action: OnFailure, why: &str) -> ! {
     log!("init failed: {why}");
     sys::sync();
+    console::drain();
     match action {
         OnFailure::Shell => {
             log!("phase.on_failure=shell: starting /bin/sh on the console");
+            console::drain();
             console::restore();
             let e = sys::exec(Path::new("/bin/sh"));
             log!("cannot start /bin/sh: {e}; powering off");
         }
         OnFailure::Reboot => {
             log!("phase.on_failure=reboot: rebooting");
+            console::drain();
             if let Err(e) = sys::reboot(RebootCmd::Restart) {
                 log!("reboot failed: {e}; powering off");
             }
         }
         OnFailure::Poweroff => log!("phase.on_failure=poweroff: powering off"),
     }
+    console::drain();
     if let Err(e) = sys::reboot(RebootCmd::PowerOff) {
         log!("power off failed: {e}; halting here");
     }

@@ -209,6 +209,7 @@ fn kexec(services: &mut [Service], next: super::netboot::Next, on_failure: phase
     log!("netboot: booting {} ({how}, cmdline {:?})", next.what, next.cmdline);
     drop(next);
     stop_services(services);
+    super::console::drain();
     let e = super::netboot::execute();
     super::fail(on_failure, &format!("netboot: {e}"))
 }
@@ -217,6 +218,7 @@ fn shutdown(services: &mut [Service], signal: libc::c_int) -> ! {
     log!("signal {signal}: shutting down");
     stop_services(services);
     log!("powering off");
+    super::console::drain();
     let e = sys::reboot(RebootCmd::PowerOff).err().map(|e| e.to_string()).unwrap_or_default();
     super::fail(phase_core::cmdline::OnFailure::Poweroff, &format!("reboot(POWER_OFF) failed: {e}"))
 }

@@ -258,3 +258,18 @@ pub fn dup_onto(file: &impl AsRawFd, target: libc::c_int) -> io::Result<()> {
     let rc = unsafe { libc::dup2(file.as_raw_fd(), target) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
+
+/// Bytes waiting in the pipe behind descriptor `fd` (FIONREAD works on either end of a pipe);
+/// None when `fd` is not a pipe.
+pub fn pipe_pending(fd: libc::c_int) -> Option<usize> {
+    // SAFETY: an all-zero stat is a valid value; fstat and ioctl only write into our locals.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return None;
+    }
+    let mut n: libc::c_int = 0;
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } != 0 {
+        return None;
+    }
+    Some(n.max(0) as usize)
+}

@@ -123,8 +123,6 @@ def kill_all():
         vm.kill()
 
 
-
-
 def run_tests(tests, name):
     """Runs `tests` (functions of the arch, returning a detail line) for the arch named in
     argv (`--only NAME` for a subset), each VM killed after its test and the consoles of a

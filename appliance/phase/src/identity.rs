@@ -114,7 +114,7 @@ impl NodeIdentity {
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) && !path.exists() => fs::rename(&tmp, path),
                 other => other,
             }?;
-            sync_dir(path)
+            crate::durable::sync_dir(path)
         };
         let result = write();
         let _ = fs::remove_file(&tmp);
@@ -125,14 +125,6 @@ impl NodeIdentity {
             }
             Err(e) => Err(err(e.to_string())),
         }
-    }
-}
-
-/// Makes a new directory entry durable: fsync of the directory holding `path`.
-pub fn sync_dir(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => fs::File::open(dir)?.sync_all(),
-        _ => Ok(()),
     }
 }
 

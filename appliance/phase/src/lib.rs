@@ -6,6 +6,7 @@ pub mod api;
 pub mod boot;
 pub mod cache;
 pub mod cli;
+pub mod durable;
 pub mod engine;
 pub mod http;
 pub mod identity;

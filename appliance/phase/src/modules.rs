@@ -3,7 +3,6 @@
 //! byte cap (a full store refuses, it never fills the disk). Bytes read back are re-hashed.
 
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -68,17 +67,8 @@ impl ModuleStore {
                     self.max_disk_bytes
                 ));
             }
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            let write = || -> std::io::Result<()> {
-                let mut f = fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                // The upload is acknowledged after this: the new name must be durable too.
-                crate::identity::sync_dir(&path)
-            };
-            write().map_err(|e| {
-                let _ = fs::remove_file(&tmp);
+            // Acknowledged after this returns, so the file and its name must be on disk.
+            crate::durable::replace(&path, &bytes).map_err(|e| {
                 self.disk_bytes.fetch_sub(size, Relaxed);
                 format!("{}: {e}", path.display())
             })?;

@@ -1,11 +1,9 @@
 //! Floors kept on disk (docs/netboot.md, "Floors"): per release (`<channel>/<arch>`), the
 //! version floor and the time floor a node has reached, so that they survive a restart. A text
-//! file of lines `<channel>/<arch> <version> <unix seconds>`, rewritten whole, atomically
-//! (temporary file, fsync, rename, fsync of the directory): a crash leaves the old file or the
-//! new one, never a part.
+//! file of lines `<channel>/<arch> <version> <unix seconds>`, rewritten whole with
+//! `durable::replace`: a crash leaves the old file or the new one, never a part.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use phase_core::manifest::Floors;
@@ -52,21 +50,7 @@ impl FloorFile {
         }
         self.floors.insert(release.to_string(), next);
         let text: String = self.floors.iter().map(|(r, f)| format!("{r} {} {}\n", f.version, f.time)).collect();
-        let tmp = self.path.with_extension(format!("tmp-{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{}: {e}", self.path.display())
-        })
+        crate::durable::replace(&self.path, text.as_bytes()).map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }
 

@@ -17,13 +17,10 @@ const ACTIVE: &str = "/sys/class/tty/console/active";
 /// on /dev/console. Failures leave them there too (and say so).
 pub fn mirror() {
     let names = std::fs::read_to_string(ACTIVE).unwrap_or_default();
-    let mut consoles: Vec<(String, File)> = names
+    let mut consoles: Vec<File> = names
         .split_whitespace()
         .filter(|n| !n.contains('/'))
-        .filter_map(|n| {
-            let f = OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(format!("/dev/{n}")).ok()?;
-            Some((n.to_string(), f))
-        })
+        .filter_map(|n| OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(format!("/dev/{n}")).ok())
         .collect();
     if consoles.len() < 2 {
         return;
@@ -38,7 +35,7 @@ pub fn mirror() {
             match rx.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
-                    for (_, c) in consoles.iter_mut() {
+                    for c in consoles.iter_mut() {
                         let _ = c.write_all(&buf[..n]);
                     }
                 }

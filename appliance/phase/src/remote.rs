@@ -272,19 +272,31 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
                 }
                 Err(why) => {
                     log!("p2p: rejected the answer of peer {peer}: {why}");
-                    last = (502, "bad_receipt", format!("peer {peer}: {why}"));
+                    last = worse(last, (502, "bad_receipt", format!("peer {peer}: {why}")));
                 }
             },
             // Busy or failing peers and transport errors are worth another peer; a job error
             // or a bad request is the job's answer and is never retried.
             Err(e) if e.0 == 429 || e.0 >= 500 => {
                 log!("p2p: job attempt {} on {peer} failed ({} {}): {}", attempt + 1, e.0, e.1, e.2);
-                last = e;
+                last = worse(last, e);
             }
             Err(e) => return Err(e),
         }
     }
     Err(last)
+}
+
+/// The error a placement reports when every attempt failed: a peer caught signing a wrong
+/// answer is evidence the client must see, so it outranks a later busy peer or a dropped
+/// connection; otherwise the latest attempt's error stands.
+fn worse(before: PlaceError, now: PlaceError) -> PlaceError {
+    let lie = |e: &PlaceError| matches!(e.1, "bad_receipt" | "bad_peer_answer");
+    if lie(&before) && !lie(&now) {
+        before
+    } else {
+        now
+    }
 }
 
 /// Error codes are a closed set (docs/api.md); an unknown code from a peer is reported as such.
@@ -375,6 +387,17 @@ pub fn redundant(node: &Node, req: JobRequest, k: usize) -> Result<String, Place
 mod tests {
     use super::*;
     use crate::p2p::PeerLoad;
+
+    #[test]
+    fn a_caught_lie_outranks_a_later_transport_error() {
+        let lie: PlaceError = (502, "bad_receipt", "signed by another key".into());
+        let gone: PlaceError = (502, "peer_unreachable", "connection closed".into());
+        let busy: PlaceError = (429, "busy", "all slots taken".into());
+        assert_eq!(worse(lie.clone(), gone.clone()).1, "bad_receipt");
+        assert_eq!(worse(gone.clone(), busy.clone()).1, "busy");
+        assert_eq!(worse(gone, lie.clone()).1, "bad_receipt");
+        assert_eq!(worse(busy, lie).1, "bad_receipt");
+    }
 
     fn peer(n: u8, rtt: u64, load: Option<(u32, u32, u32)>) -> PeerInfo {
         PeerInfo {

@@ -301,7 +301,7 @@ fn a_receipt_signed_by_a_key_that_is_not_the_peers_is_rejected() {
     let (a, b, c) = trio("peer-wrong-key");
     let hello = guest("hello");
     let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", &format!(",\"placement\":\"{}\"", peer_id(&b))));
-    assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_receipt".to_string()), "{}", r.text());
+    assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_receipt".to_string()), "{}\n--- a ---\n{}\n--- b ---\n{}", r.text(), a.log(), b.log());
     assert!(json_string(&r.text(), "message").contains("which is not peer"));
     // With a choice of peers, the job ends on the honest one.
     for _ in 0..3 {

@@ -600,8 +600,46 @@ fn node(c: NodeCmd) -> i32 {
     );
     log!("listening on http://{}", server.addr);
     log!("accepting jobs (max {} at once)", service.config().max_concurrent);
+    tell_the_service_manager(server.addr);
     server.wait();
     0
+}
+
+/// Under a `Type=notify` unit: READY=1 now that the API listens, then WATCHDOG=1 at half the
+/// watchdog interval for as long as the HTTP front answers its own `GET /health` (a node whose
+/// front hangs stops vouching for itself and the manager restarts it). A notify socket that
+/// cannot be used is logged, never fatal: the node serves either way.
+fn tell_the_service_manager(listening: std::net::SocketAddr) {
+    use crate::notify::{front_answers, probe_address, watchdog_interval, Notifier};
+    let notifier = match Notifier::from_env() {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => return log!("{e}"),
+    };
+    if let Err(e) = notifier.send(&format!("READY=1\nSTATUS=serving on http://{listening}")) {
+        return log!("{e}");
+    }
+    let Some(interval) = watchdog_interval() else { return };
+    let probe = probe_address(listening);
+    log!("watchdog: every {} ms, vouched by GET /health on {probe}", interval.as_millis() / 2);
+    let spawned = std::thread::Builder::new().name("watchdog".into()).stack_size(64 << 10).spawn(move || {
+        let mut was_ok = true;
+        loop {
+            std::thread::sleep(interval / 2);
+            let ok = front_answers(probe, interval / 4);
+            if ok {
+                if let Err(e) = notifier.send("WATCHDOG=1") {
+                    log!("watchdog: {e}");
+                }
+            } else if was_ok {
+                log!("watchdog: the HTTP front did not answer GET /health on {probe} within {} ms; not vouching", (interval / 4).as_millis());
+            }
+            was_ok = ok;
+        }
+    });
+    if let Err(e) = spawned {
+        log!("watchdog: no thread ({e}); the service manager will restart the node");
+    }
 }
 
 /// Job threads run the interpreter, so each gets a roomy stack.

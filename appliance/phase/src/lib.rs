@@ -15,6 +15,7 @@ pub mod init;
 pub mod memory;
 pub mod modules;
 pub mod node;
+pub mod notify;
 pub mod p2p;
 pub mod remote;
 pub mod service;

@@ -224,12 +224,42 @@ pub fn kexec_file_load(kernel: &std::fs::File, initrd: &std::fs::File, cmdline: 
     Ok(())
 }
 
-/// The memory available for new work (`MemAvailable` of /proc/meminfo: free memory plus what
-/// the kernel can reclaim), in bytes.
+/// The memory available for new work, in bytes: `MemAvailable` of /proc/meminfo (free memory
+/// plus what the kernel can reclaim), or less where a cgroup v2 `memory.max` of this process or
+/// one of its parents (a unit's `MemoryMax=`, a container's limit) leaves less headroom.
 pub fn memory_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
-    kb.checked_mul(1024)
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let kb = t.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+        kb.checked_mul(1024)
+    });
+    let group = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|t| cgroup_headroom(&t, |f| std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(f)).ok()));
+    match (machine, group) {
+        (Some(m), Some(g)) => Some(m.min(g)),
+        (m, g) => m.or(g),
+    }
+}
+
+/// The least headroom (`memory.max` − `memory.current`) along this process's cgroup v2 path
+/// (`0::/a/b` in /proc/self/cgroup) and its parents; None where no level sets a limit. `read`
+/// reads a file relative to the cgroup root.
+fn cgroup_headroom(proc_self_cgroup: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let path = proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let mut least: Option<u64> = None;
+    let mut dir = path.trim_matches('/').to_string();
+    loop {
+        let at = |f: &str| if dir.is_empty() { f.to_string() } else { format!("{dir}/{f}") };
+        let max = read(&at("memory.max")).and_then(|t| t.trim().parse::<u64>().ok());
+        if let Some(max) = max {
+            let current = read(&at("memory.current")).and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+            let room = max.saturating_sub(current);
+            least = Some(least.map_or(room, |l| l.min(room)));
+        }
+        match dir.rfind('/') {
+            Some(i) => dir.truncate(i),
+            None if !dir.is_empty() => dir.clear(),
+            None => return least,
+        }
+    }
 }
 
 /// Bytes free for unprivileged writers on the filesystem holding `path` (statvfs(2)).
@@ -272,4 +302,27 @@ pub fn pipe_pending(fd: libc::c_int) -> Option<usize> {
         return None;
     }
     Some(n.max(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_headroom;
+
+    #[test]
+    fn the_tightest_cgroup_limit_on_the_path_wins() {
+        let files = |f: &str| -> Option<String> {
+            Some(match f {
+                "system.slice/memory.max" => "1073741824\n",
+                "system.slice/memory.current" => "73741824\n",
+                "system.slice/phase-node.service/memory.max" => "268435456\n",
+                "system.slice/phase-node.service/memory.current" => "8388608\n",
+                "memory.max" | "system.slice/other.service/memory.max" => "max\n",
+                _ => return None,
+            }.to_string())
+        };
+        assert_eq!(cgroup_headroom("0::/system.slice/phase-node.service\n", files), Some(268435456 - 8388608));
+        assert_eq!(cgroup_headroom("0::/system.slice/other.service\n", files), Some(1_000_000_000));
+        assert_eq!(cgroup_headroom("0::/\n", files), None, "no limit anywhere");
+        assert_eq!(cgroup_headroom("12:memory:/legacy\n", files), None, "cgroup v1 only: no v2 line");
+    }
 }

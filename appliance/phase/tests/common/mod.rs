@@ -39,6 +39,11 @@ impl Node {
         Node::spawn(Command::new(env!("CARGO_BIN_EXE_phase")).args(["node", "--http", "127.0.0.1:0"]).args(extra))
     }
 
+    /// A node started with these environment variables set.
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Node {
+        Node::spawn(Command::new(env!("CARGO_BIN_EXE_phase")).args(["node", "--http", "127.0.0.1:0"]).args(extra).envs(env.iter().copied()))
+    }
+
     /// A node whose address space is limited to `kib` KiB (`ulimit -v`), so that large
     /// allocations fail as on a host out of memory.
     pub fn start_with_address_space(kib: u64, extra: &[&str]) -> Node {

@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod answer;
 pub mod cmdline;
 pub mod cpio;
+pub mod dhcp;
 pub mod encoding;
 pub mod frame;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod job;
 pub mod load;
 pub mod manifest;
 pub mod receipt;
+pub mod tftp;
 pub mod wire;
 
 pub use job::{JobSpec, Limits, LimitError};

@@ -72,6 +72,7 @@ fn serve(service: Arc<NodeService>) -> phase::http::Server {
         service,
         p2p: None,
         boot: None,
+        pxe: None,
         workers,
         http_port: listener.addr.port(),
         exit_after_job: false,

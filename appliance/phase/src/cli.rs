@@ -67,6 +67,10 @@ struct CarryCmd {
     /// the directory to write kernel, initrd and cmdline into
     #[argh(option)]
     out: PathBuf,
+    /// also carry the network boot programs in this directory (undionly.kpxe, snponly.efi;
+    /// Debian's ipxe package: /usr/lib/ipxe), so the booted machine can answer PXE clients
+    #[argh(option)]
+    pxe_programs: Option<PathBuf>,
 }
 
 #[derive(FromArgs)]
@@ -330,6 +334,20 @@ struct NodeCmd {
     /// boot artifact downloads served at once (default 4); more get 503 + Retry-After
     #[argh(option)]
     max_downloads: Option<usize>,
+    /// answer PXE and UEFI HTTP Boot clients on this interface: ProxyDHCP on UDP 67 and 4011
+    /// (never an address), TFTP on 69; needs --boot-store with an x86_64 release and --trust
+    #[argh(option)]
+    pxe: Option<String>,
+    /// where the network boot programs for --pxe are (default /usr/lib/ipxe: undionly.kpxe,
+    /// snponly.efi)
+    #[argh(option)]
+    pxe_programs: Option<PathBuf>,
+    /// the channel PXE clients boot (default stable)
+    #[argh(option)]
+    pxe_channel: Option<String>,
+    /// a kernel parameter for PXE-booted machines (repeatable), e.g. phase.pxe=on
+    #[argh(option)]
+    pxe_append: Vec<String>,
 }
 
 #[derive(FromArgs)]
@@ -573,10 +591,12 @@ fn node(c: NodeCmd) -> i32 {
             Err(e) => return fail(e),
         },
     };
+    let pxe = c.pxe.as_deref().and_then(|iface| start_pxe(iface, &c, boot.as_ref(), http_port));
     let node = Arc::new(Node {
         service: service.clone(),
         p2p,
         boot,
+        pxe,
         workers,
         http_port,
         exit_after_job: c.fault.as_deref() == Some("exit-after-job"),
@@ -639,6 +659,35 @@ fn tell_the_service_manager(listening: std::net::SocketAddr) {
     });
     if let Err(e) = spawned {
         log!("watchdog: no thread ({e}); the service manager will restart the node");
+    }
+}
+
+/// The PXE service, or None with the reason logged: a node that cannot answer PXE clients
+/// still serves everything else (PID 1 would otherwise restart it in a loop).
+fn start_pxe(interface: &str, c: &NodeCmd, boot: Option<&crate::boot::provider::Provider>, http_port: u16) -> Option<Arc<crate::pxe::Pxe>> {
+    let refuse = |why: String| {
+        log!("pxe: refused on {interface}: {why}; serving without PXE");
+        None
+    };
+    let Some(boot) = boot else { return refuse("no release is served (--boot-store)".into()) };
+    let trust: Vec<[u8; 32]> = c.trust.iter().filter_map(|k| hex_decode_array::<32>(k).ok()).collect();
+    if trust.is_empty() {
+        return refuse("no --trust key: a PXE-booted machine re-verifies the release with the keys it is given".into());
+    }
+    let entries: Vec<&crate::boot::store::Entry> = boot.store.entries.iter().collect();
+    let config = crate::pxe::Config {
+        interface: interface.to_string(),
+        http_port,
+        channel: c.pxe_channel.clone().unwrap_or_else(|| "stable".into()),
+        append: c.pxe_append.clone(),
+        ports: Default::default(),
+        limits: Default::default(),
+        address: None,
+    };
+    let dir = c.pxe_programs.clone().unwrap_or_else(|| PathBuf::from(crate::boot::netboot::PROGRAMS_DIR));
+    match crate::pxe::Pxe::start(config, &entries, &trust, &dir) {
+        Ok(p) => Some(p),
+        Err(e) => refuse(e.to_string()),
     }
 }
 
@@ -930,7 +979,7 @@ fn publish(c: PublishCmd) -> i32 {
         let mut line = format!("published {}/{} version {} signed by {} in {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id(), dir.display());
         if let Some(out) = &c.carry {
             let trust = c.trust.iter().map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}"))).collect::<Result<Vec<_>, _>>()?;
-            let initrd = crate::boot::netboot::next_initrd(&m, &m.to_json(), &kernel, &initramfs, &trust)?;
+            let initrd = crate::boot::netboot::next_initrd(&m, &m.to_json(), &kernel, &initramfs, &trust, &[])?;
             std::fs::write(out, &initrd).map_err(|e| format!("{}: {e}", out.display()))?;
             line += &format!("; carrying initrd {} ({} bytes)", out.display(), initrd.len());
         }
@@ -960,7 +1009,12 @@ fn carry(c: CarryCmd) -> i32 {
         m.verify_under(&trust, unix_now(), &floors, arch).map_err(|e| format!("{}: {e}", c.store.display()))?;
         let kernel = read(&e.dir.join(&m.body.kernel.name), "kernel")?;
         let initramfs = read(&e.dir.join(&m.body.initramfs.name), "initramfs")?;
-        let initrd = crate::boot::netboot::next_initrd(m, &e.manifest_json, &kernel, &initramfs, &trust)?;
+        let programs = match &c.pxe_programs {
+            Some(dir) => crate::pxe::load_programs(dir).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        let carried: Vec<(&str, &[u8])> = programs.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+        let initrd = crate::boot::netboot::next_initrd(m, &e.manifest_json, &kernel, &initramfs, &trust, &carried)?;
         std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
         for (name, bytes) in [("kernel", &kernel[..]), ("initrd", &initrd[..]), ("cmdline", m.body.cmdline.as_bytes())] {
             let path = c.out.join(name);

@@ -17,6 +17,7 @@ pub mod modules;
 pub mod node;
 pub mod notify;
 pub mod p2p;
+pub mod pxe;
 pub mod remote;
 pub mod service;
 pub mod sys;

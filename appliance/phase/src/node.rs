@@ -14,6 +14,8 @@ pub struct Node {
     pub service: Arc<NodeService>,
     pub p2p: Option<P2p>,
     pub boot: Option<Provider>,
+    /// Answers PXE clients (`--pxe`): ProxyDHCP, TFTP, and the /v1/pxe routes.
+    pub pxe: Option<Arc<crate::pxe::Pxe>>,
     pub workers: Arc<Workers>,
     /// The port the API listens on (boot discovery leaves this node's own address out).
     pub http_port: u16,

@@ -108,6 +108,10 @@ impl Handler for Api {
                 Some(b) => b.serve(&req.head, &p["/v1/boot/".len()..]),
                 None => Response::error(404, "not_found", "this node serves no boot artifacts (phase node --boot-store)"),
             },
+            (_, p) if p.starts_with("/v1/pxe/") && get => match &node.pxe {
+                Some(pxe) => pxe_route(pxe, &p["/v1/pxe/".len()..]),
+                None => Response::error(404, "not_found", "this node answers no PXE clients (phase node --pxe)"),
+            },
             (Method::Post, "/v1/jobs") => {
                 let n = node.clone();
                 node.workers.run(move || jobs::post_job(&n, req)).await.unwrap_or_else(stopped)
@@ -122,6 +126,26 @@ impl Handler for Api {
             _ => Response::error(404, "not_found", &format!("no route {path}")),
         }
     }
+}
+
+/// `/v1/pxe/<arch>.ipxe` (the iPXE script), `/v1/pxe/<arch>/initrd` (the carrying initrd),
+/// `/v1/pxe/<program>` (a network boot program, for UEFI HTTP Boot).
+fn pxe_route(pxe: &crate::pxe::Pxe, rest: &str) -> Response {
+    let shared = |bytes: &std::sync::Arc<[u8]>, kind: &'static str| {
+        Response::new(200, kind, crate::http::Body::Reader { len: bytes.len() as u64, reader: Box::new(std::io::Cursor::new(bytes.clone())) })
+    };
+    if let Some(arch) = rest.strip_suffix(".ipxe") {
+        if let Some(script) = pxe.script(arch) {
+            return Response::new(200, "text/plain", crate::http::Body::Bytes(script.into_bytes()));
+        }
+    } else if let Some(arch) = rest.strip_suffix("/initrd") {
+        if let Some(initrd) = pxe.initrd(arch) {
+            return shared(initrd, "application/octet-stream");
+        }
+    } else if let Some(program) = pxe.program(rest) {
+        return shared(program, "application/efi");
+    }
+    Response::error(404, "not_found", &format!("no PXE file {rest:?}"))
 }
 
 fn stopped() -> Response {

@@ -93,6 +93,21 @@ pub fn metrics(node: &Node) -> String {
         metric("phase_boot_served_bytes_total", "counter", "Boot artifact bytes served (GET).", &[("", b.served_bytes.load(Relaxed))]);
     }
     metric("phase_uptime_seconds", "gauge", "Seconds since the node started.", &[("", s.uptime_secs())]);
+    if let Some(p) = &node.pxe {
+        let x = &p.stats;
+        metric("phase_pxe_dhcp_messages_total", "counter", "DHCP messages on the PXE interface, by what came of them.", &[
+            ("{outcome=\"answered\"}", x.dhcp_answered.load(Relaxed)),
+            ("{outcome=\"ignored\"}", x.dhcp_ignored.load(Relaxed)),
+            ("{outcome=\"malformed\"}", x.dhcp_malformed.load(Relaxed)),
+            ("{outcome=\"rate_limited\"}", x.dhcp_rate_limited.load(Relaxed)),
+        ]);
+        metric("phase_pxe_tftp_requests_total", "counter", "TFTP requests, by what came of them.", &[
+            ("{outcome=\"completed\"}", x.tftp_completed.load(Relaxed)),
+            ("{outcome=\"failed\"}", x.tftp_failed.load(Relaxed)),
+            ("{outcome=\"refused\"}", x.tftp_refused.load(Relaxed)),
+            ("{outcome=\"malformed\"}", x.tftp_malformed.load(Relaxed)),
+        ]);
+    }
     out
 }
 

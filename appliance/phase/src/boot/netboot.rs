@@ -180,12 +180,17 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Ve
     }
 }
 
+/// Where Debian's ipxe package keeps the network boot programs, and where a carrying initrd
+/// puts them so the booted node can answer PXE clients too (`phase.pxe`).
+pub const PROGRAMS_DIR: &str = "/usr/lib/ipxe";
+
 /// The next kernel's initrd: the initramfs, then (at the next 4-byte boundary) an
 /// uncompressed cpio archive carrying `boot/phase/<channel>/<arch>/{manifest.json, kernel,
 /// initramfs}` (the artifacts are compressed already) and the publisher keys this hop trusted
 /// (`etc/phase/trust`), so the booted node can verify what it carries and serve it, and the
-/// hop after it can verify what it fetches, whatever the release's own image trusts.
-pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8], trusted: &[[u8; 32]]) -> Result<Vec<u8>, String> {
+/// hop after it can verify what it fetches, whatever the release's own image trusts; and the
+/// network boot programs this node serves, if any (`usr/lib/ipxe/…`).
+pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8], trusted: &[[u8; 32]], programs: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
     let b = &m.body;
     let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
     let mut w = CpioWriter::after(initramfs.to_vec());
@@ -197,6 +202,14 @@ pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: 
     w.file(&format!("{dir}/{}", b.kernel.name), 0o644, kernel).map_err(e)?;
     w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, initramfs).map_err(e)?;
     crate::image::add_trust(&mut w, trusted)?;
+    if !programs.is_empty() {
+        for d in ["usr", "usr/lib", PROGRAMS_DIR.trim_start_matches('/')] {
+            w.dir(d, 0o755).map_err(e)?;
+        }
+        for (name, bytes) in programs {
+            w.file(&format!("{}/{name}", PROGRAMS_DIR.trim_start_matches('/')), 0o644, bytes).map_err(e)?;
+        }
+    }
     Ok(w.finish())
 }
 

@@ -271,6 +271,44 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
+/// SO_BINDTODEVICE: the socket receives from and sends through `interface` only (a broadcast
+/// answer then leaves by that link, not by the default route's). Needs CAP_NET_RAW.
+pub fn bind_to_device(socket: &impl AsRawFd, interface: &str) -> io::Result<()> {
+    let name = cstr(interface)?;
+    let len = name.as_bytes_with_nul().len() as libc::socklen_t;
+    // SAFETY: a live socket and a live NUL-terminated name of `len` bytes.
+    check(unsafe { libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), len) })
+}
+
+/// The first IPv4 address of `interface` (getifaddrs(3)), or None.
+pub fn interface_ipv4(interface: &str) -> Option<std::net::Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut at = list;
+    while !at.is_null() && found.is_none() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, alive until freeifaddrs.
+        let entry = unsafe { &*at };
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        if name.to_bytes() == interface.as_bytes() && !entry.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr; its family says which kind.
+            if unsafe { (*entry.ifa_addr).sa_family } as libc::c_int == libc::AF_INET {
+                // SAFETY: AF_INET means the sockaddr is a sockaddr_in.
+                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                found = Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+        }
+        at = entry.ifa_next;
+    }
+    // SAFETY: the list came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
 /// pipe2(2) with O_CLOEXEC: (read end, write end).
 pub fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
     use std::os::fd::FromRawFd;

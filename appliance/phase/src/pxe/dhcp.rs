@@ -1,0 +1,120 @@
+//! The ProxyDHCP server (PXE 2.1): on port 67 it answers a PXE or HTTP Boot client's DISCOVER
+//! with an OFFER that names the boot file and leases nothing (the LAN's DHCP server gives the
+//! address); on port 4011 it answers the client's REQUEST with an ACK (EDK2 and iPXE ask there
+//! before they boot). Everything else, an ordinary DHCP client above all, gets no answer.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use phase_core::dhcp::{ClientMessage, MessageType, ProxyReply, ReplyKind};
+
+use super::{Limits, Ports, Pxe};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// 67: DISCOVER -> OFFER, broadcast (or to the relay in giaddr).
+    Dhcp,
+    /// 4011: REQUEST -> ACK, to the sender.
+    Proxy,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Answers per client MAC in the current window; a full table starts over (a flood of
+/// forged MACs then costs each real client at most one window of silence).
+pub struct RateLimit {
+    per_client: u32,
+    max_clients: usize,
+    seen: HashMap<[u8; 6], (Instant, u32)>,
+}
+
+impl RateLimit {
+    pub fn new(limits: &Limits) -> RateLimit {
+        RateLimit { per_client: limits.answers_per_client, max_clients: limits.clients, seen: HashMap::new() }
+    }
+
+    pub fn admit(&mut self, mac: [u8; 6], now: Instant) -> bool {
+        if self.seen.len() >= self.max_clients && !self.seen.contains_key(&mac) {
+            self.seen.clear();
+        }
+        let entry = self.seen.entry(mac).or_insert((now, 0));
+        if now.duration_since(entry.0) >= RATE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.per_client
+    }
+}
+
+/// What to send for one received datagram, and where; None: drop it (counted).
+pub fn answer(pxe: &Pxe, packet: &[u8], from: SocketAddr, port: Port, ports: Ports, rate: &mut RateLimit, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
+    let stats = &pxe.stats;
+    let m = match ClientMessage::parse(packet) {
+        Ok(m) => m,
+        Err(_) => {
+            stats.dhcp_malformed.fetch_add(1, Relaxed);
+            return None;
+        }
+    };
+    let kind = match (port, m.kind) {
+        (Port::Dhcp, MessageType::Discover) => ReplyKind::Offer,
+        (Port::Proxy, MessageType::Request | MessageType::Inform) => ReplyKind::Ack,
+        _ => {
+            stats.dhcp_ignored.fetch_add(1, Relaxed);
+            return None;
+        }
+    };
+    let (boot_file, protocol) = match pxe.choose(&m) {
+        Ok(choice) => choice,
+        Err(_) => {
+            stats.dhcp_ignored.fetch_add(1, Relaxed);
+            return None;
+        }
+    };
+    if !rate.admit(m.mac, now) {
+        stats.dhcp_rate_limited.fetch_add(1, Relaxed);
+        return None;
+    }
+    let reply = ProxyReply { kind, server: pxe.address.octets(), boot_file, protocol };
+    let Some(bytes) = reply.encode(&m) else {
+        stats.dhcp_ignored.fetch_add(1, Relaxed);
+        return None;
+    };
+    let to = match port {
+        Port::Proxy => from,
+        Port::Dhcp if m.giaddr != [0; 4] => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(m.giaddr), ports.dhcp)),
+        Port::Dhcp => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, ports.client)),
+    };
+    stats.dhcp_answered.fetch_add(1, Relaxed);
+    Some((bytes, to))
+}
+
+/// The server loop of one port; runs for the life of the node.
+pub fn serve(pxe: &Pxe, socket: UdpSocket, port: Port, ports: Ports, limits: Limits) {
+    let mut rate = RateLimit::new(&limits);
+    let mut buf = vec![0u8; 1500];
+    let mut logged = 0u32;
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) => {
+                log!("pxe: ProxyDHCP receive: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if let Some((reply, to)) = answer(pxe, &buf[..n], from, port, ports, &mut rate, Instant::now()) {
+            if let Err(e) = socket.send_to(&reply, to) {
+                log!("pxe: ProxyDHCP answer to {to}: {e}");
+            } else if logged < 64 {
+                // The first answers are logged: they are what a person debugging a boot needs.
+                logged += 1;
+                let m = ClientMessage::parse(&buf[..n]).ok();
+                let mac = m.map(|m| m.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")).unwrap_or_default();
+                log!("pxe: {} to {mac} ({to})", if port == Port::Dhcp { "offer" } else { "ack" });
+            }
+        }
+    }
+}

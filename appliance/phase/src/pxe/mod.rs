@@ -1,0 +1,282 @@
+//! Booting machines that have no Phase (docs/netboot.md, "Booting machines without Phase"):
+//! a ProxyDHCP server beside the LAN's own DHCP server (it names a boot file, never an
+//! address), a read-only TFTP server for the network boot programs (Debian's iPXE builds), and
+//! what iPXE then fetches over the HTTP API: a script, the release's kernel, and an initrd
+//! carrying the release so the booted machine re-verifies it and serves it in turn.
+
+pub mod dhcp;
+pub mod tftp;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phase_core::dhcp::{BootProtocol, ClientArch, ClientMessage};
+use phase_core::manifest::{Arch, Floors};
+
+use crate::boot::store::Entry;
+
+/// Network boot programs by name, shared with every transfer and response.
+pub type Programs = Vec<(String, Arc<[u8]>)>;
+
+/// The network boot programs served, by the names clients ask for: iPXE for BIOS PXE (over
+/// the firmware's UNDI driver) and for x86-64 UEFI (over the firmware's network protocol).
+pub const BIOS_PROGRAM: &str = "undionly.kpxe";
+pub const UEFI_X64_PROGRAM: &str = "snponly.efi";
+/// Largest program read (Debian's are 74 KB and 174 KB).
+const MAX_PROGRAM: u64 = 4 << 20;
+
+#[derive(Debug)]
+pub enum PxeError {
+    NoRelease(String),
+    NoAddress(String),
+    Programs(String),
+    Socket { what: &'static str, port: u16, reason: String },
+    Initrd(String),
+}
+
+impl std::fmt::Display for PxeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PxeError::NoRelease(why) => write!(f, "pxe: no release to boot: {why}"),
+            PxeError::NoAddress(iface) => write!(f, "pxe: interface {iface} has no IPv4 address (ProxyDHCP answers name this node's address)"),
+            PxeError::Programs(why) => write!(f, "pxe: network boot programs: {why}"),
+            PxeError::Socket { what, port, reason } => write!(f, "pxe: {what} on UDP port {port}: {reason}"),
+            PxeError::Initrd(why) => write!(f, "pxe: building the initrd for booted machines: {why}"),
+        }
+    }
+}
+
+/// UDP ports (the standard ones unless a test moves them).
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub dhcp: u16,
+    pub proxy: u16,
+    pub tftp: u16,
+    /// Where an OFFER is broadcast (the client's port).
+    pub client: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Ports {
+        Ports { dhcp: phase_core::dhcp::SERVER_PORT, proxy: phase_core::dhcp::PROXY_PORT, tftp: phase_core::tftp::PORT, client: phase_core::dhcp::CLIENT_PORT }
+    }
+}
+
+/// Every bound the LAN can push against (docs/netboot.md lists them with these defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Answers per client (MAC) in any 10 s; beyond it the client's messages are dropped.
+    pub answers_per_client: u32,
+    /// Clients remembered for the rate limit; a full table is cleared.
+    pub clients: usize,
+    /// TFTP transfers at once, in all and per client address.
+    pub tftp_sessions: usize,
+    pub tftp_sessions_per_client: usize,
+    /// Wait for an ACK before sending the window again, and how often.
+    pub tftp_timeout: Duration,
+    pub tftp_retries: u32,
+    /// A transfer ends after this long whatever the client does.
+    pub tftp_session_max: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            answers_per_client: 16,
+            clients: 1024,
+            tftp_sessions: 8,
+            tftp_sessions_per_client: 2,
+            tftp_timeout: Duration::from_secs(1),
+            tftp_retries: 5,
+            tftp_session_max: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Counters for /metrics: what the LAN sent and what came of it.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub dhcp_answered: AtomicU64,
+    /// Well-formed messages not for us (ordinary DHCP clients, other message types, arches
+    /// without a program or release).
+    pub dhcp_ignored: AtomicU64,
+    pub dhcp_malformed: AtomicU64,
+    pub dhcp_rate_limited: AtomicU64,
+    pub tftp_completed: AtomicU64,
+    pub tftp_failed: AtomicU64,
+    /// Read requests refused: unknown file, write requests, too many sessions.
+    pub tftp_refused: AtomicU64,
+    pub tftp_malformed: AtomicU64,
+}
+
+/// What a booted machine fetches over HTTP, built once when the server starts.
+pub struct Boot {
+    pub arch: Arch,
+    pub channel: String,
+    pub version: u64,
+    /// The release's kernel file name (served by the boot provider at /v1/boot/…).
+    pub kernel: String,
+    pub cmdline: String,
+    /// The release's initramfs with the release, the trusted keys and the programs carried.
+    pub initrd: Arc<[u8]>,
+}
+
+pub struct Config {
+    pub interface: String,
+    pub http_port: u16,
+    pub channel: String,
+    /// Parameters added to the booted machines' command line (e.g. `phase.pxe=on`).
+    pub append: Vec<String>,
+    pub ports: Ports,
+    pub limits: Limits,
+    /// The address to announce; None: the interface's own.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// A running PXE service: its address, programs, boots and counters. The sockets live in their
+/// threads.
+pub struct Pxe {
+    pub address: Ipv4Addr,
+    pub http_port: u16,
+    pub programs: Programs,
+    pub boots: Vec<Boot>,
+    pub stats: Arc<Stats>,
+}
+
+impl Pxe {
+    /// Binds the ProxyDHCP and TFTP sockets on `config.interface` and starts their threads.
+    /// Refuses (with the reason) when it could not work: no release of the channel for an arch
+    /// a program boots, no program, no address.
+    pub fn start(config: Config, releases: &[&Entry], trusted: &[[u8; 32]], programs_dir: &Path) -> Result<Arc<Pxe>, PxeError> {
+        let programs = load_programs(programs_dir)?;
+        let address = match config.address {
+            Some(a) => a,
+            None => crate::sys::interface_ipv4(&config.interface).ok_or_else(|| PxeError::NoAddress(config.interface.clone()))?,
+        };
+        let x86 = releases.iter().find(|e| e.channel() == config.channel && e.arch() == Arch::X86_64).ok_or_else(|| {
+            PxeError::NoRelease(format!(
+                "the boot store has no {}/x86_64 release (the programs served, iPXE for BIOS and x86-64 UEFI, boot x86_64 machines)",
+                config.channel
+            ))
+        })?;
+        let boots = vec![boot_for(x86, trusted, &config.append, &programs)?];
+        let stats = Arc::new(Stats::default());
+        let pxe = Arc::new(Pxe { address, http_port: config.http_port, programs, boots, stats });
+        let udp = |what: &'static str, port: u16| -> Result<UdpSocket, PxeError> {
+            let err = |e: std::io::Error| PxeError::Socket { what, port, reason: e.to_string() };
+            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).map_err(err)?;
+            crate::sys::bind_to_device(&s, &config.interface).map_err(err)?;
+            s.set_broadcast(true).map_err(err)?;
+            Ok(s)
+        };
+        let dhcp_socket = udp("ProxyDHCP", config.ports.dhcp)?;
+        let proxy_socket = udp("ProxyDHCP (PXE boot server)", config.ports.proxy)?;
+        let tftp_socket = udp("TFTP", config.ports.tftp)?;
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f).map(drop).map_err(|e| PxeError::Socket { what: "thread", port: 0, reason: e.to_string() })
+        };
+        let (p1, p2, p3) = (pxe.clone(), pxe.clone(), pxe.clone());
+        let (ports, limits) = (config.ports, config.limits);
+        spawn("pxe-dhcp", Box::new(move || dhcp::serve(&p1, dhcp_socket, dhcp::Port::Dhcp, ports, limits)))?;
+        spawn("pxe-proxy", Box::new(move || dhcp::serve(&p2, proxy_socket, dhcp::Port::Proxy, ports, limits)))?;
+        let interface = config.interface.clone();
+        spawn("pxe-tftp", Box::new(move || tftp::serve(&p3, tftp_socket, &interface, limits)))?;
+        for b in &pxe.boots {
+            log!(
+                "pxe: on {} ({address}): ProxyDHCP (UDP {}, {}), TFTP (UDP {}) for BIOS and x86-64 UEFI PXE and UEFI HTTP Boot; they boot {}/{} version {} (initrd {} KiB)",
+                config.interface,
+                ports.dhcp,
+                ports.proxy,
+                ports.tftp,
+                b.channel,
+                b.arch.name(),
+                b.version,
+                b.initrd.len() >> 10
+            );
+        }
+        Ok(pxe)
+    }
+
+    /// The boot file a client's message asks for, or why it gets no answer.
+    pub fn choose(&self, m: &ClientMessage<'_>) -> Result<(String, BootProtocol), &'static str> {
+        let protocol = m.boot_protocol().ok_or("not a network boot client")?;
+        let arch = m.client_arch().ok_or("no client architecture")?;
+        let http = |path: &str| format!("http://{}:{}{path}", self.address, self.http_port);
+        let x86 = matches!(arch, ClientArch::BiosX86 | ClientArch::EfiX64 | ClientArch::EfiX64Http);
+        if !x86 {
+            return Err("no network boot program for this architecture (iPXE for BIOS and x86-64 UEFI only)");
+        }
+        if m.is_ipxe() {
+            // iPXE (ours after TFTP, or a NIC's own ROM) fetches the script over HTTP.
+            return Ok((http("/v1/pxe/x86_64.ipxe"), protocol));
+        }
+        match (protocol, arch) {
+            (BootProtocol::Pxe, ClientArch::BiosX86) => Ok((BIOS_PROGRAM.to_string(), protocol)),
+            (BootProtocol::Pxe, _) => Ok((UEFI_X64_PROGRAM.to_string(), protocol)),
+            (BootProtocol::Http, ClientArch::EfiX64Http | ClientArch::EfiX64) => Ok((http(&format!("/v1/pxe/{UEFI_X64_PROGRAM}")), protocol)),
+            (BootProtocol::Http, _) => Err("HTTP Boot is for UEFI only"),
+        }
+    }
+
+    pub fn program(&self, name: &str) -> Option<&Arc<[u8]>> {
+        self.programs.iter().find(|(n, _)| n == name).map(|(_, b)| b)
+    }
+
+    /// The iPXE script for `arch`: the release's kernel from the boot provider, the carrying
+    /// initrd, the release's command line with this node's floors and parameters.
+    pub fn script(&self, arch: &str) -> Option<String> {
+        let b = self.boots.iter().find(|b| b.arch.name() == arch)?;
+        let base = format!("http://{}:{}", self.address, self.http_port);
+        Some(format!(
+            "#!ipxe\necho Phase: booting {}/{} version {} from {base}\nkernel {base}/v1/boot/{}/{}/{} initrd=initrd {}\ninitrd --name initrd {base}/v1/pxe/{}/initrd\nboot\n",
+            b.channel,
+            b.arch.name(),
+            b.version,
+            b.channel,
+            b.arch.name(),
+            b.kernel,
+            b.cmdline,
+            b.arch.name()
+        ))
+    }
+
+    pub fn initrd(&self, arch: &str) -> Option<&Arc<[u8]>> {
+        self.boots.iter().find(|b| b.arch.name() == arch).map(|b| &b.initrd)
+    }
+
+}
+
+/// The network boot programs in `dir` (both must be there), each at most 4 MiB.
+pub fn load_programs(dir: &Path) -> Result<Programs, PxeError> {
+    let mut out = Vec::new();
+    for name in [BIOS_PROGRAM, UEFI_X64_PROGRAM] {
+        let path = dir.join(name);
+        let size = std::fs::metadata(&path).map_err(|e| PxeError::Programs(format!("{}: {e} (Debian's ipxe package installs them in /usr/lib/ipxe)", path.display())))?.len();
+        if size > MAX_PROGRAM {
+            return Err(PxeError::Programs(format!("{}: {size} bytes, more than {MAX_PROGRAM}", path.display())));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| PxeError::Programs(format!("{}: {e}", path.display())))?;
+        out.push((name.to_string(), Arc::from(bytes)));
+    }
+    Ok(out)
+}
+
+fn boot_for(e: &Entry, trusted: &[[u8; 32]], append: &[String], programs: &Programs) -> Result<Boot, PxeError> {
+    let b = &e.manifest.body;
+    let read = |name: &str| std::fs::read(e.dir.join(name)).map_err(|err| PxeError::Initrd(format!("{}: {err}", e.dir.join(name).display())));
+    let (kernel, initramfs) = (read(&b.kernel.name)?, read(&b.initramfs.name)?);
+    // What the store checked at start is checked again: the bytes a machine boots must be the
+    // signed ones.
+    e.manifest.check_artifact("kernel", &kernel).map_err(|err| PxeError::Initrd(format!("kernel: {err}")))?;
+    e.manifest.check_artifact("initramfs", &initramfs).map_err(|err| PxeError::Initrd(format!("initramfs: {err}")))?;
+    let carried: Vec<(&str, &[u8])> = programs.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+    let initrd = crate::boot::netboot::next_initrd(&e.manifest, &e.manifest_json, &kernel, &initramfs, trusted, &carried).map_err(PxeError::Initrd)?;
+    // A booted machine never goes below the release it was given, nor below what this node
+    // knows of the time (its build, the release's creation).
+    let floors = Floors { version: 0, time: crate::boot::build_time() }.raised(b);
+    let cmdline = crate::boot::netboot::next_cmdline(&b.cmdline, append, &floors);
+    Ok(Boot { arch: b.arch, channel: b.channel.clone(), version: b.version, kernel: b.kernel.name.clone(), cmdline, initrd: Arc::from(initrd) })
+}

@@ -1,0 +1,293 @@
+//! The PXE service on loopback (ports moved above 1024, bound to `lo` so nothing leaves this
+//! machine): ProxyDHCP answers boot clients only and never leases, iPXE gets the script URL,
+//! a REQUEST on the boot server port gets an ACK, floods are rate limited, malformed packets are
+//! counted; TFTP sends the programs with negotiated block size and window, refuses what it
+//! must, and gives up on a silent client within its bounds. Needs CAP_NET_RAW
+//! (SO_BINDTODEVICE), as `phase node --pxe` does.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phase::boot::store::BootStore;
+use phase::pxe::{Config, Limits, Ports, Pxe};
+
+fn phase(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_phase")).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Lab {
+    dir: PathBuf,
+    pxe: Arc<Pxe>,
+    ports: Ports,
+    programs: Vec<(String, Vec<u8>)>,
+}
+
+fn lab(name: &str, limits: Limits) -> Lab {
+    let dir = std::env::temp_dir().join(format!("phase-pxe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("programs")).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    std::fs::write(dir.join("kernel"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(dir.join("initramfs"), vec![9u8; 50_000]).unwrap();
+    let key = phase(&["manifest", "keygen", "--out", &p("pub.key")]).split_whitespace().next().unwrap().to_string();
+    phase(&["publish", "--key", &p("pub.key"), "--arch", "x86_64", "--version", "3", "--kernel", &p("kernel"), "--initramfs", &p("initramfs"), "--cmdline", "console=ttyS0", "--store", &p("store")]);
+    // Programs whose bytes differ everywhere, so a misplaced block shows; snponly fills its last
+    // 1468-byte block exactly (an empty final block must follow).
+    let programs: Vec<(String, Vec<u8>)> = [("undionly.kpxe", 74_213usize), ("snponly.efi", 1468 * 120)]
+        .iter()
+        .map(|(n, len)| (n.to_string(), (0..*len as u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()))
+        .collect();
+    for (n, b) in &programs {
+        std::fs::write(dir.join("programs").join(n), b).unwrap();
+    }
+    let trust = [phase_core::encoding::hex_decode_array::<32>(&key).unwrap()];
+    let store = BootStore::open(&dir.join("store"), Some(&trust)).unwrap();
+    let ports = Ports { dhcp: free_udp_port(), proxy: free_udp_port(), tftp: free_udp_port(), client: free_udp_port() };
+    let config = Config {
+        interface: "lo".into(),
+        http_port: 8700,
+        channel: "stable".into(),
+        append: vec!["phase.pxe=on".into()],
+        ports,
+        limits,
+        address: Some(Ipv4Addr::LOCALHOST),
+    };
+    let entries: Vec<_> = store.entries.iter().collect();
+    let pxe = Pxe::start(config, &entries, &trust, &dir.join("programs")).unwrap();
+    Lab { dir, pxe, ports, programs }
+}
+
+const FIXED: usize = 236;
+
+fn dhcp(kind: u8, mac: u8, vendor: &[u8], arch: Option<u16>, extra: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; FIXED];
+    b[0] = 1;
+    b[1] = 1;
+    b[2] = 6;
+    b[4..8].copy_from_slice(&[0xCA, 0xFE, 0, mac]);
+    b[10] = 0x80;
+    b[28..34].copy_from_slice(&[0x52, 0x54, 0, 0, 0, mac]);
+    b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+    if !vendor.is_empty() {
+        b.extend_from_slice(&[60, vendor.len() as u8]);
+        b.extend_from_slice(vendor);
+    }
+    if let Some(a) = arch {
+        b.extend_from_slice(&[93, 2]);
+        b.extend_from_slice(&a.to_be_bytes());
+    }
+    b.extend_from_slice(extra);
+    b.push(255);
+    b
+}
+
+/// The boot file of an answer, and its yiaddr and siaddr.
+fn read_answer(b: &[u8]) -> (String, [u8; 4], [u8; 4]) {
+    assert_eq!(b[0], 2, "a BOOTREPLY");
+    let file = &b[108..236];
+    let end = file.iter().position(|c| *c == 0).unwrap();
+    (String::from_utf8(file[..end].to_vec()).unwrap(), b[16..20].try_into().unwrap(), b[20..24].try_into().unwrap())
+}
+
+fn recv(s: &UdpSocket, wait_ms: u64) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(Duration::from_millis(wait_ms))).unwrap();
+    let mut buf = [0u8; 2048];
+    s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+#[test]
+fn proxy_dhcp_answers_boot_clients_only_and_never_leases() {
+    let l = lab("dhcp", Limits::default());
+    // Offers are broadcast to the client port: a client socket bound to the wildcard hears them.
+    let client = UdpSocket::bind(("0.0.0.0", l.ports.client)).unwrap();
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.dhcp));
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+
+    sender.send_to(&dhcp(1, 1, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
+    let (file, yiaddr, siaddr) = read_answer(&recv(&client, 2000).expect("an offer to UEFI PXE"));
+    assert_eq!((file.as_str(), yiaddr, siaddr), ("snponly.efi", [0; 4], [127, 0, 0, 1]));
+
+    sender.send_to(&dhcp(1, 2, b"PXEClient:Arch:00000:UNDI:002001", Some(0), &[]), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to BIOS PXE")).0, "undionly.kpxe");
+
+    sender.send_to(&dhcp(1, 3, b"PXEClient:Arch:00000:UNDI:002001", Some(0), &[77, 4, b'i', b'P', b'X', b'E']), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to iPXE")).0, "http://127.0.0.1:8700/v1/pxe/x86_64.ipxe");
+
+    sender.send_to(&dhcp(1, 4, b"HTTPClient:Arch:00016:UNDI:003001", Some(16), &[]), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to HTTP Boot")).0, "http://127.0.0.1:8700/v1/pxe/snponly.efi");
+
+    // An ordinary DHCP client, a REQUEST on port 67 (meant for the real server), an arm64
+    // firmware (no program), and garbage: no answer.
+    let before = l.pxe.stats.dhcp_answered.load(Relaxed);
+    sender.send_to(&dhcp(1, 5, b"udhcp 1.35.0", None, &[]), server).unwrap();
+    sender.send_to(&dhcp(1, 6, b"", None, &[]), server).unwrap();
+    sender.send_to(&dhcp(3, 1, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
+    sender.send_to(&dhcp(1, 7, b"PXEClient:Arch:00011:UNDI:003016", Some(11), &[]), server).unwrap();
+    sender.send_to(b"\x01\x01\x06\x00garbage", server).unwrap();
+    sender.send_to(&dhcp(1, 8, b"PXEClient", Some(7), &[93, 3, 0, 7, 0]), server).unwrap();
+    assert_eq!(recv(&client, 700), None, "no answer to anything but a boot client's DISCOVER");
+    let s = &l.pxe.stats;
+    assert_eq!(s.dhcp_answered.load(Relaxed), before);
+    assert_eq!(s.dhcp_ignored.load(Relaxed), 4);
+    assert_eq!(s.dhcp_malformed.load(Relaxed), 2);
+
+    // The REQUEST on the boot server port gets an ACK, to the sender.
+    let proxy = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.proxy));
+    sender.send_to(&dhcp(3, 1, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), proxy).unwrap();
+    let ack = recv(&sender, 2000).expect("an ack on the proxy port");
+    assert_eq!(read_answer(&ack).0, "snponly.efi");
+    assert_eq!(&ack[240..243], &[53, 1, 5], "DHCPACK");
+
+    // A flood from one MAC: 16 answers in 10 s, then silence for it (not for others).
+    for _ in 0..24 {
+        sender.send_to(&dhcp(1, 9, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
+    }
+    let mut answered = 0;
+    while recv(&client, 500).is_some() {
+        answered += 1;
+    }
+    assert_eq!(answered, 16);
+    assert_eq!(s.dhcp_rate_limited.load(Relaxed), 8);
+    sender.send_to(&dhcp(1, 10, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
+    assert!(recv(&client, 2000).is_some(), "another client is still answered");
+    std::fs::remove_dir_all(&l.dir).unwrap();
+}
+
+fn rrq(name: &str, options: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = vec![0, 1];
+    for part in [name, "octet"].into_iter().chain(options.iter().flat_map(|(k, v)| [*k, *v])) {
+        b.extend_from_slice(part.as_bytes());
+        b.push(0);
+    }
+    b
+}
+
+/// A TFTP client: reads `name` with the options given, ACKing the last block of each window.
+fn tftp_get(server: SocketAddr, name: &str, options: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.send_to(&rrq(name, options), server).unwrap();
+    let (mut block, mut window) = (512usize, 1u16);
+    let mut out = Vec::new();
+    let mut expect = 1u16;
+    let mut in_window = 0;
+    let mut buf = vec![0u8; 70000];
+    loop {
+        let (n, from) = s.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        let p = &buf[..n];
+        match u16::from_be_bytes([p[0], p[1]]) {
+            6 => {
+                let fields: Vec<&str> = std::str::from_utf8(&p[2..]).unwrap().split('\0').collect();
+                for kv in fields.chunks(2).filter(|c| c.len() == 2) {
+                    match kv[0] {
+                        "blksize" => block = kv[1].parse().unwrap(),
+                        "windowsize" => window = kv[1].parse().unwrap(),
+                        _ => {}
+                    }
+                }
+                s.send_to(&[0, 4, 0, 0], from).unwrap();
+            }
+            3 => {
+                let number = u16::from_be_bytes([p[2], p[3]]);
+                assert_eq!(number, expect, "blocks in order on loopback");
+                out.extend_from_slice(&p[4..]);
+                in_window += 1;
+                let last = p.len() - 4 < block;
+                if in_window == window || last {
+                    s.send_to(&[0, 4, p[2], p[3]], from).unwrap();
+                    in_window = 0;
+                }
+                if last {
+                    return Ok(out);
+                }
+                expect = expect.wrapping_add(1);
+            }
+            5 => return Err(format!("error {}: {}", u16::from_be_bytes([p[2], p[3]]), String::from_utf8_lossy(&p[4..n - 1]))),
+            op => return Err(format!("opcode {op}")),
+        }
+    }
+}
+
+#[test]
+fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
+    let l = lab("tftp", Limits { tftp_timeout: Duration::from_millis(200), tftp_retries: 2, ..Limits::default() });
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.tftp));
+    let want = |n: &str| l.programs.iter().find(|(p, _)| p == n).unwrap().1.clone();
+    assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "RFC 1350: 512-byte blocks, no options");
+    let big = [("blksize", "65464"), ("windowsize", "64"), ("tsize", "0")];
+    assert_eq!(tftp_get(server, "/snponly.efi", &big).unwrap(), want("snponly.efi"), "1468-byte blocks, windows of 16, exact multiple");
+    assert_eq!(tftp_get(server, "snponly.efi", &[("blksize", "1024"), ("windowsize", "3")]).unwrap(), want("snponly.efi"));
+    assert!(tftp_get(server, "../etc/passwd", &[]).unwrap_err().starts_with("error 1"));
+    assert!(tftp_get(server, "kernel", &[]).unwrap_err().starts_with("error 1"), "only the programs");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(&[0, 2, b'x', 0, b'o', b'c', b't', b'e', b't', 0], server).unwrap();
+    assert_eq!(recv(&s, 2000).map(|p| p[..4].to_vec()), Some(vec![0, 5, 0, 2]), "write requests: access violation");
+    s.send_to(&rrq("snponly.efi", &[("blksize", "7")]), server).unwrap();
+    assert_eq!(recv(&s, 2000).map(|p| p[..4].to_vec()), Some(vec![0, 5, 0, 4]), "a malformed option: illegal operation");
+    assert_eq!(l.pxe.stats.tftp_completed.load(Relaxed), 3);
+
+    // Silent clients: each transfer gives up after its retries; two per address, then refused.
+    let silent: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for c in &silent {
+        c.send_to(&rrq("undionly.kpxe", &[]), server).unwrap();
+    }
+    let third = recv(&silent[2], 2000).unwrap();
+    assert_eq!(&third[..4], &[0, 5, 0, 2], "the third transfer for one address is refused");
+    // 200 ms x (1 + 2 retries) and the transfers are gone.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(l.pxe.stats.tftp_failed.load(Relaxed), 2);
+    assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "slots given back");
+    std::fs::remove_dir_all(&l.dir).unwrap();
+}
+
+#[test]
+fn booted_machines_get_a_script_and_an_initrd_carrying_the_release_and_the_programs() {
+    let l = lab("boot", Limits::default());
+    let script = l.pxe.script("x86_64").unwrap();
+    assert!(script.starts_with("#!ipxe\n"), "{script}");
+    let kernel_line = script.lines().find(|l| l.starts_with("kernel ")).unwrap();
+    assert!(kernel_line.starts_with("kernel http://127.0.0.1:8700/v1/boot/stable/x86_64/kernel initrd=initrd console=ttyS0 phase.pxe=on phase.floor=3 phase.time_floor="), "{kernel_line}");
+    assert!(script.contains("\ninitrd --name initrd http://127.0.0.1:8700/v1/pxe/x86_64/initrd\nboot\n"), "{script}");
+    assert!(l.pxe.script("aarch64").is_none());
+    let initrd = l.pxe.initrd("x86_64").unwrap();
+    let has = |needle: &[u8]| initrd.windows(needle.len()).any(|w| w == needle);
+    for path in ["boot/phase/stable/x86_64/manifest.json", "usr/lib/ipxe/snponly.efi", "usr/lib/ipxe/undionly.kpxe", "etc/phase/trust"] {
+        assert!(has(path.as_bytes()), "initrd carries {path}");
+    }
+    std::fs::remove_dir_all(&l.dir).unwrap();
+}
+
+#[test]
+fn without_an_x86_64_release_or_programs_pxe_is_refused_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("phase-pxe-refuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = || Config {
+        interface: "lo".into(),
+        http_port: 8700,
+        channel: "stable".into(),
+        append: vec![],
+        ports: Ports { dhcp: free_udp_port(), proxy: free_udp_port(), tftp: free_udp_port(), client: free_udp_port() },
+        limits: Limits::default(),
+        address: Some(Ipv4Addr::LOCALHOST),
+    };
+    let e = Pxe::start(config(), &[], &[], &dir).err().unwrap().to_string();
+    assert!(e.contains("undionly.kpxe"), "{e}");
+    std::fs::write(dir.join("undionly.kpxe"), b"x").unwrap();
+    std::fs::write(dir.join("snponly.efi"), b"x").unwrap();
+    let e = Pxe::start(config(), &[], &[], &dir).err().unwrap().to_string();
+    assert!(e.contains("no stable/x86_64 release"), "{e}");
+    let e = Pxe::start(Config { address: None, interface: "phase-none0".into(), ..config() }, &[], &[], &dir).err().unwrap().to_string();
+    assert!(e.contains("phase-none0 has no IPv4 address"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

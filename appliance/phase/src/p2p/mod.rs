@@ -84,7 +84,7 @@ impl Default for P2pConfig {
             budget: None,
             free_slot: None,
             max_connections: 128,
-            max_connections_per_peer: 2,
+            max_connections_per_peer: 3,
             max_pending_incoming: 32,
             max_peers: 4096,
         }

@@ -263,6 +263,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
         dial_by: (!dial_later.is_empty()).then(|| Instant::now() + Duration::from_secs(1)),
         dial_later,
         max_peers: config.max_peers.max(16),
+        punching: HashMap::new(),
     };
     std::thread::Builder::new()
         .name("p2p".into())
@@ -320,9 +321,40 @@ struct Jobs {
     dial_by: Option<Instant>,
     /// Bound on the peer table.
     max_peers: usize,
+    /// Peers we reach only through a relay, waiting for DCUtR's direct connection: when to
+    /// ask again, attempts made.
+    punching: HashMap<PeerId, (Instant, u32)>,
 }
 
+/// DCUtR gives up silently when both sides' simultaneous TCP opens cross badly (seen under
+/// load: each side's inbound connection fails to negotiate, and the dialer's failure is not
+/// retried). A new relayed connection starts a new attempt; this many, `PUNCH_AGAIN` apart,
+/// doubling.
+const PUNCH_RETRIES: u32 = 3;
+const PUNCH_AGAIN: Duration = Duration::from_secs(5);
+
 impl Jobs {
+    /// Dials again through the relay the peers still without a direct connection (a new
+    /// relayed connection is a new DCUtR attempt), then forgets them after PUNCH_RETRIES.
+    fn punch_again(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self.punching.iter().filter(|(_, (at, _))| *at <= now).map(|(p, _)| *p).collect();
+        for peer in due {
+            let tries = self.punching.get(&peer).map_or(PUNCH_RETRIES, |(_, t)| *t);
+            if tries >= PUNCH_RETRIES || !swarm.is_connected(&peer) {
+                self.punching.remove(&peer);
+                continue;
+            }
+            log!("p2p: no direct connection to {peer} yet: a new relayed connection for another hole punch ({} of {PUNCH_RETRIES})", tries + 1);
+            // Without addresses: the peer's known ones, its relay circuits among them.
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).condition(libp2p::swarm::dial_opts::PeerCondition::Always).build();
+            if let Err(e) = swarm.dial(opts) {
+                log!("p2p: dial {peer} through the relay: {e}");
+            }
+            self.punching.insert(peer, (now + PUNCH_AGAIN * 2u32.pow(tries + 1), tries + 1));
+        }
+    }
+
     fn dial_bootstrap_peers(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.dial_by = None;
         for addr in std::mem::take(&mut self.dial_later) {
@@ -397,7 +429,8 @@ async fn run(
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
     let mut next_load_check = Instant::now() + load::CHECK_EVERY;
     loop {
-        let wake = next_bootstrap.min(next_load_check).min(jobs.dial_by.unwrap_or(next_load_check)).saturating_duration_since(Instant::now());
+        let next_punch = jobs.punching.values().map(|(at, _)| *at).min().unwrap_or(next_load_check);
+        let wake = next_bootstrap.min(next_load_check).min(next_punch).min(jobs.dial_by.unwrap_or(next_load_check)).saturating_duration_since(Instant::now());
         let event = smol::future::or(
             async { Some(Ev::Swarm(swarm.select_next_some().await)) },
             smol::future::or(
@@ -415,6 +448,7 @@ async fn run(
                 if jobs.dial_by.is_some_and(|by| Instant::now() >= by) {
                     jobs.dial_bootstrap_peers(&mut swarm);
                 }
+                jobs.punch_again(&mut swarm);
                 if Instant::now() >= next_load_check {
                     next_load_check = Instant::now() + load::CHECK_EVERY;
                     jobs.share_load(&mut swarm, &peers);
@@ -580,7 +614,10 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             log!("p2p: relaying {src_peer_id} -> {dst_peer_id}");
         }
         SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
-            Ok(_) => log!("p2p: direct connection to {remote_peer_id} (hole punched)"),
+            Ok(_) => {
+                jobs.punching.remove(&remote_peer_id);
+                log!("p2p: direct connection to {remote_peer_id} (hole punched)")
+            }
             Err(e) => log!("p2p: hole punch to {remote_peer_id} failed, staying relayed: {e}"),
         },
         SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. })) => {
@@ -643,6 +680,18 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
                         Err(e) => log!("p2p: cannot listen on {circuit}: {e}"),
                     }
                 }
+            }
+            let circuit = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+            let relayed = match &endpoint {
+                libp2p::core::ConnectedPoint::Dialer { address, .. } => circuit(address),
+                libp2p::core::ConnectedPoint::Listener { local_addr, .. } => circuit(local_addr),
+            };
+            if !relayed {
+                jobs.punching.remove(&peer_id);
+            } else if *swarm.local_peer_id() < peer_id && !jobs.punching.contains_key(&peer_id) {
+                // One side only asks again (the smaller peer id): two attempts at once, one per
+                // direction, are what makes the simultaneous opens cross.
+                jobs.punching.insert(peer_id, (Instant::now() + PUNCH_AGAIN, 0));
             }
             jobs.flush(swarm, peers, peer_id);
             let p = entry(peers, jobs.max_peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });

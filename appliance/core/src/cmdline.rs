@@ -70,8 +70,19 @@ pub struct BootConfig {
     /// `phase.data_wait=SECONDS` (0-60): how long PID 1 waits for that partition to appear
     /// (USB storage is found after the kernel has started PID 1).
     pub data_wait: u64,
+    /// `phase.pxe=on`: answer PXE and UEFI HTTP Boot clients on the boot LAN (the
+    /// `phase.lan` link, else the primary one) with the release this machine serves.
+    pub pxe: bool,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
+}
+
+/// The `phase.*` parameters a PXE-booted machine inherits from the appliance that boots it:
+/// those that describe the network it joins, not this machine (its addresses, its data
+/// partition, how it booted).
+pub fn inherited_by_other_machines(param: &str) -> bool {
+    let key = param.split('=').next().unwrap_or("");
+    matches!(key, "phase.mode" | "phase.p2p" | "phase.bootstrap" | "phase.channel" | "phase.pxe" | "phase.on_failure" | "phase.jobs" | "phase.http")
 }
 
 /// How long a netboot looks for a verifiable release by default, in seconds.
@@ -107,6 +118,7 @@ impl Default for BootConfig {
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             data: None,
             data_wait: DEFAULT_DATA_WAIT,
+            pxe: false,
             passthrough: Vec::new(),
         }
     }
@@ -296,6 +308,11 @@ impl BootConfig {
                     Ok(v) if v <= 60 => c.data_wait = v,
                     _ => bad("seconds, 0-60"),
                 },
+                "pxe" => match value {
+                    "on" => c.pxe = true,
+                    "off" => c.pxe = false,
+                    _ => bad("on or off"),
+                },
                 "fault" => {}
                 "on_failure" => match value {
                     "reboot" => c.on_failure = OnFailure::Reboot,
@@ -328,6 +345,16 @@ impl BootConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pxe_is_on_or_off_and_other_machines_inherit_only_the_networks_parameters() {
+        let (c, p) = BootConfig::parse("phase.pxe=on phase.lan=10.9.0.2/24 phase.mode=local phase.data=phase-data phase.boot=net");
+        assert!(c.pxe && p.is_empty());
+        let inherited: Vec<&String> = c.passthrough.iter().filter(|w| inherited_by_other_machines(w)).collect();
+        assert_eq!(inherited, ["phase.pxe=on", "phase.mode=local"]);
+        let (c, p) = BootConfig::parse("phase.pxe=yes");
+        assert!(!c.pxe && p.len() == 1);
+    }
     use alloc::vec;
 
     #[test]

@@ -104,6 +104,7 @@ pub fn metrics(node: &Node) -> String {
         metric("phase_pxe_tftp_requests_total", "counter", "TFTP requests, by what came of them.", &[
             ("{outcome=\"completed\"}", x.tftp_completed.load(Relaxed)),
             ("{outcome=\"failed\"}", x.tftp_failed.load(Relaxed)),
+            ("{outcome=\"aborted\"}", x.tftp_aborted.load(Relaxed)),
             ("{outcome=\"refused\"}", x.tftp_refused.load(Relaxed)),
             ("{outcome=\"malformed\"}", x.tftp_malformed.load(Relaxed)),
         ]);

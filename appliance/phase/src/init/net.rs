@@ -29,6 +29,8 @@ pub struct Net {
     primary: Option<String>,
     /// `phase.lan=`: the second link's address, once configured.
     lan: Option<String>,
+    /// The link `phase.lan=` configured.
+    lan_link: Option<String>,
     config: BootConfig,
     since: Instant,
     last_report: Instant,
@@ -43,7 +45,7 @@ pub enum Action {
 pub fn start(config: &BootConfig) -> Net {
     ip(&["link", "set", "lo", "up"]);
     let state = if config.network == Network::None { State::Disabled } else { State::WaitingForLink };
-    Net { state, primary: None, lan: None, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
+    Net { state, primary: None, lan: None, lan_link: None, config: config.clone(), since: Instant::now(), last_report: Instant::now() }
 }
 
 /// Runs busybox `ip`; logs a failure with its stderr.
@@ -90,6 +92,11 @@ impl Net {
         matches!(self.state, State::Ready(_) | State::Disabled) && (self.config.lan.is_none() || self.lan.is_some())
     }
 
+    /// The boot LAN's link: the `phase.lan` one, else the primary one.
+    pub fn boot_lan_link(&self) -> Option<String> {
+        self.lan_link.clone().or_else(|| self.primary.clone())
+    }
+
     pub fn describe(&self) -> String {
         match &self.state {
             State::Ready(a) => match &self.lan {
@@ -122,6 +129,7 @@ impl Net {
         if ip(&["link", "set", &link, "up"]) && ip(&["addr", "add", &cidr, "dev", &link]) {
             log!("network: LAN {link} configured statically as {cidr}");
             self.lan = Some(format!("{addr} ({link})"));
+            self.lan_link = Some(link);
         }
     }
 

@@ -67,7 +67,7 @@ impl Service {
     }
 }
 
-fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]]) -> Vec<String> {
+fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]], pxe: Option<&str>) -> Vec<String> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/bin/phase".into());
     let mut argv = vec![
         exe,
@@ -108,6 +108,12 @@ fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, tru
             argv.extend(["--trust".into(), phase_core::encoding::hex_encode(k)]);
         }
     }
+    if let Some(link) = pxe {
+        argv.extend(["--pxe".into(), link.to_string(), "--pxe-channel".into(), config.channel.clone()]);
+        for p in config.passthrough.iter().filter(|p| phase_core::cmdline::inherited_by_other_machines(p)) {
+            argv.extend(["--pxe-append".into(), p.clone()]);
+        }
+    }
     if config.passthrough.iter().any(|p| p == "phase.fault=node-exit-after-job") {
         argv.extend(["--fault".into(), "exit-after-job".into()]);
     }
@@ -137,7 +143,12 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
     let carried = carrying && !trusted.is_empty();
     let floors = state.persistent.then(|| state.dir.join(crate::boot::floors::FILE));
     let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone(), floors));
-    let mut services = vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted))];
+    // With phase.pxe=on the node starts once the boot LAN has its address (ProxyDHCP answers
+    // name it); otherwise at once.
+    let mut services = if config.pxe { vec![] } else { vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted, None))] };
+    if config.pxe && !carried {
+        log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
+    }
     let mut ready = false;
     loop {
         if let Some(rx) = &netboot {
@@ -155,6 +166,11 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
             if s.next_start.is_some_and(|t| Instant::now() >= t) {
                 s.start();
             }
+        }
+        if config.pxe && net.is_ready() && !services.iter().any(|s| s.name == "node") {
+            let link = if carried { net.boot_lan_link() } else { None };
+            services.push(Service::new("node", node_argv(&config, &state.dir, carried, &trusted, link.as_deref())));
+            continue;
         }
         if let Action::StartDhcp(link) = net.step() {
             log!("network: starting DHCP on {link}");

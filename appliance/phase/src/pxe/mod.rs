@@ -107,6 +107,8 @@ pub struct Stats {
     pub dhcp_rate_limited: AtomicU64,
     pub tftp_completed: AtomicU64,
     pub tftp_failed: AtomicU64,
+    /// Transfers the client ended with an ERROR (UEFI asks for the size that way).
+    pub tftp_aborted: AtomicU64,
     /// Read requests refused: unknown file, write requests, too many sessions.
     pub tftp_refused: AtomicU64,
     pub tftp_malformed: AtomicU64,

@@ -113,6 +113,10 @@ pub fn serve(pxe: &Arc<Pxe>, socket: UdpSocket, interface: &str, limits: Limits)
                     stats.tftp_completed.fetch_add(1, Relaxed);
                     log!("pxe: sent {} ({} bytes) to {from} in {} ms", request.name, file.len(), started.elapsed().as_millis());
                 }
+                // UEFI firmware asks for the size first and then ends that transfer itself.
+                Err(why) if why.starts_with(ABORTED) => {
+                    stats.tftp_aborted.fetch_add(1, Relaxed);
+                }
                 Err(why) => {
                     stats.tftp_failed.fetch_add(1, Relaxed);
                     log!("pxe: TFTP {} to {from}: {why}", request.name);
@@ -125,6 +129,8 @@ pub fn serve(pxe: &Arc<Pxe>, socket: UdpSocket, interface: &str, limits: Limits)
         }
     }
 }
+
+const ABORTED: &str = "the client ended the transfer";
 
 fn count_failure(stats: &Stats) {
     stats.tftp_failed.fetch_add(1, Relaxed);
@@ -151,7 +157,7 @@ pub fn send_file(socket: &UdpSocket, to: SocketAddr, request: &ReadRequest, file
             match socket.recv_from(buf) {
                 Ok((n, from)) if from == to => match Packet::parse(&buf[..n]) {
                     Ok(Packet::Ack(b)) => return Ok(Some(b)),
-                    Ok(Packet::Error(code)) => return Err(format!("the client ended the transfer (error {code})")),
+                    Ok(Packet::Error(code)) => return Err(format!("{ABORTED} (error {code})")),
                     _ => continue,
                 },
                 Ok(_) => continue, // another host: not this transfer

@@ -641,18 +641,20 @@ fn tell_the_service_manager(listening: std::net::SocketAddr) {
     }
     let Some(interval) = watchdog_interval() else { return };
     let probe = probe_address(listening);
-    log!("watchdog: every {} ms, vouched by GET /health on {probe}", interval.as_millis() / 2);
+    // A watchdog shorter than this cannot be met by a real request anyway.
+    let (every, within) = ((interval / 2).max(std::time::Duration::from_millis(10)), (interval / 4).max(std::time::Duration::from_millis(50)));
+    log!("watchdog: every {} ms, vouched by GET /health on {probe}", every.as_millis());
     let spawned = std::thread::Builder::new().name("watchdog".into()).stack_size(64 << 10).spawn(move || {
         let mut was_ok = true;
         loop {
-            std::thread::sleep(interval / 2);
-            let ok = front_answers(probe, interval / 4);
+            std::thread::sleep(every);
+            let ok = front_answers(probe, within);
             if ok {
                 if let Err(e) = notifier.send("WATCHDOG=1") {
                     log!("watchdog: {e}");
                 }
             } else if was_ok {
-                log!("watchdog: the HTTP front did not answer GET /health on {probe} within {} ms; not vouching", (interval / 4).as_millis());
+                log!("watchdog: the HTTP front did not answer GET /health on {probe} within {} ms; not vouching", within.as_millis());
             }
             was_ok = ok;
         }

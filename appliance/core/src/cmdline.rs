@@ -70,11 +70,19 @@ pub struct BootConfig {
     /// `phase.data_wait=SECONDS` (0-60): how long PID 1 waits for that partition to appear
     /// (USB storage is found after the kernel has started PID 1).
     pub data_wait: u64,
-    /// `phase.pxe=on`: answer PXE and UEFI HTTP Boot clients on the boot LAN (the
-    /// `phase.lan` link, else the primary one) with the release this machine serves.
-    pub pxe: bool,
+    /// `phase.pxe=on|http`: answer PXE and UEFI HTTP Boot clients (`http`: HTTP Boot and iPXE
+    /// only, no TFTP) on the boot LAN (the `phase.lan` link, else the primary one) with the
+    /// release this machine serves.
+    pub pxe: Pxe,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pxe {
+    Off,
+    On,
+    HttpOnly,
 }
 
 /// The `phase.*` parameters a PXE-booted machine inherits from the appliance that boots it:
@@ -118,7 +126,7 @@ impl Default for BootConfig {
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             data: None,
             data_wait: DEFAULT_DATA_WAIT,
-            pxe: false,
+            pxe: Pxe::Off,
             passthrough: Vec::new(),
         }
     }
@@ -309,9 +317,10 @@ impl BootConfig {
                     _ => bad("seconds, 0-60"),
                 },
                 "pxe" => match value {
-                    "on" => c.pxe = true,
-                    "off" => c.pxe = false,
-                    _ => bad("on or off"),
+                    "on" => c.pxe = Pxe::On,
+                    "http" => c.pxe = Pxe::HttpOnly,
+                    "off" => c.pxe = Pxe::Off,
+                    _ => bad("on, http or off"),
                 },
                 "fault" => {}
                 "on_failure" => match value {
@@ -349,11 +358,12 @@ mod tests {
     #[test]
     fn pxe_is_on_or_off_and_other_machines_inherit_only_the_networks_parameters() {
         let (c, p) = BootConfig::parse("phase.pxe=on phase.lan=10.9.0.2/24 phase.mode=local phase.data=phase-data phase.boot=net");
-        assert!(c.pxe && p.is_empty());
+        assert!(c.pxe == Pxe::On && p.is_empty());
         let inherited: Vec<&String> = c.passthrough.iter().filter(|w| inherited_by_other_machines(w)).collect();
         assert_eq!(inherited, ["phase.pxe=on", "phase.mode=local"]);
+        assert_eq!(BootConfig::parse("phase.pxe=http").0.pxe, Pxe::HttpOnly);
         let (c, p) = BootConfig::parse("phase.pxe=yes");
-        assert!(!c.pxe && p.len() == 1);
+        assert!(c.pxe == Pxe::Off && p.len() == 1);
     }
     use alloc::vec;
 

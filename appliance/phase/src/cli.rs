@@ -348,6 +348,9 @@ struct NodeCmd {
     /// a kernel parameter for PXE-booted machines (repeatable), e.g. phase.pxe=on
     #[argh(option)]
     pxe_append: Vec<String>,
+    /// with --pxe: answer UEFI HTTP Boot clients and iPXE only (no TFTP, no PXE firmware)
+    #[argh(switch)]
+    pxe_http_only: bool,
 }
 
 #[derive(FromArgs)]
@@ -682,6 +685,7 @@ fn start_pxe(interface: &str, c: &NodeCmd, boot: Option<&crate::boot::provider::
         http_port,
         channel: c.pxe_channel.clone().unwrap_or_else(|| "stable".into()),
         append: c.pxe_append.clone(),
+        http_only: c.pxe_http_only,
         ports: Default::default(),
         limits: Default::default(),
         address: None,

@@ -33,6 +33,10 @@ struct Lab {
 }
 
 fn lab(name: &str, limits: Limits) -> Lab {
+    lab_with(name, limits, false)
+}
+
+fn lab_with(name: &str, limits: Limits, http_only: bool) -> Lab {
     let dir = std::env::temp_dir().join(format!("phase-pxe-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("programs")).unwrap();
@@ -58,6 +62,7 @@ fn lab(name: &str, limits: Limits) -> Lab {
         http_port: 8700,
         channel: "stable".into(),
         append: vec!["phase.pxe=on".into()],
+        http_only,
         ports,
         limits,
         address: Some(Ipv4Addr::LOCALHOST),
@@ -160,6 +165,24 @@ fn proxy_dhcp_answers_boot_clients_only_and_never_leases() {
     assert_eq!(s.dhcp_rate_limited.load(Relaxed), 8);
     sender.send_to(&dhcp(1, 10, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
     assert!(recv(&client, 2000).is_some(), "another client is still answered");
+    std::fs::remove_dir_all(&l.dir).unwrap();
+}
+
+#[test]
+fn http_only_answers_http_boot_and_ipxe_and_serves_no_tftp() {
+    let l = lab_with("http", Limits::default(), true);
+    let client = UdpSocket::bind(("0.0.0.0", l.ports.client)).unwrap();
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.dhcp));
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(&dhcp(1, 1, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
+    assert_eq!(recv(&client, 700), None, "no PXE answer");
+    sender.send_to(&dhcp(1, 2, b"HTTPClient:Arch:00016:UNDI:003001", Some(16), &[]), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an HTTP Boot offer")).0, "http://127.0.0.1:8700/v1/pxe/snponly.efi");
+    sender.send_to(&dhcp(1, 3, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[77, 4, b'i', b'P', b'X', b'E']), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to iPXE")).0, "http://127.0.0.1:8700/v1/pxe/x86_64.ipxe");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(&rrq("snponly.efi", &[]), SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.tftp))).unwrap();
+    assert_eq!(recv(&s, 700), None, "no TFTP server");
     std::fs::remove_dir_all(&l.dir).unwrap();
 }
 
@@ -277,6 +300,7 @@ fn without_an_x86_64_release_or_programs_pxe_is_refused_with_the_reason() {
         http_port: 8700,
         channel: "stable".into(),
         append: vec![],
+        http_only: false,
         ports: Ports { dhcp: free_udp_port(), proxy: free_udp_port(), tftp: free_udp_port(), client: free_udp_port() },
         limits: Limits::default(),
         address: Some(Ipv4Addr::LOCALHOST),

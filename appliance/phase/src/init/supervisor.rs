@@ -110,6 +110,9 @@ fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, tru
     }
     if let Some(link) = pxe {
         argv.extend(["--pxe".into(), link.to_string(), "--pxe-channel".into(), config.channel.clone()]);
+        if config.pxe == phase_core::cmdline::Pxe::HttpOnly {
+            argv.push("--pxe-http-only".into());
+        }
         for p in config.passthrough.iter().filter(|p| phase_core::cmdline::inherited_by_other_machines(p)) {
             argv.extend(["--pxe-append".into(), p.clone()]);
         }
@@ -145,8 +148,9 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
     let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone(), floors));
     // With phase.pxe=on the node starts once the boot LAN has its address (ProxyDHCP answers
     // name it); otherwise at once.
-    let mut services = if config.pxe { vec![] } else { vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted, None))] };
-    if config.pxe && !carried {
+    let pxe = config.pxe != phase_core::cmdline::Pxe::Off;
+    let mut services = if pxe { vec![] } else { vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted, None))] };
+    if pxe && !carried {
         log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
     }
     let mut ready = false;
@@ -167,7 +171,7 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
                 s.start();
             }
         }
-        if config.pxe && net.is_ready() && !services.iter().any(|s| s.name == "node") {
+        if pxe && net.is_ready() && !services.iter().any(|s| s.name == "node") {
             let link = if carried { net.boot_lan_link() } else { None };
             services.push(Service::new("node", node_argv(&config, &state.dir, carried, &trusted, link.as_deref())));
             continue;

@@ -132,6 +132,8 @@ pub struct Config {
     pub channel: String,
     /// Parameters added to the booted machines' command line (e.g. `phase.pxe=on`).
     pub append: Vec<String>,
+    /// Answer UEFI HTTP Boot clients and iPXE only: no PXE (TFTP) answers, no TFTP server.
+    pub http_only: bool,
     pub ports: Ports,
     pub limits: Limits,
     /// The address to announce; None: the interface's own.
@@ -142,6 +144,7 @@ pub struct Config {
 /// threads.
 pub struct Pxe {
     pub address: Ipv4Addr,
+    pub http_only: bool,
     pub http_port: u16,
     pub programs: Programs,
     pub boots: Vec<Boot>,
@@ -166,7 +169,7 @@ impl Pxe {
         })?;
         let boots = vec![boot_for(x86, trusted, &config.append, &programs)?];
         let stats = Arc::new(Stats::default());
-        let pxe = Arc::new(Pxe { address, http_port: config.http_port, programs, boots, stats });
+        let pxe = Arc::new(Pxe { address, http_only: config.http_only, http_port: config.http_port, programs, boots, stats });
         let udp = |what: &'static str, port: u16| -> Result<UdpSocket, PxeError> {
             let err = |e: std::io::Error| PxeError::Socket { what, port, reason: e.to_string() };
             let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).map_err(err)?;
@@ -176,7 +179,7 @@ impl Pxe {
         };
         let dhcp_socket = udp("ProxyDHCP", config.ports.dhcp)?;
         let proxy_socket = udp("ProxyDHCP (PXE boot server)", config.ports.proxy)?;
-        let tftp_socket = udp("TFTP", config.ports.tftp)?;
+        let tftp_socket = if config.http_only { None } else { Some(udp("TFTP", config.ports.tftp)?) };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f).map(drop).map_err(|e| PxeError::Socket { what: "thread", port: 0, reason: e.to_string() })
         };
@@ -185,14 +188,16 @@ impl Pxe {
         spawn("pxe-dhcp", Box::new(move || dhcp::serve(&p1, dhcp_socket, dhcp::Port::Dhcp, ports, limits)))?;
         spawn("pxe-proxy", Box::new(move || dhcp::serve(&p2, proxy_socket, dhcp::Port::Proxy, ports, limits)))?;
         let interface = config.interface.clone();
-        spawn("pxe-tftp", Box::new(move || tftp::serve(&p3, tftp_socket, &interface, limits)))?;
+        if let Some(socket) = tftp_socket {
+            spawn("pxe-tftp", Box::new(move || tftp::serve(&p3, socket, &interface, limits)))?;
+        }
         for b in &pxe.boots {
             log!(
-                "pxe: on {} ({address}): ProxyDHCP (UDP {}, {}), TFTP (UDP {}) for BIOS and x86-64 UEFI PXE and UEFI HTTP Boot; they boot {}/{} version {} (initrd {} KiB)",
+                "pxe: on {} ({address}): ProxyDHCP (UDP {}, {}), {}; they boot {}/{} version {} (initrd {} KiB)",
                 config.interface,
                 ports.dhcp,
                 ports.proxy,
-                ports.tftp,
+                if config.http_only { "UEFI HTTP Boot and iPXE only".to_string() } else { format!("TFTP (UDP {}) for BIOS and x86-64 UEFI PXE and UEFI HTTP Boot", ports.tftp) },
                 b.channel,
                 b.arch.name(),
                 b.version,
@@ -214,6 +219,9 @@ impl Pxe {
         if m.is_ipxe() {
             // iPXE (ours after TFTP, or a NIC's own ROM) fetches the script over HTTP.
             return Ok((http("/v1/pxe/x86_64.ipxe"), protocol));
+        }
+        if self.http_only && protocol == BootProtocol::Pxe {
+            return Err("PXE (TFTP) answers are off (HTTP Boot only)");
         }
         match (protocol, arch) {
             (BootProtocol::Pxe, ClientArch::BiosX86) => Ok((BIOS_PROGRAM.to_string(), protocol)),

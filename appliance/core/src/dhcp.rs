@@ -408,6 +408,21 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_is_at_most_410_bytes_and_the_smallest_answered_request_260() {
+        // docs/threat-model.md: what a flood of forged requests can turn into.
+        let smallest = discover(&[53, 1, 1, 60, 10, b'H', b'T', b'T', b'P', b'C', b'l', b'i', b'e', b'n', b't', 93, 2, 0, 16, 255]);
+        assert_eq!(smallest.len(), 260);
+        let m = ClientMessage::parse(&smallest).unwrap();
+        assert!(m.boot_protocol().is_some() && m.client_arch().is_some(), "it would be answered");
+        let b = discover(&options(b"HTTPClient:Arch:00016", 16, &[]));
+        let with_id = ClientMessage::parse(&b).unwrap();
+        let longest = ProxyReply { kind: ReplyKind::Offer, server: [10, 9, 0, 2], boot_file: "h".repeat(MAX_BOOT_FILE), protocol: BootProtocol::Http };
+        assert_eq!(longest.encode(&with_id).unwrap().len(), 410);
+        let pxe = ProxyReply { protocol: BootProtocol::Pxe, ..longest };
+        assert_eq!(pxe.encode(&with_id).unwrap().len(), MIN_MESSAGE);
+    }
+
+    #[test]
     fn an_http_boot_answer_carries_the_url_in_option_67_too() {
         let b = discover(&options(b"HTTPClient:Arch:00016", 16, &[]));
         let m = ClientMessage::parse(&b).unwrap();

@@ -48,8 +48,16 @@ impl RateLimit {
     }
 }
 
-/// What to send for one received datagram, and where; None: drop it (counted).
-pub fn answer(pxe: &Pxe, packet: &[u8], from: SocketAddr, port: Port, ports: Ports, rate: &mut RateLimit, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
+/// An answer to send: its bytes, where to, and for the log the client and its boot file.
+pub struct Answer {
+    pub bytes: Vec<u8>,
+    pub to: SocketAddr,
+    pub mac: [u8; 6],
+    pub boot_file: String,
+}
+
+/// What to send for one received datagram; None: drop it (counted).
+pub fn answer(pxe: &Pxe, packet: &[u8], from: SocketAddr, port: Port, ports: Ports, rate: &mut RateLimit, now: Instant) -> Option<Answer> {
     let stats = &pxe.stats;
     let m = match ClientMessage::parse(packet) {
         Ok(m) => m,
@@ -88,7 +96,7 @@ pub fn answer(pxe: &Pxe, packet: &[u8], from: SocketAddr, port: Port, ports: Por
         Port::Dhcp => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, ports.client)),
     };
     stats.dhcp_answered.fetch_add(1, Relaxed);
-    Some((bytes, to))
+    Some(Answer { bytes, to, mac: m.mac, boot_file: reply.boot_file })
 }
 
 /// The server loop of one port; runs for the life of the node.
@@ -105,15 +113,14 @@ pub fn serve(pxe: &Pxe, socket: UdpSocket, port: Port, ports: Ports, limits: Lim
                 continue;
             }
         };
-        if let Some((reply, to)) = answer(pxe, &buf[..n], from, port, ports, &mut rate, Instant::now()) {
-            if let Err(e) = socket.send_to(&reply, to) {
-                log!("pxe: ProxyDHCP answer to {to}: {e}");
+        if let Some(a) = answer(pxe, &buf[..n], from, port, ports, &mut rate, Instant::now()) {
+            if let Err(e) = socket.send_to(&a.bytes, a.to) {
+                log!("pxe: ProxyDHCP answer to {}: {e}", a.to);
             } else if logged < 64 {
                 // The first answers are logged: they are what a person debugging a boot needs.
                 logged += 1;
-                let m = ClientMessage::parse(&buf[..n]).ok();
-                let mac = m.map(|m| m.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")).unwrap_or_default();
-                log!("pxe: {} to {mac} ({to})", if port == Port::Dhcp { "offer" } else { "ack" });
+                let mac = a.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                log!("pxe: {} to {mac} ({}): {}", if port == Port::Dhcp { "offer" } else { "ack" }, a.to, a.boot_file);
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use phase_core::tftp::{self, Packet, ReadRequest};
 
-use super::{Limits, Pxe, Stats};
+use super::{Limits, Pxe};
 
 /// Transfers running, per client address.
 #[derive(Default)]
@@ -125,16 +125,13 @@ pub fn serve(pxe: &Arc<Pxe>, socket: UdpSocket, interface: &str, limits: Limits)
         });
         if let Err(e) = spawned {
             log!("pxe: TFTP transfer thread: {e}");
-            count_failure(&pxe.stats);
+            pxe.stats.tftp_failed.fetch_add(1, Relaxed);
         }
     }
 }
 
 const ABORTED: &str = "the client ended the transfer";
 
-fn count_failure(stats: &Stats) {
-    stats.tftp_failed.fetch_add(1, Relaxed);
-}
 
 /// Sends `file` to `to` as `request` asked: an OACK first if it asked for options (acknowledged
 /// by ACK 0), then windows of blocks, each window sent again on a timeout up to the retry count.

@@ -27,21 +27,22 @@ fn free_udp_port() -> u16 {
 
 struct Lab {
     dir: PathBuf,
+    store: BootStore,
     pxe: Arc<Pxe>,
     ports: Ports,
     programs: Vec<(String, Vec<u8>)>,
 }
 
 fn lab(name: &str, limits: Limits) -> Lab {
-    lab_with(name, limits, false)
+    lab_with(name, limits, false, 100_000)
 }
 
-fn lab_with(name: &str, limits: Limits, http_only: bool) -> Lab {
+fn lab_with(name: &str, limits: Limits, http_only: bool, kernel_bytes: usize) -> Lab {
     let dir = std::env::temp_dir().join(format!("phase-pxe-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("programs")).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    std::fs::write(dir.join("kernel"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(dir.join("kernel"), vec![7u8; kernel_bytes]).unwrap();
     std::fs::write(dir.join("initramfs"), vec![9u8; 50_000]).unwrap();
     let key = phase(&["manifest", "keygen", "--out", &p("pub.key")]).split_whitespace().next().unwrap().to_string();
     phase(&["publish", "--key", &p("pub.key"), "--arch", "x86_64", "--version", "3", "--kernel", &p("kernel"), "--initramfs", &p("initramfs"), "--cmdline", "console=ttyS0", "--store", &p("store")]);
@@ -69,7 +70,7 @@ fn lab_with(name: &str, limits: Limits, http_only: bool) -> Lab {
     };
     let entries: Vec<_> = store.entries.iter().collect();
     let pxe = Pxe::start(config, &entries, &trust, &dir.join("programs")).unwrap();
-    Lab { dir, pxe, ports, programs }
+    Lab { dir, store, pxe, ports, programs }
 }
 
 const FIXED: usize = 236;
@@ -170,7 +171,7 @@ fn proxy_dhcp_answers_boot_clients_only_and_never_leases() {
 
 #[test]
 fn http_only_answers_http_boot_and_ipxe_and_serves_no_tftp() {
-    let l = lab_with("http", Limits::default(), true);
+    let l = lab_with("http", Limits::default(), true, 100_000);
     let client = UdpSocket::bind(("0.0.0.0", l.ports.client)).unwrap();
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.dhcp));
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -314,4 +315,56 @@ fn without_an_x86_64_release_or_programs_pxe_is_refused_with_the_reason() {
     let e = Pxe::start(Config { address: None, interface: "phase-none0".into(), ..config() }, &[], &[], &dir).err().unwrap().to_string();
     assert!(e.contains("phase-none0 has no IPv4 address"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
+    use std::io::{Read, Write};
+    // A 16 MiB kernel: its initrd outgrows what loopback buffers absorb, so a client that stops
+    // reading holds its download slot.
+    let l = lab_with("routes", Limits::default(), false, 16 << 20);
+    let identity = phase::identity::NodeIdentity::ephemeral();
+    let service = Arc::new(phase::service::NodeService::new(identity, phase::service::NodeConfig::for_memory(phase::memory::MemoryPlan::new(256 << 20, None))).unwrap());
+    let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
+    let workers = phase::workers::Workers::start("job", 4, 4 << 20).unwrap();
+    let provider = phase::boot::provider::Provider::new(l.store.clone(), 1, phase::boot::provider::ProviderFault::None);
+    let node = phase::node::Node { service, p2p: None, boot: Some(provider), pxe: Some(l.pxe.clone()), workers, http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
+    let server = phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), phase::http::Limits::new(64)).unwrap();
+    let get = |path: &str| -> (u16, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
+        (status, out[end + 4..].to_vec())
+    };
+    let (status, script) = get("/v1/pxe/x86_64.ipxe");
+    assert_eq!((status, script), (200, l.pxe.script("x86_64").unwrap().into_bytes()));
+    let (status, program) = get("/v1/pxe/snponly.efi");
+    assert_eq!((status, program), (200, l.programs[1].1.clone()));
+    assert_eq!(get("/v1/pxe/x86_64/../../etc/passwd").0, 404);
+    assert_eq!(get("/v1/pxe/aarch64/initrd").0, 404);
+    // One client takes the only download slot and stops reading: the next initrd or program
+    // download waits for it (503 + Retry-After), as an artifact download would.
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(b"GET /v1/pxe/x86_64/initrd HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert_eq!(get("/v1/pxe/snponly.efi").0, 503);
+    assert_eq!(get("/v1/boot/stable/x86_64/kernel").0, 503, "one cap for artifacts and PXE files");
+    drop(stalled);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, initrd) = loop {
+        let r = get("/v1/pxe/x86_64/initrd");
+        if r.0 == 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "the slot comes back when the stalled client is gone");
+    assert_eq!(&initrd[..], &l.pxe.initrd("x86_64").unwrap()[..]);
+    server.stop();
+    std::fs::remove_dir_all(&l.dir).unwrap();
 }

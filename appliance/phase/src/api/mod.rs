@@ -108,9 +108,9 @@ impl Handler for Api {
                 Some(b) => b.serve(&req.head, &p["/v1/boot/".len()..]),
                 None => Response::error(404, "not_found", "this node serves no boot artifacts (phase node --boot-store)"),
             },
-            (_, p) if p.starts_with("/v1/pxe/") && get => match &node.pxe {
-                Some(pxe) => pxe_route(pxe, &p["/v1/pxe/".len()..]),
-                None => Response::error(404, "not_found", "this node answers no PXE clients (phase node --pxe)"),
+            (_, p) if p.starts_with("/v1/pxe/") && get => match (&node.pxe, &node.boot) {
+                (Some(pxe), Some(boot)) => pxe_route(pxe, boot, &p["/v1/pxe/".len()..]),
+                _ => Response::error(404, "not_found", "this node answers no PXE clients (phase node --pxe)"),
             },
             (Method::Post, "/v1/jobs") => {
                 let n = node.clone();
@@ -129,10 +129,12 @@ impl Handler for Api {
 }
 
 /// `/v1/pxe/<arch>.ipxe` (the iPXE script), `/v1/pxe/<arch>/initrd` (the carrying initrd),
-/// `/v1/pxe/<program>` (a network boot program, for UEFI HTTP Boot).
-fn pxe_route(pxe: &crate::pxe::Pxe, rest: &str) -> Response {
-    let shared = |bytes: &std::sync::Arc<[u8]>, kind: &'static str| {
-        Response::new(200, kind, crate::http::Body::Reader { len: bytes.len() as u64, reader: Box::new(std::io::Cursor::new(bytes.clone())) })
+/// `/v1/pxe/<program>` (a network boot program, for UEFI HTTP Boot). The initrd and programs
+/// take a download slot of the boot provider, as its artifacts do.
+fn pxe_route(pxe: &crate::pxe::Pxe, boot: &crate::boot::provider::Provider, rest: &str) -> Response {
+    let shared = |bytes: &std::sync::Arc<[u8]>, kind: &'static str| match boot.download_slot() {
+        Ok(slot) => Response::new(200, kind, crate::http::Body::Reader { len: bytes.len() as u64, reader: Box::new(std::io::Cursor::new(bytes.clone())) }).hold(slot),
+        Err(busy) => busy,
     };
     if let Some(arch) = rest.strip_suffix(".ipxe") {
         if let Some(script) = pxe.script(arch) {

@@ -39,7 +39,7 @@ pub struct Provider {
 }
 
 /// A download slot, given back when the response is done (or failed).
-struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<AtomicUsize>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
@@ -81,6 +81,18 @@ fn not_found(message: &str) -> Response {
 impl Provider {
     pub fn new(store: BootStore, max_downloads: usize, fault: ProviderFault) -> Provider {
         Provider { store, max_downloads: max_downloads.max(1), active: Arc::new(AtomicUsize::new(0)), served_bytes: Arc::new(AtomicU64::new(0)), fault }
+    }
+
+    /// One of the `--max-downloads` slots, held by a response until it is sent (or fails), or
+    /// the 503 + Retry-After to answer instead. Every large download takes one: artifacts, and
+    /// the PXE initrd and programs.
+    pub fn download_slot(&self) -> Result<Slot, Response> {
+        if self.active.fetch_add(1, Relaxed) >= self.max_downloads {
+            self.active.fetch_sub(1, Relaxed);
+            let message = format!("{} downloads in progress, the limit", self.max_downloads);
+            return Err(Response::error(503, "busy", &message).header("Retry-After", "1"));
+        }
+        Ok(Slot(self.active.clone()))
     }
 
     /// `GET /v1/boot`: what this provider serves.
@@ -135,12 +147,10 @@ impl Provider {
             Some(Range::Part { start, end }) => Some((start, end)),
             Some(Range::Unsatisfiable) => return Response::empty(416).header("Content-Range", format!("bytes */{size}")),
         };
-        if self.active.fetch_add(1, Relaxed) >= self.max_downloads {
-            self.active.fetch_sub(1, Relaxed);
-            let message = format!("{} downloads in progress, the limit", self.max_downloads);
-            return Response::error(503, "busy", &message).header("Retry-After", "1");
-        }
-        let slot = Slot(self.active.clone());
+        let slot = match self.download_slot() {
+            Ok(slot) => slot,
+            Err(busy) => return busy,
+        };
         let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) => return Response::error(500, "internal", &format!("{}: {e}", path.display())),

@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// A service manager's notify socket in a fresh directory: (directory, socket, its path).
+fn manager(name: &str) -> (std::path::PathBuf, UnixDatagram, String) {
+    let dir = std::env::temp_dir().join(format!("phase-sm-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify");
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (dir, socket, path.to_str().unwrap().to_string())
+}
+
 fn datagram(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 512];
     let n = socket.recv(&mut buf).expect("a notification before the timeout");
@@ -18,13 +29,8 @@ fn datagram(socket: &UnixDatagram) -> String {
 
 #[test]
 fn the_node_reports_ready_once_it_listens_and_pings_the_watchdog_while_it_answers() {
-    let dir = std::env::temp_dir().join(format!("phase-sm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notify");
-    let _ = std::fs::remove_file(&path);
-    let manager = UnixDatagram::bind(&path).unwrap();
-    manager.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let node = Node::start_with_env(&[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")], &[]);
+    let (dir, manager, path) = manager("ready");
+    let node = Node::start_with_env(&[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "400000")], &[]);
     let ready = datagram(&manager);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
     assert!(ready.contains(&format!("STATUS=serving on http://{}", node.addr)), "{ready}");
@@ -44,13 +50,8 @@ fn the_node_reports_ready_once_it_listens_and_pings_the_watchdog_while_it_answer
 
 #[test]
 fn a_watchdog_meant_for_another_process_is_not_pinged() {
-    let dir = std::env::temp_dir().join(format!("phase-sm-pid-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notify");
-    let _ = std::fs::remove_file(&path);
-    let manager = UnixDatagram::bind(&path).unwrap();
-    manager.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _node = Node::start_with_env(&[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")], &[]);
+    let (dir, manager, path) = manager("pid");
+    let _node = Node::start_with_env(&[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")], &[]);
     assert!(datagram(&manager).starts_with("READY=1"));
     manager.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
     let mut buf = [0u8; 64];

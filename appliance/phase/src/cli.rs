@@ -67,8 +67,9 @@ struct CarryCmd {
     /// the directory to write kernel, initrd and cmdline into
     #[argh(option)]
     out: PathBuf,
-    /// also carry the network boot programs in this directory (undionly.kpxe, snponly.efi;
-    /// Debian's ipxe package: /usr/lib/ipxe), so the booted machine can answer PXE clients
+    /// also carry the network boot programs for --arch from this directory (x86_64:
+    /// undionly.kpxe, snponly.efi; aarch64: grubaa64.efi; scripts/build-pxe-programs), so the
+    /// booted machine can answer PXE clients
     #[argh(option)]
     pxe_programs: Option<PathBuf>,
 }
@@ -335,11 +336,12 @@ struct NodeCmd {
     #[argh(option)]
     max_downloads: Option<usize>,
     /// answer PXE and UEFI HTTP Boot clients on this interface: ProxyDHCP on UDP 67 and 4011
-    /// (never an address), TFTP on 69; needs --boot-store with an x86_64 release and --trust
+    /// (never an address), TFTP on 69; needs --boot-store with an x86_64 or aarch64 release
+    /// and --trust
     #[argh(option)]
     pxe: Option<String>,
-    /// where the network boot programs for --pxe are (default /usr/lib/ipxe: undionly.kpxe,
-    /// snponly.efi)
+    /// where the network boot programs for --pxe are (default /usr/lib/ipxe): undionly.kpxe
+    /// and snponly.efi boot x86_64 machines, grubaa64.efi arm64 ones
     #[argh(option)]
     pxe_programs: Option<PathBuf>,
     /// the channel PXE clients boot (default stable)
@@ -1019,7 +1021,7 @@ fn carry(c: CarryCmd) -> i32 {
             Some(dir) => crate::pxe::load_programs(dir).map_err(|e| e.to_string())?,
             None => Vec::new(),
         };
-        let carried: Vec<(&str, &[u8])> = programs.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+        let carried = crate::pxe::carried_for(arch, &programs);
         let initrd = crate::boot::netboot::next_initrd(m, &e.manifest_json, &kernel, &initramfs, &trust, &carried)?;
         std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
         for (name, bytes) in [("kernel", &kernel[..]), ("initrd", &initrd[..]), ("cmdline", m.body.cmdline.as_bytes())] {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phase::boot::store::BootStore;
-use phase::pxe::{Config, Limits, Ports, Pxe};
+use phase::pxe::{Config, Limits, Ports, Pxe, SERVER_PLACEHOLDER};
 
 fn phase(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_phase")).args(args).output().unwrap();
@@ -31,13 +31,16 @@ struct Lab {
     pxe: Arc<Pxe>,
     ports: Ports,
     programs: Vec<(String, Vec<u8>)>,
+    trust: [[u8; 32]; 1],
 }
 
 fn lab(name: &str, limits: Limits) -> Lab {
-    lab_with(name, limits, false, 100_000)
+    lab_with(name, limits, false, 100_000, true)
 }
 
-fn lab_with(name: &str, limits: Limits, http_only: bool, kernel_bytes: usize) -> Lab {
+/// A store with stable x86_64 and aarch64 releases, and the programs: iPXE's two and, with
+/// `grub`, the arm64 GRUB image (its server placeholder among the bytes).
+fn lab_with(name: &str, limits: Limits, http_only: bool, kernel_bytes: usize, grub: bool) -> Lab {
     let dir = std::env::temp_dir().join(format!("phase-pxe-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("programs")).unwrap();
@@ -46,12 +49,17 @@ fn lab_with(name: &str, limits: Limits, http_only: bool, kernel_bytes: usize) ->
     std::fs::write(dir.join("initramfs"), vec![9u8; 50_000]).unwrap();
     let key = phase(&["manifest", "keygen", "--out", &p("pub.key")]).split_whitespace().next().unwrap().to_string();
     phase(&["publish", "--key", &p("pub.key"), "--arch", "x86_64", "--version", "3", "--kernel", &p("kernel"), "--initramfs", &p("initramfs"), "--cmdline", "console=ttyS0", "--store", &p("store")]);
+    // The arm64 command line holds what GRUB's script parser would read as syntax.
+    phase(&["publish", "--key", &p("pub.key"), "--arch", "aarch64", "--version", "5", "--kernel", &p("kernel"), "--initramfs", &p("initramfs"), "--cmdline", "console=ttyAMA0 x=$y;reboot it's", "--store", &p("store")]);
     // Programs whose bytes differ everywhere, so a misplaced block shows; snponly fills its last
     // 1468-byte block exactly (an empty final block must follow).
-    let programs: Vec<(String, Vec<u8>)> = [("undionly.kpxe", 74_213usize), ("snponly.efi", 1468 * 120)]
-        .iter()
-        .map(|(n, len)| (n.to_string(), (0..*len as u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()))
-        .collect();
+    let pattern = |len: usize| -> Vec<u8> { (0..len as u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect() };
+    let mut programs: Vec<(String, Vec<u8>)> = vec![("undionly.kpxe".into(), pattern(74_213)), ("snponly.efi".into(), pattern(1468 * 120))];
+    if grub {
+        let mut image = pattern(300_001);
+        image[200_000..200_000 + SERVER_PLACEHOLDER.len()].copy_from_slice(SERVER_PLACEHOLDER);
+        programs.push(("grubaa64.efi".into(), image));
+    }
     for (n, b) in &programs {
         std::fs::write(dir.join("programs").join(n), b).unwrap();
     }
@@ -70,7 +78,7 @@ fn lab_with(name: &str, limits: Limits, http_only: bool, kernel_bytes: usize) ->
     };
     let entries: Vec<_> = store.entries.iter().collect();
     let pxe = Pxe::start(config, &entries, &trust, &dir.join("programs")).unwrap();
-    Lab { dir, store, pxe, ports, programs }
+    Lab { dir, store, pxe, ports, programs, trust }
 }
 
 const FIXED: usize = 236;
@@ -132,13 +140,19 @@ fn proxy_dhcp_answers_boot_clients_only_and_never_leases() {
     sender.send_to(&dhcp(1, 4, b"HTTPClient:Arch:00016:UNDI:003001", Some(16), &[]), server).unwrap();
     assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to HTTP Boot")).0, "http://127.0.0.1:8700/v1/pxe/snponly.efi");
 
-    // An ordinary DHCP client, a REQUEST on port 67 (meant for the real server), an arm64
+    // arm64 UEFI: GRUB over TFTP, or its URL for HTTP Boot.
+    sender.send_to(&dhcp(1, 11, b"PXEClient:Arch:00011:UNDI:003000", Some(11), &[]), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to arm64 UEFI PXE")).0, "grubaa64.efi");
+    sender.send_to(&dhcp(1, 12, b"HTTPClient:Arch:00019:UNDI:003000", Some(19), &[]), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("an offer to arm64 HTTP Boot")).0, "http://127.0.0.1:8700/v1/pxe/grubaa64.efi");
+
+    // An ordinary DHCP client, a REQUEST on port 67 (meant for the real server), a 32-bit ARM
     // firmware (no program), and garbage: no answer.
     let before = l.pxe.stats.dhcp_answered.load(Relaxed);
     sender.send_to(&dhcp(1, 5, b"udhcp 1.35.0", None, &[]), server).unwrap();
     sender.send_to(&dhcp(1, 6, b"", None, &[]), server).unwrap();
     sender.send_to(&dhcp(3, 1, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
-    sender.send_to(&dhcp(1, 7, b"PXEClient:Arch:00011:UNDI:003016", Some(11), &[]), server).unwrap();
+    sender.send_to(&dhcp(1, 7, b"PXEClient:Arch:00010:UNDI:003016", Some(10), &[]), server).unwrap();
     sender.send_to(b"\x01\x01\x06\x00garbage", server).unwrap();
     sender.send_to(&dhcp(1, 8, b"PXEClient", Some(7), &[93, 3, 0, 7, 0]), server).unwrap();
     assert_eq!(recv(&client, 700), None, "no answer to anything but a boot client's DISCOVER");
@@ -170,8 +184,23 @@ fn proxy_dhcp_answers_boot_clients_only_and_never_leases() {
 }
 
 #[test]
+fn without_the_grub_image_arm64_firmware_gets_no_answer() {
+    let l = lab_with("no-grub", Limits::default(), false, 1000, false);
+    let client = UdpSocket::bind(("0.0.0.0", l.ports.client)).unwrap();
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.dhcp));
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(&dhcp(1, 1, b"PXEClient:Arch:00011:UNDI:003000", Some(11), &[]), server).unwrap();
+    assert_eq!(recv(&client, 700), None, "no program for arm64");
+    assert!(l.pxe.script("aarch64.grub").is_none() && l.pxe.initrd("aarch64").is_none());
+    sender.send_to(&dhcp(1, 2, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]), server).unwrap();
+    assert_eq!(read_answer(&recv(&client, 2000).expect("x86-64 UEFI is still answered")).0, "snponly.efi");
+    assert_eq!(l.pxe.stats.dhcp_ignored.load(Relaxed), 1);
+    std::fs::remove_dir_all(&l.dir).unwrap();
+}
+
+#[test]
 fn http_only_answers_http_boot_and_ipxe_and_serves_no_tftp() {
-    let l = lab_with("http", Limits::default(), true, 100_000);
+    let l = lab_with("http", Limits::default(), true, 100_000, true);
     let client = UdpSocket::bind(("0.0.0.0", l.ports.client)).unwrap();
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.dhcp));
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -251,6 +280,11 @@ fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
     let big = [("blksize", "65464"), ("windowsize", "64"), ("tsize", "0")];
     assert_eq!(tftp_get(server, "/snponly.efi", &big).unwrap(), want("snponly.efi"), "1468-byte blocks, windows of 16, exact multiple");
     assert_eq!(tftp_get(server, "snponly.efi", &[("blksize", "1024"), ("windowsize", "3")]).unwrap(), want("snponly.efi"));
+    // GRUB as served: the node's address where the image had its placeholder, nothing else moved.
+    let grub = tftp_get(server, "grubaa64.efi", &[("blksize", "1408"), ("windowsize", "8")]).unwrap();
+    let mut expected = want("grubaa64.efi");
+    expected[200_000..200_000 + SERVER_PLACEHOLDER.len()].copy_from_slice(b"127.0.0.1:8700          ");
+    assert!(grub == expected, "grubaa64.efi with the server's address");
     assert!(tftp_get(server, "../etc/passwd", &[]).unwrap_err().starts_with("error 1"));
     assert!(tftp_get(server, "kernel", &[]).unwrap_err().starts_with("error 1"), "only the programs");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -258,7 +292,13 @@ fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
     assert_eq!(recv(&s, 2000).map(|p| p[..4].to_vec()), Some(vec![0, 5, 0, 2]), "write requests: access violation");
     s.send_to(&rrq("snponly.efi", &[("blksize", "7")]), server).unwrap();
     assert_eq!(recv(&s, 2000).map(|p| p[..4].to_vec()), Some(vec![0, 5, 0, 4]), "a malformed option: illegal operation");
-    assert_eq!(l.pxe.stats.tftp_completed.load(Relaxed), 3);
+    // A transfer counts once the server has read the final ACK, which may come just after the
+    // client returns.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while l.pxe.stats.tftp_completed.load(Relaxed) < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(l.pxe.stats.tftp_completed.load(Relaxed), 4);
 
     // Silent clients: each transfer gives up after its retries; two per address, then refused.
     let silent: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
@@ -277,17 +317,32 @@ fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
 #[test]
 fn booted_machines_get_a_script_and_an_initrd_carrying_the_release_and_the_programs() {
     let l = lab("boot", Limits::default());
-    let script = l.pxe.script("x86_64").unwrap();
+    let script = l.pxe.script("x86_64.ipxe").unwrap();
     assert!(script.starts_with("#!ipxe\n"), "{script}");
     let kernel_line = script.lines().find(|l| l.starts_with("kernel ")).unwrap();
     assert!(kernel_line.starts_with("kernel http://127.0.0.1:8700/v1/boot/stable/x86_64/kernel initrd=initrd console=ttyS0 phase.pxe=on phase.floor=3 phase.time_floor="), "{kernel_line}");
     assert!(script.contains("\ninitrd --name initrd http://127.0.0.1:8700/v1/pxe/x86_64/initrd\nboot\n"), "{script}");
-    assert!(l.pxe.script("aarch64").is_none());
+    assert!(l.pxe.script("aarch64.ipxe").is_none() && l.pxe.script("x86_64.grub").is_none());
     let initrd = l.pxe.initrd("x86_64").unwrap();
-    let has = |needle: &[u8]| initrd.windows(needle.len()).any(|w| w == needle);
+    let has = |initrd: &[u8], needle: &[u8]| initrd.windows(needle.len()).any(|w| w == needle);
     for path in ["boot/phase/stable/x86_64/manifest.json", "usr/lib/ipxe/snponly.efi", "usr/lib/ipxe/undionly.kpxe", "etc/phase/trust"] {
-        assert!(has(path.as_bytes()), "initrd carries {path}");
+        assert!(has(initrd, path.as_bytes()), "initrd carries {path}");
     }
+    assert!(!has(initrd, b"usr/lib/ipxe/grubaa64.efi"), "an x86_64 machine carries x86 programs only");
+
+    // arm64: a GRUB script, every parameter of the signed command line quoted as data.
+    let script = l.pxe.script("aarch64.grub").unwrap();
+    let lines: Vec<&str> = script.lines().collect();
+    assert_eq!(lines[0], "echo 'Phase: booting stable/aarch64 version 5 from http://127.0.0.1:8700'", "{script}");
+    assert!(lines[1].starts_with("linux (http,127.0.0.1:8700)/v1/boot/stable/aarch64/kernel 'console=ttyAMA0' 'x=$y;reboot' 'it'\\''s' 'phase.pxe=on' 'phase.floor=5' 'phase.time_floor="), "{script}");
+    assert_eq!(&lines[2..], ["initrd (http,127.0.0.1:8700)/v1/pxe/aarch64/initrd", "boot"], "{script}");
+    let initrd = l.pxe.initrd("aarch64").unwrap();
+    for path in ["boot/phase/stable/aarch64/manifest.json", "usr/lib/ipxe/grubaa64.efi"] {
+        assert!(has(initrd, path.as_bytes()), "initrd carries {path}");
+    }
+    assert!(!has(initrd, b"usr/lib/ipxe/snponly.efi"), "an arm64 machine carries GRUB only");
+    // It carries the image as built (the placeholder), to serve it with its own address.
+    assert!(has(initrd, SERVER_PLACEHOLDER));
     std::fs::remove_dir_all(&l.dir).unwrap();
 }
 
@@ -311,7 +366,14 @@ fn without_an_x86_64_release_or_programs_pxe_is_refused_with_the_reason() {
     std::fs::write(dir.join("undionly.kpxe"), b"x").unwrap();
     std::fs::write(dir.join("snponly.efi"), b"x").unwrap();
     let e = Pxe::start(config(), &[], &[], &dir).err().unwrap().to_string();
-    assert!(e.contains("no stable/x86_64 release"), "{e}");
+    assert!(e.contains("no stable/x86_64 release with iPXE") && e.contains("no stable/aarch64 release with grubaa64.efi"), "{e}");
+    // A GRUB image that is not ours (no placeholder for the server) is refused by name.
+    let l = lab_with("foreign-grub", Limits::default(), false, 1000, false);
+    std::fs::write(l.dir.join("programs/grubaa64.efi"), b"MZ some other GRUB").unwrap();
+    let entries: Vec<_> = l.store.entries.iter().collect();
+    let e = Pxe::start(config(), &entries, &l.trust, &l.dir.join("programs")).err().unwrap().to_string();
+    assert!(e.contains("grubaa64.efi has no server placeholder"), "{e}");
+    std::fs::remove_dir_all(&l.dir).unwrap();
     let e = Pxe::start(Config { address: None, interface: "phase-none0".into(), ..config() }, &[], &[], &dir).err().unwrap().to_string();
     assert!(e.contains("phase-none0 has no IPv4 address"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -322,7 +384,7 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
     use std::io::{Read, Write};
     // A 16 MiB kernel: its initrd outgrows what loopback buffers absorb, so a client that stops
     // reading holds its download slot.
-    let l = lab_with("routes", Limits::default(), false, 16 << 20);
+    let l = lab_with("routes", Limits::default(), false, 16 << 20, true);
     let identity = phase::identity::NodeIdentity::ephemeral();
     let service = Arc::new(phase::service::NodeService::new(identity, phase::service::NodeConfig::for_memory(phase::memory::MemoryPlan::new(256 << 20, None))).unwrap());
     let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
@@ -340,11 +402,17 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
         (status, out[end + 4..].to_vec())
     };
     let (status, script) = get("/v1/pxe/x86_64.ipxe");
-    assert_eq!((status, script), (200, l.pxe.script("x86_64").unwrap().into_bytes()));
+    assert_eq!((status, script), (200, l.pxe.script("x86_64.ipxe").unwrap().into_bytes()));
+    let (status, script) = get("/v1/pxe/aarch64.grub");
+    assert_eq!((status, script), (200, l.pxe.script("aarch64.grub").unwrap().into_bytes()));
+    let (status, grub) = get("/v1/pxe/grubaa64.efi");
+    assert_eq!((status, &grub[..]), (200, &l.pxe.program("grubaa64.efi").unwrap()[..]));
+    assert!(grub.windows(14).any(|w| w == b"127.0.0.1:8700"), "served over HTTP with the address too");
     let (status, program) = get("/v1/pxe/snponly.efi");
     assert_eq!((status, program), (200, l.programs[1].1.clone()));
     assert_eq!(get("/v1/pxe/x86_64/../../etc/passwd").0, 404);
-    assert_eq!(get("/v1/pxe/aarch64/initrd").0, 404);
+    assert_eq!(get("/v1/pxe/aarch64.ipxe").0, 404);
+    assert_eq!(get("/v1/pxe/arm/initrd").0, 404);
     // One client takes the only download slot and stops reading: the next initrd or program
     // download waits for it (503 + Retry-After), as an artifact download would.
     let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();

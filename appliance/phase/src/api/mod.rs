@@ -128,7 +128,8 @@ impl Handler for Api {
     }
 }
 
-/// `/v1/pxe/<arch>.ipxe` (the iPXE script), `/v1/pxe/<arch>/initrd` (the carrying initrd),
+/// `/v1/pxe/x86_64.ipxe` and `/v1/pxe/aarch64.grub` (the boot scripts), `/v1/pxe/<arch>/initrd`
+/// (the carrying initrd),
 /// `/v1/pxe/<program>` (a network boot program, for UEFI HTTP Boot). The initrd and programs
 /// take a download slot of the boot provider, as its artifacts do.
 fn pxe_route(pxe: &crate::pxe::Pxe, boot: &crate::boot::provider::Provider, rest: &str) -> Response {
@@ -136,8 +137,8 @@ fn pxe_route(pxe: &crate::pxe::Pxe, boot: &crate::boot::provider::Provider, rest
         Ok(slot) => Response::new(200, kind, crate::http::Body::Reader { len: bytes.len() as u64, reader: Box::new(std::io::Cursor::new(bytes.clone())) }).hold(slot),
         Err(busy) => busy,
     };
-    if let Some(arch) = rest.strip_suffix(".ipxe") {
-        if let Some(script) = pxe.script(arch) {
+    if rest.ends_with(".ipxe") || rest.ends_with(".grub") {
+        if let Some(script) = pxe.script(rest) {
             return Response::new(200, "text/plain", crate::http::Body::Bytes(script.into_bytes()));
         }
     } else if let Some(arch) = rest.strip_suffix("/initrd") {

@@ -111,7 +111,7 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: Option<&std::
     // The network boot programs this machine carries go on with the release (a node without
     // them just does not answer PXE clients).
     let programs = crate::pxe::load_programs(std::path::Path::new(netboot::PROGRAMS_DIR)).unwrap_or_default();
-    let carried: Vec<(&str, &[u8])> = programs.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+    let carried = crate::pxe::carried_for(arch, &programs);
     let initrd = netboot::next_initrd(&f.manifest, &f.manifest_json, &f.kernel, &f.initramfs, &plan.trusted, &carried).map_err(|e| format!("netboot: building the initrd: {e}"))?;
     let cmdline = netboot::next_cmdline(&f.manifest.body.cmdline, &config.passthrough, &f.floors);
     let what = format!("{}/{} version {} from {}", f.manifest.body.channel, arch.name(), f.manifest.body.version, f.from);

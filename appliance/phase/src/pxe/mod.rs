@@ -1,8 +1,9 @@
 //! Booting machines that have no Phase (docs/netboot.md, "Booting machines without Phase"):
 //! a ProxyDHCP server beside the LAN's own DHCP server (it names a boot file, never an
-//! address), a read-only TFTP server for the network boot programs (Debian's iPXE builds), and
-//! what iPXE then fetches over the HTTP API: a script, the release's kernel, and an initrd
-//! carrying the release so the booted machine re-verifies it and serves it in turn.
+//! address), a read-only TFTP server for the network boot programs (Debian's iPXE builds for
+//! x86, a GRUB image for arm64), and what they then fetch over the HTTP API: a script, the
+//! release's kernel, and an initrd carrying the release so the booted machine re-verifies it
+//! and serves it in turn.
 
 pub mod dhcp;
 pub mod tftp;
@@ -22,11 +23,19 @@ use crate::boot::store::Entry;
 pub type Programs = Vec<(String, Arc<[u8]>)>;
 
 /// The network boot programs served, by the names clients ask for: iPXE for BIOS PXE (over
-/// the firmware's UNDI driver) and for x86-64 UEFI (over the firmware's network protocol).
+/// the firmware's UNDI driver) and for x86-64 UEFI (over the firmware's network protocol),
+/// GRUB for arm64 UEFI (scripts/build-pxe-programs; Debian has no arm64 iPXE).
 pub const BIOS_PROGRAM: &str = "undionly.kpxe";
 pub const UEFI_X64_PROGRAM: &str = "snponly.efi";
-/// Largest program read (Debian's are 74 KB and 174 KB).
+pub const UEFI_ARM64_PROGRAM: &str = "grubaa64.efi";
+const PROGRAM_NAMES: [&str; 3] = [BIOS_PROGRAM, UEFI_X64_PROGRAM, UEFI_ARM64_PROGRAM];
+/// Largest program read (Debian's iPXE builds are 74 KB and 174 KB, the GRUB image 594 KB).
 const MAX_PROGRAM: u64 = 4 << 20;
+/// GRUB sees only the LAN server's DHCPACK, never a ProxyDHCP answer, so it cannot learn
+/// where it came from: its embedded configuration holds this placeholder, and the bytes a
+/// node serves carry the node's own `address:port` there (padded with spaces, which GRUB's
+/// script reads as the end of the word).
+pub const SERVER_PLACEHOLDER: &[u8] = b"@@PHASE-SERVER-ADDRESS@@";
 
 #[derive(Debug)]
 pub enum PxeError {
@@ -153,21 +162,37 @@ pub struct Pxe {
 
 impl Pxe {
     /// Binds the ProxyDHCP and TFTP sockets on `config.interface` and starts their threads.
-    /// Refuses (with the reason) when it could not work: no release of the channel for an arch
-    /// a program boots, no program, no address.
+    /// Each architecture with both a release of the channel and its program in `programs_dir`
+    /// is served; refuses (with the reason) when none is, or without an address.
     pub fn start(config: Config, releases: &[&Entry], trusted: &[[u8; 32]], programs_dir: &Path) -> Result<Arc<Pxe>, PxeError> {
-        let programs = load_programs(programs_dir)?;
+        let carried = load_programs(programs_dir)?;
         let address = match config.address {
             Some(a) => a,
             None => crate::sys::interface_ipv4(&config.interface).ok_or_else(|| PxeError::NoAddress(config.interface.clone()))?,
         };
-        let x86 = releases.iter().find(|e| e.channel() == config.channel && e.arch() == Arch::X86_64).ok_or_else(|| {
-            PxeError::NoRelease(format!(
-                "the boot store has no {}/x86_64 release (the programs served, iPXE for BIOS and x86-64 UEFI, boot x86_64 machines)",
-                config.channel
-            ))
-        })?;
-        let boots = vec![boot_for(x86, trusted, &config.append, &programs)?];
+        let mut boots = Vec::new();
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let has_program = programs_for(arch).iter().any(|p| carried.iter().any(|(n, _)| n == p));
+            if let (true, Some(e)) = (has_program, releases.iter().find(|e| e.channel() == config.channel && e.arch() == arch)) {
+                boots.push(boot_for(e, trusted, &config.append, &carried)?);
+            }
+        }
+        if boots.is_empty() {
+            return Err(PxeError::NoRelease(format!(
+                "the boot store has no {c}/x86_64 release with iPXE ({BIOS_PROGRAM}, {UEFI_X64_PROGRAM}) and no {c}/aarch64 release with {UEFI_ARM64_PROGRAM} in {}",
+                programs_dir.display(),
+                c = config.channel
+            )));
+        }
+        // What is served: the programs of the arches booted, GRUB's with this node's address.
+        let mut programs = Programs::new();
+        for (name, bytes) in &carried {
+            let arch = if name == UEFI_ARM64_PROGRAM { Arch::Aarch64 } else { Arch::X86_64 };
+            if boots.iter().any(|b| b.arch == arch) {
+                let bytes = if name == UEFI_ARM64_PROGRAM { Arc::from(with_server(bytes, address, config.http_port)?) } else { bytes.clone() };
+                programs.push((name.clone(), bytes));
+            }
+        }
         let stats = Arc::new(Stats::default());
         let pxe = Arc::new(Pxe { address, http_only: config.http_only, http_port: config.http_port, programs, boots, stats });
         let udp = |what: &'static str, port: u16| -> Result<UdpSocket, PxeError> {
@@ -197,7 +222,7 @@ impl Pxe {
                 config.interface,
                 ports.dhcp,
                 ports.proxy,
-                if config.http_only { "UEFI HTTP Boot and iPXE only".to_string() } else { format!("TFTP (UDP {}) for BIOS and x86-64 UEFI PXE and UEFI HTTP Boot", ports.tftp) },
+                if config.http_only { "UEFI HTTP Boot and iPXE only".to_string() } else { format!("TFTP (UDP {}) for PXE, and UEFI HTTP Boot", ports.tftp) },
                 b.channel,
                 b.arch.name(),
                 b.version,
@@ -212,22 +237,27 @@ impl Pxe {
         let protocol = m.boot_protocol().ok_or("not a network boot client")?;
         let arch = m.client_arch().ok_or("no client architecture")?;
         let http = |path: &str| format!("http://{}:{}{path}", self.address, self.http_port);
-        let x86 = matches!(arch, ClientArch::BiosX86 | ClientArch::EfiX64 | ClientArch::EfiX64Http);
-        if !x86 {
-            return Err("no network boot program for this architecture (iPXE for BIOS and x86-64 UEFI only)");
+        let (booted, program) = match (protocol, arch) {
+            (BootProtocol::Pxe, ClientArch::BiosX86) => (Arch::X86_64, BIOS_PROGRAM),
+            (_, ClientArch::EfiX64 | ClientArch::EfiX64Http) => (Arch::X86_64, UEFI_X64_PROGRAM),
+            (_, ClientArch::EfiArm64 | ClientArch::EfiArm64Http) => (Arch::Aarch64, UEFI_ARM64_PROGRAM),
+            (BootProtocol::Http, ClientArch::BiosX86) => return Err("HTTP Boot is for UEFI only"),
+            (_, ClientArch::Other(_)) => return Err("no network boot program for this architecture (BIOS, x86-64 and arm64 UEFI only)"),
+        };
+        if !self.boots.iter().any(|b| b.arch == booted) {
+            return Err("this node boots no release of this architecture");
         }
-        if m.is_ipxe() {
+        if booted == Arch::X86_64 && m.is_ipxe() {
             // iPXE (ours after TFTP, or a NIC's own ROM) fetches the script over HTTP.
             return Ok((http("/v1/pxe/x86_64.ipxe"), protocol));
         }
-        if self.http_only && protocol == BootProtocol::Pxe {
-            return Err("PXE (TFTP) answers are off (HTTP Boot only)");
+        if self.program(program).is_none() {
+            return Err("the network boot program for this firmware is not here");
         }
-        match (protocol, arch) {
-            (BootProtocol::Pxe, ClientArch::BiosX86) => Ok((BIOS_PROGRAM.to_string(), protocol)),
-            (BootProtocol::Pxe, _) => Ok((UEFI_X64_PROGRAM.to_string(), protocol)),
-            (BootProtocol::Http, ClientArch::EfiX64Http | ClientArch::EfiX64) => Ok((http(&format!("/v1/pxe/{UEFI_X64_PROGRAM}")), protocol)),
-            (BootProtocol::Http, _) => Err("HTTP Boot is for UEFI only"),
+        match protocol {
+            BootProtocol::Pxe if self.http_only => Err("PXE (TFTP) answers are off (HTTP Boot only)"),
+            BootProtocol::Pxe => Ok((program.to_string(), protocol)),
+            BootProtocol::Http => Ok((http(&format!("/v1/pxe/{program}")), protocol)),
         }
     }
 
@@ -235,22 +265,32 @@ impl Pxe {
         self.programs.iter().find(|(n, _)| n == name).map(|(_, b)| b)
     }
 
-    /// The iPXE script for `arch`: the release's kernel from the boot provider, the carrying
-    /// initrd, the release's command line with this node's floors and parameters.
-    pub fn script(&self, arch: &str) -> Option<String> {
+    /// The boot script `name` asks for: `x86_64.ipxe` (iPXE) or `aarch64.grub` (GRUB): the
+    /// release's kernel from the boot provider, the carrying initrd, the release's command
+    /// line with this node's floors and parameters.
+    pub fn script(&self, name: &str) -> Option<String> {
+        let (arch, kind) = name.rsplit_once('.')?;
         let b = self.boots.iter().find(|b| b.arch.name() == arch)?;
         let base = format!("http://{}:{}", self.address, self.http_port);
-        Some(format!(
-            "#!ipxe\necho Phase: booting {}/{} version {} from {base}\nkernel {base}/v1/boot/{}/{}/{} initrd=initrd {}\ninitrd --name initrd {base}/v1/pxe/{}/initrd\nboot\n",
-            b.channel,
-            b.arch.name(),
-            b.version,
-            b.channel,
-            b.arch.name(),
-            b.kernel,
-            b.cmdline,
-            b.arch.name()
-        ))
+        let (c, a, v) = (&b.channel, b.arch.name(), b.version);
+        match (b.arch, kind) {
+            (Arch::X86_64, "ipxe") => Some(format!(
+                "#!ipxe\necho Phase: booting {c}/{a} version {v} from {base}\nkernel {base}/v1/boot/{c}/{a}/{} initrd=initrd {}\ninitrd --name initrd {base}/v1/pxe/{a}/initrd\nboot\n",
+                b.kernel, b.cmdline
+            )),
+            (Arch::Aarch64, "grub") => {
+                // Each parameter single-quoted: the signed command line is data to GRUB's
+                // script parser, never syntax ($, ;, braces).
+                let quoted: Vec<String> = b.cmdline.split_whitespace().map(|w| format!("'{}'", w.replace('\'', "'\\''"))).collect();
+                let server = format!("(http,{}:{})", self.address, self.http_port);
+                Some(format!(
+                    "echo 'Phase: booting {c}/{a} version {v} from {base}'\nlinux {server}/v1/boot/{c}/{a}/{} {}\ninitrd {server}/v1/pxe/{a}/initrd\nboot\n",
+                    b.kernel,
+                    quoted.join(" ")
+                ))
+            }
+            _ => None,
+        }
     }
 
     pub fn initrd(&self, arch: &str) -> Option<&Arc<[u8]>> {
@@ -259,18 +299,62 @@ impl Pxe {
 
 }
 
-/// The network boot programs in `dir` (both must be there), each at most 4 MiB.
+/// The network boot programs in `dir` (those of them that are there, at least one), each at
+/// most 4 MiB.
 pub fn load_programs(dir: &Path) -> Result<Programs, PxeError> {
     let mut out = Vec::new();
-    for name in [BIOS_PROGRAM, UEFI_X64_PROGRAM] {
+    for name in PROGRAM_NAMES {
         let path = dir.join(name);
-        let size = std::fs::metadata(&path).map_err(|e| PxeError::Programs(format!("{}: {e} (Debian's ipxe package installs them in /usr/lib/ipxe)", path.display())))?.len();
+        let size = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(PxeError::Programs(format!("{}: {e}", path.display()))),
+        };
         if size > MAX_PROGRAM {
             return Err(PxeError::Programs(format!("{}: {size} bytes, more than {MAX_PROGRAM}", path.display())));
         }
         let bytes = std::fs::read(&path).map_err(|e| PxeError::Programs(format!("{}: {e}", path.display())))?;
         out.push((name.to_string(), Arc::from(bytes)));
     }
+    if out.is_empty() {
+        return Err(PxeError::Programs(format!(
+            "{}: none of {} (Debian's ipxe package installs the first two in /usr/lib/ipxe; scripts/build-pxe-programs gathers all three)",
+            dir.display(),
+            PROGRAM_NAMES.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// The programs that boot `arch`'s machines.
+fn programs_for(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &[BIOS_PROGRAM, UEFI_X64_PROGRAM],
+        Arch::Aarch64 => &[UEFI_ARM64_PROGRAM],
+    }
+}
+
+/// What a machine booted with `arch`'s release carries on: the programs that boot machines of
+/// its own architecture (it carries and serves no other release).
+pub fn carried_for(arch: Arch, programs: &Programs) -> Vec<(&str, &[u8])> {
+    programs.iter().filter(|(n, _)| programs_for(arch).contains(&n.as_str())).map(|(n, b)| (n.as_str(), &b[..])).collect()
+}
+
+/// The GRUB image as this node serves it: its placeholder replaced by `address:port`.
+pub fn with_server(image: &[u8], address: Ipv4Addr, port: u16) -> Result<Vec<u8>, PxeError> {
+    let at = |from: usize| image[from..].windows(SERVER_PLACEHOLDER.len()).position(|w| w == SERVER_PLACEHOLDER).map(|i| i + from);
+    let Some(first) = at(0) else {
+        return Err(PxeError::Programs(format!("{UEFI_ARM64_PROGRAM} has no server placeholder (make it with scripts/build-pxe-programs)")));
+    };
+    if at(first + 1).is_some() {
+        return Err(PxeError::Programs(format!("{UEFI_ARM64_PROGRAM} holds the server placeholder more than once")));
+    }
+    // "255.255.255.255:65535" is 21 bytes; the placeholder 24.
+    let server = format!("{address}:{port}");
+    let mut out = image.to_vec();
+    let slot = &mut out[first..first + SERVER_PLACEHOLDER.len()];
+    slot.fill(b' ');
+    slot[..server.len()].copy_from_slice(server.as_bytes());
     Ok(out)
 }
 
@@ -282,11 +366,27 @@ fn boot_for(e: &Entry, trusted: &[[u8; 32]], append: &[String], programs: &Progr
     // signed ones.
     e.manifest.check_artifact("kernel", &kernel).map_err(|err| PxeError::Initrd(format!("kernel: {err}")))?;
     e.manifest.check_artifact("initramfs", &initramfs).map_err(|err| PxeError::Initrd(format!("initramfs: {err}")))?;
-    let carried: Vec<(&str, &[u8])> = programs.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+    let carried = carried_for(b.arch, programs);
     let initrd = crate::boot::netboot::next_initrd(&e.manifest, &e.manifest_json, &kernel, &initramfs, trusted, &carried).map_err(PxeError::Initrd)?;
     // A booted machine never goes below the release it was given, nor below what this node
     // knows of the time (its build, the release's creation).
     let floors = Floors { version: 0, time: crate::boot::build_time() }.raised(b);
     let cmdline = crate::boot::netboot::next_cmdline(&b.cmdline, append, &floors);
     Ok(Boot { arch: b.arch, channel: b.channel.clone(), version: b.version, kernel: b.kernel.name.clone(), cmdline, initrd: Arc::from(initrd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grub_image_gets_the_address_in_place_of_its_placeholder_once() {
+        let image = [&b"MZ.."[..], SERVER_PLACEHOLDER, b"\nsource"].concat();
+        let out = with_server(&image, Ipv4Addr::new(255, 255, 255, 255), 65535).unwrap();
+        assert_eq!(&out[4..4 + SERVER_PLACEHOLDER.len()], b"255.255.255.255:65535   ");
+        assert_eq!((out.len(), &out[..4], &out[28..]), (image.len(), &b"MZ.."[..], &b"\nsource"[..]));
+        let twice = [SERVER_PLACEHOLDER, SERVER_PLACEHOLDER].concat();
+        assert!(with_server(&twice, Ipv4Addr::LOCALHOST, 1).unwrap_err().to_string().contains("more than once"));
+        assert!(with_server(b"MZ", Ipv4Addr::LOCALHOST, 1).unwrap_err().to_string().contains("no server placeholder"));
+    }
 }

@@ -22,7 +22,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn job(engine: &Engine, bytes: &[u8], input: &[u8]) -> Job {
     let module = engine.compile(bytes).expect("compiles");
     let spec = JobSpec::new(module.sha256, sha256(input), vec![], vec![], Limits::DEFAULT).unwrap();
-    Job { spec, module, input: Arc::from(input) }
+    Job { spec, module, input: Arc::from(input), progress: Default::default() }
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -74,6 +74,7 @@ fn serve(service: Arc<NodeService>) -> phase::http::Server {
         boot: None,
         pxe: None,
         workers,
+        queue: phase::queue::Queue::new(Default::default(), None),
         http_port: listener.addr.port(),
         exit_after_job: false,
         requests: Default::default(),

@@ -268,9 +268,16 @@ struct NodeCmd {
     /// quarters of the memory available at start); limits below derive from it
     #[argh(option)]
     memory_budget: Option<u64>,
-    /// bytes of job answers kept for idempotency keys (default: a sixteenth of the budget)
+    /// bytes of job answers kept, half for idempotency keys and half for asynchronous jobs
+    /// (default: a sixteenth of the budget)
     #[argh(option)]
     max_result_bytes: Option<u64>,
+    /// asynchronous jobs waiting at most (default 64; beyond: 429 queue_full)
+    #[argh(option)]
+    max_queued: Option<usize>,
+    /// seconds an asynchronous job's answer is kept after it ends (default 3600)
+    #[argh(option)]
+    result_ttl: Option<u64>,
     /// largest module accepted, in bytes (default: pool/40, at most 16 MiB; hard maximum 64 MiB)
     #[argh(option)]
     max_module_bytes: Option<usize>,
@@ -496,7 +503,7 @@ fn run(c: RunCmd) -> i32 {
         let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX).map_err(|e| e.to_string())?;
         let spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)
             .map_err(|e| e.to_string())?;
-        let job = Job { spec, module, input: Arc::from(input) };
+        let job = Job { spec, module, input: Arc::from(input), progress: Default::default() };
         let ex = engine.run(&job);
         if let Some(why) = &ex.host_failure {
             return Err(format!("this machine failed the job, no receipt signed: {why}"));
@@ -597,12 +604,21 @@ fn node(c: NodeCmd) -> i32 {
         },
     };
     let pxe = c.pxe.as_deref().and_then(|iface| start_pxe(iface, &c, boot.as_ref(), http_port));
+    let queue = crate::queue::Queue::new(
+        crate::queue::Config {
+            max_queued: c.max_queued.unwrap_or(crate::queue::Config::default().max_queued),
+            result_ttl: std::time::Duration::from_secs(c.result_ttl.unwrap_or(3600)),
+            max_result_bytes: (plan.results / 2) as usize,
+        },
+        c.data_dir.as_deref(),
+    );
     let node = Arc::new(Node {
         service: service.clone(),
         p2p,
         boot,
         pxe,
         workers,
+        queue,
         http_port,
         exit_after_job: c.fault.as_deref() == Some("exit-after-job"),
         requests: Default::default(),
@@ -612,6 +628,9 @@ fn node(c: NodeCmd) -> i32 {
         limits.max_connections_per_ip = n;
     }
     let (max_conn, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
+    if let Err(e) = crate::api::start_runners(node.clone(), n) {
+        return fail(e);
+    }
     let server = match crate::http::Server::serve(listener, Arc::new(crate::api::Api { node }), limits) {
         Ok(s) => s,
         Err(e) => return fail(e),

@@ -18,6 +18,7 @@ pub mod node;
 pub mod notify;
 pub mod p2p;
 pub mod pxe;
+pub mod queue;
 pub mod remote;
 pub mod service;
 pub mod sys;

@@ -17,6 +17,8 @@ pub struct Node {
     /// Answers PXE clients (`--pxe`): ProxyDHCP, TFTP, and the /v1/pxe routes.
     pub pxe: Option<Arc<crate::pxe::Pxe>>,
     pub workers: Arc<Workers>,
+    /// Asynchronous jobs: queued, running, and kept after they end.
+    pub queue: crate::queue::Queue,
     /// The port the API listens on (boot discovery leaves this node's own address out).
     pub http_port: u16,
     /// `--fault exit-after-job`: the process exits once a job's answer is sent, so the boot

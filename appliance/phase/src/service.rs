@@ -22,7 +22,7 @@ use phase_core::{sha256, Digest, LimitError, Limits};
 pub use phase_core::wire::{JobRequest, ModuleSource};
 
 use crate::cache::SizedCache;
-use crate::engine::{CompiledModule, Engine, Execution, Job, ModuleError, DEFAULT_MAX_MODULE_BYTES};
+use crate::engine::{CompiledModule, Engine, Execution, Job, ModuleError, Progress, DEFAULT_MAX_MODULE_BYTES};
 use crate::identity::NodeIdentity;
 use crate::memory::{job_reservation, Budget, MemoryPlan, Reservation};
 use crate::modules::ModuleStore;
@@ -144,6 +144,8 @@ pub enum ServiceError {
     /// The host failed the job (memory it had admitted could not be allocated): no result.
     Host(String),
     Storage(String),
+    /// Stopped on request before it finished: no result, no receipt.
+    Cancelled,
 }
 
 impl ServiceError {
@@ -163,6 +165,7 @@ impl ServiceError {
             ServiceError::IdempotencyPending(_) => "idempotency_pending",
             ServiceError::Host(_) => "host_failure",
             ServiceError::Storage(_) => "storage",
+            ServiceError::Cancelled => "cancelled",
         }
     }
 
@@ -173,7 +176,7 @@ impl ServiceError {
             ServiceError::ModuleNotFound(_) => 404,
             ServiceError::Module(ModuleError::TooLarge { .. }) | ServiceError::InputTooLarge { .. } => 413,
             ServiceError::Module(_) | ServiceError::Limit(_) | ServiceError::Spec(_) => 422,
-            ServiceError::IdempotencyConflict(_) => 409,
+            ServiceError::IdempotencyConflict(_) | ServiceError::Cancelled => 409,
             ServiceError::Busy { .. } => 429,
             ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_) | ServiceError::Host(_) => 503,
             ServiceError::Storage(_) => 507,
@@ -211,6 +214,7 @@ impl fmt::Display for ServiceError {
             }
             ServiceError::Host(m) => write!(f, "this node failed the job, no result was signed: {m}; retry, here or elsewhere"),
             ServiceError::Storage(m) => write!(f, "module store: {m}"),
+            ServiceError::Cancelled => f.write_str("the job was cancelled before it finished; no receipt was signed"),
         }
     }
 }
@@ -227,6 +231,7 @@ impl From<ModuleError> for ServiceError {
 #[derive(Default)]
 pub struct Stats {
     pub jobs_exited: AtomicU64,
+    pub jobs_cancelled: AtomicU64,
     pub jobs_trapped: AtomicU64,
     pub rejected_busy: AtomicU64,
     pub rejected_memory: AtomicU64,
@@ -325,9 +330,10 @@ impl NodeService {
             idem: Idempotency {
                 running: Mutex::new(HashMap::new()),
                 changed: Condvar::new(),
-                // Three quarters of the results' share for local runs, a quarter for placed jobs.
-                done: SizedCache::new(MAX_KEPT_RESULTS, (plan.results / 4 * 3) as usize),
-                placed: SizedCache::new(MAX_KEPT_RESULTS, (plan.results / 4) as usize),
+                // Half the results' share is for asynchronous jobs (queue.rs); of the rest,
+                // three quarters for local runs, a quarter for placed jobs.
+                done: SizedCache::new(MAX_KEPT_RESULTS, (plan.results / 8 * 3) as usize),
+                placed: SizedCache::new(MAX_KEPT_RESULTS, (plan.results / 8) as usize),
             },
             config,
             in_flight: AtomicUsize::new(0),
@@ -409,19 +415,24 @@ impl NodeService {
 
     /// Runs a job in `slot` (taken earlier with `try_slot`), or in a slot taken when it is due.
     pub fn submit_with(&self, slot: Option<Slot<'_>>, req: JobRequest) -> Result<Completed, ServiceError> {
-        let result = self.submit_inner(slot, req);
-        if let Err(e) = &result {
-            match e {
-                ServiceError::Busy { .. } => self.stats.rejected_busy.fetch_add(1, Relaxed),
-                ServiceError::NoMemory { .. } => self.stats.rejected_memory.fetch_add(1, Relaxed),
-                ServiceError::Host(_) => 0, // counted where it happens
-                _ => self.stats.rejected_invalid.fetch_add(1, Relaxed),
-            };
-        }
-        result
+        self.submit_watched(slot, req, Default::default())
     }
 
-    fn submit_inner(&self, slot: Option<Slot<'_>>, req: JobRequest) -> Result<Completed, ServiceError> {
+    /// The id a request's job will have (its spec's hash), checking what can be checked
+    /// without compiling: key, input size, limits, args and env. An asynchronous job is named
+    /// by it before it runs.
+    pub fn job_id_of(&self, req: &JobRequest) -> Result<Digest, ServiceError> {
+        self.check_request(req)?;
+        let module = match &req.module {
+            ModuleSource::Bytes(b) => sha256(b),
+            ModuleSource::Sha256(d) => *d,
+        };
+        let limits = Limits::resolve(&req.limits, &self.config.default_limits, &self.config.max_limits).map_err(ServiceError::Limit)?;
+        let spec = JobSpec::new(module, sha256(&req.input), req.args.clone(), req.env.clone(), limits).map_err(ServiceError::Spec)?;
+        Ok(spec.job_id())
+    }
+
+    fn check_request(&self, req: &JobRequest) -> Result<(), ServiceError> {
         if let Some(k) = &req.idempotency_key {
             if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
                 return Err(ServiceError::InvalidRequest(format!(
@@ -435,6 +446,25 @@ impl NodeService {
                 max: self.config.max_input_bytes,
             });
         }
+        Ok(())
+    }
+
+    /// As `submit_with`, with the running job seen through `progress` (fuel so far, cancel).
+    pub fn submit_watched(&self, slot: Option<Slot<'_>>, req: JobRequest, progress: Arc<Progress>) -> Result<Completed, ServiceError> {
+        let result = self.submit_inner(slot, req, progress);
+        if let Err(e) = &result {
+            match e {
+                ServiceError::Busy { .. } => self.stats.rejected_busy.fetch_add(1, Relaxed),
+                ServiceError::NoMemory { .. } => self.stats.rejected_memory.fetch_add(1, Relaxed),
+                ServiceError::Host(_) | ServiceError::Cancelled => 0, // counted where it happens
+                _ => self.stats.rejected_invalid.fetch_add(1, Relaxed),
+            };
+        }
+        result
+    }
+
+    fn submit_inner(&self, slot: Option<Slot<'_>>, req: JobRequest, progress: Arc<Progress>) -> Result<Completed, ServiceError> {
+        self.check_request(&req)?;
         let module = match req.module {
             ModuleSource::Bytes(bytes) => {
                 let m = self.compile(&bytes)?;
@@ -474,8 +504,13 @@ impl NodeService {
         // job itself may take.
         let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * req.input.len() as u64);
         let hold = self.pool.try_reserve(need).ok_or(ServiceError::NoMemory { what: "the job", need, free: self.pool.free() })?;
-        let job = Job { spec, module, input: Arc::from(req.input) };
+        let job = Job { spec, module, input: Arc::from(req.input), progress };
         let execution = self.engine.run(&job);
+        if execution.cancelled {
+            log!("job {}: cancelled after {} fuel; not signed", &hex_encode(&job_id)[..12], execution.fuel_used);
+            self.stats.jobs_cancelled.fetch_add(1, Relaxed);
+            return Err(ServiceError::Cancelled);
+        }
         if let Some(why) = execution.host_failure {
             log!("job {}: not signed: {why}", &hex_encode(&job_id)[..12]);
             self.stats.host_failures.fetch_add(1, Relaxed);

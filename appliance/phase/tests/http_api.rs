@@ -340,7 +340,7 @@ fn in_process() -> phase::http::Server {
     let service = Arc::new(phase::service::NodeService::new(identity, phase::service::NodeConfig::for_memory(phase::memory::MemoryPlan::new(256 << 20, None))).unwrap());
     let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
     let workers = phase::workers::Workers::start("job", 4, 4 << 20).unwrap();
-    let node = phase::node::Node { service, p2p: None, boot: None, pxe: None, workers, http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
+    let node = phase::node::Node { service, p2p: None, boot: None, pxe: None, workers, queue: phase::queue::Queue::new(Default::default(), None), http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
     phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), phase::http::Limits::new(64)).unwrap()
 }
 

@@ -390,7 +390,7 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
     let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
     let workers = phase::workers::Workers::start("job", 4, 4 << 20).unwrap();
     let provider = phase::boot::provider::Provider::new(l.store.clone(), 1, phase::boot::provider::ProviderFault::None);
-    let node = phase::node::Node { service, p2p: None, boot: Some(provider), pxe: Some(l.pxe.clone()), workers, http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
+    let node = phase::node::Node { service, p2p: None, boot: Some(provider), pxe: Some(l.pxe.clone()), workers, queue: phase::queue::Queue::new(Default::default(), None), http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
     let server = phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), phase::http::Limits::new(64)).unwrap();
     let get = |path: &str| -> (u16, Vec<u8>) {
         let mut s = std::net::TcpStream::connect(server.addr).unwrap();

@@ -8,7 +8,8 @@ use super::service_error;
 use crate::http::{Request, Response};
 use crate::node::Node;
 use crate::remote::{self, Placement};
-use crate::service::JobRequest;
+use crate::queue::Cancel;
+use crate::service::{JobRequest, ModuleSource, ServiceError};
 
 fn place_error((status, code, msg): remote::PlaceError) -> Response {
     let r = Response::error(status, code, &msg);
@@ -19,24 +20,35 @@ fn place_error((status, code, msg): remote::PlaceError) -> Response {
     }
 }
 
-pub fn post_job(node: &Node, req: Request) -> Response {
+/// What running a job request came to, wherever it ran.
+enum Ran {
+    /// The JSON answer, with the memory the job was admitted with (held until it is sent)
+    /// and whether it ran here.
+    Done { json: String, hold: Option<crate::memory::Reservation>, local: bool },
+    Failed(Response, u16, String, String),
+}
+
+fn failed(r: Response, status: u16, code: &str, message: String) -> Ran {
+    Ran::Failed(r, status, code.to_string(), message)
+}
+
+/// Runs a parsed job request as `POST /v1/jobs` does: redundantly, placed on a peer, or here
+/// (with `progress` seen from outside). `on_peer` is told when it goes to a peer.
+fn run(node: &Node, job: JobRequest, progress: std::sync::Arc<crate::engine::Progress>, on_peer: &dyn Fn()) -> Ran {
     let service = &node.service;
-    let job = match JobRequest::parse(&req.body) {
-        Ok(j) => j,
-        Err(msg) => {
-            service.stats.rejected_invalid.fetch_add(1, Relaxed);
-            return Response::error(400, "invalid_request", &msg);
-        }
+    let place_failed = |e: remote::PlaceError| {
+        let (status, code, msg) = (e.0, e.1, e.2.clone());
+        failed(place_error(e), status, code, msg)
     };
-    // The body and its reservation are not needed past the parse.
-    drop(req);
     if let Some(k) = job.redundancy.filter(|&k| k != 1) {
         if job.placement.is_some() {
-            return Response::error(400, "invalid_request", "give placement or redundancy, not both");
+            let msg = "give placement or redundancy, not both";
+            return failed(Response::error(400, "invalid_request", msg), 400, "invalid_request", msg.into());
         }
+        on_peer();
         return match remote::redundant(node, job, k.min(usize::MAX as u64) as usize) {
-            Ok(answer) => Response::json(200, answer),
-            Err(e) => place_error(e),
+            Ok(json) => Ran::Done { json, hold: None, local: false },
+            Err(e) => place_failed(e),
         };
     }
     let placement = match job.placement.as_deref().map(Placement::parse) {
@@ -45,21 +57,44 @@ pub fn post_job(node: &Node, req: Request) -> Response {
         None if node.p2p.is_some() && service.in_flight() >= service.config().max_concurrent => Placement::Remote,
         None => Placement::Local,
         Some(Ok(p)) => p,
-        Some(Err(msg)) => return Response::error(400, "invalid_request", &msg),
+        Some(Err(msg)) => return failed(Response::error(400, "invalid_request", &msg), 400, "invalid_request", msg),
     };
     if placement != Placement::Local {
+        on_peer();
         return match remote::place(node, job, placement) {
-            Ok(answer) => Response::json(200, answer),
-            Err(e) => place_error(e),
+            Ok(json) => Ran::Done { json, hold: None, local: false },
+            Err(e) => place_failed(e),
         };
     }
-    match service.submit(job) {
-        Ok(done) => {
-            let mut resp = Response::json(200, done.to_json());
-            if let Some(hold) = done.hold {
+    match service.submit_watched(None, job, progress) {
+        Ok(done) => Ran::Done { json: done.to_json(), hold: done.hold, local: true },
+        Err(e) => failed(service_error(&e), e.status(), e.code(), e.to_string()),
+    }
+}
+
+pub fn post_job(node: &Node, req: Request) -> Response {
+    let service = &node.service;
+    // `Prefer: respond-async` (RFC 7240): queue it and answer at once.
+    let asynchronous = req.head.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("prefer") && v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
+    let job = match JobRequest::parse(&req.body) {
+        Ok(j) => j,
+        Err(msg) => {
+            service.stats.rejected_invalid.fetch_add(1, Relaxed);
+            return Response::error(400, "invalid_request", &msg);
+        }
+    };
+    if asynchronous {
+        return submit_async(node, job, req.hold);
+    }
+    // The body and its reservation are not needed past the parse.
+    drop(req);
+    match run(node, job, Default::default(), &|| {}) {
+        Ran::Done { json, hold, local } => {
+            let mut resp = Response::json(200, json);
+            if let Some(hold) = hold {
                 resp = resp.hold(hold);
             }
-            if node.exit_after_job {
+            if local && node.exit_after_job {
                 resp = resp.on_sent(|| {
                     log!("fault exit-after-job: exiting");
                     std::process::exit(70);
@@ -67,8 +102,108 @@ pub fn post_job(node: &Node, req: Request) -> Response {
             }
             resp
         }
-        Err(e) => service_error(&e),
+        Ran::Failed(resp, ..) => resp,
     }
+}
+
+/// Queues a job (docs/api.md, "Asynchronous jobs"): 202 with its id and where to look, the
+/// request's memory held while it waits; 429 when the queue is full.
+fn submit_async(node: &Node, job: JobRequest, hold: Option<crate::memory::Reservation>) -> Response {
+    let service = &node.service;
+    let id = match service.job_id_of(&job) {
+        Ok(id) => hex_encode(&id),
+        Err(e) => return service_error(&e),
+    };
+    // While it waits, the request holds what it keeps (module bytes and input), not what
+    // parsing it took.
+    drop(hold);
+    let keep = (job.input.len() + match &job.module { ModuleSource::Bytes(b) => b.len(), ModuleSource::Sha256(_) => 0 }) as u64;
+    let hold = match keep {
+        0 => None,
+        _ => match service.pool().try_reserve(keep) {
+            Some(h) => Some(h),
+            None => return service_error(&ServiceError::NoMemory { what: "the queued request", need: keep, free: service.pool().free() }),
+        },
+    };
+    match node.queue.submit(&id, job, hold) {
+        Ok((status, existing)) => {
+            let location = format!("/v1/jobs/{id}");
+            let body = status.to_json(&id);
+            let body = format!("{},\"location\":\"{location}\",\"existing\":{existing}}}", &body[..body.len() - 1]);
+            Response::json(202, body).header("Location", location)
+        }
+        Err(crate::queue::SubmitError::Full { max }) => {
+            service.stats.rejected_busy.fetch_add(1, Relaxed);
+            Response::error(429, "queue_full", &format!("all {max} queue places are taken; retry later")).header("Retry-After", "1")
+        }
+    }
+}
+
+/// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it.
+pub fn job_route(node: &Node, method: phase_core::http::Method, id: &str) -> Response {
+    use phase_core::http::Method;
+    if !crate::queue::valid_id(id) {
+        return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");
+    }
+    let unknown = || Response::error(404, "not_found", &format!("no job {id} here (never submitted asynchronously, or no longer kept)"));
+    match method {
+        Method::Get | Method::Head => match node.queue.status(id) {
+            Some(s) => Response::json(200, s.to_json(id)),
+            None => unknown(),
+        },
+        Method::Delete => match node.queue.cancel(id) {
+            None => unknown(),
+            Some(Cancel::Cancelled) => Response::json(200, crate::queue::Status::Cancelled.to_json(id)),
+            Some(Cancel::Stopping) => Response::json(202, crate::queue::Status::Cancelling.to_json(id)),
+            Some(Cancel::Placed) => Response::error(409, "not_cancellable", "the job runs on a peer, which cannot be told to stop; its answer will be kept"),
+            Some(Cancel::Ended(how)) => Response::error(409, "already_ended", &format!("the job has ended ({how})")),
+        },
+        _ => Response::error(405, "method_not_allowed", "GET or DELETE"),
+    }
+}
+
+/// Runner threads run the interpreter, as job workers do.
+const RUNNER_STACK: usize = 4 << 20;
+
+/// Starts `n` runner threads that take queued jobs and run them as synchronous ones run.
+/// A runner waits for a free job slot before it starts a job here, so queued jobs never
+/// turn into `busy` errors; the node's own slots and memory admission still decide.
+pub fn start_runners(node: std::sync::Arc<Node>, n: usize) -> Result<(), String> {
+    for i in 0..n {
+        let node = node.clone();
+        std::thread::Builder::new()
+            .name(format!("job-runner-{i}"))
+            .stack_size(RUNNER_STACK)
+            .spawn(move || {
+                while let Some(t) = node.queue.take() {
+                    run_queued(&node, t);
+                }
+            })
+            .map_err(|e| format!("job runner thread: {e}"))?;
+    }
+    Ok(())
+}
+
+fn run_queued(node: &Node, t: crate::queue::Taken) {
+    use crate::queue::Status;
+    let service = &node.service;
+    let local = t.request.redundancy.filter(|&k| k != 1).is_none() && t.request.placement.as_deref().is_none_or(|p| p == "local");
+    // Wait for a slot here (polling: slots are taken and given back without a signal), unless
+    // it may go to a peer; a cancel ends the wait.
+    while local && node.p2p.is_none() && service.in_flight() >= service.config().max_concurrent {
+        if t.progress.cancel.load(Relaxed) {
+            node.queue.finish(&t.id, Status::Cancelled);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(t.hold);
+    let status = match run(node, t.request, t.progress, &|| node.queue.placed(&t.id)) {
+        Ran::Done { json, .. } => Status::Done { answer: json },
+        Ran::Failed(_, _, code, _) if code == "cancelled" => Status::Cancelled,
+        Ran::Failed(_, status, code, message) => Status::Failed { status, code, message },
+    };
+    node.queue.finish(&t.id, status);
 }
 
 pub fn put_module(node: &Node, req: Request) -> Response {

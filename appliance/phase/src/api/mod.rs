@@ -7,6 +7,8 @@
 mod jobs;
 mod status;
 
+pub use jobs::start_runners;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -116,6 +118,7 @@ impl Handler for Api {
                 let n = node.clone();
                 node.workers.run(move || jobs::post_job(&n, req)).await.unwrap_or_else(stopped)
             }
+            (m, p) if p.starts_with("/v1/jobs/") => jobs::job_route(node, m, &p["/v1/jobs/".len()..]),
             (Method::Put, "/v1/modules") => {
                 let n = node.clone();
                 node.workers.run(move || jobs::put_module(&n, req)).await.unwrap_or_else(stopped)

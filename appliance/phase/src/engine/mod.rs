@@ -202,6 +202,16 @@ pub struct Job {
     pub spec: JobSpec,
     pub module: Arc<CompiledModule>,
     pub input: Arc<[u8]>,
+    /// Seen from outside while it runs: fuel so far, and a request to stop.
+    pub progress: Arc<Progress>,
+}
+
+/// A running job as others see it (an asynchronous job's status, its cancel). Updated and
+/// checked between fuel slices, so a cancel takes effect within one slice of guest work.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub fuel_used: std::sync::atomic::AtomicU64,
+    pub cancel: std::sync::atomic::AtomicBool,
 }
 
 /// What happened when a job ran.
@@ -217,6 +227,8 @@ pub struct Execution {
     pub detail: Option<String>,
     /// The host failed the job (an allocation it had admitted): not a result to sign.
     pub host_failure: Option<String>,
+    /// Stopped on request (`Progress::cancel`): not a result to sign.
+    pub cancelled: bool,
 }
 
 impl Execution {
@@ -235,6 +247,9 @@ impl Execution {
         }
     }
 }
+
+/// The trap detail of a job stopped by `Progress::cancel`.
+const CANCELLED: &str = "cancelled on request";
 
 /// Compiled modules kept at most (besides their byte cap).
 const MAX_CACHED_MODULES: usize = 1024;
@@ -397,10 +412,11 @@ impl Engine {
         };
         let mut store = Store::new(job.module.module.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let (outcome, detail) = match self.execute(&mut store, &job.module, deadline) {
+        let (outcome, detail) = match self.execute(&mut store, &job.module, deadline, &job.progress) {
             Ok(outcome) => (outcome, None),
             Err((kind, detail)) => (Outcome::Trapped(kind), Some(detail)),
         };
+        let detail_cancelled = detail.as_deref() == Some(CANCELLED);
         let fuel_used = match self.metered {
             true => store.data().fuel_granted - store.get_fuel().unwrap_or(0),
             false => 0,
@@ -415,6 +431,8 @@ impl Engine {
             wall_time: started.elapsed(),
             detail,
             host_failure: state.limiter.host_failed,
+            // Only the engine writes this detail, and only after reading the cancel.
+            cancelled: detail_cancelled && job.progress.cancel.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -423,7 +441,9 @@ impl Engine {
         store: &mut Store<JobState>,
         module: &CompiledModule,
         deadline: Instant,
+        progress: &Progress,
     ) -> Result<Outcome, (TrapKind, String)> {
+        use std::sync::atomic::Ordering::Relaxed;
         let grant = |store: &mut Store<JobState>| -> bool {
             let Some(add) = store.data_mut().next_slice() else { return false };
             let have = store.get_fuel().unwrap_or(0);
@@ -444,6 +464,10 @@ impl Engine {
             match call {
                 Ok(TypedResumableCall::Finished(())) => return Ok(Outcome::Exited(0)),
                 Ok(TypedResumableCall::OutOfFuel(pending)) => {
+                    progress.fuel_used.store(store.data().fuel_granted, Relaxed);
+                    if progress.cancel.load(Relaxed) {
+                        return Err((TrapKind::Other, CANCELLED.into()));
+                    }
                     if Instant::now() >= deadline {
                         return Err((TrapKind::Deadline, "wall-clock deadline passed".into()));
                     }

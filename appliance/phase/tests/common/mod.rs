@@ -140,10 +140,15 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 client over std (one request per connection).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+    http_with(addr, method, path, "", body)
+}
+
+/// As `http`, with extra header lines (each ending in CRLF).
+pub fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) -> HttpResponse {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();

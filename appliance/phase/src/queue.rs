@@ -1,0 +1,378 @@
+//! Jobs that outlive their request (docs/api.md, "Asynchronous jobs"): a bounded queue of
+//! submitted jobs, each job's state by id while it is queued, running and for a bounded time
+//! after it ended, and cancelling. This module only keeps state; the runners that take jobs
+//! from it and run them under the node's slots, limits and memory admission are in
+//! `api::jobs`.
+//!
+//! Bounds: queued jobs by count (`max_queued`) and by memory (each holds a reservation of the
+//! node's pool for its request until it runs); ended jobs by age (`result_ttl`), total bytes
+//! (`max_result_bytes`) and count (`MAX_KEPT`). With a data dir, finished answers are also
+//! written to `<data>/results/` and read back at start, so a restarted node still answers
+//! for them.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::engine::Progress;
+use crate::memory::Reservation;
+use crate::service::JobRequest;
+
+/// Ended jobs remembered at most, whatever their size.
+pub const MAX_KEPT: usize = 10_000;
+/// What an ended entry costs beyond its answer (id, map entry, order entry).
+const ENTRY_OVERHEAD: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub max_queued: usize,
+    pub result_ttl: Duration,
+    pub max_result_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { max_queued: 64, result_ttl: Duration::from_secs(3600), max_result_bytes: 64 << 20 }
+    }
+}
+
+/// Where a job is, as `GET /v1/jobs/<id>` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting; `position` 0 is next.
+    Queued { position: usize },
+    /// Running here (fuel so far) or placed on a peer (`placed`: no fuel is seen).
+    Running { fuel_used: u64, placed: bool },
+    /// Asked to stop; it ends as cancelled, or done if it finished first.
+    Cancelling,
+    /// The synchronous answer, receipt included.
+    Done { answer: String },
+    /// What a synchronous call would have answered instead (HTTP status, code, message).
+    Failed { status: u16, code: String, message: String },
+    /// Stopped on request: no receipt.
+    Cancelled,
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Queued { .. } => "queued",
+            Status::Running { .. } => "running",
+            Status::Cancelling => "cancelling",
+            Status::Done { .. } => "done",
+            Status::Failed { .. } => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self, Status::Done { .. } | Status::Failed { .. } | Status::Cancelled)
+    }
+
+    /// The status object of docs/api.md, for job `id`.
+    pub fn to_json(&self, id: &str) -> String {
+        let head = format!("{{\"job_id\":\"{id}\",\"status\":\"{}\"", self.name());
+        match self {
+            Status::Queued { position } => format!("{head},\"position\":{position}}}"),
+            Status::Running { fuel_used, placed } => format!("{head},\"fuel_used\":{fuel_used},\"placed\":{placed}}}"),
+            Status::Done { answer } => format!("{head},\"result\":{answer}}}"),
+            Status::Failed { status, code, message } => format!(
+                "{head},\"error\":{{\"status\":{status},\"code\":{},\"message\":{}}}}}",
+                crate::api::json_str(code),
+                crate::api::json_str(message)
+            ),
+            Status::Cancelling | Status::Cancelled => format!("{head}}}"),
+        }
+    }
+}
+
+/// A queued job as a runner takes it.
+pub struct Taken {
+    pub id: String,
+    pub request: JobRequest,
+    pub progress: Arc<Progress>,
+    /// The memory its request was admitted with; the runner drops it when the job's own
+    /// admission has taken over.
+    pub hold: Option<Reservation>,
+}
+
+struct Entry {
+    status: Status,
+    progress: Arc<Progress>,
+    /// Queued only: the request and its memory.
+    request: Option<(JobRequest, Option<Reservation>)>,
+    /// Ended only: when (unix seconds) and what it costs to keep.
+    ended_at: u64,
+    size: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<String, Entry>,
+    queue: VecDeque<String>,
+    /// Ended jobs, oldest first.
+    ended: VecDeque<String>,
+    kept_bytes: usize,
+    stopping: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// `max_queued` jobs are waiting.
+    Full { max: usize },
+}
+
+/// What cancelling found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancel {
+    /// It was queued: it will never run.
+    Cancelled,
+    /// It is running here: it stops within a fuel slice.
+    Stopping,
+    /// It is running on a peer, which cannot be told to stop.
+    Placed,
+    /// It has ended already (as `Status::name`).
+    Ended(&'static str),
+}
+
+pub struct Queue {
+    config: Config,
+    inner: Mutex<Inner>,
+    ready: Condvar,
+    /// `<data>/results`, where finished answers are kept across restarts.
+    dir: Option<PathBuf>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A job id as it appears in paths and file names: 64 lowercase hex digits.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Queue {
+    /// A queue; with `data_dir`, finished answers kept there are read back (those still
+    /// within the TTL and the byte cap, newest kept first).
+    pub fn new(config: Config, data_dir: Option<&std::path::Path>) -> Queue {
+        let dir = data_dir.map(|d| d.join("results"));
+        let q = Queue { config, inner: Mutex::new(Inner::default()), ready: Condvar::new(), dir };
+        q.load();
+        q
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues job `id`, or finds it: an identical job (same id) that is queued, running or
+    /// done is not queued again (`true`: it was there); one that failed or was cancelled is
+    /// queued afresh.
+    pub fn submit(&self, id: &str, request: JobRequest, hold: Option<Reservation>) -> Result<(Status, bool), SubmitError> {
+        let mut inner = self.lock();
+        self.expire(&mut inner);
+        if let Some(e) = inner.jobs.get(id) {
+            if !matches!(e.status, Status::Failed { .. } | Status::Cancelled) {
+                let status = self.status_of(&inner, id).unwrap_or(Status::Cancelled);
+                return Ok((status, true));
+            }
+            self.forget(&mut inner, id);
+        }
+        if inner.queue.len() >= self.config.max_queued {
+            return Err(SubmitError::Full { max: self.config.max_queued });
+        }
+        let position = inner.queue.len();
+        inner.queue.push_back(id.to_string());
+        inner.jobs.insert(
+            id.to_string(),
+            Entry { status: Status::Queued { position }, progress: Arc::default(), request: Some((request, hold)), ended_at: 0, size: 0 },
+        );
+        drop(inner);
+        self.ready.notify_one();
+        Ok((Status::Queued { position }, false))
+    }
+
+    /// The job's status now, or None for an id this node does not know (or no longer keeps).
+    pub fn status(&self, id: &str) -> Option<Status> {
+        let mut inner = self.lock();
+        self.expire(&mut inner);
+        self.status_of(&inner, id)
+    }
+
+    fn status_of(&self, inner: &Inner, id: &str) -> Option<Status> {
+        let e = inner.jobs.get(id)?;
+        Some(match &e.status {
+            Status::Queued { .. } => Status::Queued { position: inner.queue.iter().position(|q| q == id).unwrap_or(0) },
+            Status::Running { placed, .. } => Status::Running { fuel_used: e.progress.fuel_used.load(Relaxed), placed: *placed },
+            s => s.clone(),
+        })
+    }
+
+    /// Cancels job `id` (None: unknown).
+    pub fn cancel(&self, id: &str) -> Option<Cancel> {
+        let mut inner = self.lock();
+        let e = inner.jobs.get_mut(id)?;
+        let result = match &e.status {
+            Status::Queued { .. } => {
+                e.request = None; // its memory goes back now
+                e.progress.cancel.store(true, Relaxed);
+                inner.queue.retain(|q| q != id);
+                self.end(&mut inner, id, Status::Cancelled);
+                Cancel::Cancelled
+            }
+            Status::Running { placed: true, .. } => Cancel::Placed,
+            Status::Running { placed: false, .. } | Status::Cancelling => {
+                e.progress.cancel.store(true, Relaxed);
+                e.status = Status::Cancelling;
+                Cancel::Stopping
+            }
+            s => Cancel::Ended(s.name()),
+        };
+        Some(result)
+    }
+
+    /// The next queued job, marked running (`placed`: decided by the runner after); waits
+    /// for one. None once the queue is stopping.
+    pub fn take(&self) -> Option<Taken> {
+        let mut inner = self.lock();
+        loop {
+            if inner.stopping {
+                return None;
+            }
+            if let Some(id) = inner.queue.pop_front() {
+                let e = inner.jobs.get_mut(&id).expect("a queued id has its entry");
+                let (request, hold) = e.request.take().expect("a queued entry has its request");
+                e.status = Status::Running { fuel_used: 0, placed: false };
+                return Some(Taken { id, request, progress: e.progress.clone(), hold });
+            }
+            inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Marks a running job as placed on a peer (no fuel, no cancel).
+    pub fn placed(&self, id: &str) {
+        if let Some(e) = self.lock().jobs.get_mut(id) {
+            if matches!(e.status, Status::Running { .. }) {
+                e.status = Status::Running { fuel_used: 0, placed: true };
+            }
+        }
+    }
+
+    /// Records how a job ended; a done job's answer goes to the data dir too.
+    pub fn finish(&self, id: &str, status: Status) {
+        if let (Status::Done { answer }, Some(dir)) = (&status, &self.dir) {
+            let write = std::fs::create_dir_all(dir).and_then(|_| crate::durable::replace(&dir.join(format!("{id}.json")), format!("{}\n{answer}", now()).as_bytes()));
+            if let Err(e) = write {
+                log!("jobs: keeping the result of {} in {}: {e} (kept in RAM only)", &id[..12], dir.display());
+            }
+        }
+        let mut inner = self.lock();
+        if inner.jobs.contains_key(id) {
+            self.end(&mut inner, id, status);
+        }
+    }
+
+    /// Stops `take` for every runner (the node is stopping).
+    pub fn stop(&self) {
+        self.lock().stopping = true;
+        self.ready.notify_all();
+    }
+
+    /// (queued, running, ended kept, bytes kept) for status and metrics.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let inner = self.lock();
+        let running = inner.jobs.values().filter(|e| matches!(e.status, Status::Running { .. } | Status::Cancelling)).count();
+        (inner.queue.len(), running, inner.ended.len(), inner.kept_bytes)
+    }
+
+    fn end(&self, inner: &mut Inner, id: &str, status: Status) {
+        let size = match &status {
+            Status::Done { answer } => answer.len(),
+            Status::Failed { message, code, .. } => message.len() + code.len(),
+            _ => 0,
+        } + ENTRY_OVERHEAD;
+        if let Some(e) = inner.jobs.get_mut(id) {
+            e.status = status;
+            e.request = None;
+            e.ended_at = now();
+            e.size = size;
+        }
+        inner.ended.push_back(id.to_string());
+        inner.kept_bytes += size;
+        self.expire(inner);
+    }
+
+    /// Drops ended jobs past the TTL, then the oldest while over the byte or count cap.
+    fn expire(&self, inner: &mut Inner) {
+        let oldest_kept = now().saturating_sub(self.config.result_ttl.as_secs());
+        while let Some(id) = inner.ended.front().cloned() {
+            let old = inner.jobs.get(&id).map(|e| e.ended_at < oldest_kept || !e.status.ended()).unwrap_or(true);
+            if old || inner.kept_bytes > self.config.max_result_bytes || inner.ended.len() > MAX_KEPT {
+                inner.ended.pop_front();
+                self.forget(inner, &id);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Removes an ended entry (and its file).
+    fn forget(&self, inner: &mut Inner, id: &str) {
+        if let Some(e) = inner.jobs.get(id) {
+            if !e.status.ended() {
+                return;
+            }
+        }
+        if let Some(e) = inner.jobs.remove(id) {
+            inner.kept_bytes -= e.size.min(inner.kept_bytes);
+            inner.ended.retain(|q| q != id);
+            if matches!(e.status, Status::Done { .. }) {
+                if let Some(dir) = &self.dir {
+                    let _ = std::fs::remove_file(dir.join(format!("{id}.json")));
+                }
+            }
+        }
+    }
+
+    /// Reads back the answers a previous run kept: `<id>.json` files holding the time they
+    /// ended and the answer. Unreadable, misnamed or expired files are removed.
+    fn load(&self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut found = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json").filter(|i| valid_id(i)).map(str::to_string);
+            let read = std::fs::read_to_string(&path).ok();
+            let parsed = read.as_deref().and_then(|t| t.split_once('\n')).and_then(|(at, answer)| Some((at.parse::<u64>().ok()?, answer.to_string())));
+            match (id, parsed) {
+                (Some(id), Some((at, answer))) if miniserde::json::from_str::<miniserde::json::Value>(&answer).is_ok() => found.push((at, id, answer)),
+                _ => {
+                    log!("jobs: {}: not a kept result; removed", path.display());
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        found.sort();
+        let mut inner = self.lock();
+        let n = found.len();
+        for (at, id, answer) in found {
+            let size = answer.len() + ENTRY_OVERHEAD;
+            inner.jobs.insert(id.clone(), Entry { status: Status::Done { answer }, progress: Arc::default(), request: None, ended_at: at, size });
+            inner.ended.push_back(id);
+            inner.kept_bytes += size;
+        }
+        self.expire(&mut inner);
+        if n > 0 {
+            log!("jobs: {} kept results read back from {} ({} still kept)", n, dir.display(), inner.ended.len());
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Asynchronous jobs against a real `phase node` (docs/api.md, "Asynchronous jobs"): submit
+//! with `Prefer: respond-async`, poll, and verify the result with the shared answer check;
+//! the queue bound; cancelling a queued and a running job (no receipt); results kept across
+//! a restart with a data dir.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{guest, http_with, json_string, json_u64, HttpResponse, Node};
+use phase_core::answer::{Answer, Asked};
+use phase_core::encoding::{base64_encode, hex_decode_array};
+use phase_core::job::RequestedLimits;
+use phase_core::sha256;
+
+const ASYNC: &str = "Prefer: respond-async\r\n";
+
+fn body(module: &[u8], input: &[u8], extra: &str) -> Vec<u8> {
+    format!("{{\"module\":\"{}\",\"input\":\"{}\"{extra}}}", base64_encode(module), base64_encode(input)).into_bytes()
+}
+
+fn submit(node: &Node, body: &[u8]) -> HttpResponse {
+    http_with(node.addr, "POST", "/v1/jobs", ASYNC, body)
+}
+
+/// Polls the job until `until` holds for its status text, or fails after `within`.
+fn poll(node: &Node, id: &str, within: Duration, until: impl Fn(&str) -> bool) -> String {
+    let give_up = Instant::now() + within;
+    loop {
+        let r = node.request("GET", &format!("/v1/jobs/{id}"), b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        if until(&r.text()) {
+            return r.text();
+        }
+        assert!(Instant::now() < give_up, "job {id} still {} after {within:?}\n{}", r.text(), node.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(text: &str) -> String {
+    json_string(text, "status")
+}
+
+/// The `result` object of a done job, as text.
+fn result_of(text: &str) -> String {
+    let at = text.find("\"result\":").expect("a result") + "\"result\":".len();
+    text[at..text.len() - 1].to_string()
+}
+
+#[test]
+fn an_async_job_is_queued_polled_and_its_result_verifies() {
+    let node = Node::start(&["--max-concurrent", "1"]);
+    let node_key = hex_decode_array::<32>(&json_string(&node.request("GET", "/v1/status", b"").text(), "node_key")).unwrap();
+    let module = guest("hello");
+    let r = submit(&node, &body(&module, b"async hello", ""));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = json_string(&r.text(), "job_id");
+    assert_eq!(r.header("Location"), Some(format!("/v1/jobs/{id}").as_str()));
+    assert_eq!(json_string(&r.text(), "location"), format!("/v1/jobs/{id}"));
+    let done = poll(&node, &id, Duration::from_secs(30), |t| status(t) == "done");
+    let answer = Answer::parse(&result_of(&done)).unwrap();
+    let limits = RequestedLimits::default();
+    let asked = Asked { module_sha256: &sha256(&module), input_sha256: &sha256(b"async hello"), args: &[], env: &[], limits: &limits, signer: Some(&node_key) };
+    answer.verify(&asked).unwrap();
+    assert_eq!(answer.stdout, b"olleh cnysa");
+    assert_eq!(phase_core::encoding::hex_encode(&answer.job_id), id, "the id given at once is the job's id");
+    // The same job again is not run again: the kept result.
+    let again = submit(&node, &body(&module, b"async hello", ""));
+    assert_eq!((again.status, json_string(&again.text(), "status")), (202, "done".to_string()), "{}", again.text());
+    assert!(again.text().contains("\"existing\":true"));
+    assert_eq!(node.log().matches("exited 0").count(), 1, "ran once");
+    // Unknown and malformed ids.
+    assert_eq!(node.request("GET", &format!("/v1/jobs/{}", "0".repeat(64)), b"").status, 404);
+    assert_eq!(node.request("GET", "/v1/jobs/../status", b"").status, 404);
+}
+
+#[test]
+fn a_full_queue_answers_429_and_queued_and_running_jobs_can_be_cancelled() {
+    let node = Node::start(&["--max-concurrent", "1", "--max-queued", "2"]);
+    let spin = guest("hostile-loop");
+    let long = ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":60000}";
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let r = submit(&node, &body(&spin, format!("{i}").as_bytes(), long));
+            assert_eq!(r.status, 202, "{}", r.text());
+            json_string(&r.text(), "job_id")
+        })
+        .collect();
+    // The first runs (fuel grows), the other two wait: the queue holds 2.
+    let running = poll(&node, &ids[0], Duration::from_secs(10), |t| status(t) == "running" && json_u64(t, "fuel_used").unwrap_or(0) > 0);
+    assert_eq!(json_string(&poll(&node, &ids[2], Duration::from_secs(5), |_| true), "status"), "queued");
+    let full = submit(&node, &body(&spin, b"3", long));
+    assert_eq!(full.status, 429, "{}", full.text());
+    assert_eq!(json_string(&full.text(), "error"), "queue_full");
+    assert_eq!(full.header("Retry-After"), Some("1"));
+    // Cancel a queued job: it never runs.
+    let c = node.request("DELETE", &format!("/v1/jobs/{}", ids[2]), b"");
+    assert_eq!((c.status, status(&c.text())), (200, "cancelled".to_string()), "{}", c.text());
+    // Cancel the running one: it stops within a fuel slice, with no receipt.
+    let c = node.request("DELETE", &format!("/v1/jobs/{}", ids[0]), b"");
+    assert_eq!((c.status, status(&c.text())), (202, "cancelling".to_string()), "{}", c.text());
+    let ended = poll(&node, &ids[0], Duration::from_secs(10), |t| status(t) == "cancelled");
+    assert!(!ended.contains("receipt"), "{ended}");
+    assert!(node.log().contains("cancelled after"), "{}", node.log());
+    // The second now runs; cancelling an ended job is refused.
+    poll(&node, &ids[1], Duration::from_secs(10), |t| status(t) == "running");
+    let c = node.request("DELETE", &format!("/v1/jobs/{}", ids[2]), b"");
+    assert_eq!((c.status, json_string(&c.text(), "error")), (409, "already_ended".to_string()));
+    let metrics = node.request("GET", "/metrics", b"").text();
+    assert!(metrics.contains("phase_async_jobs{state=\"running\"} 1") && metrics.contains("phase_async_jobs{state=\"ended\"} 2"), "{metrics}");
+    node.request("DELETE", &format!("/v1/jobs/{}", ids[1]), b"");
+    poll(&node, &ids[1], Duration::from_secs(10), |t| status(t) == "cancelled");
+    assert!(node.request("GET", "/metrics", b"").text().contains("phase_jobs_cancelled_total 2"));
+    drop(running);
+}
+
+#[test]
+fn results_are_kept_across_a_restart_with_a_data_dir() {
+    let dir = std::env::temp_dir().join(format!("phase-async-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let module = guest("hello");
+    let (id, first) = {
+        let node = Node::start(&["--data-dir", dir.to_str().unwrap()]);
+        let r = submit(&node, &body(&module, b"kept", ""));
+        let id = json_string(&r.text(), "job_id");
+        let done = poll(&node, &id, Duration::from_secs(30), |t| status(t) == "done");
+        (id, done)
+    };
+    let node = Node::start(&["--data-dir", dir.to_str().unwrap()]);
+    let r = node.request("GET", &format!("/v1/jobs/{id}"), b"");
+    assert_eq!((r.status, r.text()), (200, first), "the same answer after the restart");
+    assert!(node.log().contains("kept results read back"), "{}", node.log());
+    // A file that is not a kept result is removed at start, never served.
+    std::fs::write(dir.join("results").join(format!("{}.json", "a".repeat(64))), b"garbage").unwrap();
+    drop(node);
+    let node = Node::start(&["--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(node.request("GET", &format!("/v1/jobs/{}", "a".repeat(64)), b"").status, 404);
+    assert!(!dir.join("results").join(format!("{}.json", "a".repeat(64))).exists());
+    drop(node);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -192,7 +192,7 @@ impl Queue {
         inner.queue.push_back(id.to_string());
         inner.jobs.insert(
             id.to_string(),
-            Entry { status: Status::Queued { position }, progress: Arc::default(), request: Some((request, hold)), ended_at: 0, size: 0 },
+            Entry { status: Status::Queued { position }, progress: Arc::new(Progress::watched()), request: Some((request, hold)), ended_at: 0, size: 0 },
         );
         drop(inner);
         self.ready.notify_one();
@@ -213,6 +213,26 @@ impl Queue {
             Status::Running { placed, .. } => Status::Running { fuel_used: e.progress.fuel_used.load(Relaxed), placed: *placed },
             s => s.clone(),
         })
+    }
+
+    /// Up to `max` bytes of the job's stdout (`stderr`: its stderr) from `offset`, the
+    /// stream's length so far, and the job's status name. While it runs: what it has written;
+    /// once done: its answer's output; a failed or cancelled job: nothing. None: unknown id.
+    pub fn output(&self, id: &str, stderr: bool, offset: usize, max: usize) -> Option<(Vec<u8>, usize, &'static str)> {
+        let inner = self.lock();
+        let e = inner.jobs.get(id)?;
+        let slice = |b: &[u8]| (b[offset.min(b.len())..b.len().min(offset.saturating_add(max))].to_vec(), b.len());
+        let (bytes, total) = match &e.status {
+            Status::Done { answer } => match phase_core::answer::Answer::parse(answer) {
+                Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
+                Err(_) => (Vec::new(), 0),
+            },
+            _ => {
+                let out = e.progress.output.lock().unwrap_or_else(|p| p.into_inner());
+                slice(if stderr { &out.stderr } else { &out.stdout })
+            }
+        };
+        Some((bytes, total, e.status.name()))
     }
 
     /// Cancels job `id` (None: unknown).
@@ -301,6 +321,8 @@ impl Queue {
         if let Some(e) = inner.jobs.get_mut(id) {
             e.status = status;
             e.request = None;
+            // The answer holds the output now (a cancelled or failed job's partial output goes).
+            *e.progress.output.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
             e.ended_at = now();
             e.size = size;
         }

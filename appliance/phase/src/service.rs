@@ -502,7 +502,9 @@ impl NodeService {
         });
         // The input lives as long as the job (copied once into the job's Arc), beside what the
         // job itself may take.
-        let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * req.input.len() as u64);
+        // A watched job's output is copied once more when it ends (engine::Progress).
+        let watched_copy = if progress.watched { limits.output_bytes } else { 0 };
+        let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * req.input.len() as u64).saturating_add(watched_copy);
         let hold = self.pool.try_reserve(need).ok_or(ServiceError::NoMemory { what: "the job", need, free: self.pool.free() })?;
         let job = Job { spec, module, input: Arc::from(req.input), progress };
         let execution = self.engine.run(&job);

@@ -139,3 +139,48 @@ fn results_are_kept_across_a_restart_with_a_data_dir() {
     drop(node);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn output_is_readable_while_the_job_runs_and_matches_the_signed_answer() {
+    let node = Node::start(&[]);
+    let module = guest("ticker");
+    let limits = ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":120000}";
+    let r = submit(&node, &body(&module, b"30 3000000", limits));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = json_string(&r.text(), "job_id");
+    // Read stdout by offsets as it grows; note every length seen while the job ran.
+    let (mut read, mut seen_running) = (Vec::new(), Vec::new());
+    let give_up = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = node.request("GET", &format!("/v1/jobs/{id}/output?stream=stdout&offset={}", read.len()), b"");
+        assert_eq!(out.status, 200, "{}", out.text());
+        let status = out.header("Phase-Job-Status").unwrap().to_string();
+        let total: usize = out.header("Phase-Output-Total").unwrap().parse().unwrap();
+        read.extend_from_slice(&out.body);
+        assert!(read.len() <= total, "never more than the stream holds: {} > {total}", read.len());
+        if status == "running" {
+            seen_running.push(total);
+        }
+        if status == "done" {
+            assert_eq!(read.len(), total);
+            break;
+        }
+        assert!(Instant::now() < give_up, "still {status}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let expected: String = (1..=30).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(String::from_utf8(read).unwrap(), expected);
+    assert!(seen_running.iter().any(|&n| n > 0 && n < expected.len()), "partial output seen while running: {seen_running:?}");
+    // The signed answer carries the same bytes, and stderr is readable once done.
+    let done = node.request("GET", &format!("/v1/jobs/{id}"), b"").text();
+    let answer = Answer::parse(&result_of(&done)).unwrap();
+    assert_eq!(answer.stdout, expected.as_bytes());
+    assert_eq!(answer.receipt.body.stdout_sha256, sha256(expected.as_bytes()));
+    let err = node.request("GET", &format!("/v1/jobs/{id}/output?stream=stderr"), b"");
+    assert_eq!((err.status, err.body.as_slice()), (200, &b"done\n"[..]));
+    // Bad parameters are refused by name.
+    let bad = node.request("GET", &format!("/v1/jobs/{id}/output?stream=stdin"), b"");
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let bad = node.request("GET", &format!("/v1/jobs/{id}/output?offset=-1"), b"");
+    assert_eq!(bad.status, 400, "{}", bad.text());
+}

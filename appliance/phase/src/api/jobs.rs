@@ -139,9 +139,44 @@ fn submit_async(node: &Node, job: JobRequest, hold: Option<crate::memory::Reserv
     }
 }
 
-/// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it.
-pub fn job_route(node: &Node, method: phase_core::http::Method, id: &str) -> Response {
+/// Output bytes one `GET /v1/jobs/<id>/output` answers at most.
+pub const MAX_OUTPUT_CHUNK: usize = 1 << 20;
+
+/// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it; `GET /v1/jobs/<id>/output`:
+/// its output so far.
+pub fn job_route(node: &Node, head: &phase_core::http::RequestHead, rest: &str) -> Response {
     use phase_core::http::Method;
+    let method = head.method;
+    if let Some(id) = rest.strip_suffix("/output") {
+        if !matches!(method, Method::Get | Method::Head) {
+            return Response::error(405, "method_not_allowed", "GET");
+        }
+        if !crate::queue::valid_id(id) {
+            return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");
+        }
+        let stderr = match head.query("stream") {
+            None | Some("stdout") => false,
+            Some("stderr") => true,
+            Some(other) => return Response::error(400, "invalid_request", &format!("stream {other:?}: stdout or stderr")),
+        };
+        let number = |key: &str, default: usize| -> Result<usize, Response> {
+            match head.query(key) {
+                None => Ok(default),
+                Some(v) => v.parse::<usize>().map_err(|_| Response::error(400, "invalid_request", &format!("{key} {v:?}: a whole number of bytes"))),
+            }
+        };
+        let (offset, max) = match (number("offset", 0), number("max", MAX_OUTPUT_CHUNK)) {
+            (Ok(o), Ok(m)) => (o, m.min(MAX_OUTPUT_CHUNK)),
+            (Err(r), _) | (_, Err(r)) => return r,
+        };
+        return match node.queue.output(id, stderr, offset, max) {
+            Some((bytes, total, status)) => Response::new(200, "application/octet-stream", crate::http::Body::Bytes(bytes))
+                .header("Phase-Output-Total", total.to_string())
+                .header("Phase-Job-Status", status),
+            None => Response::error(404, "not_found", &format!("no job {id} here (never submitted asynchronously, or no longer kept)")),
+        };
+    }
+    let id = rest;
     if !crate::queue::valid_id(id) {
         return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");
     }

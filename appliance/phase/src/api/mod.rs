@@ -118,7 +118,7 @@ impl Handler for Api {
                 let n = node.clone();
                 node.workers.run(move || jobs::post_job(&n, req)).await.unwrap_or_else(stopped)
             }
-            (m, p) if p.starts_with("/v1/jobs/") => jobs::job_route(node, m, &p["/v1/jobs/".len()..]),
+            (_, p) if p.starts_with("/v1/jobs/") => jobs::job_route(node, &req.head, &p["/v1/jobs/".len()..]),
             (Method::Put, "/v1/modules") => {
                 let n = node.clone();
                 node.workers.run(move || jobs::put_module(&n, req)).await.unwrap_or_else(stopped)

@@ -101,8 +101,8 @@ pub struct JobState {
     env: Vec<Vec<u8>>,
     input: Arc<[u8]>,
     input_pos: usize,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    /// stdout and stderr, readable from outside while the job runs.
+    progress: Arc<Progress>,
     output_cap: usize,
     random: RandomStream,
     /// Fuel handed to the store so far (in slices) and the job's whole budget.
@@ -128,8 +128,10 @@ impl JobState {
 
     /// Captures guest output up to the cap; past it the job ends with `output_limit`.
     fn capture(&mut self, fd: i32, bytes: &[u8]) -> Result<(), GuestFault> {
-        let room = self.output_cap - (self.stdout.len() + self.stderr.len());
-        let sink = if fd == 1 { &mut self.stdout } else { &mut self.stderr };
+        let mut out = self.progress.output.lock().unwrap_or_else(|p| p.into_inner());
+        let Output { stdout, stderr } = &mut *out;
+        let room = self.output_cap - (stdout.len() + stderr.len());
+        let sink = if fd == 1 { stdout } else { stderr };
         if bytes.len() > room {
             sink.extend_from_slice(&bytes[..room]);
             return Err(GuestFault::OutputLimit);
@@ -212,6 +214,23 @@ pub struct Job {
 pub struct Progress {
     pub fuel_used: std::sync::atomic::AtomicU64,
     pub cancel: std::sync::atomic::AtomicBool,
+    /// What the guest has written so far (within its output cap).
+    pub output: std::sync::Mutex<Output>,
+    /// Someone reads the output while the job runs (an asynchronous job): it stays here after
+    /// the job ends, as a copy, until the answer replaces it; otherwise it moves out.
+    pub watched: bool,
+}
+
+impl Progress {
+    pub fn watched() -> Progress {
+        Progress { watched: true, ..Progress::default() }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// What happened when a job ran.
@@ -396,8 +415,7 @@ impl Engine {
             env: job.spec.env.iter().map(|s| s.as_bytes().to_vec()).collect(),
             input: job.input.clone(),
             input_pos: 0,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
+            progress: job.progress.clone(),
             output_cap: limits.output_bytes.min(usize::MAX as u64) as usize,
             random: RandomStream::new(job_id),
             fuel_granted: 0,
@@ -422,10 +440,17 @@ impl Engine {
             false => 0,
         };
         let state = store.into_data();
+        let (stdout, stderr) = {
+            let mut out = state.progress.output.lock().unwrap_or_else(|p| p.into_inner());
+            match state.progress.watched {
+                true => (out.stdout.clone(), out.stderr.clone()),
+                false => (std::mem::take(&mut out.stdout), std::mem::take(&mut out.stderr)),
+            }
+        };
         Execution {
             job_id,
-            stdout: state.stdout,
-            stderr: state.stderr,
+            stdout,
+            stderr,
             outcome,
             fuel_used,
             wall_time: started.elapsed(),

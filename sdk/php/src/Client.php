@@ -91,20 +91,33 @@ final class Client
         return $result;
     }
 
-    /** @return array{string,Result} */
-    private function runWithRetries(Job $job, string $key, array $endpoints): array
+    /**
+     * Submits the job without waiting for it (docs/api.md, "Asynchronous jobs") and returns
+     * its handle. Retries and fails over as `run` does, under one idempotency key.
+     * @throws NodeException|TransportException|ProtocolException after retries
+     */
+    public function submit(Job $job): JobHandle
     {
+        if ($job->redundancy() !== 1) {
+            throw new \InvalidArgumentException('submit() runs a job on one node; use run() for redundancy');
+        }
+        $this->http();
+        $key = $job->idempotencyKey() ?? 'sdk-' . bin2hex(random_bytes(16));
+        $body = json_encode($job->toRequest($key), JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+        $endpoints = $this->transport->endpoints();
         $last = null;
         for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
             $endpoint = $endpoints[$attempt % count($endpoints)];
             if ($attempt > 0) {
-                // Exponential backoff with full jitter.
-                $cap = min($this->maxBackoffMs, $this->backoffMs * (2 ** ($attempt - 1)));
-                ($this->sleep)(random_int(0, $cap * 1000));
+                $this->backoff($attempt);
             }
             try {
-                $answer = $this->transport->execute($endpoint, $job->toRequest($key), $this->timeout);
-                return [$endpoint, $this->verified($job, $answer, $endpoint)];
+                [$status, , $text] = $this->nodeRequest($endpoint, 'POST', '/v1/jobs', ['Content-Type: application/json', 'Prefer: respond-async'], $body);
+                $data = HttpTransport::decode($endpoint, $status === 202 ? 200 : $status, $text);
+                if ($status !== 202 || !is_string($data['job_id'] ?? null)) {
+                    throw new ProtocolException("node {$endpoint}: HTTP {$status} to an asynchronous job, not 202 with its id");
+                }
+                return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked());
             } catch (NodeException $e) {
                 if (!$e->isRetryable()) {
                     throw $e;
@@ -117,8 +130,80 @@ final class Client
         throw $last;
     }
 
-    /** Checks the answer against its receipt and against what was sent. */
-    private function verified(Job $job, array $a, string $endpoint): Result
+    /** The handle of a job submitted earlier, from its `JobHandle::token()`. */
+    public function resume(string $token): JobHandle
+    {
+        try {
+            $t = json_decode($token, true, 8, JSON_THROW_ON_ERROR);
+        } catch (\JsonException $e) {
+            throw new \InvalidArgumentException('not a job handle token: ' . $e->getMessage());
+        }
+        $strings = static fn ($v) => is_array($v) && array_is_list($v) && array_filter($v, 'is_string') === $v;
+        $hex = static fn ($v) => is_string($v) && preg_match('/^[0-9a-f]{64}$/', $v) === 1;
+        if (!is_array($t) || !is_string($t['node'] ?? null) || !$hex($t['job_id'] ?? null) || !$hex($t['module_sha256'] ?? null)
+            || !$hex($t['input_sha256'] ?? null) || !$strings($t['args'] ?? null) || !$strings($t['env'] ?? null)
+            || !is_array($t['limits'] ?? null) || array_filter($t['limits'], 'is_int') !== $t['limits']) {
+            throw new \InvalidArgumentException('not a job handle token (node, job_id, module_sha256, input_sha256, args, env, limits)');
+        }
+        $asked = ['module_sha256' => $t['module_sha256'], 'input_sha256' => $t['input_sha256'], 'args' => $t['args'],
+            'env' => $t['env'], 'limits' => $t['limits']];
+        return new JobHandle($this, $t['node'], $t['job_id'], $asked);
+    }
+
+    /**
+     * One request to a node over the client's HTTP transport: `[status, headers, body]`.
+     * @internal for JobHandle
+     * @return array{int,array<string,string>,string}
+     */
+    public function nodeRequest(string $endpoint, string $method, string $path, array $headers = [], ?string $body = null): array
+    {
+        return $this->http()->request($endpoint, $method, $path, $headers, $body, $this->timeout);
+    }
+
+    private function http(): HttpTransport
+    {
+        if (!$this->transport instanceof HttpTransport) {
+            throw new \LogicException('asynchronous jobs need nodes over HTTP (not the local transport)');
+        }
+        return $this->transport;
+    }
+
+    private function backoff(int $attempt): void
+    {
+        // Exponential backoff with full jitter.
+        $cap = min($this->maxBackoffMs, $this->backoffMs * (2 ** ($attempt - 1)));
+        ($this->sleep)(random_int(0, $cap * 1000));
+    }
+
+    /** @return array{string,Result} */
+    private function runWithRetries(Job $job, string $key, array $endpoints): array
+    {
+        $last = null;
+        for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
+            $endpoint = $endpoints[$attempt % count($endpoints)];
+            if ($attempt > 0) {
+                $this->backoff($attempt);
+            }
+            try {
+                $answer = $this->transport->execute($endpoint, $job->toRequest($key), $this->timeout);
+                return [$endpoint, $this->verifiedAnswer($job->asked(), $answer, $endpoint)];
+            } catch (NodeException $e) {
+                if (!$e->isRetryable()) {
+                    throw $e;
+                }
+                $last = $e;
+            } catch (TransportException|ProtocolException $e) {
+                $last = $e;
+            }
+        }
+        throw $last;
+    }
+
+    /**
+     * Checks an answer against its receipt and against what was asked (`Job::asked`).
+     * @internal for JobHandle
+     */
+    public function verifiedAnswer(array $asked, array $a, string $endpoint): Result
     {
         $where = "node {$endpoint}";
         foreach (['job_id' => 'is_string', 'stdout' => 'is_string', 'stderr' => 'is_string', 'fuel_used' => 'is_int',
@@ -145,18 +230,18 @@ final class Client
         $fail = static function (string $what) use ($where, $receipt): never {
             throw new VerificationException("{$where}: {$what} does not match the signed receipt of job {$receipt->jobId}");
         };
-        hash_equals($receipt->moduleSha256, $job->moduleSha256()) || $fail('the module sent');
-        hash_equals($receipt->inputSha256, hash('sha256', $job->input())) || $fail('the input sent');
+        hash_equals($receipt->moduleSha256, $asked['module_sha256']) || $fail('the module sent');
+        hash_equals($receipt->inputSha256, $asked['input_sha256']) || $fail('the input sent');
         hash_equals($receipt->stdoutSha256, hash('sha256', $stdout)) || $fail('the stdout received');
         hash_equals($receipt->stderrSha256, hash('sha256', $stderr)) || $fail('the stderr received');
         ($receipt->exitCode === $exit && $receipt->trap === $trap) || $fail('the exit status received');
         $receipt->fuelUsed === $a['fuel_used'] || $fail('the fuel reported');
         hash_equals($receipt->jobId, strtolower($a['job_id'])) || $fail('the job id reported');
-        foreach ($job->limits() as $name => $value) {
-            $receipt->limits[$name] === $value || $fail("the limit {$name} asked for");
+        foreach ($asked['limits'] as $name => $value) {
+            ($receipt->limits[$name] ?? null) === $value || $fail("the limit {$name} asked for");
         }
-        $jobId = bin2hex(Canonical::jobId(hex2bin($job->moduleSha256()), hash('sha256', $job->input(), true),
-            $job->args(), $job->env(), $receipt->limits));
+        $jobId = bin2hex(Canonical::jobId(hex2bin($asked['module_sha256']), hex2bin($asked['input_sha256']),
+            $asked['args'], $asked['env'], $receipt->limits));
         hash_equals($receipt->jobId, $jobId) || $fail('the job (module, input, args, env, limits) sent');
         return $result;
     }

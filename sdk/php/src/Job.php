@@ -144,6 +144,17 @@ final class Job
     public function redundancy(): int { return $this->redundancy; }
     public function placement(): ?string { return $this->placement; }
 
+    /**
+     * What a result must be for (the receipt binds all of it): module and input hashes, args,
+     * env, the limits asked for.
+     * @return array{module_sha256:string,input_sha256:string,args:list<string>,env:list<string>,limits:array<string,int>}
+     */
+    public function asked(): array
+    {
+        return ['module_sha256' => $this->moduleSha256, 'input_sha256' => hash('sha256', $this->input),
+            'args' => $this->args, 'env' => $this->env, 'limits' => $this->limits];
+    }
+
     /** The POST /v1/jobs body, with the given idempotency key. */
     public function toRequest(string $idempotencyKey, bool $inlineModule = true): array
     {

@@ -35,10 +35,21 @@ final class HttpTransport implements TransportInterface
     public function execute(string $endpoint, array $request, float $timeout): array
     {
         $body = json_encode($request, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
-        [$status, $text] = ($this->useCurl ?? extension_loaded('curl'))
-            ? $this->postCurl("{$endpoint}/v1/jobs", $body, $timeout)
-            : $this->postStreams("{$endpoint}/v1/jobs", $body, $timeout);
+        [$status, , $text] = $this->request($endpoint, 'POST', '/v1/jobs', ['Content-Type: application/json'], $body, $timeout);
         return self::decode($endpoint, $status, $text);
+    }
+
+    /**
+     * One HTTP request to a node: `[status, headers (lowercase names), body]`.
+     * @param list<string> $headers "Name: value" lines
+     * @return array{int,array<string,string>,string}
+     */
+    public function request(string $endpoint, string $method, string $path, array $headers, ?string $body, float $timeout): array
+    {
+        $url = $endpoint . $path;
+        return ($this->useCurl ?? extension_loaded('curl'))
+            ? $this->sendCurl($method, $url, $headers, $body, $timeout)
+            : $this->sendStreams($method, $url, $headers, $body, $timeout);
     }
 
     /** Turns an HTTP answer into the decoded job answer or the right exception. */
@@ -64,17 +75,26 @@ final class HttpTransport implements TransportInterface
         return $data;
     }
 
-    /** @return array{int,string} */
-    private function postCurl(string $url, string $body, float $timeout): array
+    /** @return array{int,array<string,string>,string} */
+    private function sendCurl(string $method, string $url, array $headers, ?string $body, float $timeout): array
     {
         $buf = '';
         $tooBig = false;
         $cap = $this->maxResponseBytes;
+        $head = [];
         $ch = curl_init($url);
         curl_setopt_array($ch, [
-            CURLOPT_POST => true,
-            CURLOPT_POSTFIELDS => $body,
-            CURLOPT_HTTPHEADER => ['Content-Type: application/json', 'Expect:'],
+            CURLOPT_CUSTOMREQUEST => $method,
+            CURLOPT_HTTPHEADER => array_merge($headers, ['Expect:']),
+            CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$head): int {
+                if (preg_match('#^HTTP/#', $line)) {
+                    $head = [];
+                } elseif (str_contains($line, ':')) {
+                    [$name, $value] = explode(':', $line, 2);
+                    $head[strtolower(trim($name))] = trim($value);
+                }
+                return strlen($line);
+            },
             CURLOPT_TIMEOUT_MS => (int) ($timeout * 1000),
             CURLOPT_CONNECTTIMEOUT_MS => (int) min($timeout * 1000, 5000),
             CURLOPT_WRITEFUNCTION => static function ($ch, string $chunk) use (&$buf, &$tooBig, $cap): int {
@@ -86,6 +106,9 @@ final class HttpTransport implements TransportInterface
                 return strlen($chunk);
             },
         ]);
+        if ($body !== null) {
+            curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
+        }
         $ok = curl_exec($ch);
         $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
         $err = curl_error($ch);
@@ -94,18 +117,18 @@ final class HttpTransport implements TransportInterface
             throw new ProtocolException("node {$url}: answer larger than {$cap} bytes");
         }
         if ($ok === false) {
-            throw new TransportException("POST {$url}: {$err}");
+            throw new TransportException("{$method} {$url}: {$err}");
         }
-        return [$status, $buf];
+        return [$status, $head, $buf];
     }
 
-    /** @return array{int,string} */
-    private function postStreams(string $url, string $body, float $timeout): array
+    /** @return array{int,array<string,string>,string} */
+    private function sendStreams(string $method, string $url, array $headers, ?string $body, float $timeout): array
     {
         $ctx = stream_context_create(['http' => [
-            'method' => 'POST',
-            'header' => "Content-Type: application/json\r\nConnection: close\r\n",
-            'content' => $body,
+            'method' => $method,
+            'header' => implode("\r\n", array_merge($headers, ['Connection: close'])) . "\r\n",
+            'content' => $body ?? '',
             'timeout' => $timeout,
             'ignore_errors' => true,
             'protocol_version' => 1.1,
@@ -121,7 +144,7 @@ final class HttpTransport implements TransportInterface
             restore_error_handler();
         }
         if ($fp === false) {
-            throw new TransportException("POST {$url}: " . preg_replace('/^fopen\([^)]*\): /', '', (string) $err));
+            throw new TransportException("{$method} {$url}: " . preg_replace('/^fopen\([^)]*\): /', '', (string) $err));
         }
         $meta = stream_get_meta_data($fp);
         $buf = '';
@@ -129,7 +152,7 @@ final class HttpTransport implements TransportInterface
             $chunk = fread($fp, 65536);
             if ($chunk === false || ($chunk === '' && stream_get_meta_data($fp)['timed_out'])) {
                 fclose($fp);
-                throw new TransportException("POST {$url}: read failed or timed out after {$timeout}s");
+                throw new TransportException("{$method} {$url}: read failed or timed out after {$timeout}s");
             }
             $buf .= $chunk;
             if (strlen($buf) > $this->maxResponseBytes) {
@@ -139,14 +162,19 @@ final class HttpTransport implements TransportInterface
         }
         fclose($fp);
         $status = 0;
+        $head = [];
         foreach ($meta['wrapper_data'] ?? [] as $h) {
             if (preg_match('#^HTTP/\S+\s+(\d{3})#', $h, $m)) {
                 $status = (int) $m[1]; // the last status line wins (after redirects)
+                $head = [];
+            } elseif (str_contains($h, ':')) {
+                [$name, $value] = explode(':', $h, 2);
+                $head[strtolower(trim($name))] = trim($value);
             }
         }
         if ($status === 0) {
-            throw new TransportException("POST {$url}: no HTTP status line");
+            throw new TransportException("{$method} {$url}: no HTTP status line");
         }
-        return [$status, $buf];
+        return [$status, $head, $buf];
     }
 }

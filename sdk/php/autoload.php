@@ -1,4 +1,5 @@
 <?php
+
 // PSR-4 autoloader for use without Composer: require this file, then use Phase\Sdk\...
 spl_autoload_register(static function (string $class): void {
     $prefix = 'Phase\\Sdk\\';

@@ -1,4 +1,5 @@
 <?php
+
 // Runs `hello` with the local `phase` binary and verifies the receipt.
 //   php sdk/php/examples/local_test.php [PATH_TO_PHASE] ["text"]
 declare(strict_types=1);
@@ -18,8 +19,15 @@ try {
     $t0 = hrtime(true);
     $result = Client::local($phase)->run(Job::fromFile("{$root}/build/wasm/hello.wasm")->withInput($text));
     $ms = (hrtime(true) - $t0) / 1e6;
-    printf("Input:     %s\nOutput:    %s\nExit code: %d\nFuel:      %d\nWall time: %.1f ms (%d us in the engine)\n",
-        $text, $result->stdout(), $result->exitCode(), $result->fuelUsed(), $ms, $result->wallTimeUs());
+    printf(
+        "Input:     %s\nOutput:    %s\nExit code: %d\nFuel:      %d\nWall time: %.1f ms (%d us in the engine)\n",
+        $text,
+        $result->stdout(),
+        $result->exitCode(),
+        $result->fuelUsed(),
+        $ms,
+        $result->wallTimeUs()
+    );
     printf("Receipt:   verified, job %s, signed by %s\n", $result->jobId(), $result->receipt()->nodeKey);
 } catch (PhaseException $e) {
     fwrite(STDERR, get_class($e) . ': ' . $e->getMessage() . "\n");

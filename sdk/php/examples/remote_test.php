@@ -1,4 +1,5 @@
 <?php
+
 // Runs `hello` on the node(s) in PHASE_NODES (comma-separated URLs, default
 // http://127.0.0.1:8700), pinning PHASE_NODE_KEY if set, and verifies the receipt.
 //   PHASE_NODES=http://127.0.0.1:8700 php sdk/php/examples/remote_test.php ["text"]
@@ -23,8 +24,15 @@ try {
     $t0 = hrtime(true);
     $result = $client->run(Job::fromFile("{$root}/build/wasm/hello.wasm")->withInput($text));
     $ms = (hrtime(true) - $t0) / 1e6;
-    printf("Input:     %s\nOutput:    %s\nExit code: %d\nFuel:      %d\nWall time: %.1f ms round trip (%d us on the node)\n",
-        $text, $result->stdout(), $result->exitCode(), $result->fuelUsed(), $ms, $result->wallTimeUs());
+    printf(
+        "Input:     %s\nOutput:    %s\nExit code: %d\nFuel:      %d\nWall time: %.1f ms round trip (%d us on the node)\n",
+        $text,
+        $result->stdout(),
+        $result->exitCode(),
+        $result->fuelUsed(),
+        $ms,
+        $result->wallTimeUs()
+    );
     printf("Receipt:   verified, job %s, signed by node %s\n", $result->jobId(), $result->receipt()->nodeKey);
 } catch (JobException $e) {
     fwrite(STDERR, "The job trapped: {$e->result->trap()}\n");

@@ -1,4 +1,5 @@
 <?php
+
 declare(strict_types=1);
 
 namespace Phase\Sdk;
@@ -123,7 +124,7 @@ final class Client
                     throw $e;
                 }
                 $last = $e;
-            } catch (TransportException|ProtocolException $e) {
+            } catch (TransportException | ProtocolException $e) {
                 $last = $e;
             }
         }
@@ -140,9 +141,11 @@ final class Client
         }
         $strings = static fn ($v) => is_array($v) && array_is_list($v) && array_filter($v, 'is_string') === $v;
         $hex = static fn ($v) => is_string($v) && preg_match('/^[0-9a-f]{64}$/', $v) === 1;
-        if (!is_array($t) || !is_string($t['node'] ?? null) || !$hex($t['job_id'] ?? null) || !$hex($t['module_sha256'] ?? null)
+        if (
+            !is_array($t) || !is_string($t['node'] ?? null) || !$hex($t['job_id'] ?? null) || !$hex($t['module_sha256'] ?? null)
             || !$hex($t['input_sha256'] ?? null) || !$strings($t['args'] ?? null) || !$strings($t['env'] ?? null)
-            || !is_array($t['limits'] ?? null) || array_filter($t['limits'], 'is_int') !== $t['limits']) {
+            || !is_array($t['limits'] ?? null) || array_filter($t['limits'], 'is_int') !== $t['limits']
+        ) {
             throw new \InvalidArgumentException('not a job handle token (node, job_id, module_sha256, input_sha256, args, env, limits)');
         }
         $asked = ['module_sha256' => $t['module_sha256'], 'input_sha256' => $t['input_sha256'], 'args' => $t['args'],
@@ -192,7 +195,7 @@ final class Client
                     throw $e;
                 }
                 $last = $e;
-            } catch (TransportException|ProtocolException $e) {
+            } catch (TransportException | ProtocolException $e) {
                 $last = $e;
             }
         }
@@ -206,8 +209,10 @@ final class Client
     public function verifiedAnswer(array $asked, array $a, string $endpoint): Result
     {
         $where = "node {$endpoint}";
-        foreach (['job_id' => 'is_string', 'stdout' => 'is_string', 'stderr' => 'is_string', 'fuel_used' => 'is_int',
-                  'wall_time_us' => 'is_int', 'receipt' => 'is_array'] as $field => $check) {
+        foreach (
+            ['job_id' => 'is_string', 'stdout' => 'is_string', 'stderr' => 'is_string', 'fuel_used' => 'is_int',
+                  'wall_time_us' => 'is_int', 'receipt' => 'is_array'] as $field => $check
+        ) {
             if (!array_key_exists($field, $a) || !$check($a[$field])) {
                 throw new ProtocolException("{$where}: answer field {$field} is missing or has the wrong type");
             }
@@ -220,9 +225,18 @@ final class Client
         $exit = $a['exit_code'] ?? null;
         $trap = $a['trap'] ?? null;
         $receipt = Receipt::fromArray($a['receipt']);
-        $result = new Result($receipt->jobId, $stdout, $stderr, $exit, $trap,
+        $result = new Result(
+            $receipt->jobId,
+            $stdout,
+            $stderr,
+            $exit,
+            $trap,
             is_string($a['trap_detail'] ?? null) ? $a['trap_detail'] : null,
-            $a['fuel_used'], $a['wall_time_us'], [$receipt], ($a['replayed'] ?? false) === true);
+            $a['fuel_used'],
+            $a['wall_time_us'],
+            [$receipt],
+            ($a['replayed'] ?? false) === true
+        );
         if (!$this->verify) {
             return $result;
         }
@@ -240,8 +254,13 @@ final class Client
         foreach ($asked['limits'] as $name => $value) {
             ($receipt->limits[$name] ?? null) === $value || $fail("the limit {$name} asked for");
         }
-        $jobId = bin2hex(Canonical::jobId(hex2bin($asked['module_sha256']), hex2bin($asked['input_sha256']),
-            $asked['args'], $asked['env'], $receipt->limits));
+        $jobId = bin2hex(Canonical::jobId(
+            hex2bin($asked['module_sha256']),
+            hex2bin($asked['input_sha256']),
+            $asked['args'],
+            $asked['env'],
+            $receipt->limits
+        ));
         hash_equals($receipt->jobId, $jobId) || $fail('the job (module, input, args, env, limits) sent');
         return $result;
     }
@@ -258,8 +277,17 @@ final class Client
             throw new VerificationException('nodes disagree on job ' . $results[0]->jobId() . ': ' . implode(' vs ', $prints));
         }
         $first = $results[0];
-        return new Result($first->jobId(), $first->stdout(), $first->stderr(), $first->exitCode(), $first->trap(),
-            $first->trapDetail(), $first->fuelUsed(), $first->wallTimeUs(),
-            array_map(static fn (Result $r) => $r->receipt(), $results), $first->replayed());
+        return new Result(
+            $first->jobId(),
+            $first->stdout(),
+            $first->stderr(),
+            $first->exitCode(),
+            $first->trap(),
+            $first->trapDetail(),
+            $first->fuelUsed(),
+            $first->wallTimeUs(),
+            array_map(static fn (Result $r) => $r->receipt(), $results),
+            $first->replayed()
+        );
     }
 }

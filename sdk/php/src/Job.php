@@ -1,4 +1,5 @@
 <?php
+
 declare(strict_types=1);
 
 namespace Phase\Sdk;
@@ -131,18 +132,45 @@ final class Job
         return $c;
     }
 
-    public function module(): ?string { return $this->module; }
-    public function moduleSha256(): string { return $this->moduleSha256; }
-    public function input(): string { return $this->input; }
+    public function module(): ?string
+    {
+        return $this->module;
+    }
+    public function moduleSha256(): string
+    {
+        return $this->moduleSha256;
+    }
+    public function input(): string
+    {
+        return $this->input;
+    }
     /** @return list<string> */
-    public function args(): array { return $this->args; }
+    public function args(): array
+    {
+        return $this->args;
+    }
     /** @return list<string> */
-    public function env(): array { return $this->env; }
+    public function env(): array
+    {
+        return $this->env;
+    }
     /** @return array<string,int> the limits this job asked for */
-    public function limits(): array { return $this->limits; }
-    public function idempotencyKey(): ?string { return $this->idempotencyKey; }
-    public function redundancy(): int { return $this->redundancy; }
-    public function placement(): ?string { return $this->placement; }
+    public function limits(): array
+    {
+        return $this->limits;
+    }
+    public function idempotencyKey(): ?string
+    {
+        return $this->idempotencyKey;
+    }
+    public function redundancy(): int
+    {
+        return $this->redundancy;
+    }
+    public function placement(): ?string
+    {
+        return $this->placement;
+    }
 
     /**
      * What a result must be for (the receipt binds all of it): module and input hashes, args,

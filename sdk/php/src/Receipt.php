@@ -1,4 +1,5 @@
 <?php
+
 declare(strict_types=1);
 
 namespace Phase\Sdk;
@@ -84,10 +85,18 @@ final class Receipt
             throw new ProtocolException('unknown trap kind ' . json_encode($trap));
         }
         return new self(
-            $hex('job_id', 32), $hex('module_sha256', 32), $hex('input_sha256', 32),
-            $hex('stdout_sha256', 32), $hex('stderr_sha256', 32), $exit, $trap,
-            $uint($r['fuel_used'] ?? null, 'fuel_used'), $l, $uint($r['wall_time_us'] ?? null, 'wall_time_us'),
-            $hex('node_key', 32), $hex('signature', 64),
+            $hex('job_id', 32),
+            $hex('module_sha256', 32),
+            $hex('input_sha256', 32),
+            $hex('stdout_sha256', 32),
+            $hex('stderr_sha256', 32),
+            $exit,
+            $trap,
+            $uint($r['fuel_used'] ?? null, 'fuel_used'),
+            $l,
+            $uint($r['wall_time_us'] ?? null, 'wall_time_us'),
+            $hex('node_key', 32),
+            $hex('signature', 64),
         );
     }
 

@@ -1,4 +1,5 @@
 <?php
+
 declare(strict_types=1);
 
 namespace Phase\Sdk;
@@ -21,22 +22,58 @@ final class Result
     ) {
     }
 
-    public function jobId(): string { return $this->jobId; }
-    public function stdout(): string { return $this->stdout; }
-    public function stderr(): string { return $this->stderr; }
+    public function jobId(): string
+    {
+        return $this->jobId;
+    }
+    public function stdout(): string
+    {
+        return $this->stdout;
+    }
+    public function stderr(): string
+    {
+        return $this->stderr;
+    }
     /** The guest's exit code, or null if it trapped. */
-    public function exitCode(): ?int { return $this->exitCode; }
+    public function exitCode(): ?int
+    {
+        return $this->exitCode;
+    }
     /** The trap name (docs/formats.md), or null if the guest exited. */
-    public function trap(): ?string { return $this->trap; }
-    public function trapDetail(): ?string { return $this->trapDetail; }
-    public function isSuccess(): bool { return $this->exitCode === 0; }
-    public function fuelUsed(): int { return $this->fuelUsed; }
-    public function wallTimeUs(): int { return $this->wallTimeUs; }
+    public function trap(): ?string
+    {
+        return $this->trap;
+    }
+    public function trapDetail(): ?string
+    {
+        return $this->trapDetail;
+    }
+    public function isSuccess(): bool
+    {
+        return $this->exitCode === 0;
+    }
+    public function fuelUsed(): int
+    {
+        return $this->fuelUsed;
+    }
+    public function wallTimeUs(): int
+    {
+        return $this->wallTimeUs;
+    }
     /** True when a node returned an earlier result for the idempotency key. */
-    public function replayed(): bool { return $this->replayed; }
-    public function receipt(): Receipt { return $this->receipts[0]; }
+    public function replayed(): bool
+    {
+        return $this->replayed;
+    }
+    public function receipt(): Receipt
+    {
+        return $this->receipts[0];
+    }
     /** @return list<Receipt> */
-    public function receipts(): array { return $this->receipts; }
+    public function receipts(): array
+    {
+        return $this->receipts;
+    }
 
     /** The distinct node keys that signed this result. */
     public function nodeKeys(): array

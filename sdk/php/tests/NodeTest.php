@@ -1,4 +1,5 @@
 <?php
+
 declare(strict_types=1);
 
 namespace Phase\Sdk\Tests;
@@ -86,8 +87,10 @@ final class NodeTest extends TestCase
             ->withEnv(['MODE' => 'test'])->withLimits(fuel: 50_000_000, memoryBytes: 16 << 20, outputBytes: 4096, deadlineMs: 5000);
         $result = $this->client(false)->run($job);
         self::assertStringStartsWith(hash('sha256', 'abc'), $result->stdout());
-        self::assertSame(['fuel' => 50_000_000, 'memory_bytes' => 16 << 20, 'output_bytes' => 4096, 'deadline_ms' => 5000],
-            $result->receipt()->limits);
+        self::assertSame(
+            ['fuel' => 50_000_000, 'memory_bytes' => 16 << 20, 'output_bytes' => 4096, 'deadline_ms' => 5000],
+            $result->receipt()->limits
+        );
     }
 
     public function testAnIdempotencyKeyReturnsTheFirstResult(): void
@@ -106,7 +109,9 @@ final class NodeTest extends TestCase
     public function testAnInvalidModuleIsANodeErrorAndIsNotRetried(): void
     {
         $sleeps = 0;
-        $client = $this->client(false, [], ['sleep' => function () use (&$sleeps) { $sleeps++; }]);
+        $client = $this->client(false, [], ['sleep' => function () use (&$sleeps) {
+            $sleeps++;
+        }]);
         try {
             $client->run(Job::fromBytes("\0asm\x01\0\0\0\x05"));
             self::fail('no exception');
@@ -122,7 +127,9 @@ final class NodeTest extends TestCase
     {
         $sleeps = 0;
         $dead = 'http://127.0.0.1:' . self::freePort();
-        $client = $this->client(false, [$dead, self::$node->url], ['sleep' => function () use (&$sleeps) { $sleeps++; }]);
+        $client = $this->client(false, [$dead, self::$node->url], ['sleep' => function () use (&$sleeps) {
+            $sleeps++;
+        }]);
         $result = $client->run(Job::fromFile(guest('hello'))->withInput('ab'));
         self::assertSame('ba', $result->stdout());
         self::assertSame(1, $sleeps, 'one backoff before the second node');
@@ -131,7 +138,9 @@ final class NodeTest extends TestCase
     public function testAllNodesDownIsATransportErrorAfterTheRetries(): void
     {
         $sleeps = 0;
-        $client = $this->client(false, ['http://127.0.0.1:' . self::freePort()], ['retries' => 2, 'sleep' => function () use (&$sleeps) { $sleeps++; }]);
+        $client = $this->client(false, ['http://127.0.0.1:' . self::freePort()], ['retries' => 2, 'sleep' => function () use (&$sleeps) {
+            $sleeps++;
+        }]);
         try {
             $client->run(Job::fromFile(guest('hello')));
             self::fail('no exception');
@@ -155,7 +164,9 @@ final class NodeTest extends TestCase
     public function testAModuleUploadedOnceRunsByHash(): void
     {
         $wasm = file_get_contents(guest('hello'));
-        $ctx = stream_context_create(['http' => ['method' => 'PUT', 'header' => "Content-Type: application/wasm\r\n", 'content' => $wasm, 'ignore_errors' => true]]);
+        $ctx = stream_context_create(['http' => [
+            'method' => 'PUT', 'header' => "Content-Type: application/wasm\r\n", 'content' => $wasm, 'ignore_errors' => true,
+        ]]);
         $answer = json_decode(file_get_contents(self::$node->url . '/v1/modules', false, $ctx), true);
         $result = $this->client(false)->run(Job::fromHash($answer['module_sha256'])->withInput('xyz'));
         self::assertSame('zyx', $result->stdout());

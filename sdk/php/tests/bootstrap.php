@@ -1,8 +1,10 @@
 <?php
+
 declare(strict_types=1);
 
 require __DIR__ . '/../autoload.php';
-require __DIR__ . '/Fixtures.php';
+require __DIR__ . '/NodeProcess.php';
+require __DIR__ . '/HostileServer.php';
 
 const REPO = __DIR__ . '/../../..';
 

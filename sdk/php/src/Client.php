@@ -22,7 +22,9 @@ use Phase\Sdk\Transport\TransportInterface;
  *
  * Options: timeout (s, per request, default 30), retries (extra attempts, default 3),
  * backoff_ms (first backoff, default 100), max_backoff_ms (default 2000), trusted_keys (hex
- * node keys to accept; default any), verify (default true), max_response_bytes (default 64 MiB).
+ * node keys to accept; default any), verify (default true), max_response_bytes (default 64 MiB),
+ * logger (a PSR-3 logger: attempts at debug, retries and failovers at warning, verification
+ * failures at error; never job inputs or outputs).
  */
 final class Client
 {
@@ -36,11 +38,13 @@ final class Client
     private bool $verify;
     /** @var callable(int):void sleeps for the given microseconds (tests replace it) */
     private $sleep;
+    /** @var object|null a Psr\Log\LoggerInterface */
+    private ?object $logger;
 
     /** @param TransportInterface|list<string>|string $nodes a transport, node URLs, or one URL */
     public function __construct(TransportInterface|array|string $nodes, array $options = [])
     {
-        $known = ['timeout', 'retries', 'backoff_ms', 'max_backoff_ms', 'trusted_keys', 'verify', 'max_response_bytes', 'sleep'];
+        $known = ['timeout', 'retries', 'backoff_ms', 'max_backoff_ms', 'trusted_keys', 'verify', 'max_response_bytes', 'sleep', 'logger'];
         if ($unknown = array_diff(array_keys($options), $known)) {
             throw new \InvalidArgumentException('unknown option(s): ' . implode(', ', $unknown));
         }
@@ -54,6 +58,55 @@ final class Client
         $this->trustedKeys = array_map('strtolower', $options['trusted_keys'] ?? []);
         $this->verify = (bool) ($options['verify'] ?? true);
         $this->sleep = $options['sleep'] ?? static fn (int $us) => usleep($us);
+        $this->logger = $options['logger'] ?? null;
+        // The interface is checked by name: the SDK itself needs no psr/log installed.
+        if ($this->logger !== null && !is_a($this->logger, 'Psr\Log\LoggerInterface')) {
+            throw new \InvalidArgumentException('logger must implement Psr\Log\LoggerInterface');
+        }
+    }
+
+    /** Logs to the configured PSR-3 logger, if any. */
+    private function log(string $level, string $message, array $context): void
+    {
+        $this->logger?->log($level, $message, $context);
+    }
+
+    /**
+     * Runs `$try($endpoint)` on the endpoints in turn until it returns, backing off between
+     * attempts; transport, protocol and retryable node errors are retried, others thrown.
+     * @template T
+     * @param callable(string):T $try
+     * @return T
+     */
+    private function withRetries(array $endpoints, string $what, callable $try): mixed
+    {
+        $last = null;
+        $failedOn = '';
+        for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
+            $endpoint = $endpoints[$attempt % count($endpoints)];
+            if ($attempt > 0) {
+                $this->log('warning', 'phase: {what} failed on {failed_node} ({error}); attempt {attempt} on {node}', [
+                    'what' => $what, 'failed_node' => $failedOn, 'error' => $last->getMessage(), 'attempt' => $attempt + 1, 'node' => $endpoint,
+                ]);
+                $this->backoff($attempt);
+            }
+            $this->log('debug', 'phase: {what}: attempt {attempt} on {node}', ['what' => $what, 'attempt' => $attempt + 1, 'node' => $endpoint]);
+            try {
+                return $try($endpoint);
+            } catch (NodeException $e) {
+                if (!$e->isRetryable()) {
+                    throw $e;
+                }
+                $last = $e;
+            } catch (TransportException | ProtocolException $e) {
+                $last = $e;
+            }
+            $failedOn = $endpoint;
+        }
+        $this->log('warning', 'phase: {what}: giving up after {attempts} attempts: {error}', [
+            'what' => $what, 'attempts' => $this->retries + 1, 'error' => $last->getMessage(),
+        ]);
+        throw $last;
     }
 
     /** Runs jobs with the local `phase` binary instead of a node. */
@@ -85,7 +138,12 @@ final class Client
             $used[] = $endpoint;
             $results[] = $result;
         }
-        $result = $k === 1 ? $results[0] : $this->agree($results);
+        try {
+            $result = $k === 1 ? $results[0] : $this->agree($results);
+        } catch (VerificationException $e) {
+            $this->log('error', 'phase: redundant answers failed verification: {error}', ['error' => $e->getMessage()]);
+            throw $e;
+        }
         if ($result->trap() !== null) {
             throw new JobException($result);
         }
@@ -105,30 +163,16 @@ final class Client
         $this->http();
         $key = $job->idempotencyKey() ?? 'sdk-' . bin2hex(random_bytes(16));
         $body = json_encode($job->toRequest($key), JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
-        $endpoints = $this->transport->endpoints();
-        $last = null;
-        for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
-            $endpoint = $endpoints[$attempt % count($endpoints)];
-            if ($attempt > 0) {
-                $this->backoff($attempt);
+        $what = 'submitting job (module ' . substr($job->moduleSha256(), 0, 12) . ')';
+        return $this->withRetries($this->transport->endpoints(), $what, function (string $endpoint) use ($body, $job): JobHandle {
+            $headers = ['Content-Type: application/json', 'Prefer: respond-async'];
+            [$status, , $text] = $this->nodeRequest($endpoint, 'POST', '/v1/jobs', $headers, $body);
+            $data = HttpTransport::decode($endpoint, $status === 202 ? 200 : $status, $text);
+            if ($status !== 202 || !is_string($data['job_id'] ?? null)) {
+                throw new ProtocolException("node {$endpoint}: HTTP {$status} to an asynchronous job, not 202 with its id");
             }
-            try {
-                [$status, , $text] = $this->nodeRequest($endpoint, 'POST', '/v1/jobs', ['Content-Type: application/json', 'Prefer: respond-async'], $body);
-                $data = HttpTransport::decode($endpoint, $status === 202 ? 200 : $status, $text);
-                if ($status !== 202 || !is_string($data['job_id'] ?? null)) {
-                    throw new ProtocolException("node {$endpoint}: HTTP {$status} to an asynchronous job, not 202 with its id");
-                }
-                return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked());
-            } catch (NodeException $e) {
-                if (!$e->isRetryable()) {
-                    throw $e;
-                }
-                $last = $e;
-            } catch (TransportException | ProtocolException $e) {
-                $last = $e;
-            }
-        }
-        throw $last;
+            return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked());
+        });
     }
 
     /** The handle of a job submitted earlier, from its `JobHandle::token()`. */
@@ -181,25 +225,11 @@ final class Client
     /** @return array{string,Result} */
     private function runWithRetries(Job $job, string $key, array $endpoints): array
     {
-        $last = null;
-        for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
-            $endpoint = $endpoints[$attempt % count($endpoints)];
-            if ($attempt > 0) {
-                $this->backoff($attempt);
-            }
-            try {
-                $answer = $this->transport->execute($endpoint, $job->toRequest($key), $this->timeout);
-                return [$endpoint, $this->verifiedAnswer($job->asked(), $answer, $endpoint)];
-            } catch (NodeException $e) {
-                if (!$e->isRetryable()) {
-                    throw $e;
-                }
-                $last = $e;
-            } catch (TransportException | ProtocolException $e) {
-                $last = $e;
-            }
-        }
-        throw $last;
+        $what = 'job (module ' . substr($job->moduleSha256(), 0, 12) . ')';
+        return $this->withRetries($endpoints, $what, function (string $endpoint) use ($job, $key): array {
+            $answer = $this->transport->execute($endpoint, $job->toRequest($key), $this->timeout);
+            return [$endpoint, $this->verifiedAnswer($job->asked(), $answer, $endpoint)];
+        });
     }
 
     /**
@@ -207,6 +237,18 @@ final class Client
      * @internal for JobHandle
      */
     public function verifiedAnswer(array $asked, array $a, string $endpoint): Result
+    {
+        try {
+            $result = $this->checkAnswer($asked, $a, $endpoint);
+        } catch (VerificationException $e) {
+            $this->log('error', 'phase: answer from {node} failed verification: {error}', ['node' => $endpoint, 'error' => $e->getMessage()]);
+            throw $e;
+        }
+        $this->log('debug', 'phase: job {job_id} from {node} verified', ['job_id' => $result->jobId(), 'node' => $endpoint]);
+        return $result;
+    }
+
+    private function checkAnswer(array $asked, array $a, string $endpoint): Result
     {
         $where = "node {$endpoint}";
         foreach (

@@ -3,7 +3,10 @@
 declare(strict_types=1);
 
 require __DIR__ . '/../autoload.php';
+// PSR-3 for the logger tests: Debian's php-psr-log (the SDK itself needs none of it).
+require_once '/usr/share/php/Psr/Log/autoload.php';
 require __DIR__ . '/NodeProcess.php';
+require __DIR__ . '/LinesLogger.php';
 require __DIR__ . '/HostileServer.php';
 
 const REPO = __DIR__ . '/../../..';

@@ -222,6 +222,143 @@ final class Client
         ($this->sleep)(random_int(0, $cap * 1000));
     }
 
+    /**
+     * Runs many jobs at once across the client's nodes, at most `$concurrency` requests in
+     * flight (curl multi; one after the other without ext-curl), and returns under each job's
+     * key its verified Result or the exception that ended it (JobException for a trap,
+     * NodeException, TransportException, ProtocolException, VerificationException): one
+     * failure never throws the others away. Jobs start on the nodes in turn; each keeps one
+     * idempotency key for all its attempts, and a retryable failure moves it to the next node
+     * after a backoff, as `run` does. `$onResult(key, Result|PhaseException)` is called as
+     * each job ends. Jobs with redundancy run through `run`, after the others.
+     * @param array<array-key,Job> $jobs
+     * @param null|callable(array-key, Result|PhaseException):void $onResult
+     * @return array<array-key,Result|PhaseException>
+     */
+    public function runMany(array $jobs, int $concurrency = 8, ?callable $onResult = null): array
+    {
+        if ($concurrency < 1) {
+            throw new \InvalidArgumentException('concurrency must be at least 1');
+        }
+        $out = [];
+        $done = function (int|string $key, Result|PhaseException $r) use (&$out, $onResult): void {
+            $out[$key] = $r;
+            if ($onResult !== null) {
+                $onResult($key, $r);
+            }
+        };
+        $one = function (int|string $key, Job $job) use ($done): void {
+            try {
+                $done($key, $this->run($job));
+            } catch (JobException $e) {
+                $done($key, $e);
+            } catch (PhaseException $e) {
+                $done($key, $e);
+            }
+        };
+        $endpoints = $this->transport->endpoints();
+        // [key, job, idempotency key, attempt, node index, not before (µs)]
+        $pending = [];
+        $i = 0;
+        foreach ($jobs as $key => $job) {
+            if (!$job instanceof Job) {
+                throw new \InvalidArgumentException("batch entry {$key} is not a Job");
+            }
+            if ($job->redundancy() === 1) {
+                $pending[] = [$key, $job, $job->idempotencyKey() ?? 'sdk-' . bin2hex(random_bytes(16)), 0, $i++ % count($endpoints), 0.0];
+            }
+        }
+        if (!$this->transport instanceof HttpTransport || !$this->transport->usesCurl()) {
+            foreach ($pending as [$key, $job]) {
+                $one($key, $job);
+            }
+        } else {
+            $this->runAll($pending, $concurrency, $done);
+        }
+        foreach ($jobs as $key => $job) {
+            if ($job->redundancy() !== 1) {
+                $one($key, $job);
+            }
+        }
+        return $out;
+    }
+
+    /** The curl multi loop of `runMany`. */
+    private function runAll(array $pending, int $concurrency, callable $done): void
+    {
+        /** @var HttpTransport $http */
+        $http = $this->transport;
+        $endpoints = $http->endpoints();
+        $mh = curl_multi_init();
+        $active = [];
+        try {
+            while ($pending !== [] || $active !== []) {
+                $now = microtime(true);
+                foreach ($pending as $n => $p) {
+                    if (count($active) >= $concurrency) {
+                        break;
+                    }
+                    if ($p[5] > $now) {
+                        continue;
+                    }
+                    unset($pending[$n]);
+                    $endpoint = $endpoints[$p[4] % count($endpoints)];
+                    $what = 'job (module ' . substr($p[1]->moduleSha256(), 0, 12) . ')';
+                    $this->log('debug', 'phase: {what}: attempt {attempt} on {node}', ['what' => $what, 'attempt' => $p[3] + 1, 'node' => $endpoint]);
+                    $ch = $http->jobHandle($endpoint, $p[1]->toRequest($p[2]), $this->timeout);
+                    curl_multi_add_handle($mh, $ch);
+                    $active[spl_object_id($ch)] = [$ch, $p, $endpoint];
+                }
+                if ($active === []) {
+                    // Everything waits for its backoff.
+                    $next = min(array_map(static fn ($p) => $p[5], $pending));
+                    usleep((int) max(0, ($next - microtime(true)) * 1e6));
+                    continue;
+                }
+                curl_multi_exec($mh, $running);
+                curl_multi_select($mh, 0.05);
+                while (($info = curl_multi_info_read($mh)) !== false) {
+                    $ch = $info['handle'];
+                    [, $p, $endpoint] = $active[spl_object_id($ch)];
+                    unset($active[spl_object_id($ch)]);
+                    $body = (string) curl_multi_getcontent($ch);
+                    $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+                    $error = $info['result'] === CURLE_OK ? null : curl_strerror($info['result']) . ' ' . curl_error($ch);
+                    curl_multi_remove_handle($mh, $ch);
+                    try {
+                        if ($error !== null) {
+                            throw $info['result'] === CURLE_FILESIZE_EXCEEDED
+                                ? new ProtocolException("node {$endpoint}: answer larger than {$http->maxResponseBytes()} bytes")
+                                : new TransportException("POST {$endpoint}/v1/jobs: {$error}");
+                        }
+                        $result = $this->verifiedAnswer($p[1]->asked(), HttpTransport::decode($endpoint, $status, $body), $endpoint);
+                        $done($p[0], $result->trap() !== null ? new JobException($result) : $result);
+                    } catch (NodeException | TransportException | ProtocolException $e) {
+                        $retry = !($e instanceof NodeException) || $e->isRetryable();
+                        if ($retry && $p[3] < $this->retries) {
+                            $next = $endpoints[($p[4] + 1) % count($endpoints)];
+                            $this->log('warning', 'phase: {what} failed on {failed_node} ({error}); attempt {attempt} on {node}', [
+                                'what' => 'job (module ' . substr($p[1]->moduleSha256(), 0, 12) . ')', 'failed_node' => $endpoint,
+                                'error' => $e->getMessage(), 'attempt' => $p[3] + 2, 'node' => $next,
+                            ]);
+                            $cap = min($this->maxBackoffMs, $this->backoffMs * (2 ** $p[3]));
+                            $pending[] = [$p[0], $p[1], $p[2], $p[3] + 1, $p[4] + 1, microtime(true) + random_int(0, $cap) / 1000];
+                        } else {
+                            $done($p[0], $e);
+                        }
+                    } catch (PhaseException $e) {
+                        $done($p[0], $e);
+                    }
+                }
+            }
+        } finally {
+            foreach ($active as [$ch]) {
+                curl_multi_remove_handle($mh, $ch);
+            }
+            curl_multi_close($mh);
+        }
+    }
+
     /** @return array{string,Result} */
     private function runWithRetries(Job $job, string $key, array $endpoints): array
     {

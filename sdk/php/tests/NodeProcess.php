@@ -32,6 +32,12 @@ final class NodeProcess
         throw new \RuntimeException("phase node did not start:\n" . file_get_contents($this->log));
     }
 
+    /** The node's log so far. */
+    public function log(): string
+    {
+        return (string) @file_get_contents($this->log);
+    }
+
     public function metric(string $name): int
     {
         $text = (string) file_get_contents("{$this->url}/metrics");

@@ -53,6 +53,40 @@ final class HttpTransport implements TransportInterface
             : $this->sendStreams($method, $url, $headers, $body, $timeout);
     }
 
+    /**
+     * A curl handle for `POST /v1/jobs` with `$request`, for callers that run many at once
+     * (curl multi); null without ext-curl (or with streams forced). Its answer is capped at
+     * the transport's response limit.
+     */
+    public function jobHandle(string $endpoint, array $request, float $timeout): ?\CurlHandle
+    {
+        if (!$this->usesCurl()) {
+            return null;
+        }
+        $ch = curl_init("{$endpoint}/v1/jobs");
+        curl_setopt_array($ch, [
+            CURLOPT_POST => true,
+            CURLOPT_POSTFIELDS => json_encode($request, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR),
+            CURLOPT_HTTPHEADER => ['Content-Type: application/json', 'Expect:'],
+            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_TIMEOUT_MS => (int) ($timeout * 1000),
+            CURLOPT_CONNECTTIMEOUT_MS => (int) min($timeout * 1000, 5000),
+            CURLOPT_MAXFILESIZE_LARGE => $this->maxResponseBytes,
+        ]);
+        return $ch;
+    }
+
+    /** Whether requests go through ext-curl (else PHP streams). */
+    public function usesCurl(): bool
+    {
+        return $this->useCurl ?? extension_loaded('curl');
+    }
+
+    public function maxResponseBytes(): int
+    {
+        return $this->maxResponseBytes;
+    }
+
     /** Turns an HTTP answer into the decoded job answer or the right exception. */
     public static function decode(string $endpoint, int $status, string $text): array
     {

@@ -12,6 +12,7 @@ use Phase\Sdk\Exception\TransportException;
 use Phase\Sdk\Exception\VerificationException;
 use Phase\Sdk\Transport\HttpTransport;
 use Phase\Sdk\Transport\LocalTransport;
+use Phase\Sdk\Transport\RequestTransportInterface;
 use Phase\Sdk\Transport\TransportInterface;
 
 /**
@@ -207,9 +208,9 @@ final class Client
         return $this->http()->request($endpoint, $method, $path, $headers, $body, $this->timeout);
     }
 
-    private function http(): HttpTransport
+    private function http(): RequestTransportInterface
     {
-        if (!$this->transport instanceof HttpTransport) {
+        if (!$this->transport instanceof RequestTransportInterface) {
             throw new \LogicException('asynchronous jobs need nodes over HTTP (not the local transport)');
         }
         return $this->transport;

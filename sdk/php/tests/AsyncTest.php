@@ -31,9 +31,16 @@ final class AsyncTest extends TestCase
         return new Client([self::$node->url], $options + ['trusted_keys' => [self::$node->nodeKey]]);
     }
 
-    public function testSubmitReturnsAtOnceAndTheResultVerifies(): void
+    public static function transports(): array
     {
-        $handle = $this->client()->submit(Job::fromFile(guest('hello'))->withInput('later'));
+        return Transports::all();
+    }
+
+    /** @dataProvider transports */
+    public function testSubmitReturnsAtOnceAndTheResultVerifies(string $transport): void
+    {
+        $client = new Client(Transports::make($transport, [self::$node->url]), ['trusted_keys' => [self::$node->nodeKey]]);
+        $handle = $client->submit(Job::fromFile(guest('hello'))->withInput('later'));
         self::assertMatchesRegularExpression('/^[0-9a-f]{64}$/', $handle->id);
         $result = $handle->wait(30);
         self::assertSame('retal', $result->stdout());

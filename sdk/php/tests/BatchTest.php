@@ -66,6 +66,16 @@ final class BatchTest extends TestCase
         $b->stop();
     }
 
+    public function testABatchOverAPsr18ClientRunsOneAfterTheOther(): void
+    {
+        $node = new NodeProcess();
+        $client = new Client(Transports::make('guzzle', [$node->url]), ['trusted_keys' => [$node->nodeKey]]);
+        $results = $client->runMany(['x' => Job::fromFile(guest('hello'))->withInput('ab'), 'y' => Job::fromBytes('not wasm')]);
+        self::assertSame('ba', $results['x']->stdout());
+        self::assertInstanceOf(NodeException::class, $results['y']);
+        $node->stop();
+    }
+
     public function testConcurrencyIsBounded(): void
     {
         $node = new NodeProcess(['--max-concurrent', '2']);

@@ -9,7 +9,6 @@ use Phase\Sdk\Exception\NodeException;
 use Phase\Sdk\Exception\ProtocolException;
 use Phase\Sdk\Exception\VerificationException;
 use Phase\Sdk\Job;
-use Phase\Sdk\Transport\HttpTransport;
 use PHPUnit\Framework\TestCase;
 
 /** Answers a faulty or dishonest node could send: none is silently accepted. */
@@ -27,10 +26,10 @@ final class HostileTest extends TestCase
         self::$node?->stop();
     }
 
-    private function runThrough(string $mode, array $options = []): void
+    private function runThrough(string $transport, string $mode, array $options = []): void
     {
         $server = new HostileServer($mode, self::$node->url);
-        $client = new Client(new HttpTransport([$server->url], 1 << 20, false), $options + ['backoff_ms' => 1]);
+        $client = new Client(Transports::make($transport, [$server->url]), $options + ['backoff_ms' => 1]);
         $client->run(Job::fromFile(guest('hello'))->withInput('Hello, World'));
     }
 
@@ -44,46 +43,68 @@ final class HostileTest extends TestCase
         ];
     }
 
-    /** @dataProvider forgeries */
-    public function testForgedAnswersFailVerification(string $mode, array $options, string $reason): void
+    /** Every forgery over every transport. */
+    public static function forgeriesByTransport(): array
+    {
+        $out = [];
+        foreach (self::forgeries() as $name => $case) {
+            foreach (Transports::all() as $t => [$transport]) {
+                $out["{$name} over {$t}"] = [$transport, ...$case];
+            }
+        }
+        return $out;
+    }
+
+    public static function transports(): array
+    {
+        return Transports::all();
+    }
+
+    /** @dataProvider forgeriesByTransport */
+    public function testForgedAnswersFailVerification(string $transport, string $mode, array $options, string $reason): void
     {
         $this->expectException(VerificationException::class);
         $this->expectExceptionMessage($reason);
-        $this->runThrough($mode, $options);
+        $this->runThrough($transport, $mode, $options);
     }
 
-    public function testAConsistentForgeryByAnUntrustedKeyFailsWithPinning(): void
+    /** @dataProvider transports */
+    public function testAConsistentForgeryByAnUntrustedKeyFailsWithPinning(string $transport): void
     {
         // Without pinning this forgery is self-consistent; pinning the real node's key stops it.
         $this->expectException(VerificationException::class);
         $this->expectExceptionMessage('not a trusted key');
-        $this->runThrough('other-output-resigned', ['trusted_keys' => [self::$node->nodeKey]]);
+        $this->runThrough($transport, 'other-output-resigned', ['trusted_keys' => [self::$node->nodeKey]]);
     }
 
-    public function testAResignedReceiptFailsWithPinning(): void
+    /** @dataProvider transports */
+    public function testAResignedReceiptFailsWithPinning(string $transport): void
     {
         $this->expectException(VerificationException::class);
-        $this->runThrough('resign', ['trusted_keys' => [self::$node->nodeKey]]);
+        $this->runThrough($transport, 'resign', ['trusted_keys' => [self::$node->nodeKey]]);
     }
 
-    public function testInvalidJsonIsAProtocolError(): void
+    /** @dataProvider transports */
+    public function testInvalidJsonIsAProtocolError(string $transport): void
     {
         $this->expectException(ProtocolException::class);
         $this->expectExceptionMessage('not JSON');
-        $this->runThrough('invalid-json', ['retries' => 0]);
+        $this->runThrough($transport, 'invalid-json', ['retries' => 0]);
     }
 
-    public function testAHugeAnswerIsCutOffAsAProtocolError(): void
+    /** @dataProvider transports */
+    public function testAHugeAnswerIsCutOffAsAProtocolError(string $transport): void
     {
         $this->expectException(ProtocolException::class);
         $this->expectExceptionMessage('larger than');
-        $this->runThrough('huge', ['retries' => 0]);
+        $this->runThrough($transport, 'huge', ['retries' => 0]);
     }
 
-    public function testServerErrorsAreRetriedThenReported(): void
+    /** @dataProvider transports */
+    public function testServerErrorsAreRetriedThenReported(string $transport): void
     {
         $server = new HostileServer('status-500', self::$node->url);
-        $client = new Client(new HttpTransport([$server->url], 1 << 20, false), ['retries' => 2, 'backoff_ms' => 1]);
+        $client = new Client(Transports::make($transport, [$server->url]), ['retries' => 2, 'backoff_ms' => 1]);
         try {
             $client->run(Job::fromFile(guest('hello')));
             self::fail('no exception');
@@ -94,11 +115,12 @@ final class HostileTest extends TestCase
         self::assertSame(3, $server->hits(), 'one try and two retries');
     }
 
-    public function testAFlakyNodeSucceedsOnRetryAndTheJobRunsOnce(): void
+    /** @dataProvider transports */
+    public function testAFlakyNodeSucceedsOnRetryAndTheJobRunsOnce(string $transport): void
     {
         $server = new HostileServer('flaky', self::$node->url);
         $before = self::$node->metric('phase_jobs_total{outcome="exited"}');
-        $client = new Client(new HttpTransport([$server->url], 1 << 20, false), ['backoff_ms' => 1]);
+        $client = new Client(Transports::make($transport, [$server->url]), ['backoff_ms' => 1]);
         $result = $client->run(Job::fromFile(guest('hello'))->withInput('ab'));
         self::assertSame('ba', $result->stdout());
         self::assertSame(2, $server->hits());

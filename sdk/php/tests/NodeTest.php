@@ -33,22 +33,18 @@ final class NodeTest extends TestCase
 
     public static function transports(): array
     {
-        $t = ['streams' => [false]];
-        if (extension_loaded('curl')) {
-            $t['curl'] = [true];
-        }
-        return $t;
+        return Transports::all();
     }
 
-    private function client(bool $curl, array $urls = [], array $options = []): Client
+    private function client(string $transport, array $urls = [], array $options = []): Client
     {
-        return new Client(new HttpTransport($urls ?: [self::$node->url], 1 << 20, $curl), $options + ['backoff_ms' => 1]);
+        return new Client(Transports::make($transport, $urls ?: [self::$node->url]), $options + ['backoff_ms' => 1]);
     }
 
     /** @dataProvider transports */
-    public function testHelloRunsAndItsReceiptVerifiesAgainstThePinnedKey(bool $curl): void
+    public function testHelloRunsAndItsReceiptVerifiesAgainstThePinnedKey(string $transport): void
     {
-        $client = $this->client($curl, [], ['trusted_keys' => [self::$node->nodeKey]]);
+        $client = $this->client($transport, [], ['trusted_keys' => [self::$node->nodeKey]]);
         $result = $client->run(Job::fromFile(guest('hello'))->withInput('Hello, World'));
         self::assertSame('dlroW ,olleH', $result->stdout());
         self::assertSame(0, $result->exitCode());
@@ -59,18 +55,19 @@ final class NodeTest extends TestCase
     }
 
     /** @dataProvider transports */
-    public function testAnotherNodesKeyIsNotTrusted(bool $curl): void
+    public function testAnotherNodesKeyIsNotTrusted(string $transport): void
     {
-        $client = $this->client($curl, [], ['trusted_keys' => [self::$node2->nodeKey]]);
+        $client = $this->client($transport, [], ['trusted_keys' => [self::$node2->nodeKey]]);
         $this->expectException(VerificationException::class);
         $this->expectExceptionMessage('not a trusted key');
         $client->run(Job::fromFile(guest('hello'))->withInput('x'));
     }
 
-    public function testATrapIsAJobExceptionCarryingTheVerifiedResult(): void
+    /** @dataProvider transports */
+    public function testATrapIsAJobExceptionCarryingTheVerifiedResult(string $transport): void
     {
         try {
-            $this->client(false)->run(Job::fromFile(guest('hostile-loop'))->withLimits(fuel: 2_000_000));
+            $this->client($transport)->run(Job::fromFile(guest('hostile-loop'))->withLimits(fuel: 2_000_000));
             self::fail('no exception');
         } catch (JobException $e) {
             self::assertSame('out_of_fuel', $e->result->trap());
@@ -81,11 +78,12 @@ final class NodeTest extends TestCase
         }
     }
 
-    public function testArgsEnvAndLimitsAreBoundByTheReceipt(): void
+    /** @dataProvider transports */
+    public function testArgsEnvAndLimitsAreBoundByTheReceipt(string $transport): void
     {
         $job = Job::fromFile(guest('sha256sum'))->withInput('abc')->withArgs(['--x'])
             ->withEnv(['MODE' => 'test'])->withLimits(fuel: 50_000_000, memoryBytes: 16 << 20, outputBytes: 4096, deadlineMs: 5000);
-        $result = $this->client(false)->run($job);
+        $result = $this->client($transport)->run($job);
         self::assertStringStartsWith(hash('sha256', 'abc'), $result->stdout());
         self::assertSame(
             ['fuel' => 50_000_000, 'memory_bytes' => 16 << 20, 'output_bytes' => 4096, 'deadline_ms' => 5000],
@@ -93,9 +91,10 @@ final class NodeTest extends TestCase
         );
     }
 
-    public function testAnIdempotencyKeyReturnsTheFirstResult(): void
+    /** @dataProvider transports */
+    public function testAnIdempotencyKeyReturnsTheFirstResult(string $transport): void
     {
-        $client = $this->client(false);
+        $client = $this->client($transport);
         $job = Job::fromFile(guest('hello'))->withInput('once')->withIdempotencyKey('order-' . bin2hex(random_bytes(4)));
         $before = self::$node->metric('phase_jobs_total{outcome="exited"}');
         $a = $client->run($job);
@@ -106,10 +105,11 @@ final class NodeTest extends TestCase
         self::assertSame($before + 1, self::$node->metric('phase_jobs_total{outcome="exited"}'));
     }
 
-    public function testAnInvalidModuleIsANodeErrorAndIsNotRetried(): void
+    /** @dataProvider transports */
+    public function testAnInvalidModuleIsANodeErrorAndIsNotRetried(string $transport): void
     {
         $sleeps = 0;
-        $client = $this->client(false, [], ['sleep' => function () use (&$sleeps) {
+        $client = $this->client($transport, [], ['sleep' => function () use (&$sleeps) {
             $sleeps++;
         }]);
         try {
@@ -123,11 +123,12 @@ final class NodeTest extends TestCase
         self::assertSame(0, $sleeps, 'a request error is not retried');
     }
 
-    public function testFailoverToTheNextNodeWhenOneIsDown(): void
+    /** @dataProvider transports */
+    public function testFailoverToTheNextNodeWhenOneIsDown(string $transport): void
     {
         $sleeps = 0;
         $dead = 'http://127.0.0.1:' . self::freePort();
-        $client = $this->client(false, [$dead, self::$node->url], ['sleep' => function () use (&$sleeps) {
+        $client = $this->client($transport, [$dead, self::$node->url], ['sleep' => function () use (&$sleeps) {
             $sleeps++;
         }]);
         $result = $client->run(Job::fromFile(guest('hello'))->withInput('ab'));
@@ -135,10 +136,11 @@ final class NodeTest extends TestCase
         self::assertSame(1, $sleeps, 'one backoff before the second node');
     }
 
-    public function testAllNodesDownIsATransportErrorAfterTheRetries(): void
+    /** @dataProvider transports */
+    public function testAllNodesDownIsATransportErrorAfterTheRetries(string $transport): void
     {
         $sleeps = 0;
-        $client = $this->client(false, ['http://127.0.0.1:' . self::freePort()], ['retries' => 2, 'sleep' => function () use (&$sleeps) {
+        $client = $this->client($transport, ['http://127.0.0.1:' . self::freePort()], ['retries' => 2, 'sleep' => function () use (&$sleeps) {
             $sleeps++;
         }]);
         try {
@@ -150,9 +152,10 @@ final class NodeTest extends TestCase
         self::assertSame(2, $sleeps);
     }
 
-    public function testRedundancyRunsOnDistinctNodesThatAgree(): void
+    /** @dataProvider transports */
+    public function testRedundancyRunsOnDistinctNodesThatAgree(string $transport): void
     {
-        $client = $this->client(false, [self::$node->url, self::$node2->url]);
+        $client = $this->client($transport, [self::$node->url, self::$node2->url]);
         $result = $client->run(Job::fromFile(guest('cpu-bench'))->withInput('100000')->withRedundancy(2));
         self::assertCount(2, $result->receipts());
         self::assertEqualsCanonicalizing([self::$node->nodeKey, self::$node2->nodeKey], $result->nodeKeys());
@@ -161,14 +164,15 @@ final class NodeTest extends TestCase
         $client->run(Job::fromFile(guest('hello'))->withRedundancy(3));
     }
 
-    public function testAModuleUploadedOnceRunsByHash(): void
+    /** @dataProvider transports */
+    public function testAModuleUploadedOnceRunsByHash(string $transport): void
     {
         $wasm = file_get_contents(guest('hello'));
         $ctx = stream_context_create(['http' => [
             'method' => 'PUT', 'header' => "Content-Type: application/wasm\r\n", 'content' => $wasm, 'ignore_errors' => true,
         ]]);
         $answer = json_decode(file_get_contents(self::$node->url . '/v1/modules', false, $ctx), true);
-        $result = $this->client(false)->run(Job::fromHash($answer['module_sha256'])->withInput('xyz'));
+        $result = $this->client($transport)->run(Job::fromHash($answer['module_sha256'])->withInput('xyz'));
         self::assertSame('zyx', $result->stdout());
     }
 

@@ -5,8 +5,16 @@ declare(strict_types=1);
 require __DIR__ . '/../autoload.php';
 // PSR-3 for the logger tests: Debian's php-psr-log (the SDK itself needs none of it).
 require_once '/usr/share/php/Psr/Log/autoload.php';
+// PSR-18 clients for the transport suites: Debian's Guzzle 7 and Symfony HttpClient.
+foreach (
+    ['Psr/Http/Message/autoload.php', 'Psr/Http/Message/factory-autoload.php', 'Psr/Http/Client/autoload.php',
+        'GuzzleHttp/autoload.php', 'Symfony/Component/HttpClient/autoload.php'] as $lib
+) {
+    require_once "/usr/share/php/{$lib}";
+}
 require __DIR__ . '/NodeProcess.php';
 require __DIR__ . '/LinesLogger.php';
+require __DIR__ . '/Transports.php';
 require __DIR__ . '/HostileServer.php';
 
 const REPO = __DIR__ . '/../../..';

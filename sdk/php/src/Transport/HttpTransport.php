@@ -9,13 +9,22 @@ use Phase\Sdk\Exception\ProtocolException;
 use Phase\Sdk\Exception\TransportException;
 
 /** HTTP to one or more nodes: ext-curl when loaded, PHP streams otherwise. */
-final class HttpTransport implements TransportInterface
+final class HttpTransport implements RequestTransportInterface
 {
     /** @var list<string> */
     private array $nodes;
 
     /** @param list<string> $nodes base URLs, e.g. http://10.0.2.15:8700 */
     public function __construct(array $nodes, private readonly int $maxResponseBytes = 64 << 20, private readonly ?bool $useCurl = null)
+    {
+        $this->nodes = self::checkedNodes($nodes);
+    }
+
+    /**
+     * Node base URLs as given, checked, without a trailing slash.
+     * @return list<string>
+     */
+    public static function checkedNodes(array $nodes): array
     {
         if ($nodes === []) {
             throw new \InvalidArgumentException('give at least one node URL');
@@ -25,7 +34,7 @@ final class HttpTransport implements TransportInterface
                 throw new \InvalidArgumentException('node URL must look like http://host:port, got ' . json_encode($n));
             }
         }
-        $this->nodes = array_map(static fn (string $n) => rtrim($n, '/'), array_values($nodes));
+        return array_map(static fn (string $n) => rtrim($n, '/'), array_values($nodes));
     }
 
     public function endpoints(): array

@@ -211,6 +211,42 @@ fn a_job_sent_to_a_runs_on_b_and_a_returns_bs_receipt() {
 }
 
 #[test]
+fn an_async_job_placed_on_a_peer_is_tracked_by_the_node_it_was_submitted_to() {
+    let (a, b) = pair();
+    let spin = guest("hostile-loop");
+    let place = format!(",\"placement\":\"{}\"", peer_id(&b));
+    let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&guest("hello"), b"async remote", &place));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = json_string(&r.text(), "job_id");
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();
+        if json_string(&s, "status") == "done" {
+            break s;
+        }
+        assert!(Instant::now() < give_up, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let result = &done[done.find("\"result\":").unwrap() + 9..done.len() - 1];
+    let answer = phase_core::answer::Answer::parse(result).unwrap();
+    assert_eq!(answer.stdout, b"etomer cnysa");
+    assert_eq!(json_string(result, "executor"), peer_id(&b));
+    assert_eq!(phase_core::encoding::hex_encode(&answer.signer()), json_string(&status(&b), "node_key"), "signed by B");
+    assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 1);
+    // While on the peer it shows as placed, and it cannot be cancelled there.
+    let long = format!("{place},\"limits\":{{\"fuel\":1000000000000,\"deadline_ms\":3000}}");
+    let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&spin, b"", &long));
+    let id = json_string(&r.text(), "job_id");
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !a.request("GET", &format!("/v1/jobs/{id}"), b"").text().contains("\"placed\":true") {
+        assert!(Instant::now() < give_up);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = a.request("DELETE", &format!("/v1/jobs/{id}"), b"");
+    assert_eq!((c.status, json_string(&c.text(), "error")), (409, "not_cancellable".to_string()));
+}
+
+#[test]
 fn a_module_travels_to_a_peer_once() {
     let (a, b) = pair();
     let module = guest("sha256sum");

@@ -100,6 +100,8 @@ pub struct Taken {
 
 struct Entry {
     status: Status,
+    /// Who may cancel: the submitter got it; an identical submission does not.
+    cancel_token: String,
     progress: Arc<Progress>,
     /// Queued only: the request and its memory.
     request: Option<(JobRequest, Option<Reservation>)>,
@@ -135,6 +137,8 @@ pub enum Cancel {
     Placed,
     /// It has ended already (as `Status::name`).
     Ended(&'static str),
+    /// The cancel token is not this job's.
+    Forbidden,
 }
 
 pub struct Queue {
@@ -175,13 +179,14 @@ impl Queue {
     /// Queues job `id`, or finds it: an identical job (same id) that is queued, running or
     /// done is not queued again (`true`: it was there); one that failed or was cancelled is
     /// queued afresh.
-    pub fn submit(&self, id: &str, request: JobRequest, hold: Option<Reservation>) -> Result<(Status, bool), SubmitError> {
+    /// A new job's cancel token comes back with it (None when it was there already).
+    pub fn submit(&self, id: &str, request: JobRequest, hold: Option<Reservation>) -> Result<(Status, Option<String>), SubmitError> {
         let mut inner = self.lock();
         self.expire(&mut inner);
         if let Some(e) = inner.jobs.get(id) {
             if !matches!(e.status, Status::Failed { .. } | Status::Cancelled) {
                 let status = self.status_of(&inner, id).unwrap_or(Status::Cancelled);
-                return Ok((status, true));
+                return Ok((status, None));
             }
             self.forget(&mut inner, id);
         }
@@ -189,14 +194,22 @@ impl Queue {
             return Err(SubmitError::Full { max: self.config.max_queued });
         }
         let position = inner.queue.len();
+        let cancel_token = phase_core::encoding::hex_encode(&ed25519_compact::Seed::generate()[..16]);
         inner.queue.push_back(id.to_string());
         inner.jobs.insert(
             id.to_string(),
-            Entry { status: Status::Queued { position }, progress: Arc::new(Progress::watched()), request: Some((request, hold)), ended_at: 0, size: 0 },
+            Entry {
+                status: Status::Queued { position },
+                cancel_token: cancel_token.clone(),
+                progress: Arc::new(Progress::watched()),
+                request: Some((request, hold)),
+                ended_at: 0,
+                size: 0,
+            },
         );
         drop(inner);
         self.ready.notify_one();
-        Ok((Status::Queued { position }, false))
+        Ok((Status::Queued { position }, Some(cancel_token)))
     }
 
     /// The job's status now, or None for an id this node does not know (or no longer keeps).
@@ -235,10 +248,15 @@ impl Queue {
         Some((bytes, total, e.status.name()))
     }
 
-    /// Cancels job `id` (None: unknown).
-    pub fn cancel(&self, id: &str) -> Option<Cancel> {
+    /// Cancels job `id` for the holder of its cancel token (None: unknown).
+    pub fn cancel(&self, id: &str, token: &str) -> Option<Cancel> {
         let mut inner = self.lock();
         let e = inner.jobs.get_mut(id)?;
+        // Compared in constant time: the token is a secret.
+        let same = e.cancel_token.len() == token.len() && e.cancel_token.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+        if !same {
+            return Some(Cancel::Forbidden);
+        }
         let result = match &e.status {
             Status::Queued { .. } => {
                 e.request = None; // its memory goes back now
@@ -388,7 +406,9 @@ impl Queue {
         let n = found.len();
         for (at, id, answer) in found {
             let size = answer.len() + ENTRY_OVERHEAD;
-            inner.jobs.insert(id.clone(), Entry { status: Status::Done { answer }, progress: Arc::default(), request: None, ended_at: at, size });
+            // An ended job cannot be cancelled: no token is kept for it.
+            let entry = Entry { status: Status::Done { answer }, cancel_token: String::new(), progress: Arc::default(), request: None, ended_at: at, size };
+            inner.jobs.insert(id.clone(), entry);
             inner.ended.push_back(id);
             inner.kept_bytes += size;
         }

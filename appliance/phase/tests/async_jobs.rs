@@ -79,13 +79,21 @@ fn a_full_queue_answers_429_and_queued_and_running_jobs_can_be_cancelled() {
     let node = Node::start(&["--max-concurrent", "1", "--max-queued", "2"]);
     let spin = guest("hostile-loop");
     let long = ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":60000}";
-    let ids: Vec<String> = (0..3)
+    let (ids, tokens): (Vec<String>, Vec<String>) = (0..3)
         .map(|i| {
             let r = submit(&node, &body(&spin, format!("{i}").as_bytes(), long));
             assert_eq!(r.status, 202, "{}", r.text());
-            json_string(&r.text(), "job_id")
+            (json_string(&r.text(), "job_id"), json_string(&r.text(), "cancel_token"))
         })
-        .collect();
+        .unzip();
+    let cancel = |i: usize| node.request("DELETE", &format!("/v1/jobs/{}?token={}", ids[i], tokens[i]), b"");
+    // Only the submitter can cancel: an identical submission gets no token, a wrong one is refused.
+    let again = submit(&node, &body(&spin, b"2", long));
+    assert!(again.text().contains("\"existing\":true") && !again.text().contains("cancel_token"), "{}", again.text());
+    for wrong in [String::new(), "0".repeat(32), tokens[1].clone()] {
+        let r = node.request("DELETE", &format!("/v1/jobs/{}?token={wrong}", ids[2]), b"");
+        assert_eq!((r.status, json_string(&r.text(), "error")), (403, "forbidden".to_string()), "{wrong}");
+    }
     // The first runs (fuel grows), the other two wait: the queue holds 2.
     let running = poll(&node, &ids[0], Duration::from_secs(10), |t| status(t) == "running" && json_u64(t, "fuel_used").unwrap_or(0) > 0);
     assert_eq!(json_string(&poll(&node, &ids[2], Duration::from_secs(5), |_| true), "status"), "queued");
@@ -94,21 +102,21 @@ fn a_full_queue_answers_429_and_queued_and_running_jobs_can_be_cancelled() {
     assert_eq!(json_string(&full.text(), "error"), "queue_full");
     assert_eq!(full.header("Retry-After"), Some("1"));
     // Cancel a queued job: it never runs.
-    let c = node.request("DELETE", &format!("/v1/jobs/{}", ids[2]), b"");
+    let c = cancel(2);
     assert_eq!((c.status, status(&c.text())), (200, "cancelled".to_string()), "{}", c.text());
     // Cancel the running one: it stops within a fuel slice, with no receipt.
-    let c = node.request("DELETE", &format!("/v1/jobs/{}", ids[0]), b"");
+    let c = cancel(0);
     assert_eq!((c.status, status(&c.text())), (202, "cancelling".to_string()), "{}", c.text());
     let ended = poll(&node, &ids[0], Duration::from_secs(10), |t| status(t) == "cancelled");
     assert!(!ended.contains("receipt"), "{ended}");
     assert!(node.log().contains("cancelled after"), "{}", node.log());
     // The second now runs; cancelling an ended job is refused.
     poll(&node, &ids[1], Duration::from_secs(10), |t| status(t) == "running");
-    let c = node.request("DELETE", &format!("/v1/jobs/{}", ids[2]), b"");
+    let c = cancel(2);
     assert_eq!((c.status, json_string(&c.text(), "error")), (409, "already_ended".to_string()));
     let metrics = node.request("GET", "/metrics", b"").text();
     assert!(metrics.contains("phase_async_jobs{state=\"running\"} 1") && metrics.contains("phase_async_jobs{state=\"ended\"} 2"), "{metrics}");
-    node.request("DELETE", &format!("/v1/jobs/{}", ids[1]), b"");
+    cancel(1);
     poll(&node, &ids[1], Duration::from_secs(10), |t| status(t) == "cancelled");
     assert!(node.request("GET", "/metrics", b"").text().contains("phase_jobs_cancelled_total 2"));
     drop(running);

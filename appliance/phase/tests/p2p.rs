@@ -236,13 +236,13 @@ fn an_async_job_placed_on_a_peer_is_tracked_by_the_node_it_was_submitted_to() {
     // While on the peer it shows as placed, and it cannot be cancelled there.
     let long = format!("{place},\"limits\":{{\"fuel\":1000000000000,\"deadline_ms\":3000}}");
     let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&spin, b"", &long));
-    let id = json_string(&r.text(), "job_id");
+    let (id, token) = (json_string(&r.text(), "job_id"), json_string(&r.text(), "cancel_token"));
     let give_up = Instant::now() + Duration::from_secs(10);
     while !a.request("GET", &format!("/v1/jobs/{id}"), b"").text().contains("\"placed\":true") {
         assert!(Instant::now() < give_up);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let c = a.request("DELETE", &format!("/v1/jobs/{id}"), b"");
+    let c = a.request("DELETE", &format!("/v1/jobs/{id}?token={token}"), b"");
     assert_eq!((c.status, json_string(&c.text(), "error")), (409, "not_cancellable".to_string()));
 }
 

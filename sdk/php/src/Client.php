@@ -172,7 +172,8 @@ final class Client
             if ($status !== 202 || !is_string($data['job_id'] ?? null)) {
                 throw new ProtocolException("node {$endpoint}: HTTP {$status} to an asynchronous job, not 202 with its id");
             }
-            return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked());
+            $token = is_string($data['cancel_token'] ?? null) ? $data['cancel_token'] : null;
+            return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked(), $token);
         });
     }
 
@@ -190,12 +191,13 @@ final class Client
             !is_array($t) || !is_string($t['node'] ?? null) || !$hex($t['job_id'] ?? null) || !$hex($t['module_sha256'] ?? null)
             || !$hex($t['input_sha256'] ?? null) || !$strings($t['args'] ?? null) || !$strings($t['env'] ?? null)
             || !is_array($t['limits'] ?? null) || array_filter($t['limits'], 'is_int') !== $t['limits']
+            || !(($t['cancel_token'] ?? null) === null || is_string($t['cancel_token']))
         ) {
             throw new \InvalidArgumentException('not a job handle token (node, job_id, module_sha256, input_sha256, args, env, limits)');
         }
         $asked = ['module_sha256' => $t['module_sha256'], 'input_sha256' => $t['input_sha256'], 'args' => $t['args'],
             'env' => $t['env'], 'limits' => $t['limits']];
-        return new JobHandle($this, $t['node'], $t['job_id'], $asked);
+        return new JobHandle($this, $t['node'], $t['job_id'], $asked, $t['cancel_token'] ?? null);
     }
 
     /**

@@ -23,6 +23,7 @@ final class JobHandle
         public readonly string $node,
         public readonly string $id,
         private readonly array $asked,
+        private readonly ?string $cancelToken = null,
     ) {
         if (!preg_match('/^[0-9a-f]{64}$/', $id)) {
             throw new \InvalidArgumentException('a job id is 64 lowercase hex digits');
@@ -31,7 +32,8 @@ final class JobHandle
 
     public function token(): string
     {
-        return json_encode(['node' => $this->node, 'job_id' => $this->id] + $this->asked, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+        $t = ['node' => $this->node, 'job_id' => $this->id] + $this->asked + ['cancel_token' => $this->cancelToken];
+        return json_encode($t, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
     }
 
     /** The node's status object: `status` is queued, running, cancelling, done, failed or cancelled. */
@@ -92,10 +94,15 @@ final class JobHandle
         }
     }
 
-    /** Asks the node to stop the job; returns the status it answered (cancelled or cancelling). */
+    /**
+     * Asks the node to stop the job; returns the status it answered (cancelled or cancelling).
+     * Only the submitter holds the cancel token: a handle for a job that was already queued by
+     * an identical submission has none (NodeException 403 `forbidden`).
+     */
     public function cancel(): string
     {
-        [$status, , $body] = $this->client->nodeRequest($this->node, 'DELETE', "/v1/jobs/{$this->id}");
+        $token = rawurlencode($this->cancelToken ?? '');
+        [$status, , $body] = $this->client->nodeRequest($this->node, 'DELETE', "/v1/jobs/{$this->id}?token={$token}");
         // 202: it is running and stops at its next fuel slice (status "cancelling").
         return (string) (\Phase\Sdk\Transport\HttpTransport::decode($this->node, $status === 202 ? 200 : $status, $body)['status'] ?? '');
     }

@@ -87,7 +87,17 @@ final class AsyncTest extends TestCase
             self::fail('a wait shorter than the job ends in a timeout');
         } catch (TimeoutException) {
         }
-        self::assertSame('cancelling', $ticker->cancel());
+        // Another handle for the same job (an identical submission) holds no cancel token.
+        $t = json_decode($ticker->token(), true);
+        $t['cancel_token'] = null;
+        try {
+            $client->resume(json_encode($t))->cancel();
+            self::fail('cancelled without the token');
+        } catch (NodeException $e) {
+            self::assertSame('forbidden', $e->errorCode);
+        }
+        // The submitter's handle, resumed from its token, can.
+        self::assertSame('cancelling', $client->resume($ticker->token())->cancel());
         try {
             $ticker->wait(30);
             self::fail('a cancelled job has no result');

@@ -126,10 +126,14 @@ fn submit_async(node: &Node, job: JobRequest, hold: Option<crate::memory::Reserv
         },
     };
     match node.queue.submit(&id, job, hold) {
-        Ok((status, existing)) => {
+        Ok((status, token)) => {
             let location = format!("/v1/jobs/{id}");
             let body = status.to_json(&id);
-            let body = format!("{},\"location\":\"{location}\",\"existing\":{existing}}}", &body[..body.len() - 1]);
+            let extra = match &token {
+                Some(t) => format!("\"existing\":false,\"cancel_token\":\"{t}\""),
+                None => "\"existing\":true".to_string(),
+            };
+            let body = format!("{},\"location\":\"{location}\",{extra}}}", &body[..body.len() - 1]);
             Response::json(202, body).header("Location", location)
         }
         Err(crate::queue::SubmitError::Full { max }) => {
@@ -186,8 +190,9 @@ pub fn job_route(node: &Node, head: &phase_core::http::RequestHead, rest: &str) 
             Some(s) => Response::json(200, s.to_json(id)),
             None => unknown(),
         },
-        Method::Delete => match node.queue.cancel(id) {
+        Method::Delete => match node.queue.cancel(id, head.query("token").unwrap_or("")) {
             None => unknown(),
+            Some(Cancel::Forbidden) => Response::error(403, "forbidden", "cancelling needs the job's cancel_token (?token=), given to whoever submitted it"),
             Some(Cancel::Cancelled) => Response::json(200, crate::queue::Status::Cancelled.to_json(id)),
             Some(Cancel::Stopping) => Response::json(202, crate::queue::Status::Cancelling.to_json(id)),
             Some(Cancel::Placed) => Response::error(409, "not_cancellable", "the job runs on a peer, which cannot be told to stop; its answer will be kept"),

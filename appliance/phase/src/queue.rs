@@ -252,8 +252,13 @@ impl Queue {
     pub fn cancel(&self, id: &str, token: &str) -> Option<Cancel> {
         let mut inner = self.lock();
         let e = inner.jobs.get_mut(id)?;
+        if e.status.ended() {
+            return Some(Cancel::Ended(e.status.name()));
+        }
         // Compared in constant time: the token is a secret.
-        let same = e.cancel_token.len() == token.len() && e.cancel_token.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+        let same = !e.cancel_token.is_empty()
+            && e.cancel_token.len() == token.len()
+            && e.cancel_token.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
         if !same {
             return Some(Cancel::Forbidden);
         }
@@ -416,5 +421,61 @@ impl Queue {
         if n > 0 {
             log!("jobs: {} kept results read back from {} ({} still kept)", n, dir.display(), inner.ended.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(input: &[u8]) -> JobRequest {
+        JobRequest::parse(format!("{{\"module_sha256\":\"{}\",\"input\":\"{}\"}}", "ab".repeat(32), phase_core::encoding::base64_encode(input)).as_bytes()).unwrap()
+    }
+
+    fn id(n: u8) -> String {
+        phase_core::encoding::hex_encode(&[n; 32])
+    }
+
+    fn done(q: &Queue, n: u8, answer_bytes: usize) {
+        let (_, token) = q.submit(&id(n), request(&[n]), None).unwrap();
+        assert!(token.is_some());
+        let t = q.take().unwrap();
+        assert_eq!(t.id, id(n));
+        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)) });
+    }
+
+    #[test]
+    fn ended_answers_are_dropped_oldest_first_beyond_the_byte_cap_and_at_once_with_no_ttl() {
+        let q = Queue::new(Config { max_queued: 4, result_ttl: Duration::from_secs(3600), max_result_bytes: 3 * (1000 + ENTRY_OVERHEAD) }, None);
+        for n in 1..=4 {
+            done(&q, n, 998); // 1000 bytes with its quotes
+        }
+        assert_eq!(q.status(&id(1)), None, "the oldest went");
+        assert!(matches!(q.status(&id(4)), Some(Status::Done { .. })));
+        assert_eq!(q.counts().2, 3);
+        let q = Queue::new(Config { result_ttl: Duration::ZERO, ..Config::default() }, None);
+        done(&q, 1, 10);
+        // Ended in this second: a TTL of zero keeps it until the clock moves on.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(q.status(&id(1)), None);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_identical_jobs_are_one_and_only_the_token_cancels() {
+        let q = Queue::new(Config { max_queued: 2, ..Config::default() }, None);
+        let (_, t1) = q.submit(&id(1), request(b"1"), None).unwrap();
+        assert_eq!(q.submit(&id(1), request(b"1"), None).unwrap(), (Status::Queued { position: 0 }, None), "the same job, no token");
+        q.submit(&id(2), request(b"2"), None).unwrap();
+        assert_eq!(q.submit(&id(3), request(b"3"), None), Err(SubmitError::Full { max: 2 }));
+        assert_eq!(q.cancel(&id(1), ""), Some(Cancel::Forbidden));
+        assert_eq!(q.cancel(&id(1), &"0".repeat(32)), Some(Cancel::Forbidden));
+        assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Cancelled));
+        assert_eq!(q.status(&id(2)), Some(Status::Queued { position: 0 }), "it moved up");
+        assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Ended("cancelled")));
+        assert_eq!(q.cancel(&id(9), ""), None);
+        // A cancelled job submitted again is queued afresh, with a new token.
+        let (s, t) = q.submit(&id(1), request(b"1"), None).unwrap();
+        assert_eq!(s, Status::Queued { position: 1 });
+        assert!(t.is_some() && t != t1);
     }
 }

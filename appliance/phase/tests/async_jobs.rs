@@ -69,6 +69,9 @@ fn an_async_job_is_queued_polled_and_its_result_verifies() {
     assert_eq!((again.status, json_string(&again.text(), "status")), (202, "done".to_string()), "{}", again.text());
     assert!(again.text().contains("\"existing\":true"));
     assert_eq!(node.log().matches("exited 0").count(), 1, "ran once");
+    // Redundancy is for synchronous jobs.
+    let r = submit(&node, &body(&module, b"x", ",\"redundancy\":2"));
+    assert_eq!((r.status, json_string(&r.text(), "error")), (400, "invalid_request".to_string()));
     // Unknown and malformed ids.
     assert_eq!(node.request("GET", &format!("/v1/jobs/{}", "0".repeat(64)), b"").status, 404);
     assert_eq!(node.request("GET", "/v1/jobs/../status", b"").status, 404);

@@ -110,6 +110,10 @@ pub fn post_job(node: &Node, req: Request) -> Response {
 /// request's memory held while it waits; 429 when the queue is full.
 fn submit_async(node: &Node, job: JobRequest, hold: Option<crate::memory::Reservation>) -> Response {
     let service = &node.service;
+    if job.redundancy.is_some_and(|k| k != 1) {
+        // Its answer is k answers, not one a status can hold and a handle verify as one.
+        return Response::error(400, "invalid_request", "redundancy is for synchronous jobs; submit each asynchronous job once");
+    }
     let id = match service.job_id_of(&job) {
         Ok(id) => hex_encode(&id),
         Err(e) => return service_error(&e),

@@ -253,14 +253,12 @@ final class Client
         $one = function (int|string $key, Job $job) use ($done): void {
             try {
                 $done($key, $this->run($job));
-            } catch (JobException $e) {
-                $done($key, $e);
-            } catch (PhaseException $e) {
+            } catch (PhaseException $e) { // a JobException (trap) too
                 $done($key, $e);
             }
         };
         $endpoints = $this->transport->endpoints();
-        // [key, job, idempotency key, attempt, node index, not before (µs)]
+        // [key, job, idempotency key, attempt, node index, not before (microtime(true) seconds)]
         $pending = [];
         $i = 0;
         foreach ($jobs as $key => $job) {
@@ -283,7 +281,12 @@ final class Client
                 $one($key, $job);
             }
         }
-        return $out;
+        // In the order the jobs were given, whatever order they ended in.
+        $ordered = [];
+        foreach (array_keys($jobs) as $key) {
+            $ordered[$key] = $out[$key];
+        }
+        return $ordered;
     }
 
     /** The curl multi loop of `runMany`. */

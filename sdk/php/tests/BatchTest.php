@@ -47,6 +47,7 @@ final class BatchTest extends TestCase
             }
         });
         self::assertCount(52, $results);
+        self::assertSame(array_keys($jobs), array_keys($results), 'in the order given');
         for ($i = 0; $i < 50; $i++) {
             $r = $results["job-{$i}"];
             self::assertInstanceOf(Result::class, $r, $r instanceof \Throwable ? $r->getMessage() : '');

@@ -232,20 +232,25 @@ impl Queue {
     /// stream's length so far, and the job's status name. While it runs: what it has written;
     /// once done: its answer's output; a failed or cancelled job: nothing. None: unknown id.
     pub fn output(&self, id: &str, stderr: bool, offset: usize, max: usize) -> Option<(Vec<u8>, usize, &'static str)> {
-        let inner = self.lock();
-        let e = inner.jobs.get(id)?;
         let slice = |b: &[u8]| (b[offset.min(b.len())..b.len().min(offset.saturating_add(max))].to_vec(), b.len());
-        let (bytes, total) = match &e.status {
-            Status::Done { answer } => match phase_core::answer::Answer::parse(answer) {
-                Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
-                Err(_) => (Vec::new(), 0),
-            },
-            _ => {
-                let out = e.progress.output.lock().unwrap_or_else(|p| p.into_inner());
-                slice(if stderr { &out.stderr } else { &out.stdout })
+        let answer = {
+            let inner = self.lock();
+            let e = inner.jobs.get(id)?;
+            match &e.status {
+                Status::Done { answer } => answer.clone(),
+                status => {
+                    let out = e.progress.output.lock().unwrap_or_else(|p| p.into_inner());
+                    let (bytes, total) = slice(if stderr { &out.stderr } else { &out.stdout });
+                    return Some((bytes, total, status.name()));
+                }
             }
         };
-        Some((bytes, total, e.status.name()))
+        // Parsed outside the lock: an answer may be megabytes.
+        let (bytes, total) = match phase_core::answer::Answer::parse(&answer) {
+            Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
+            Err(_) => (Vec::new(), 0),
+        };
+        Some((bytes, total, "done"))
     }
 
     /// Cancels job `id` for the holder of its cancel token (None: unknown).

@@ -117,7 +117,6 @@ struct Inner {
     /// Ended jobs, oldest first.
     ended: VecDeque<String>,
     kept_bytes: usize,
-    stopping: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -166,10 +165,6 @@ impl Queue {
         let q = Queue { config, inner: Mutex::new(Inner::default()), ready: Condvar::new(), dir };
         q.load();
         q
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -270,7 +265,6 @@ impl Queue {
         let result = match &e.status {
             Status::Queued { .. } => {
                 e.request = None; // its memory goes back now
-                e.progress.cancel.store(true, Relaxed);
                 inner.queue.retain(|q| q != id);
                 self.end(&mut inner, id, Status::Cancelled);
                 Cancel::Cancelled
@@ -287,18 +281,15 @@ impl Queue {
     }
 
     /// The next queued job, marked running (`placed`: decided by the runner after); waits
-    /// for one. None once the queue is stopping.
-    pub fn take(&self) -> Option<Taken> {
+    /// for one (runners live as long as the node).
+    pub fn take(&self) -> Taken {
         let mut inner = self.lock();
         loop {
-            if inner.stopping {
-                return None;
-            }
             if let Some(id) = inner.queue.pop_front() {
                 let e = inner.jobs.get_mut(&id).expect("a queued id has its entry");
                 let (request, hold) = e.request.take().expect("a queued entry has its request");
                 e.status = Status::Running { fuel_used: 0, placed: false };
-                return Some(Taken { id, request, progress: e.progress.clone(), hold });
+                return Taken { id, request, progress: e.progress.clone(), hold };
             }
             inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
         }
@@ -325,12 +316,6 @@ impl Queue {
         if inner.jobs.contains_key(id) {
             self.end(&mut inner, id, status);
         }
-    }
-
-    /// Stops `take` for every runner (the node is stopping).
-    pub fn stop(&self) {
-        self.lock().stopping = true;
-        self.ready.notify_all();
     }
 
     /// (queued, running, ended kept, bytes kept) for status and metrics.
@@ -366,23 +351,26 @@ impl Queue {
             let old = inner.jobs.get(&id).map(|e| e.ended_at < oldest_kept || !e.status.ended()).unwrap_or(true);
             if old || inner.kept_bytes > self.config.max_result_bytes || inner.ended.len() > MAX_KEPT {
                 inner.ended.pop_front();
-                self.forget(inner, &id);
+                self.remove(inner, &id);
             } else {
                 break;
             }
         }
     }
 
-    /// Removes an ended entry (and its file).
+    /// Removes an ended entry anywhere in the order (and its file).
     fn forget(&self, inner: &mut Inner, id: &str) {
-        if let Some(e) = inner.jobs.get(id) {
-            if !e.status.ended() {
-                return;
-            }
+        inner.ended.retain(|q| q != id);
+        self.remove(inner, id);
+    }
+
+    /// Removes an ended entry whose place in `ended` is already gone (and its file).
+    fn remove(&self, inner: &mut Inner, id: &str) {
+        if inner.jobs.get(id).is_some_and(|e| !e.status.ended()) {
+            return;
         }
         if let Some(e) = inner.jobs.remove(id) {
             inner.kept_bytes -= e.size.min(inner.kept_bytes);
-            inner.ended.retain(|q| q != id);
             if matches!(e.status, Status::Done { .. }) {
                 if let Some(dir) = &self.dir {
                     let _ = std::fs::remove_file(dir.join(format!("{id}.json")));
@@ -444,7 +432,7 @@ mod tests {
     fn done(q: &Queue, n: u8, answer_bytes: usize) {
         let (_, token) = q.submit(&id(n), request(&[n]), None).unwrap();
         assert!(token.is_some());
-        let t = q.take().unwrap();
+        let t = q.take();
         assert_eq!(t.id, id(n));
         q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)) });
     }

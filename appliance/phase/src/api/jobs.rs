@@ -219,8 +219,8 @@ pub fn start_runners(node: std::sync::Arc<Node>, n: usize) -> Result<(), String>
             .name(format!("job-runner-{i}"))
             .stack_size(RUNNER_STACK)
             .spawn(move || {
-                while let Some(t) = node.queue.take() {
-                    run_queued(&node, t);
+                loop {
+                    run_queued(&node, node.queue.take());
                 }
             })
             .map_err(|e| format!("job runner thread: {e}"))?;

@@ -47,8 +47,8 @@ pub enum Status {
     Running { fuel_used: u64, placed: bool },
     /// Asked to stop; it ends as cancelled, or done if it finished first.
     Cancelling,
-    /// The synchronous answer, receipt included.
-    Done { answer: String },
+    /// The synchronous answer, receipt included (shared: a status read copies nothing).
+    Done { answer: Arc<str> },
     /// What a synchronous call would have answered instead (HTTP status, code, message).
     Failed { status: u16, code: String, message: String },
     /// Stopped on request: no receipt.
@@ -71,19 +71,84 @@ impl Status {
         matches!(self, Status::Done { .. } | Status::Failed { .. } | Status::Cancelled)
     }
 
-    /// The status object of docs/api.md, for job `id`.
+    /// The status object of docs/api.md for job `id`, without a done job's answer (`body`
+    /// adds it).
     pub fn to_json(&self, id: &str) -> String {
         let head = format!("{{\"job_id\":\"{id}\",\"status\":\"{}\"", self.name());
         match self {
             Status::Queued { position } => format!("{head},\"position\":{position}}}"),
             Status::Running { fuel_used, placed } => format!("{head},\"fuel_used\":{fuel_used},\"placed\":{placed}}}"),
-            Status::Done { answer } => format!("{head},\"result\":{answer}}}"),
+            Status::Done { .. } => format!("{head}}}"),
             Status::Failed { status, code, message } => format!(
                 "{head},\"error\":{{\"status\":{status},\"code\":{},\"message\":{}}}}}",
                 crate::api::json_str(code),
                 crate::api::json_str(message)
             ),
             Status::Cancelling | Status::Cancelled => format!("{head}}}"),
+        }
+    }
+}
+
+impl Status {
+    /// The whole status object as an HTTP body: a done job's answer (up to megabytes) is
+    /// read from the shared copy as it is sent, never copied per request.
+    pub fn body(&self, id: &str) -> crate::http::Body {
+        use std::io::Read;
+        match self {
+            Status::Done { answer } => {
+                let head = format!("{{\"job_id\":\"{id}\",\"status\":\"done\",\"result\":").into_bytes();
+                let len = (head.len() + answer.len() + 1) as u64;
+                let reader = std::io::Cursor::new(head).chain(std::io::Cursor::new(Shared(answer.clone()))).chain(&b"}"[..]);
+                crate::http::Body::Reader { reader: Box::new(reader), len }
+            }
+            s => crate::http::Body::Bytes(s.to_json(id).into_bytes()),
+        }
+    }
+}
+
+/// A kept answer's bytes, for a reader.
+struct Shared(Arc<str>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// What `GET /v1/jobs/<id>/output` reads from: the live buffers of a job not done, or a done
+/// job's answer. Taken under the lock (two reference counts); read outside it.
+pub enum Stream {
+    Live(Arc<Progress>, &'static str),
+    Answer(Arc<str>),
+}
+
+impl Stream {
+    /// Bytes a read may allocate besides the chunk: parsing a done answer holds its parse
+    /// tree and the decoded output (the answer's size twice at most).
+    pub fn read_cost(&self) -> usize {
+        match self {
+            Stream::Live(..) => 0,
+            Stream::Answer(a) => 2 * a.len(),
+        }
+    }
+
+    /// Up to `max` bytes of stdout (`stderr`: stderr) from `offset`, the stream's length so
+    /// far, and the job's status name. A failed or cancelled job has no output.
+    pub fn read(&self, stderr: bool, offset: usize, max: usize) -> (Vec<u8>, usize, &'static str) {
+        let slice = |b: &[u8]| (b[offset.min(b.len())..b.len().min(offset.saturating_add(max))].to_vec(), b.len());
+        match self {
+            Stream::Live(progress, status) => {
+                let out = progress.output.lock().unwrap_or_else(|p| p.into_inner());
+                let (bytes, total) = slice(if stderr { &out.stderr } else { &out.stdout });
+                (bytes, total, status)
+            }
+            Stream::Answer(answer) => {
+                let (bytes, total) = match phase_core::answer::Answer::parse(answer) {
+                    Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
+                    Err(_) => (Vec::new(), 0),
+                };
+                (bytes, total, "done")
+            }
         }
     }
 }
@@ -223,29 +288,14 @@ impl Queue {
         })
     }
 
-    /// Up to `max` bytes of the job's stdout (`stderr`: its stderr) from `offset`, the
-    /// stream's length so far, and the job's status name. While it runs: what it has written;
-    /// once done: its answer's output; a failed or cancelled job: nothing. None: unknown id.
-    pub fn output(&self, id: &str, stderr: bool, offset: usize, max: usize) -> Option<(Vec<u8>, usize, &'static str)> {
-        let slice = |b: &[u8]| (b[offset.min(b.len())..b.len().min(offset.saturating_add(max))].to_vec(), b.len());
-        let answer = {
-            let inner = self.lock();
-            let e = inner.jobs.get(id)?;
-            match &e.status {
-                Status::Done { answer } => answer.clone(),
-                status => {
-                    let out = e.progress.output.lock().unwrap_or_else(|p| p.into_inner());
-                    let (bytes, total) = slice(if stderr { &out.stderr } else { &out.stdout });
-                    return Some((bytes, total, status.name()));
-                }
-            }
-        };
-        // Parsed outside the lock: an answer may be megabytes.
-        let (bytes, total) = match phase_core::answer::Answer::parse(&answer) {
-            Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
-            Err(_) => (Vec::new(), 0),
-        };
-        Some((bytes, total, "done"))
+    /// What the job's output is read from, or None for an unknown id.
+    pub fn stream(&self, id: &str) -> Option<Stream> {
+        let inner = self.lock();
+        let e = inner.jobs.get(id)?;
+        Some(match &e.status {
+            Status::Done { answer } => Stream::Answer(answer.clone()),
+            status => Stream::Live(e.progress.clone(), status.name()),
+        })
     }
 
     /// Cancels job `id` for the holder of its cancel token (None: unknown).
@@ -405,7 +455,7 @@ impl Queue {
         for (at, id, answer) in found {
             let size = answer.len() + ENTRY_OVERHEAD;
             // An ended job cannot be cancelled: no token is kept for it.
-            let entry = Entry { status: Status::Done { answer }, cancel_token: String::new(), progress: Arc::default(), request: None, ended_at: at, size };
+            let entry = Entry { status: Status::Done { answer: answer.into() }, cancel_token: String::new(), progress: Arc::default(), request: None, ended_at: at, size };
             inner.jobs.insert(id.clone(), entry);
             inner.ended.push_back(id);
             inner.kept_bytes += size;
@@ -434,7 +484,7 @@ mod tests {
         assert!(token.is_some());
         let t = q.take();
         assert_eq!(t.id, id(n));
-        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)) });
+        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() });
     }
 
     #[test]

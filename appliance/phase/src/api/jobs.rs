@@ -150,48 +150,69 @@ fn submit_async(node: &Node, job: JobRequest, hold: Option<crate::memory::Reserv
 /// Output bytes one `GET /v1/jobs/<id>/output` answers at most.
 pub const MAX_OUTPUT_CHUNK: usize = 1 << 20;
 
-/// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it; `GET /v1/jobs/<id>/output`:
-/// its output so far.
-pub fn job_route(node: &Node, head: &phase_core::http::RequestHead, rest: &str) -> Response {
+/// A checked `GET /v1/jobs/<id>/output` request.
+pub struct OutputRead {
+    id: String,
+    stderr: bool,
+    offset: usize,
+    max: usize,
+}
+
+/// Checks `GET /v1/jobs/<id>/output?stream=&offset=&max=` (`rest`: the path after `/v1/jobs/`).
+pub fn output_request(head: &phase_core::http::RequestHead, rest: &str) -> Result<OutputRead, Response> {
+    use phase_core::http::Method;
+    let id = rest.strip_suffix("/output").unwrap_or(rest);
+    if !matches!(head.method, Method::Get | Method::Head) {
+        return Err(Response::error(405, "method_not_allowed", "GET"));
+    }
+    if !crate::queue::valid_id(id) {
+        return Err(Response::error(404, "not_found", "a job id is 64 lowercase hex digits"));
+    }
+    let stderr = match head.query("stream") {
+        None | Some("stdout") => false,
+        Some("stderr") => true,
+        Some(other) => return Err(Response::error(400, "invalid_request", &format!("stream {other:?}: stdout or stderr"))),
+    };
+    let number = |key: &str, default: usize| -> Result<usize, Response> {
+        match head.query(key) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().map_err(|_| Response::error(400, "invalid_request", &format!("{key} {v:?}: a whole number of bytes"))),
+        }
+    };
+    Ok(OutputRead { id: id.to_string(), stderr, offset: number("offset", 0)?, max: number("max", MAX_OUTPUT_CHUNK)?.min(MAX_OUTPUT_CHUNK) })
+}
+
+/// Answers an output read, on the worker pool: the chunk, and for a done job the parse of its
+/// answer, are reserved from the node's memory pool first (503 `no_memory` when they do not fit).
+pub fn read_output(node: &Node, r: OutputRead) -> Response {
+    let Some(stream) = node.queue.stream(&r.id) else { return unknown_job(&r.id) };
+    let pool = node.service.pool();
+    let need = (r.max + stream.read_cost()) as u64;
+    let Some(hold) = pool.try_reserve(need) else {
+        return service_error(&ServiceError::NoMemory { what: "reading the job's output", need, free: pool.free() });
+    };
+    let (bytes, total, status) = stream.read(r.stderr, r.offset, r.max);
+    Response::new(200, "application/octet-stream", crate::http::Body::Bytes(bytes))
+        .header("Phase-Output-Total", total.to_string())
+        .header("Phase-Job-Status", status)
+        .hold(hold)
+}
+
+fn unknown_job(id: &str) -> Response {
+    Response::error(404, "not_found", &format!("no job {id} here (never submitted asynchronously, or no longer kept)"))
+}
+
+/// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it.
+pub fn job_route(node: &Node, head: &phase_core::http::RequestHead, id: &str) -> Response {
     use phase_core::http::Method;
     let method = head.method;
-    if let Some(id) = rest.strip_suffix("/output") {
-        if !matches!(method, Method::Get | Method::Head) {
-            return Response::error(405, "method_not_allowed", "GET");
-        }
-        if !crate::queue::valid_id(id) {
-            return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");
-        }
-        let stderr = match head.query("stream") {
-            None | Some("stdout") => false,
-            Some("stderr") => true,
-            Some(other) => return Response::error(400, "invalid_request", &format!("stream {other:?}: stdout or stderr")),
-        };
-        let number = |key: &str, default: usize| -> Result<usize, Response> {
-            match head.query(key) {
-                None => Ok(default),
-                Some(v) => v.parse::<usize>().map_err(|_| Response::error(400, "invalid_request", &format!("{key} {v:?}: a whole number of bytes"))),
-            }
-        };
-        let (offset, max) = match (number("offset", 0), number("max", MAX_OUTPUT_CHUNK)) {
-            (Ok(o), Ok(m)) => (o, m.min(MAX_OUTPUT_CHUNK)),
-            (Err(r), _) | (_, Err(r)) => return r,
-        };
-        return match node.queue.output(id, stderr, offset, max) {
-            Some((bytes, total, status)) => Response::new(200, "application/octet-stream", crate::http::Body::Bytes(bytes))
-                .header("Phase-Output-Total", total.to_string())
-                .header("Phase-Job-Status", status),
-            None => Response::error(404, "not_found", &format!("no job {id} here (never submitted asynchronously, or no longer kept)")),
-        };
-    }
-    let id = rest;
     if !crate::queue::valid_id(id) {
         return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");
     }
-    let unknown = || Response::error(404, "not_found", &format!("no job {id} here (never submitted asynchronously, or no longer kept)"));
+    let unknown = || unknown_job(id);
     match method {
         Method::Get | Method::Head => match node.queue.status(id) {
-            Some(s) => Response::json(200, s.to_json(id)),
+            Some(s) => Response::new(200, "application/json", s.body(id)),
             None => unknown(),
         },
         Method::Delete => match node.queue.cancel(id, head.query("token").unwrap_or("")) {
@@ -243,7 +264,7 @@ fn run_queued(node: &Node, t: crate::queue::Taken) {
     }
     drop(t.hold);
     let status = match run(node, t.request, t.progress, &|| node.queue.placed(&t.id)) {
-        Ran::Done { json, .. } => Status::Done { answer: json },
+        Ran::Done { json, .. } => Status::Done { answer: json.into() },
         Ran::Failed(_, _, code, _) if code == "cancelled" => Status::Cancelled,
         Ran::Failed(_, status, code, message) => Status::Failed { status, code, message },
     };

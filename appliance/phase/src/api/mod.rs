@@ -118,6 +118,14 @@ impl Handler for Api {
                 let n = node.clone();
                 node.workers.run(move || jobs::post_job(&n, req)).await.unwrap_or_else(stopped)
             }
+            (_, p) if p.starts_with("/v1/jobs/") && p.ends_with("/output") => match jobs::output_request(&req.head, &p["/v1/jobs/".len()..]) {
+                // Reading a done job's output parses its answer: work for the pool, not the front.
+                Ok(r) => {
+                    let n = node.clone();
+                    node.workers.run(move || jobs::read_output(&n, r)).await.unwrap_or_else(stopped)
+                }
+                Err(resp) => resp,
+            },
             (_, p) if p.starts_with("/v1/jobs/") => jobs::job_route(node, &req.head, &p["/v1/jobs/".len()..]),
             (Method::Put, "/v1/modules") => {
                 let n = node.clone();

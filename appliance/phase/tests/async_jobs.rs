@@ -195,3 +195,26 @@ fn output_is_readable_while_the_job_runs_and_matches_the_signed_answer() {
     let bad = node.request("GET", &format!("/v1/jobs/{id}/output?offset=-1"), b"");
     assert_eq!(bad.status, 400, "{}", bad.text());
 }
+
+#[test]
+fn a_queued_job_to_run_here_waits_for_a_slot_instead_of_failing_busy() {
+    // A node with peers and one slot, held by a synchronous job: a queued job placed here
+    // waits for the slot (a synchronous one would get 429 busy).
+    let node = Node::start(&["--max-concurrent", "1", "--p2p", "/ip4/127.0.0.1/tcp/0"]);
+    let addr = node.addr;
+    let spin = guest("hostile-loop");
+    let holder = std::thread::spawn(move || {
+        common::http(addr, "POST", "/v1/jobs", &body(&spin, b"", ",\"limits\":{\"fuel\":1000000000000,\"deadline_ms\":1500}")).status
+    });
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while json_u64(&node.request("GET", "/v1/status", b"").text(), "jobs_in_flight") != Some(1) {
+        assert!(Instant::now() < give_up, "the synchronous job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = submit(&node, &body(&guest("hello"), b"waits", ",\"placement\":\"local\""));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = json_string(&r.text(), "job_id");
+    let done = poll(&node, &id, Duration::from_secs(30), |t| !["queued", "running"].contains(&status(t).as_str()));
+    assert_eq!(status(&done), "done", "{done}");
+    assert_eq!(holder.join().unwrap(), 200, "the synchronous job ended at its deadline");
+}

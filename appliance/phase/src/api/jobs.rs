@@ -11,7 +11,18 @@ use crate::remote::{self, Placement};
 use crate::queue::Cancel;
 use crate::service::{JobRequest, ModuleSource, ServiceError};
 
-fn place_error((status, code, msg): remote::PlaceError) -> Response {
+/// What running a job request came to, wherever it ran.
+enum Ran {
+    /// The JSON answer, with the memory the job was admitted with (held until it is sent)
+    /// and whether it ran here.
+    Done { json: String, hold: Option<crate::memory::Reservation>, local: bool },
+    /// The error answer: status, code, message (a placement error or a `ServiceError`).
+    Failed(remote::PlaceError),
+}
+
+/// The HTTP answer for a job error; coming back later helps with 429 and 503 (busy, memory,
+/// a key still running, a host failure, no peer free), as `service_error` says too.
+fn error_response((status, code, msg): remote::PlaceError) -> Response {
     let r = Response::error(status, code, &msg);
     if status == 429 || status == 503 {
         r.header("Retry-After", "1")
@@ -20,55 +31,39 @@ fn place_error((status, code, msg): remote::PlaceError) -> Response {
     }
 }
 
-/// What running a job request came to, wherever it ran.
-enum Ran {
-    /// The JSON answer, with the memory the job was admitted with (held until it is sent)
-    /// and whether it ran here.
-    Done { json: String, hold: Option<crate::memory::Reservation>, local: bool },
-    Failed(Response, u16, String, String),
-}
-
-fn failed(r: Response, status: u16, code: &str, message: String) -> Ran {
-    Ran::Failed(r, status, code.to_string(), message)
-}
-
 /// Runs a parsed job request as `POST /v1/jobs` does: redundantly, placed on a peer, or here
-/// (with `progress` seen from outside). `on_peer` is told when it goes to a peer.
-fn run(node: &Node, job: JobRequest, progress: std::sync::Arc<crate::engine::Progress>, on_peer: &dyn Fn()) -> Ran {
+/// in `slot` if one was taken (with `progress` seen from outside). `on_peer` is told when it
+/// goes to a peer.
+fn run(node: &Node, job: JobRequest, slot: Option<crate::service::Slot<'_>>, progress: std::sync::Arc<crate::engine::Progress>, on_peer: &dyn Fn()) -> Ran {
     let service = &node.service;
-    let place_failed = |e: remote::PlaceError| {
-        let (status, code, msg) = (e.0, e.1, e.2.clone());
-        failed(place_error(e), status, code, msg)
-    };
     if let Some(k) = job.redundancy.filter(|&k| k != 1) {
         if job.placement.is_some() {
-            let msg = "give placement or redundancy, not both";
-            return failed(Response::error(400, "invalid_request", msg), 400, "invalid_request", msg.into());
+            return Ran::Failed((400, "invalid_request", "give placement or redundancy, not both".into()));
         }
         on_peer();
         return match remote::redundant(node, job, k.min(usize::MAX as u64) as usize) {
             Ok(json) => Ran::Done { json, hold: None, local: false },
-            Err(e) => place_failed(e),
+            Err(e) => Ran::Failed(e),
         };
     }
     let placement = match job.placement.as_deref().map(Placement::parse) {
         // No placement: here while a slot is free; when every slot is busy, on the peer
         // that answers fastest instead of a 429 (load-based placement).
-        None if node.p2p.is_some() && service.in_flight() >= service.config().max_concurrent => Placement::Remote,
+        None if slot.is_none() && node.p2p.is_some() && service.in_flight() >= service.config().max_concurrent => Placement::Remote,
         None => Placement::Local,
         Some(Ok(p)) => p,
-        Some(Err(msg)) => return failed(Response::error(400, "invalid_request", &msg), 400, "invalid_request", msg),
+        Some(Err(msg)) => return Ran::Failed((400, "invalid_request", msg)),
     };
     if placement != Placement::Local {
         on_peer();
         return match remote::place(node, job, placement) {
             Ok(json) => Ran::Done { json, hold: None, local: false },
-            Err(e) => place_failed(e),
+            Err(e) => Ran::Failed(e),
         };
     }
-    match service.submit_watched(None, job, progress) {
+    match service.submit_watched(slot, job, progress) {
         Ok(done) => Ran::Done { json: done.to_json(), hold: done.hold, local: true },
-        Err(e) => failed(service_error(&e), e.status(), e.code(), e.to_string()),
+        Err(e) => Ran::Failed((e.status(), e.code(), e.to_string())),
     }
 }
 
@@ -88,7 +83,7 @@ pub fn post_job(node: &Node, req: Request) -> Response {
     }
     // The body and its reservation are not needed past the parse.
     drop(req);
-    match run(node, job, Default::default(), &|| {}) {
+    match run(node, job, None, Default::default(), &|| {}) {
         Ran::Done { json, hold, local } => {
             let mut resp = Response::json(200, json);
             if let Some(hold) = hold {
@@ -102,7 +97,7 @@ pub fn post_job(node: &Node, req: Request) -> Response {
             }
             resp
         }
-        Ran::Failed(resp, ..) => resp,
+        Ran::Failed(e) => error_response(e),
     }
 }
 
@@ -252,21 +247,31 @@ pub fn start_runners(node: std::sync::Arc<Node>, n: usize) -> Result<(), String>
 fn run_queued(node: &Node, t: crate::queue::Taken) {
     use crate::queue::Status;
     let service = &node.service;
-    let local = t.request.redundancy.filter(|&k| k != 1).is_none() && t.request.placement.as_deref().is_none_or(|p| p == "local");
-    // Wait for a slot here (polling: slots are taken and given back without a signal), unless
-    // it may go to a peer; a cancel ends the wait.
-    while local && node.p2p.is_none() && service.in_flight() >= service.config().max_concurrent {
-        if t.progress.cancel.load(Relaxed) {
-            node.queue.finish(&t.id, Status::Cancelled);
-            return;
+    // A job that runs here takes its slot first, waiting for one (polling: slots are taken and
+    // given back without a signal), so a queued job never ends as `busy`. One that may go to a
+    // peer (placed, or no placement on a node with peers) does not wait: placement decides.
+    let here = match t.request.placement.as_deref() {
+        _ if t.request.redundancy.is_some_and(|k| k != 1) => false,
+        Some("local") => true,
+        Some(_) => false,
+        None => node.p2p.is_none(),
+    };
+    let mut slot = None;
+    while here && slot.is_none() {
+        match service.try_slot() {
+            Ok(s) => slot = Some(s),
+            Err(_) if t.progress.cancel.load(Relaxed) => {
+                node.queue.finish(&t.id, Status::Cancelled);
+                return;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     drop(t.hold);
-    let status = match run(node, t.request, t.progress, &|| node.queue.placed(&t.id)) {
+    let status = match run(node, t.request, slot, t.progress, &|| node.queue.placed(&t.id)) {
         Ran::Done { json, .. } => Status::Done { answer: json.into() },
-        Ran::Failed(_, _, code, _) if code == "cancelled" => Status::Cancelled,
-        Ran::Failed(_, status, code, message) => Status::Failed { status, code, message },
+        Ran::Failed((_, code, _)) if code == ServiceError::Cancelled.code() => Status::Cancelled,
+        Ran::Failed((status, code, message)) => Status::Failed { status, code: code.to_string(), message },
     };
     node.queue.finish(&t.id, status);
 }

@@ -86,12 +86,10 @@ final class Client
         for ($attempt = 0; $attempt <= $this->retries; $attempt++) {
             $endpoint = $endpoints[$attempt % count($endpoints)];
             if ($attempt > 0) {
-                $this->log('warning', 'phase: {what} failed on {failed_node} ({error}); attempt {attempt} on {node}', [
-                    'what' => $what, 'failed_node' => $failedOn, 'error' => $last->getMessage(), 'attempt' => $attempt + 1, 'node' => $endpoint,
-                ]);
-                $this->backoff($attempt);
+                $this->logRetry($what, $failedOn, $last, $attempt + 1, $endpoint);
+                ($this->sleep)($this->backoffUs($attempt));
             }
-            $this->log('debug', 'phase: {what}: attempt {attempt} on {node}', ['what' => $what, 'attempt' => $attempt + 1, 'node' => $endpoint]);
+            $this->logAttempt($what, $attempt + 1, $endpoint);
             try {
                 return $try($endpoint);
             } catch (NodeException $e) {
@@ -164,8 +162,7 @@ final class Client
         $this->http();
         $key = $job->idempotencyKey() ?? 'sdk-' . bin2hex(random_bytes(16));
         $body = json_encode($job->toRequest($key), JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
-        $what = 'submitting job (module ' . substr($job->moduleSha256(), 0, 12) . ')';
-        return $this->withRetries($this->transport->endpoints(), $what, function (string $endpoint) use ($body, $job): JobHandle {
+        return $this->withRetries($this->transport->endpoints(), self::what($job, 'submitting job'), function (string $endpoint) use ($body, $job): JobHandle {
             $headers = ['Content-Type: application/json', 'Prefer: respond-async'];
             [$status, , $text] = $this->nodeRequest($endpoint, 'POST', '/v1/jobs', $headers, $body);
             $data = HttpTransport::decode($endpoint, $status === 202 ? 200 : $status, $text);
@@ -218,11 +215,28 @@ final class Client
         return $this->transport;
     }
 
-    private function backoff(int $attempt): void
+    /** The wait before retry number `$attempt` (1 = the first), in µs: exponential backoff with full jitter. */
+    private function backoffUs(int $attempt): int
     {
-        // Exponential backoff with full jitter.
         $cap = min($this->maxBackoffMs, $this->backoffMs * (2 ** ($attempt - 1)));
-        ($this->sleep)(random_int(0, $cap * 1000));
+        return random_int(0, $cap * 1000);
+    }
+
+    private function logAttempt(string $what, int $attempt, string $node): void
+    {
+        $this->log('debug', 'phase: {what}: attempt {attempt} on {node}', ['what' => $what, 'attempt' => $attempt, 'node' => $node]);
+    }
+
+    private function logRetry(string $what, string $failedOn, \Throwable $error, int $attempt, string $next): void
+    {
+        $this->log('warning', 'phase: {what} failed on {failed_node} ({error}); attempt {attempt} on {node}', [
+            'what' => $what, 'failed_node' => $failedOn, 'error' => $error->getMessage(), 'attempt' => $attempt, 'node' => $next,
+        ]);
+    }
+
+    private static function what(Job $job, string $action = 'job'): string
+    {
+        return "{$action} (module " . substr($job->moduleSha256(), 0, 12) . ')';
     }
 
     /**
@@ -309,8 +323,7 @@ final class Client
                     }
                     unset($pending[$n]);
                     $endpoint = $endpoints[$p[4] % count($endpoints)];
-                    $what = 'job (module ' . substr($p[1]->moduleSha256(), 0, 12) . ')';
-                    $this->log('debug', 'phase: {what}: attempt {attempt} on {node}', ['what' => $what, 'attempt' => $p[3] + 1, 'node' => $endpoint]);
+                    $this->logAttempt(self::what($p[1]), $p[3] + 1, $endpoint);
                     $ch = $http->jobHandle($endpoint, $p[1]->toRequest($p[2]), $this->timeout);
                     curl_multi_add_handle($mh, $ch);
                     $active[spl_object_id($ch)] = [$ch, $p, $endpoint];
@@ -342,13 +355,8 @@ final class Client
                     } catch (NodeException | TransportException | ProtocolException $e) {
                         $retry = !($e instanceof NodeException) || $e->isRetryable();
                         if ($retry && $p[3] < $this->retries) {
-                            $next = $endpoints[($p[4] + 1) % count($endpoints)];
-                            $this->log('warning', 'phase: {what} failed on {failed_node} ({error}); attempt {attempt} on {node}', [
-                                'what' => 'job (module ' . substr($p[1]->moduleSha256(), 0, 12) . ')', 'failed_node' => $endpoint,
-                                'error' => $e->getMessage(), 'attempt' => $p[3] + 2, 'node' => $next,
-                            ]);
-                            $cap = min($this->maxBackoffMs, $this->backoffMs * (2 ** $p[3]));
-                            $pending[] = [$p[0], $p[1], $p[2], $p[3] + 1, $p[4] + 1, microtime(true) + random_int(0, $cap) / 1000];
+                            $this->logRetry(self::what($p[1]), $endpoint, $e, $p[3] + 2, $endpoints[($p[4] + 1) % count($endpoints)]);
+                            $pending[] = [$p[0], $p[1], $p[2], $p[3] + 1, $p[4] + 1, microtime(true) + $this->backoffUs($p[3] + 1) / 1e6];
                         } else {
                             $done($p[0], $e);
                         }
@@ -368,8 +376,7 @@ final class Client
     /** @return array{string,Result} */
     private function runWithRetries(Job $job, string $key, array $endpoints): array
     {
-        $what = 'job (module ' . substr($job->moduleSha256(), 0, 12) . ')';
-        return $this->withRetries($endpoints, $what, function (string $endpoint) use ($job, $key): array {
+        return $this->withRetries($endpoints, self::what($job), function (string $endpoint) use ($job, $key): array {
             $answer = $this->transport->execute($endpoint, $job->toRequest($key), $this->timeout);
             return [$endpoint, $this->verifiedAnswer($job->asked(), $answer, $endpoint)];
         });

@@ -11,6 +11,8 @@ use Phase\Sdk\Exception\TransportException;
 /** HTTP to one or more nodes: ext-curl when loaded, PHP streams otherwise. */
 final class HttpTransport implements RequestTransportInterface
 {
+    use JobsOverRequests;
+
     /** @var list<string> */
     private array $nodes;
 
@@ -40,13 +42,6 @@ final class HttpTransport implements RequestTransportInterface
     public function endpoints(): array
     {
         return $this->nodes;
-    }
-
-    public function execute(string $endpoint, array $request, float $timeout): array
-    {
-        $body = json_encode($request, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
-        [$status, , $text] = $this->request($endpoint, 'POST', '/v1/jobs', ['Content-Type: application/json'], $body, $timeout);
-        return self::decode($endpoint, $status, $text);
     }
 
     /**

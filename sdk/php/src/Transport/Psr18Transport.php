@@ -22,6 +22,8 @@ use Psr\Http\Message\StreamFactoryInterface;
  */
 final class Psr18Transport implements RequestTransportInterface
 {
+    use JobsOverRequests;
+
     /** @var list<string> */
     private array $nodes;
 
@@ -39,13 +41,6 @@ final class Psr18Transport implements RequestTransportInterface
     public function endpoints(): array
     {
         return $this->nodes;
-    }
-
-    public function execute(string $endpoint, array $request, float $timeout): array
-    {
-        $body = json_encode($request, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
-        [$status, , $text] = $this->request($endpoint, 'POST', '/v1/jobs', ['Content-Type: application/json'], $body, $timeout);
-        return HttpTransport::decode($endpoint, $status, $text);
     }
 
     public function request(string $endpoint, string $method, string $path, array $headers, ?string $body, float $timeout): array

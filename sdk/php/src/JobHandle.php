@@ -113,7 +113,8 @@ final class JobHandle
      */
     public function output(string $stream = 'stdout', int $offset = 0): string
     {
-        [$status, , $body] = $this->client->nodeRequest($this->node, 'GET', "/v1/jobs/{$this->id}/output?stream=" . rawurlencode($stream) . "&offset={$offset}");
+        $path = "/v1/jobs/{$this->id}/output?stream=" . rawurlencode($stream) . "&offset={$offset}";
+        [$status, , $body] = $this->client->nodeRequest($this->node, 'GET', $path);
         if ($status !== 200) {
             \Phase\Sdk\Transport\HttpTransport::decode($this->node, $status, $body);
         }

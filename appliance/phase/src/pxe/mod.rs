@@ -187,8 +187,7 @@ impl Pxe {
         // What is served: the programs of the arches booted, GRUB's with this node's address.
         let mut programs = Programs::new();
         for (name, bytes) in &carried {
-            let arch = if name == UEFI_ARM64_PROGRAM { Arch::Aarch64 } else { Arch::X86_64 };
-            if boots.iter().any(|b| b.arch == arch) {
+            if boots.iter().any(|b| programs_for(b.arch).contains(&name.as_str())) {
                 let bytes = if name == UEFI_ARM64_PROGRAM { Arc::from(with_server(bytes, address, config.http_port)?) } else { bytes.clone() };
                 programs.push((name.clone(), bytes));
             }

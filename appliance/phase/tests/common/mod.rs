@@ -238,6 +238,24 @@ impl Raw {
         }
     }
 
+    /// Reads one response (head and a `Content-Length` body) on a connection that stays open;
+    /// its status, or None if the server closed or sent something else first.
+    pub fn one_response(&mut self) -> Option<u16> {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            match self.stream.read(&mut byte) {
+                Ok(1) => got.push(byte[0]),
+                _ => return None,
+            }
+        }
+        let head = String::from_utf8_lossy(&got).into_owned();
+        let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: "))?.trim().parse().ok()?;
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).ok()?;
+        status_of(&got)
+    }
+
     /// The status code of the first response in what the server sent before closing.
     pub fn status(&mut self) -> Option<u16> {
         status_of(&self.read_all())

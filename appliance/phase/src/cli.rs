@@ -939,20 +939,24 @@ fn start_p2p(
         _ => PeerFault::None,
     };
     let (executor, pool) = (service.clone(), workers.clone());
-    let handler: crate::p2p::JobHandler = Arc::new(move |body| {
+    // Peers' jobs running here, so that each sender can cancel its own.
+    let peer_jobs = Arc::new(crate::remote::PeerJobs::default());
+    let running = peer_jobs.clone();
+    let handler: crate::p2p::JobHandler = Arc::new(move |from, body| {
         if fault == PeerFault::Stall {
             // Takes the job and never answers (holding no thread).
             return Box::pin(futures::future::pending());
         }
-        let (executor, pool) = (executor.clone(), pool.clone());
-        Box::pin(async move { pool.run(move || crate::remote::serve_peer_job(&executor, body, fault)).await.unwrap_or_default() })
+        let (executor, pool, running) = (executor.clone(), pool.clone(), running.clone());
+        Box::pin(async move { pool.run(move || crate::remote::serve_peer_job(&executor, &running, from, body, fault)).await.unwrap_or_default() })
     });
+    let cancel: crate::p2p::CancelHandler = Arc::new(move |from, request| peer_jobs.cancel(from, request));
     let load = service.clone();
     let probe: crate::p2p::LoadProbe = Arc::new(move || crate::p2p::Load {
         in_flight: load.in_flight().min(u32::MAX as usize) as u32,
         slots: load.config().max_concurrent.clamp(1, u32::MAX as usize) as u32,
     });
-    crate::p2p::P2p::start(service.identity().seed(), config, handler, probe).map_err(|e| e.to_string())
+    crate::p2p::P2p::start(service.identity().seed(), config, handler, cancel, probe).map_err(|e| e.to_string())
 }
 
 fn unix_now() -> u64 {

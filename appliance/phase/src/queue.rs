@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::engine::Progress;
 use crate::memory::Reservation;
+use crate::p2p::PeerId;
 use crate::service::JobRequest;
 
 /// Ended jobs remembered at most, whatever their size.
@@ -170,6 +171,8 @@ struct Entry {
     progress: Arc<Progress>,
     /// Queued only: the request and its memory.
     request: Option<(JobRequest, Option<Reservation>)>,
+    /// Placed only: the peer its request went to last, and the request frame's SHA-256.
+    peer: Option<(PeerId, [u8; 32])>,
     /// Ended only: when (unix seconds) and what it costs to keep.
     ended_at: u64,
     size: usize,
@@ -197,8 +200,9 @@ pub enum Cancel {
     Cancelled,
     /// It is running here: it stops within a fuel slice.
     Stopping,
-    /// It is running on a peer, which cannot be told to stop.
-    Placed,
+    /// It is running on `peer`, which is to be told to stop the request that hashes to
+    /// `request`.
+    Placed { peer: PeerId, request: [u8; 32] },
     /// It has ended already (as `Status::name`).
     Ended(&'static str),
     /// The cancel token is not this job's.
@@ -263,6 +267,7 @@ impl Queue {
                 cancel_token: cancel_token.clone(),
                 progress: Arc::new(Progress::watched()),
                 request: Some((request, hold)),
+                peer: None,
                 ended_at: 0,
                 size: 0,
             },
@@ -319,7 +324,14 @@ impl Queue {
                 self.end(&mut inner, id, Status::Cancelled);
                 Cancel::Cancelled
             }
-            Status::Running { placed: true, .. } => Cancel::Placed,
+            Status::Running { placed: true, .. } => {
+                e.progress.cancel.store(true, Relaxed);
+                e.status = Status::Cancelling;
+                match e.peer {
+                    Some((peer, request)) => Cancel::Placed { peer, request },
+                    None => Cancel::Stopping,
+                }
+            }
             Status::Running { placed: false, .. } | Status::Cancelling => {
                 e.progress.cancel.store(true, Relaxed);
                 e.status = Status::Cancelling;
@@ -345,13 +357,21 @@ impl Queue {
         }
     }
 
-    /// Marks a running job as placed on a peer (no fuel, no cancel).
-    pub fn placed(&self, id: &str) {
-        if let Some(e) = self.lock().jobs.get_mut(id) {
-            if matches!(e.status, Status::Running { .. }) {
-                e.status = Status::Running { fuel_used: 0, placed: true };
-            }
+    /// A running job's request is about to go to `peer` (`request`: the frame's SHA-256):
+    /// marks it placed (no fuel is seen) and keeps where it went, so a cancel can follow it.
+    /// False if it was cancelled (checked under the same lock as `cancel` sets it, so a cancel
+    /// either stops the send or finds the peer).
+    pub fn sent_to(&self, id: &str, peer: PeerId, request: [u8; 32]) -> bool {
+        let mut inner = self.lock();
+        let Some(e) = inner.jobs.get_mut(id) else { return true };
+        if e.progress.cancel.load(Relaxed) {
+            return false;
         }
+        if matches!(e.status, Status::Running { .. }) {
+            e.status = Status::Running { fuel_used: 0, placed: true };
+        }
+        e.peer = Some((peer, request));
+        true
     }
 
     /// Records how a job ended; a done job's answer goes to the data dir too.
@@ -455,7 +475,7 @@ impl Queue {
         for (at, id, answer) in found {
             let size = answer.len() + ENTRY_OVERHEAD;
             // An ended job cannot be cancelled: no token is kept for it.
-            let entry = Entry { status: Status::Done { answer: answer.into() }, cancel_token: String::new(), progress: Arc::default(), request: None, ended_at: at, size };
+            let entry = Entry { status: Status::Done { answer: answer.into() }, cancel_token: String::new(), progress: Arc::default(), request: None, peer: None, ended_at: at, size };
             inner.jobs.insert(id.clone(), entry);
             inner.ended.push_back(id);
             inner.kept_bytes += size;
@@ -485,6 +505,27 @@ mod tests {
         let t = q.take();
         assert_eq!(t.id, id(n));
         q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() });
+    }
+
+    #[test]
+    fn a_cancel_either_stops_a_placement_before_it_sends_or_finds_the_peer() {
+        let q = Queue::new(Config::default(), None);
+        let peer = PeerId::random();
+        // Cancelled before the request goes out: nothing is sent.
+        let (_, token) = q.submit(&id(1), request(b"1"), None).unwrap();
+        let _t = q.take();
+        assert_eq!(q.cancel(&id(1), &token.unwrap()), Some(Cancel::Stopping));
+        assert!(!q.sent_to(&id(1), peer, [1; 32]));
+        // Sent first: the cancel names the peer and the request, and the job is cancelling.
+        let (_, token) = q.submit(&id(2), request(b"2"), None).unwrap();
+        let t = q.take();
+        assert!(q.sent_to(&id(2), peer, [2; 32]));
+        assert_eq!(q.status(&id(2)), Some(Status::Running { fuel_used: 0, placed: true }));
+        assert_eq!(q.cancel(&id(2), &token.unwrap()), Some(Cancel::Placed { peer, request: [2; 32] }));
+        assert!(t.progress.cancel.load(Relaxed));
+        assert_eq!(q.status(&id(2)), Some(Status::Cancelling));
+        // A second attempt on another peer is not sent.
+        assert!(!q.sent_to(&id(2), PeerId::random(), [3; 32]));
     }
 
     #[test]

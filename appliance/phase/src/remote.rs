@@ -3,8 +3,9 @@
 //! receipt is the executor's (signed by the key its PeerId names) and is for what was sent.
 //! Forwarding takes a permit (as many as job slots) and waits at most the job's deadline.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 use phase_core::encoding::{base64_encode, hex_encode};
@@ -14,6 +15,7 @@ use phase_core::sha256;
 use phase_core::answer::{Answer, Asked};
 use phase_core::wire::{error_json, PeerModule};
 
+use crate::engine::Progress;
 use crate::node::{Node, PeerFault};
 use crate::p2p::{P2p, PeerId, PeerInfo};
 use crate::service::{JobRequest, ModuleSource, NodeService, ServiceError};
@@ -43,6 +45,28 @@ impl Placement {
 /// Attempts across peers for one job (transport errors and busy or failing peers).
 const MAX_ATTEMPTS: usize = 3;
 
+/// What watches a placement from outside (an asynchronous job's queue entry): where each
+/// request goes, and whether the submitter cancelled the job.
+pub trait Watch {
+    /// Told before each job request goes to a peer: the peer and the SHA-256 of the request
+    /// frame (what a cancel names). False: the job was cancelled, nothing is sent.
+    fn sending(&self, _peer: PeerId, _request: [u8; 32]) -> bool {
+        true
+    }
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A synchronous job: nobody watches, nobody cancels.
+pub struct Unwatched;
+impl Watch for Unwatched {}
+
+/// The placement error of a job cancelled by its submitter.
+fn cancelled() -> PlaceError {
+    service_error(ServiceError::Cancelled)
+}
+
 /// Why a job could not be placed: (HTTP status, error code, message).
 pub type PlaceError = (u16, &'static str, String);
 
@@ -50,13 +74,98 @@ fn service_error(e: ServiceError) -> PlaceError {
     (e.status(), e.code(), e.to_string())
 }
 
+/// Cancels remembered for jobs not (yet) here, at most, in all and per sender, and for how
+/// long: a cancel may overtake its job's request frame (another stream), and the job is then
+/// refused when it arrives.
+const EARLY_CANCELS: usize = 1024;
+const EARLY_CANCELS_PER_PEER: usize = 16;
+const EARLY_CANCEL_TTL: Duration = Duration::from_secs(60);
+
+/// The jobs peers sent this node that are running now, by sender and the SHA-256 of the request
+/// frame (what the sender names in a cancel; p2p/cancel.rs), and cancels that came before
+/// their job. Only the sender of a job can stop it. Running entries exist while a job holds a
+/// slot, so they are bounded by the slots; remembered cancels by the constants above.
+#[derive(Default)]
+pub struct PeerJobs {
+    inner: Mutex<PeerJobsInner>,
+}
+
+#[derive(Default)]
+struct PeerJobsInner {
+    running: Vec<(PeerId, [u8; 32], Arc<Progress>)>,
+    early: VecDeque<(PeerId, [u8; 32], Instant)>,
+}
+
+/// A job registered as running; it leaves the table when this drops.
+struct RunningPeerJob<'a> {
+    jobs: &'a PeerJobs,
+    progress: Arc<Progress>,
+}
+
+impl Drop for RunningPeerJob<'_> {
+    fn drop(&mut self) {
+        self.jobs.lock().running.retain(|(_, _, p)| !Arc::ptr_eq(p, &self.progress));
+    }
+}
+
+impl PeerJobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PeerJobsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a job about to run; None if its sender cancelled it before it came.
+    fn start(&self, peer: PeerId, request: [u8; 32]) -> Option<RunningPeerJob<'_>> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.early.retain(|(_, _, at)| now.duration_since(*at) < EARLY_CANCEL_TTL);
+        if let Some(i) = inner.early.iter().position(|(p, r, _)| *p == peer && *r == request) {
+            inner.early.remove(i);
+            return None;
+        }
+        let progress = Arc::new(Progress::default());
+        inner.running.push((peer, request, progress.clone()));
+        Some(RunningPeerJob { jobs: self, progress })
+    }
+
+    /// `peer` cancels its job `request`: true if one was running (it stops within a fuel
+    /// slice); otherwise the cancel is remembered for the job's arrival.
+    pub fn cancel(&self, peer: PeerId, request: [u8; 32]) -> bool {
+        let mut inner = self.lock();
+        let mut found = false;
+        for (_, _, progress) in inner.running.iter().filter(|(p, r, _)| *p == peer && *r == request) {
+            progress.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            found = true;
+        }
+        if !found {
+            // The sender's own oldest goes first, then anyone's: a peer crowds out only itself
+            // beyond its share.
+            if inner.early.iter().filter(|(p, _, _)| *p == peer).count() >= EARLY_CANCELS_PER_PEER {
+                if let Some(i) = inner.early.iter().position(|(p, _, _)| *p == peer) {
+                    inner.early.remove(i);
+                }
+            }
+            if inner.early.len() >= EARLY_CANCELS {
+                inner.early.pop_front();
+            }
+            inner.early.push_back((peer, request, Instant::now()));
+        }
+        found
+    }
+}
+
 /// Runs a job a peer sent us, as if it came to our API, but always here: a forwarded job is
 /// never forwarded again. A node without a free slot answers busy before it parses or
-/// compiles anything. (`PeerFault::Stall` never gets here: the node's wiring never answers.)
-pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) -> Vec<u8> {
+/// compiles anything. The job runs registered in `jobs`, so its sender can cancel it.
+/// (`PeerFault::Stall` never gets here: the node's wiring never answers.)
+pub fn serve_peer_job(service: &NodeService, jobs: &PeerJobs, from: PeerId, body: Vec<u8>, fault: PeerFault) -> Vec<u8> {
     let slot = match service.try_slot() {
         Ok(s) => s,
         Err(e) => return error_json(e.status(), e.code(), &e.to_string()).into_bytes(),
+    };
+    let Some(running) = jobs.start(from, sha256(&body)) else {
+        log!("p2p: a job from {from} that it cancelled before it came: refused");
+        let e = ServiceError::Cancelled;
+        return error_json(e.status(), e.code(), &e.to_string()).into_bytes();
     };
     let req = match JobRequest::parse(&body) {
         Ok(req) => JobRequest { placement: None, redundancy: None, ..req },
@@ -69,7 +178,7 @@ pub fn serve_peer_job(service: &NodeService, body: Vec<u8>, fault: PeerFault) ->
         PeerFault::OtherJob => JobRequest { args: [req.args, vec!["--another-job".to_string()]].concat(), ..req },
         _ => req,
     };
-    let done = match service.submit_with(Some(slot), req) {
+    let done = match service.submit_watched(Some(slot), req, running.progress.clone()) {
         Ok(done) => done,
         Err(e) => return error_json(e.status(), e.code(), &e.to_string()).into_bytes(),
     };
@@ -179,7 +288,7 @@ fn check_answer(raw: &str, peer: Option<&PeerId>, asked: &Asked<'_>) -> Result<A
 /// Runs `req` on a peer as `placement` says. Returns the executor's answer JSON with an
 /// `executor` field added. Each attempt waits at most the job's deadline plus 10 s for moving
 /// the job and its answer, so the whole placement ends within MAX_ATTEMPTS times that.
-pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<String, PlaceError> {
+pub fn place(node: &Node, req: JobRequest, placement: Placement, watch: &dyn Watch) -> Result<String, PlaceError> {
     let service = &node.service;
     let Some(p2p) = node.p2p.as_ref() else {
         return Err((422, "p2p_disabled", "placement needs the peer network (phase node --p2p)".into()));
@@ -238,6 +347,9 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
                 (true, Some(bytes)) => req.to_peer_json(PeerModule::Inline(bytes)).into_bytes(),
                 _ => by_hash.clone(),
             };
+            if !watch.sending(peer, sha256(&body)) {
+                return Err(cancelled());
+            }
             let raw = match p2p.run_job(peer, body, wait) {
                 Ok(raw) => raw,
                 Err(e) => break Err((502, "peer_unreachable", e.to_string())),
@@ -249,6 +361,15 @@ pub fn place(node: &Node, req: JobRequest, placement: Placement) -> Result<Strin
             match text(field(&value, "error")) {
                 // The executor does not have the module: send it once, then it is cached there.
                 Some("module_not_found") if !inline && module_bytes.is_some() => inline = true,
+                // Asked by its submitter or not: a peer that stops a job nobody cancelled is
+                // failing, and another peer may take it.
+                Some("cancelled") => {
+                    break Err(if watch.cancelled() {
+                        cancelled()
+                    } else {
+                        (502, "bad_peer_answer", format!("peer {peer} says the job was cancelled, which this node never asked"))
+                    });
+                }
                 Some(code) => {
                     let status = match field(&value, "status") {
                         Some(Value::Number(json::Number::U64(n))) if (400..600).contains(n) => *n as u16,
@@ -352,7 +473,7 @@ pub fn redundant(node: &Node, req: JobRequest, k: usize) -> Result<String, Place
             .iter()
             .map(|peer| {
                 let r = part.clone();
-                scope.spawn(move || place(node, r, Placement::Peer(*peer)))
+                scope.spawn(move || place(node, r, Placement::Peer(*peer), &Unwatched))
             })
             .collect();
         let local = service.submit(part.clone()).map(|done| done.to_json()).map_err(service_error);
@@ -387,6 +508,37 @@ pub fn redundant(node: &Node, req: JobRequest, k: usize) -> Result<String, Place
 mod tests {
     use super::*;
     use crate::p2p::PeerLoad;
+
+    #[test]
+    fn only_a_jobs_sender_stops_it_and_a_cancel_that_overtakes_its_job_refuses_it() {
+        let jobs = PeerJobs::default();
+        let (sender, stranger) = (PeerId::random(), PeerId::random());
+        let running = jobs.start(sender, [1; 32]).unwrap();
+        // Another peer naming the same request stops nothing (and only remembers its own cancel).
+        assert!(!jobs.cancel(stranger, [1; 32]));
+        assert!(!running.progress.cancel.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(jobs.cancel(sender, [1; 32]));
+        assert!(running.progress.cancel.load(std::sync::atomic::Ordering::Relaxed));
+        drop(running);
+        assert!(jobs.lock().running.is_empty(), "an ended job leaves the table");
+        // A cancel before its job: the job is refused once, then the same request runs again.
+        assert!(!jobs.cancel(sender, [2; 32]));
+        assert!(jobs.start(sender, [2; 32]).is_none());
+        assert!(jobs.start(sender, [2; 32]).is_some());
+        // The stranger's remembered cancel is its own: the sender's identical request runs.
+        assert!(jobs.start(sender, [1; 32]).is_some());
+        // Remembered cancels are bounded per sender and in all.
+        let flood = PeerId::random();
+        for n in 0..100u8 {
+            jobs.cancel(flood, [n; 32]);
+        }
+        assert_eq!(jobs.lock().early.iter().filter(|(p, _, _)| *p == flood).count(), EARLY_CANCELS_PER_PEER);
+        assert!(jobs.start(flood, [99; 32]).is_none(), "its newest are kept");
+        for _ in 0..EARLY_CANCELS + 10 {
+            jobs.cancel(PeerId::random(), [0; 32]);
+        }
+        assert_eq!(jobs.lock().early.len(), EARLY_CANCELS);
+    }
 
     #[test]
     fn a_caught_lie_outranks_a_later_transport_error() {

@@ -233,17 +233,36 @@ fn an_async_job_placed_on_a_peer_is_tracked_by_the_node_it_was_submitted_to() {
     assert_eq!(json_string(result, "executor"), peer_id(&b));
     assert_eq!(phase_core::encoding::hex_encode(&answer.signer()), json_string(&status(&b), "node_key"), "signed by B");
     assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 1);
-    // While on the peer it shows as placed, and it cannot be cancelled there.
-    let long = format!("{place},\"limits\":{{\"fuel\":1000000000000,\"deadline_ms\":3000}}");
+    // While on the peer it shows as placed; cancelled, the peer stops it (no receipt) long
+    // before its deadline, and the job ends cancelled on the node it was submitted to.
+    let long = format!("{place},\"limits\":{{\"fuel\":1000000000000,\"deadline_ms\":120000}}");
     let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&spin, b"", &long));
     let (id, token) = (json_string(&r.text(), "job_id"), json_string(&r.text(), "cancel_token"));
     let give_up = Instant::now() + Duration::from_secs(10);
-    while !a.request("GET", &format!("/v1/jobs/{id}"), b"").text().contains("\"placed\":true") {
-        assert!(Instant::now() < give_up);
+    while !a.request("GET", &format!("/v1/jobs/{id}"), b"").text().contains("\"placed\":true") || metric(&b, "phase_jobs_in_flight") != 1 {
+        assert!(Instant::now() < give_up, "the job never ran on b");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let wrong = a.request("DELETE", &format!("/v1/jobs/{id}?token=00{}", &token[2..]), b"");
+    assert_eq!(wrong.status, 403, "only the submitter's token cancels");
+    let cancelled_at = Instant::now();
     let c = a.request("DELETE", &format!("/v1/jobs/{id}?token={token}"), b"");
-    assert_eq!((c.status, json_string(&c.text(), "error")), (409, "not_cancellable".to_string()));
+    assert_eq!((c.status, json_string(&c.text(), "status")), (202, "cancelling".to_string()), "{}", c.text());
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();
+        match json_string(&s, "status").as_str() {
+            "cancelled" => break,
+            "cancelling" | "running" => assert!(Instant::now() < give_up, "still {s}"),
+            _ => panic!("a cancelled placed job ended otherwise: {s}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cancelled_at.elapsed() < Duration::from_secs(20));
+    assert_eq!(metric(&b, "phase_jobs_cancelled_total"), 1, "b stopped it");
+    assert_eq!(metric(&b, "phase_jobs_in_flight"), 0, "b's slot is free again");
+    assert_eq!((metric(&b, "phase_jobs_total{outcome=\"exited\"}"), metric(&b, "phase_jobs_total{outcome=\"trapped\"}")), (1, 0), "no receipt for it");
+    assert!(b.log().contains("cancels its job request"), "{}", b.log());
 }
 
 #[test]

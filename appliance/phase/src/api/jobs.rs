@@ -32,15 +32,14 @@ fn error_response((status, code, msg): remote::PlaceError) -> Response {
 }
 
 /// Runs a parsed job request as `POST /v1/jobs` does: redundantly, placed on a peer, or here
-/// in `slot` if one was taken (with `progress` seen from outside). `on_peer` is told when it
-/// goes to a peer.
-fn run(node: &Node, job: JobRequest, slot: Option<crate::service::Slot<'_>>, progress: std::sync::Arc<crate::engine::Progress>, on_peer: &dyn Fn()) -> Ran {
+/// in `slot` if one was taken (with `progress` seen from outside). `watch` follows it to a
+/// peer (redundant jobs are synchronous only).
+fn run(node: &Node, job: JobRequest, slot: Option<crate::service::Slot<'_>>, progress: std::sync::Arc<crate::engine::Progress>, watch: &dyn remote::Watch) -> Ran {
     let service = &node.service;
     if let Some(k) = job.redundancy.filter(|&k| k != 1) {
         if job.placement.is_some() {
             return Ran::Failed((400, "invalid_request", "give placement or redundancy, not both".into()));
         }
-        on_peer();
         return match remote::redundant(node, job, k.min(usize::MAX as u64) as usize) {
             Ok(json) => Ran::Done { json, hold: None, local: false },
             Err(e) => Ran::Failed(e),
@@ -55,8 +54,7 @@ fn run(node: &Node, job: JobRequest, slot: Option<crate::service::Slot<'_>>, pro
         Some(Err(msg)) => return Ran::Failed((400, "invalid_request", msg)),
     };
     if placement != Placement::Local {
-        on_peer();
-        return match remote::place(node, job, placement) {
+        return match remote::place(node, job, placement, watch) {
             Ok(json) => Ran::Done { json, hold: None, local: false },
             Err(e) => Ran::Failed(e),
         };
@@ -83,7 +81,7 @@ pub fn post_job(node: &Node, req: Request) -> Response {
     }
     // The body and its reservation are not needed past the parse.
     drop(req);
-    match run(node, job, None, Default::default(), &|| {}) {
+    match run(node, job, None, Default::default(), &remote::Unwatched) {
         Ran::Done { json, hold, local } => {
             let mut resp = Response::json(200, json);
             if let Some(hold) = hold {
@@ -215,7 +213,14 @@ pub fn job_route(node: &Node, head: &phase_core::http::RequestHead, id: &str) ->
             Some(Cancel::Forbidden) => Response::error(403, "forbidden", "cancelling needs the job's cancel_token (?token=), given to whoever submitted it"),
             Some(Cancel::Cancelled) => Response::json(200, crate::queue::Status::Cancelled.to_json(id)),
             Some(Cancel::Stopping) => Response::json(202, crate::queue::Status::Cancelling.to_json(id)),
-            Some(Cancel::Placed) => Response::error(409, "not_cancellable", "the job runs on a peer, which cannot be told to stop; its answer will be kept"),
+            Some(Cancel::Placed { peer, request }) => {
+                // The peer stops it within a fuel slice and answers `cancelled`; a job it
+                // finished first ends done, as a job here may.
+                if !node.p2p.as_ref().is_some_and(|p2p| p2p.cancel_job(peer, request)) {
+                    log!("jobs: {}: the cancel could not be sent to {peer}; its answer decides", &id[..12]);
+                }
+                Response::json(202, crate::queue::Status::Cancelling.to_json(id))
+            }
             Some(Cancel::Ended(how)) => Response::error(409, "already_ended", &format!("the job has ended ({how})")),
         },
         _ => Response::error(405, "method_not_allowed", "GET or DELETE"),
@@ -244,6 +249,23 @@ pub fn start_runners(node: std::sync::Arc<Node>, n: usize) -> Result<(), String>
     Ok(())
 }
 
+/// An asynchronous job followed to a peer: its queue entry learns where it went (so a cancel
+/// can follow it there), and its cancel stops the placement.
+struct QueuedJob<'a> {
+    queue: &'a crate::queue::Queue,
+    id: &'a str,
+    progress: &'a crate::engine::Progress,
+}
+
+impl remote::Watch for QueuedJob<'_> {
+    fn sending(&self, peer: crate::p2p::PeerId, request: [u8; 32]) -> bool {
+        self.queue.sent_to(self.id, peer, request)
+    }
+    fn cancelled(&self) -> bool {
+        self.progress.cancel.load(Relaxed)
+    }
+}
+
 fn run_queued(node: &Node, t: crate::queue::Taken) {
     use crate::queue::Status;
     let service = &node.service;
@@ -268,7 +290,8 @@ fn run_queued(node: &Node, t: crate::queue::Taken) {
         }
     }
     drop(t.hold);
-    let status = match run(node, t.request, slot, t.progress, &|| node.queue.placed(&t.id)) {
+    let watch = QueuedJob { queue: &node.queue, id: &t.id, progress: &t.progress };
+    let status = match run(node, t.request, slot, t.progress.clone(), &watch) {
         Ran::Done { json, .. } => Status::Done { answer: json.into() },
         Ran::Failed((_, code, _)) if code == ServiceError::Cancelled.code() => Status::Cancelled,
         Ran::Failed((status, code, message)) => Status::Failed { status, code: code.to_string(), message },

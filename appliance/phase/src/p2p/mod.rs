@@ -6,6 +6,7 @@
 //! The swarm runs on its own thread; the rest of the node (sync code) talks to it through a
 //! command channel.
 
+mod cancel;
 mod jobs;
 mod load;
 mod swarm;
@@ -22,9 +23,12 @@ pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
 /// identify protocol version: peers speaking another one are not Phase nodes.
 pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
 
-/// Runs a job another peer sent: the `POST /v1/jobs` body in, the answer JSON out (off the
-/// swarm's thread: the node runs it on its worker pool).
-pub type JobHandler = Arc<dyn Fn(Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>> + Send + Sync>;
+/// Runs a job another peer sent: the sender, the `POST /v1/jobs` body in, the answer JSON out
+/// (off the swarm's thread: the node runs it on its worker pool).
+pub type JobHandler = Arc<dyn Fn(PeerId, Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>> + Send + Sync>;
+/// Stops a job a peer sent, named by the SHA-256 of its request frame, if that peer sent it
+/// and it runs: true if it was told to stop (called on the swarm's thread: it must not block).
+pub type CancelHandler = Arc<dyn Fn(PeerId, [u8; 32]) -> bool + Send + Sync>;
 pub use jobs::FreeSlot;
 /// This node's load now (jobs running, slots), shared with peers by the load protocol.
 pub type LoadProbe = Arc<dyn Fn() -> Load + Send + Sync>;
@@ -160,9 +164,16 @@ pub struct P2p {
 impl P2p {
     /// Starts the swarm with the node's Ed25519 seed as its key; `handler` runs the jobs
     /// other peers send, `probe` tells peers how busy this node is.
-    pub fn start(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: LoadProbe) -> Result<P2p, P2pError> {
-        let (commands, peer_id) = swarm::spawn(seed, config, handler, probe)?;
+    pub fn start(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: CancelHandler, probe: LoadProbe) -> Result<P2p, P2pError> {
+        let (commands, peer_id) = swarm::spawn(seed, config, handler, cancel, probe)?;
         Ok(P2p { commands, peer_id })
+    }
+
+    /// Asks `peer` to stop the job whose request frame hashes to `request`, without waiting
+    /// (the peer's answer is logged; the job's own answer says how it ended). False if the
+    /// swarm's command queue is full or the swarm has stopped.
+    pub fn cancel_job(&self, peer: PeerId, request: [u8; 32]) -> bool {
+        self.commands.try_send(swarm::Command::CancelJob { peer, request }).is_ok()
     }
 
     /// Sends the swarm a command and waits up to `wait` for its answer, without a thread:

@@ -14,9 +14,10 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::{autonat, connection_limits, dcutr, identify, kad, mdns, noise, ping, pnet, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
+use super::cancel::{self, CancelCodec};
 use super::jobs::{JobCodec, MAX_STREAMS, PROTOCOL as JOB_PROTOCOL};
 use super::load::{self, Load, LoadCodec, Record};
-use super::{JobHandler, LoadProbe, P2pConfig, P2pError, PeerInfo, PeerLoad, KAD_PROTOCOL, PROTOCOL_VERSION};
+use super::{CancelHandler, JobHandler, LoadProbe, P2pConfig, P2pError, PeerInfo, PeerLoad, KAD_PROTOCOL, PROTOCOL_VERSION};
 
 /// A job may run for its whole deadline (300 s at most) before its answer is due.
 const JOB_TIMEOUT: Duration = Duration::from_secs(310);
@@ -26,6 +27,8 @@ pub enum Command {
     ListenAddrs(smol::channel::Sender<Vec<Multiaddr>>),
     RunJob { peer: PeerId, body: Vec<u8>, reply: smol::channel::Sender<Result<Vec<u8>, String>> },
     FindProviders { key: String, reply: smol::channel::Sender<Vec<PeerId>> },
+    /// Asks a peer to stop a job this node sent it (p2p/cancel.rs).
+    CancelJob { peer: PeerId, request: [u8; 32] },
 }
 
 /// Capability keys this node provides in the DHT (docs/protocol.md).
@@ -48,6 +51,7 @@ struct Behaviour {
     mdns: Toggle<mdns::async_io::Behaviour>,
     jobs: request_response::Behaviour<JobCodec>,
     load: request_response::Behaviour<LoadCodec>,
+    cancels: request_response::Behaviour<CancelCodec>,
     /// Every node relays for others (limits sized for jobs, below).
     relay: relay::Behaviour,
     relay_client: relay::client::Behaviour,
@@ -128,7 +132,7 @@ fn transport(
     })
 }
 
-pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: LoadProbe) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
+pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: CancelHandler, probe: LoadProbe) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
     let mut seed_bytes = seed;
     let key = Keypair::ed25519_from_bytes(&mut seed_bytes).map_err(|e| P2pError::Key(e.to_string()))?;
     let peer_id = key.public().to_peer_id();
@@ -200,6 +204,11 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
             [(load::PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
         ),
+        cancels: request_response::Behaviour::with_codec(
+            CancelCodec,
+            [(cancel::PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
+        ),
         relay: relay::Behaviour::new(peer_id, relay_config),
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),
@@ -250,6 +259,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, probe: Load
     let jobs = Jobs {
         lookups: HashMap::new(),
         handler,
+        cancel,
         outbound: HashMap::new(),
         probe,
         sent: None,
@@ -296,6 +306,7 @@ struct Jobs {
     /// Provider lookups in flight, with what they found so far.
     lookups: HashMap<kad::QueryId, (smol::channel::Sender<Vec<PeerId>>, Vec<PeerId>)>,
     handler: JobHandler,
+    cancel: CancelHandler,
     /// Our job requests awaiting an answer: the peer, the seq of its load record when sent
     /// (its `sent_since_load` counts the request until a newer record or the answer), the
     /// answer's way back.
@@ -499,6 +510,14 @@ async fn run(
                     }
                 }
             }
+            Some(Ev::Command(Command::CancelJob { peer, request })) => {
+                // Only over a connection: a job that was sent has one, or is lost anyway.
+                if swarm.is_connected(&peer) {
+                    swarm.behaviour_mut().cancels.send_request(&peer, request);
+                } else {
+                    log!("p2p: cannot cancel a job on {peer}: not connected");
+                }
+            }
             Some(Ev::Command(Command::FindProviders { key, reply })) => {
                 let id = swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
                 jobs.lookups.insert(id, (reply, Vec::new()));
@@ -556,11 +575,22 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
             smol::spawn(async move {
                 // The frame's memory stays reserved until the job's answer is made.
                 let hold = request.hold;
-                let answer = handler(request.bytes).await;
+                let answer = handler(peer, request.bytes).await;
                 drop(hold);
                 let _ = done.send((channel, answer)).await;
             })
             .detach();
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
+            let stopping = (jobs.cancel)(peer, request);
+            log!("p2p: {peer} cancels its job request {}: {}", &phase_core::encoding::hex_encode(&request)[..12], if stopping { "stopping it" } else { "not running here (remembered for a while)" });
+            let _ = swarm.behaviour_mut().cancels.send_response(channel, stopping);
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::Message { peer, message: Message::Response { response, .. }, .. })) => {
+            log!("p2p: {peer} {}", if response { "stops the job we cancelled" } else { "was not running the job we cancelled (it will refuse it)" });
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::OutboundFailure { peer, error, .. })) => {
+            log!("p2p: cancel sent to {peer} failed: {error}");
         }
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { message: Message::Response { request_id, response }, .. })) => {
             if let Some(reply) = jobs.answered(peers, &request_id) {

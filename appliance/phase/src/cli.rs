@@ -309,8 +309,8 @@ struct NodeCmd {
     #[argh(option)]
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
-    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie, peer-forge-stdout, peer-other-job
-    /// (misbehave as an executor for peers);
+    /// peer-wrong-key, peer-garbage, peer-stall, peer-lie, peer-forge-stdout, peer-other-job,
+    /// peer-cancelled (misbehave as an executor for peers);
     /// peer-bad-load (send peers oversized load records); peer-big-frames (job requests to
     /// peers announce 16 MiB, send 12 and stall);
     /// boot-tamper, boot-drop-halfway (serve boot artifacts with a flipped byte / cut in half)
@@ -565,7 +565,7 @@ fn node(c: NodeCmd) -> i32 {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
-    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-forge-stdout", "peer-other-job", "peer-bad-load", "peer-big-frames", "boot-tamper", "boot-drop-halfway"];
+    let known = ["exit-after-job", "peer-wrong-key", "peer-garbage", "peer-stall", "peer-lie", "peer-forge-stdout", "peer-other-job", "peer-cancelled", "peer-bad-load", "peer-big-frames", "boot-tamper", "boot-drop-halfway"];
     if let Some(f) = c.fault.as_deref().filter(|f| !known.contains(f)) {
         return fail(format!("unknown --fault {f:?} (known: {})", known.join(", ")));
     }
@@ -936,6 +936,7 @@ fn start_p2p(
         Some("peer-lie") => PeerFault::Lie,
         Some("peer-forge-stdout") => PeerFault::ForgeStdout,
         Some("peer-other-job") => PeerFault::OtherJob,
+        Some("peer-cancelled") => PeerFault::Cancelled,
         _ => PeerFault::None,
     };
     let (executor, pool) = (service.clone(), workers.clone());

@@ -46,4 +46,6 @@ pub enum PeerFault {
     /// Answers with the genuine answer of another job (one more argument): the same module and
     /// input, another job id.
     OtherJob,
+    /// Answers every job `cancelled`, which nobody asked for.
+    Cancelled,
 }

@@ -171,8 +171,13 @@ pub fn serve_peer_job(service: &NodeService, jobs: &PeerJobs, from: PeerId, body
         Ok(req) => JobRequest { placement: None, redundancy: None, ..req },
         Err(msg) => return error_json(400, "invalid_request", &msg).into_bytes(),
     };
-    if fault == PeerFault::Garbage {
-        return b"\x00not json at all".to_vec();
+    match fault {
+        PeerFault::Garbage => return b"\x00not json at all".to_vec(),
+        PeerFault::Cancelled => {
+            let e = ServiceError::Cancelled;
+            return error_json(e.status(), e.code(), &e.to_string()).into_bytes();
+        }
+        _ => {}
     }
     let req = match fault {
         PeerFault::OtherJob => JobRequest { args: [req.args, vec!["--another-job".to_string()]].concat(), ..req },
@@ -185,7 +190,7 @@ pub fn serve_peer_job(service: &NodeService, jobs: &PeerJobs, from: PeerId, body
     let answer = done.to_json();
     let receipt = &done.outcome.receipt;
     match fault {
-        PeerFault::None | PeerFault::Stall | PeerFault::Garbage | PeerFault::OtherJob => answer,
+        PeerFault::None | PeerFault::Stall | PeerFault::Garbage | PeerFault::OtherJob | PeerFault::Cancelled => answer,
         PeerFault::ForgeStdout => answer.replacen(
             &format!("\"stdout\":\"{}\"", base64_encode(&done.outcome.execution.stdout)),
             &format!("\"stdout\":\"{}\"", base64_encode(b"forged")),

@@ -377,6 +377,31 @@ fn a_peer_that_answers_garbage_is_contained() {
 }
 
 #[test]
+fn a_peer_that_says_cancelled_unasked_is_failing_and_the_job_goes_to_another() {
+    let (a, b, c) = trio("peer-cancelled");
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"x", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!((r.status, json_string(&r.text(), "error")), (502, "bad_peer_answer".to_string()), "{}", r.text());
+    assert!(json_string(&r.text(), "message").contains("never asked"), "{}", r.text());
+    // Asynchronous: the job fails there by the peer's fault; it is not `cancelled`.
+    let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&guest("hello"), b"y", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    let id = json_string(&r.text(), "job_id");
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();
+        if !matches!(json_string(&s, "status").as_str(), "queued" | "running") {
+            break s;
+        }
+        assert!(Instant::now() < give_up, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(json_string(&s, "status"), "failed", "{s}");
+    assert!(s.contains("\"code\":\"bad_peer_answer\""), "{s}");
+    // With a choice of peers, the job ends on the honest one.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"z", ",\"placement\":\"remote\""));
+    assert_eq!((r.status, json_string(&r.text(), "executor")), (200, peer_id(&c)), "{}", r.text());
+}
+
+#[test]
 fn a_peer_that_takes_a_job_and_never_answers_is_given_up_on() {
     let (a, _b, c) = trio("peer-stall");
     // Deadline 500 ms: a stalled peer is abandoned after deadline + 10 s, then the next runs it.

@@ -583,7 +583,11 @@ fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs:
         }
         SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
             let stopping = (jobs.cancel)(peer, request);
-            log!("p2p: {peer} cancels its job request {}: {}", &phase_core::encoding::hex_encode(&request)[..12], if stopping { "stopping it" } else { "not running here (remembered for a while)" });
+            // Only cancels that stop a job are logged: those are bounded by the job slots,
+            // while a peer may send cancels for nothing as fast as it likes.
+            if stopping {
+                log!("p2p: {peer} cancels its job request {}: stopping it", &phase_core::encoding::hex_encode(&request)[..12]);
+            }
             let _ = swarm.behaviour_mut().cancels.send_response(channel, stopping);
         }
         SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::Message { peer, message: Message::Response { response, .. }, .. })) => {

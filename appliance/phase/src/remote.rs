@@ -74,17 +74,58 @@ fn service_error(e: ServiceError) -> PlaceError {
     (e.status(), e.code(), e.to_string())
 }
 
-/// Cancels remembered for jobs not (yet) here, at most, in all and per sender, and for how
-/// long: a cancel may overtake its job's request frame (another stream), and the job is then
-/// refused when it arrives.
-const EARLY_CANCELS: usize = 1024;
-const EARLY_CANCELS_PER_PEER: usize = 16;
-const EARLY_CANCEL_TTL: Duration = Duration::from_secs(60);
+/// What an executor remembers of peer jobs that are not running (cancels that came before
+/// their job, jobs that ended), at most, in all and per sender, and for how long.
+const REMEMBERED: usize = 1024;
+const REMEMBERED_PER_PEER: usize = 16;
+const REMEMBERED_FOR: Duration = Duration::from_secs(60);
+
+/// Requests (sender, frame hash) remembered for a while, within the bounds above: when one more
+/// comes, the sender's own oldest goes first, then anyone's, so a peer crowds out only itself
+/// beyond its share.
+#[derive(Default)]
+struct Recent(VecDeque<(PeerId, [u8; 32], Instant)>);
+
+impl Recent {
+    fn push(&mut self, peer: PeerId, request: [u8; 32]) {
+        self.expire();
+        if self.0.iter().filter(|(p, _, _)| *p == peer).count() >= REMEMBERED_PER_PEER {
+            if let Some(i) = self.0.iter().position(|(p, _, _)| *p == peer) {
+                self.0.remove(i);
+            }
+        }
+        if self.0.len() >= REMEMBERED {
+            self.0.pop_front();
+        }
+        self.0.push_back((peer, request, Instant::now()));
+    }
+
+    /// Whether (`peer`, `request`) is remembered; `forget` removes it.
+    fn find(&mut self, peer: PeerId, request: [u8; 32], forget: bool) -> bool {
+        self.expire();
+        match self.0.iter().position(|(p, r, _)| *p == peer && *r == request) {
+            Some(i) => {
+                if forget {
+                    self.0.remove(i);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        self.0.retain(|(_, _, at)| now.duration_since(*at) < REMEMBERED_FOR);
+    }
+}
 
 /// The jobs peers sent this node that are running now, by sender and the SHA-256 of the request
-/// frame (what the sender names in a cancel; p2p/cancel.rs), and cancels that came before
-/// their job. Only the sender of a job can stop it. Running entries exist while a job holds a
-/// slot, so they are bounded by the slots; remembered cancels by the constants above.
+/// frame (what the sender names in a cancel; p2p/cancel.rs). A cancel may overtake its job's
+/// frame (another stream): a cancel for nothing running is remembered and the job is refused
+/// when it comes; a cancel for a job that ended a moment ago (its answer crossed the cancel) is
+/// not, or an identical request sent later would be refused. Only the sender of a job can stop
+/// it. Running entries exist while a job holds a slot, so they are bounded by the slots.
 #[derive(Default)]
 pub struct PeerJobs {
     inner: Mutex<PeerJobsInner>,
@@ -93,18 +134,24 @@ pub struct PeerJobs {
 #[derive(Default)]
 struct PeerJobsInner {
     running: Vec<(PeerId, [u8; 32], Arc<Progress>)>,
-    early: VecDeque<(PeerId, [u8; 32], Instant)>,
+    early: Recent,
+    ended: Recent,
 }
 
-/// A job registered as running; it leaves the table when this drops.
+/// A job registered as running; it leaves the table, and is remembered as ended, when this
+/// drops.
 struct RunningPeerJob<'a> {
     jobs: &'a PeerJobs,
+    peer: PeerId,
+    request: [u8; 32],
     progress: Arc<Progress>,
 }
 
 impl Drop for RunningPeerJob<'_> {
     fn drop(&mut self) {
-        self.jobs.lock().running.retain(|(_, _, p)| !Arc::ptr_eq(p, &self.progress));
+        let mut inner = self.jobs.lock();
+        inner.running.retain(|(_, _, p)| !Arc::ptr_eq(p, &self.progress));
+        inner.ended.push(self.peer, self.request);
     }
 }
 
@@ -116,19 +163,17 @@ impl PeerJobs {
     /// Registers a job about to run; None if its sender cancelled it before it came.
     fn start(&self, peer: PeerId, request: [u8; 32]) -> Option<RunningPeerJob<'_>> {
         let mut inner = self.lock();
-        let now = Instant::now();
-        inner.early.retain(|(_, _, at)| now.duration_since(*at) < EARLY_CANCEL_TTL);
-        if let Some(i) = inner.early.iter().position(|(p, r, _)| *p == peer && *r == request) {
-            inner.early.remove(i);
+        if inner.early.find(peer, request, true) {
             return None;
         }
         let progress = Arc::new(Progress::default());
         inner.running.push((peer, request, progress.clone()));
-        Some(RunningPeerJob { jobs: self, progress })
+        Some(RunningPeerJob { jobs: self, peer, request, progress })
     }
 
     /// `peer` cancels its job `request`: true if one was running (it stops within a fuel
-    /// slice); otherwise the cancel is remembered for the job's arrival.
+    /// slice); otherwise, unless it ended a moment ago, the cancel is remembered for the job's
+    /// arrival.
     pub fn cancel(&self, peer: PeerId, request: [u8; 32]) -> bool {
         let mut inner = self.lock();
         let mut found = false;
@@ -136,18 +181,8 @@ impl PeerJobs {
             progress.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
             found = true;
         }
-        if !found {
-            // The sender's own oldest goes first, then anyone's: a peer crowds out only itself
-            // beyond its share.
-            if inner.early.iter().filter(|(p, _, _)| *p == peer).count() >= EARLY_CANCELS_PER_PEER {
-                if let Some(i) = inner.early.iter().position(|(p, _, _)| *p == peer) {
-                    inner.early.remove(i);
-                }
-            }
-            if inner.early.len() >= EARLY_CANCELS {
-                inner.early.pop_front();
-            }
-            inner.early.push_back((peer, request, Instant::now()));
+        if !found && !inner.ended.find(peer, request, false) {
+            inner.early.push(peer, request);
         }
         found
     }
@@ -532,17 +567,22 @@ mod tests {
         assert!(jobs.start(sender, [2; 32]).is_some());
         // The stranger's remembered cancel is its own: the sender's identical request runs.
         assert!(jobs.start(sender, [1; 32]).is_some());
+        // A cancel that crosses the answer of a job that just ended leaves nothing behind: the
+        // same request sent again runs.
+        drop(jobs.start(sender, [3; 32]).unwrap());
+        assert!(!jobs.cancel(sender, [3; 32]));
+        assert!(jobs.start(sender, [3; 32]).is_some());
         // Remembered cancels are bounded per sender and in all.
         let flood = PeerId::random();
         for n in 0..100u8 {
             jobs.cancel(flood, [n; 32]);
         }
-        assert_eq!(jobs.lock().early.iter().filter(|(p, _, _)| *p == flood).count(), EARLY_CANCELS_PER_PEER);
+        assert_eq!(jobs.lock().early.0.iter().filter(|(p, _, _)| *p == flood).count(), REMEMBERED_PER_PEER);
         assert!(jobs.start(flood, [99; 32]).is_none(), "its newest are kept");
-        for _ in 0..EARLY_CANCELS + 10 {
+        for _ in 0..REMEMBERED + 10 {
             jobs.cancel(PeerId::random(), [0; 32]);
         }
-        assert_eq!(jobs.lock().early.len(), EARLY_CANCELS);
+        assert_eq!(jobs.lock().early.0.len(), REMEMBERED);
     }
 
     #[test]

@@ -92,20 +92,22 @@ final class Client
             $this->logAttempt($what, $attempt + 1, $endpoint);
             try {
                 return $try($endpoint);
-            } catch (NodeException $e) {
-                if (!$e->isRetryable()) {
+            } catch (NodeException | TransportException | ProtocolException $e) {
+                if (!self::retryable($e)) {
                     throw $e;
                 }
-                $last = $e;
-            } catch (TransportException | ProtocolException $e) {
                 $last = $e;
             }
             $failedOn = $endpoint;
         }
-        $this->log('warning', 'phase: {what}: giving up after {attempts} attempts: {error}', [
-            'what' => $what, 'attempts' => $this->retries + 1, 'error' => $last->getMessage(),
-        ]);
+        $this->logGivingUp($what, $last);
         throw $last;
+    }
+
+    /** Whether another attempt (on the next node) may succeed: transport and protocol errors, and node errors that say so. */
+    private static function retryable(PhaseException $e): bool
+    {
+        return !($e instanceof NodeException) || $e->isRetryable();
     }
 
     /** Runs jobs with the local `phase` binary instead of a node. */
@@ -234,6 +236,13 @@ final class Client
         ]);
     }
 
+    private function logGivingUp(string $what, \Throwable $last): void
+    {
+        $this->log('warning', 'phase: {what}: giving up after {attempts} attempts: {error}', [
+            'what' => $what, 'attempts' => $this->retries + 1, 'error' => $last->getMessage(),
+        ]);
+    }
+
     private static function what(Job $job, string $action = 'job'): string
     {
         return "{$action} (module " . substr($job->moduleSha256(), 0, 12) . ')';
@@ -335,7 +344,9 @@ final class Client
                     continue;
                 }
                 curl_multi_exec($mh, $running);
-                curl_multi_select($mh, 0.05);
+                if (curl_multi_select($mh, 0.05) === -1) {
+                    usleep(1000); // select failed at once: do not spin (libcurl's advice)
+                }
                 while (($info = curl_multi_info_read($mh)) !== false) {
                     $ch = $info['handle'];
                     [, $p, $endpoint] = $active[spl_object_id($ch)];
@@ -353,11 +364,13 @@ final class Client
                         $result = $this->verifiedAnswer($p[1]->asked(), HttpTransport::decode($endpoint, $status, $body), $endpoint);
                         $done($p[0], $result->trap() !== null ? new JobException($result) : $result);
                     } catch (NodeException | TransportException | ProtocolException $e) {
-                        $retry = !($e instanceof NodeException) || $e->isRetryable();
-                        if ($retry && $p[3] < $this->retries) {
+                        if (self::retryable($e) && $p[3] < $this->retries) {
                             $this->logRetry(self::what($p[1]), $endpoint, $e, $p[3] + 2, $endpoints[($p[4] + 1) % count($endpoints)]);
                             $pending[] = [$p[0], $p[1], $p[2], $p[3] + 1, $p[4] + 1, microtime(true) + $this->backoffUs($p[3] + 1) / 1e6];
                         } else {
+                            if (self::retryable($e)) {
+                                $this->logGivingUp(self::what($p[1]), $e);
+                            }
                             $done($p[0], $e);
                         }
                     } catch (PhaseException $e) {

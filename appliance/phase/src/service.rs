@@ -182,11 +182,6 @@ impl ServiceError {
             ServiceError::Storage(_) => 507,
         }
     }
-
-    /// Whether a client should come back later (answered with `Retry-After: 1`).
-    pub fn retry_later(&self) -> bool {
-        matches!(self, ServiceError::Busy { .. } | ServiceError::NoMemory { .. } | ServiceError::IdempotencyPending(_) | ServiceError::Host(_))
-    }
 }
 
 impl fmt::Display for ServiceError {

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use phase_core::encoding::hex_encode;
 
-use super::service_error;
+use super::{error_answer, service_error};
 use crate::http::{Request, Response};
 use crate::node::Node;
 use crate::remote::{self, Placement};
@@ -18,17 +18,6 @@ enum Ran {
     Done { json: String, hold: Option<crate::memory::Reservation>, local: bool },
     /// The error answer: status, code, message (a placement error or a `ServiceError`).
     Failed(remote::PlaceError),
-}
-
-/// The HTTP answer for a job error; coming back later helps with 429 and 503 (busy, memory,
-/// a key still running, a host failure, no peer free), as `service_error` says too.
-fn error_response((status, code, msg): remote::PlaceError) -> Response {
-    let r = Response::error(status, code, &msg);
-    if status == 429 || status == 503 {
-        r.header("Retry-After", "1")
-    } else {
-        r
-    }
 }
 
 /// Runs a parsed job request as `POST /v1/jobs` does: redundantly, placed on a peer, or here
@@ -95,7 +84,7 @@ pub fn post_job(node: &Node, req: Request) -> Response {
             }
             resp
         }
-        Ran::Failed(e) => error_response(e),
+        Ran::Failed((status, code, message)) => error_answer(status, code, &message),
     }
 }
 
@@ -135,7 +124,7 @@ fn submit_async(node: &Node, job: JobRequest, hold: Option<crate::memory::Reserv
         }
         Err(crate::queue::SubmitError::Full { max }) => {
             service.stats.rejected_busy.fetch_add(1, Relaxed);
-            Response::error(429, "queue_full", &format!("all {max} queue places are taken; retry later")).header("Retry-After", "1")
+            error_answer(429, "queue_full", &format!("all {max} queue places are taken; retry later"))
         }
     }
 }

@@ -34,8 +34,14 @@ const EARLY_BUSY_BODY: u64 = 1 << 20;
 
 /// The answer for a service error (docs/api.md), with Retry-After where coming back helps.
 pub(crate) fn service_error(e: &ServiceError) -> Response {
-    let r = Response::error(e.status(), e.code(), &e.to_string());
-    if e.retry_later() {
+    error_answer(e.status(), e.code(), &e.to_string())
+}
+
+/// An error answer; 429 and 503 (busy, memory, a key still running, a host failure, no peer
+/// free) say when to come back.
+pub(crate) fn error_answer(status: u16, code: &str, message: &str) -> Response {
+    let r = Response::error(status, code, message);
+    if status == 429 || status == 503 {
         r.header("Retry-After", "1")
     } else {
         r

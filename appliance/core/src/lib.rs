@@ -8,22 +8,13 @@
 
 extern crate alloc;
 
-pub mod answer;
-pub mod cmdline;
-pub mod cpio;
-pub mod dhcp;
+pub mod boot;
 pub mod encoding;
-pub mod frame;
-pub mod http;
 pub mod job;
-pub mod load;
-pub mod manifest;
-pub mod receipt;
-pub mod tftp;
-pub mod wire;
+pub mod net;
 
-pub use job::{JobSpec, Limits, LimitError};
-pub use receipt::{Outcome, Receipt, ReceiptError, TrapKind};
+pub use job::receipt::{Outcome, Receipt, ReceiptError, TrapKind};
+pub use job::{JobSpec, LimitError, Limits};
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];

@@ -4,7 +4,7 @@
 
 use phase_core::encoding::hex_encode;
 use phase_core::job::JobSpec;
-use phase_core::receipt::{Outcome, Receipt, ReceiptBody, TrapKind};
+use phase_core::job::receipt::{Outcome, Receipt, ReceiptBody, TrapKind};
 use phase_core::{sha256, Limits};
 
 fn key(seed_byte: u8) -> ed25519_compact::KeyPair {
@@ -130,7 +130,7 @@ fn vector_receipts_verify_or_fail_as_labelled() {
 
 mod boot_manifest {
     use phase_core::encoding::hex_encode;
-    use phase_core::manifest::{Arch, Artifact, Manifest, ManifestBody};
+    use phase_core::boot::manifest::{Arch, Artifact, Manifest, ManifestBody};
 
     fn generate() -> String {
         let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([5; 32]));

@@ -2,7 +2,7 @@
 //! The HTTP front's request heads: any bytes give a head, "need more", or an error with a
 //! status to answer; a head that parsed has one body length.
 use libfuzzer_sys::fuzz_target;
-use phase_core::http::{parse_request, MAX_HEAD_BYTES};
+use phase_core::net::http::{parse_request, MAX_HEAD_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     match parse_request(data) {

@@ -1,7 +1,7 @@
 #![no_main]
 //! Job request bodies (HTTP and peers): what parsed emits a peer form that parses to the same.
 use libfuzzer_sys::fuzz_target;
-use phase_core::wire::{JobRequest, PeerModule};
+use phase_core::job::request::{JobRequest, PeerModule};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = JobRequest::parse(data) {

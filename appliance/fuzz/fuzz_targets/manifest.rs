@@ -1,7 +1,7 @@
 #![no_main]
 //! Boot manifests from untrusted providers: parse and verify against a key; never a panic.
 use libfuzzer_sys::fuzz_target;
-use phase_core::manifest::{Arch, Manifest};
+use phase_core::boot::manifest::{Arch, Manifest};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -1,7 +1,7 @@
 #![no_main]
 //! Peer-protocol frames and what they carry: job requests and load records.
 use libfuzzer_sys::fuzz_target;
-use phase_core::{frame, load::Record, wire::JobRequest};
+use phase_core::job::{frame, load::Record, request::JobRequest};
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;

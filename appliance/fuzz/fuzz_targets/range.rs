@@ -1,7 +1,7 @@
 #![no_main]
 //! `Range` header values against bodies of every size: a part is always within the body.
 use libfuzzer_sys::fuzz_target;
-use phase_core::http::{parse_range, Range};
+use phase_core::net::http::{parse_range, Range};
 
 fuzz_target!(|data: &[u8]| {
     let (size, value) = match data.split_first_chunk::<8>() {

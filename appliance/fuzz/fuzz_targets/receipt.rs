@@ -1,7 +1,7 @@
 #![no_main]
 //! Receipts from executors and clients: parse, emit again, verify; never a panic.
 use libfuzzer_sys::fuzz_target;
-use phase_core::receipt::Receipt;
+use phase_core::job::receipt::Receipt;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -2,7 +2,7 @@
 //! TFTP packets from any host on the boot LAN: parse never panics, and what the server agrees
 //! to for a read request stays within its bounds.
 use libfuzzer_sys::fuzz_target;
-use phase_core::tftp::{Packet, MAX_BLOCK, MAX_NAME, MAX_WINDOW};
+use phase_core::net::tftp::{Packet, MAX_BLOCK, MAX_NAME, MAX_WINDOW};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Packet::Read(r)) = Packet::parse(data) {

@@ -12,7 +12,7 @@ use phase::identity::NodeIdentity;
 use phase::service::{NodeConfig, NodeService};
 use phase_core::encoding::{base64_encode, hex_encode};
 use phase_core::job::JobSpec;
-use phase_core::receipt::Outcome;
+use phase_core::job::receipt::Outcome;
 use phase_core::{sha256, Limits};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use argh::FromArgs;
 use phase_core::encoding::{hex_decode_array, hex_encode};
 use phase_core::job::{JobSpec, RequestedLimits};
-use phase_core::receipt::{Outcome, Receipt};
+use phase_core::job::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Limits};
 
 use crate::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
@@ -579,7 +579,7 @@ fn node(c: NodeCmd) -> i32 {
         },
         None => None,
     };
-    let releases: Vec<(String, phase_core::manifest::Arch, String)> = boot
+    let releases: Vec<(String, phase_core::boot::manifest::Arch, String)> = boot
         .iter()
         .flat_map(|p| p.store.entries.iter().map(|e| (e.channel().to_string(), e.arch(), e.manifest.key_id())))
         .collect();
@@ -750,8 +750,8 @@ fn verify(c: VerifyCmd) -> i32 {
         };
         let r = match (&c.receipt, &c.answer, &c.request) {
             (None, Some(a), Some(q)) => {
-                use phase_core::answer::{Answer, Asked};
-                use phase_core::wire::{JobRequest, ModuleSource};
+                use phase_core::job::answer::{Answer, Asked};
+                use phase_core::job::request::{JobRequest, ModuleSource};
                 let answer = Answer::parse(text_of(a, "answer")?.trim()).map_err(|e| format!("{}: {e}", a.display()))?;
                 let req = JobRequest::parse(text_of(q, "request")?.trim().as_bytes()).map_err(|e| format!("{}: {e}", q.display()))?;
                 let module = match &req.module {
@@ -876,7 +876,7 @@ fn start_p2p(
     service: &Arc<NodeService>,
     workers: &Arc<Workers>,
     http_port: u16,
-    releases: &[(String, phase_core::manifest::Arch, String)],
+    releases: &[(String, phase_core::boot::manifest::Arch, String)],
 ) -> Result<crate::p2p::P2p, String> {
     let parse = |what: &str, s: &String| -> Result<crate::p2p::Multiaddr, String> {
         s.parse().map_err(|e| format!("{what} {s:?} is not a multiaddr: {e}"))
@@ -977,8 +977,8 @@ fn sign_release(
     valid_days: u64,
     created_at: Option<u64>,
     expires_at: Option<u64>,
-) -> Result<(phase_core::manifest::Manifest, Vec<u8>, Vec<u8>), String> {
-    use phase_core::manifest::{Arch, Artifact, Manifest, ManifestBody};
+) -> Result<(phase_core::boot::manifest::Manifest, Vec<u8>, Vec<u8>), String> {
+    use phase_core::boot::manifest::{Arch, Artifact, Manifest, ManifestBody};
     let key = NodeIdentity::load(key).map_err(|e| e.to_string())?;
     let arch = Arch::parse(arch).ok_or_else(|| format!("--arch {arch:?}: x86_64 or aarch64"))?;
     let kernel_bytes = read(kernel, "kernel")?;
@@ -1027,7 +1027,7 @@ fn publish(c: PublishCmd) -> i32 {
 }
 
 fn carry(c: CarryCmd) -> i32 {
-    use phase_core::manifest::Arch;
+    use phase_core::boot::manifest::Arch;
     let result = (|| -> Result<String, String> {
         let trust = c.trust.iter().map(|k| hex_decode_array::<32>(k).map_err(|e| format!("--trust {k}: {e}"))).collect::<Result<Vec<_>, _>>()?;
         if trust.is_empty() {
@@ -1037,7 +1037,7 @@ fn carry(c: CarryCmd) -> i32 {
         let store = crate::boot::store::BootStore::open(&c.store, Some(&trust)).map_err(|e| e.to_string())?;
         let e = store.find(&c.channel, arch).ok_or_else(|| format!("{}: no {}/{} release", c.store.display(), c.channel, arch.name()))?;
         let m = &e.manifest;
-        let floors = phase_core::manifest::Floors { version: 0, time: crate::boot::build_time() };
+        let floors = phase_core::boot::manifest::Floors { version: 0, time: crate::boot::build_time() };
         m.verify_under(&trust, unix_now(), &floors, arch).map_err(|e| format!("{}: {e}", c.store.display()))?;
         let kernel = read(&e.dir.join(&m.body.kernel.name), "kernel")?;
         let initramfs = read(&e.dir.join(&m.body.initramfs.name), "initramfs")?;
@@ -1064,12 +1064,12 @@ fn carry(c: CarryCmd) -> i32 {
 }
 
 fn manifest(cmd: ManifestSub) -> i32 {
-    use phase_core::manifest::{Arch, Manifest};
+    use phase_core::boot::manifest::{Arch, Manifest};
     let result = (|| -> Result<String, String> {
         match cmd {
             ManifestSub::Keygen(c) => {
                 let id = NodeIdentity::create(&c.out).map_err(|e| e.to_string())?;
-                Ok(format!("{} (key id {})", id.public_key_hex(), phase_core::manifest::key_id(&id.public_key())))
+                Ok(format!("{} (key id {})", id.public_key_hex(), phase_core::boot::manifest::key_id(&id.public_key())))
             }
             ManifestSub::Sign(c) => {
                 let (m, _, _) = sign_release(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.cmdline, c.valid_days, None, None)?;
@@ -1088,7 +1088,7 @@ fn manifest(cmd: ManifestSub) -> i32 {
                     Some(a) => Arch::parse(a).ok_or_else(|| format!("--arch {a:?}: x86_64 or aarch64"))?,
                     None => Arch::parse(std::env::consts::ARCH).ok_or("this machine's arch is not one Phase boots")?,
                 };
-                let floors = phase_core::manifest::Floors { version: c.floor.unwrap_or(0), time: c.time_floor.unwrap_or(0).max(crate::boot::build_time()) };
+                let floors = phase_core::boot::manifest::Floors { version: c.floor.unwrap_or(0), time: c.time_floor.unwrap_or(0).max(crate::boot::build_time()) };
                 m.verify_under(&trusted, unix_now(), &floors, arch).map_err(|e| e.to_string())?;
                 if let Some(p) = &c.kernel {
                     m.check_artifact("kernel", &read(p, "kernel")?).map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use phase_core::cpio::CpioWriter;
+use phase_core::boot::cpio::CpioWriter;
 
 /// Packs `root` (sorted, so the archive is reproducible) plus a /dev/console node, which a
 /// tree built without root cannot hold but the kernel needs to give PID 1 a console.
@@ -39,7 +39,7 @@ pub fn add_trust(w: &mut CpioWriter, keys: &[[u8; 32]]) -> Result<(), String> {
         w.dir(d, 0o755).map_err(|e| e.to_string())?;
     }
     for k in keys {
-        let name = format!("{TRUST_DIR}/{}.pub", phase_core::manifest::key_id(k));
+        let name = format!("{TRUST_DIR}/{}.pub", phase_core::boot::manifest::key_id(k));
         w.file(&name, 0o644, format!("{}\n", phase_core::encoding::hex_encode(k)).as_bytes()).map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -57,7 +57,7 @@ fn walk(root: &Path, dir: &Path, w: &mut CpioWriter, has_dev: &mut bool) -> Resu
         let rel = path.strip_prefix(root).map_err(|e| e.to_string())?.to_string_lossy().into_owned();
         let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let perm = meta.permissions().mode() & 0o7777;
-        let err = |e: phase_core::cpio::CpioError| format!("{rel}: {e}");
+        let err = |e: phase_core::boot::cpio::CpioError| format!("{rel}: {e}");
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             w.symlink(&rel, &target.to_string_lossy()).map_err(err)?;

@@ -144,7 +144,7 @@ impl Stream {
                 (bytes, total, status)
             }
             Stream::Answer(answer) => {
-                let (bytes, total) = match phase_core::answer::Answer::parse(answer) {
+                let (bytes, total) = match phase_core::job::answer::Answer::parse(answer) {
                     Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
                     Err(_) => (Vec::new(), 0),
                 };

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use miniserde::json::{self, Value};
 use phase_core::encoding::{base64_encode, hex_encode};
 use phase_core::job::RequestedLimits;
-use phase_core::receipt::Receipt;
+use phase_core::job::receipt::Receipt;
 use phase_core::sha256;
-use phase_core::answer::{Answer, Asked};
-use phase_core::wire::{error_json, PeerModule};
+use phase_core::job::answer::{Answer, Asked};
+use phase_core::job::request::{error_json, PeerModule};
 
 use crate::engine::Progress;
 use crate::node::{Node, PeerFault};
@@ -312,7 +312,7 @@ fn asked<'a>(req: &'a JobRequest, module: &'a [u8; 32], input: &'a [u8; 32]) -> 
     Asked { module_sha256: module, input_sha256: input, args: &req.args, env: &req.env, limits: &req.limits, signer: None }
 }
 
-/// Checks an answer as a client would (phase_core::answer: signature, job id recomputed,
+/// Checks an answer as a client would (phase_core::job::answer: signature, job id recomputed,
 /// bodies, status and fuel), and that its receipt is signed by the key `peer`'s PeerId names.
 fn check_answer(raw: &str, peer: Option<&PeerId>, asked: &Asked<'_>) -> Result<Answer, String> {
     let answer = Answer::parse(raw).map_err(|e| e.to_string())?;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use phase_core::encoding::hex_encode;
 use phase_core::job::{JobSpec, SpecError};
-use phase_core::receipt::{Outcome, Receipt};
+use phase_core::job::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Digest, LimitError, Limits};
 
-pub use phase_core::wire::{JobRequest, ModuleSource};
+pub use phase_core::job::request::{JobRequest, ModuleSource};
 
 use crate::cache::SizedCache;
 use crate::engine::{CompiledModule, Engine, Execution, Job, ModuleError, Progress, DEFAULT_MAX_MODULE_BYTES};
@@ -123,7 +123,7 @@ impl Completed {
     pub fn to_json(&self) -> String {
         let o = &self.outcome;
         let ex = &o.execution;
-        phase_core::answer::to_json(&o.receipt, &ex.stdout, &ex.stderr, ex.detail.as_deref(), self.replayed)
+        phase_core::job::answer::to_json(&o.receipt, &ex.stdout, &ex.stderr, ex.detail.as_deref(), self.replayed)
     }
 }
 

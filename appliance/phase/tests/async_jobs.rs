@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{guest, http_with, json_string, json_u64, HttpResponse, Node};
-use phase_core::answer::{Answer, Asked};
+use phase_core::job::answer::{Answer, Asked};
 use phase_core::encoding::{base64_encode, hex_decode_array};
 use phase_core::job::RequestedLimits;
 use phase_core::sha256;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::Node;
 use phase::boot::netboot::{self, Plan};
-use phase_core::manifest::{Arch, ManifestError};
+use phase_core::boot::manifest::{Arch, ManifestError};
 
 fn phase(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phase")).args(args).output().unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use phase::engine::{Engine, Execution, Job, ModuleError, DEFAULT_MAX_MODULE_BYTES};
 use phase_core::job::JobSpec;
-use phase_core::receipt::{Outcome, Receipt, TrapKind};
+use phase_core::job::receipt::{Outcome, Receipt, TrapKind};
 use phase_core::{sha256, Limits};
 
 fn run_with(engine: &Engine, name: &str, input: &[u8], args: &[&str], limits: Limits) -> Execution {

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use phase_core::encoding::{base64_decode, base64_encode, hex_encode};
-use phase_core::receipt::{Outcome, Receipt, TrapKind};
+use phase_core::job::receipt::{Outcome, Receipt, TrapKind};
 use phase_core::sha256;
 
 fn job_body(module: &[u8], input: &[u8], extra: &str) -> Vec<u8> {

@@ -201,7 +201,7 @@ fn a_job_sent_to_a_runs_on_b_and_a_returns_bs_receipt() {
         assert_eq!(json_string(&text, "executor"), peer_id(&b));
         let out = phase_core::encoding::base64_decode(&json_string(&text, "stdout")).unwrap();
         assert_eq!(out, b"dlroW ,olleH");
-        let receipt = phase_core::receipt::Receipt::from_json(&receipt_of(&text)).unwrap();
+        let receipt = phase_core::job::receipt::Receipt::from_json(&receipt_of(&text)).unwrap();
         receipt.verify_signature().unwrap();
         assert_eq!(phase_core::encoding::hex_encode(&receipt.node_key), json_string(&status(&b), "node_key"));
         assert_eq!(phase::remote::peer_of_key(&receipt.node_key).unwrap().to_string(), peer_id(&b));
@@ -228,7 +228,7 @@ fn an_async_job_placed_on_a_peer_is_tracked_by_the_node_it_was_submitted_to() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let result = &done[done.find("\"result\":").unwrap() + 9..done.len() - 1];
-    let answer = phase_core::answer::Answer::parse(result).unwrap();
+    let answer = phase_core::job::answer::Answer::parse(result).unwrap();
     assert_eq!(answer.stdout, b"etomer cnysa");
     assert_eq!(json_string(result, "executor"), peer_id(&b));
     assert_eq!(phase_core::encoding::hex_encode(&answer.signer()), json_string(&status(&b), "node_key"), "signed by B");
@@ -430,7 +430,7 @@ fn redundancy_three_on_three_nodes_agrees() {
             miniserde::json::Value::Object(m) => miniserde::json::to_string(m.get("receipt").unwrap()),
             _ => panic!("answer"),
         };
-        let r = phase_core::receipt::Receipt::from_json(&receipt).unwrap();
+        let r = phase_core::job::receipt::Receipt::from_json(&receipt).unwrap();
         r.verify_signature().unwrap();
         keys.insert(r.node_key);
     }
@@ -721,7 +721,7 @@ fn redundancy_with_an_idempotency_key_keeps_k_distinct_executors_on_a_retry() {
     let signers = |text: &str| -> std::collections::HashSet<[u8; 32]> {
         let miniserde::json::Value::Array(list) = json_field(text, "answers") else { panic!("{text}") };
         list.iter()
-            .map(|answer| phase_core::answer::Answer::parse(&miniserde::json::to_string(answer)).expect("an answer").signer())
+            .map(|answer| phase_core::job::answer::Answer::parse(&miniserde::json::to_string(answer)).expect("an answer").signer())
             .collect()
     };
     let first = a.request("POST", "/v1/jobs", &body);

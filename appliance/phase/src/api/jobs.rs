@@ -141,8 +141,8 @@ pub struct OutputRead {
 }
 
 /// Checks `GET /v1/jobs/<id>/output?stream=&offset=&max=` (`rest`: the path after `/v1/jobs/`).
-pub fn output_request(head: &phase_core::http::RequestHead, rest: &str) -> Result<OutputRead, Response> {
-    use phase_core::http::Method;
+pub fn output_request(head: &phase_core::net::http::RequestHead, rest: &str) -> Result<OutputRead, Response> {
+    use phase_core::net::http::Method;
     let id = rest.strip_suffix("/output").unwrap_or(rest);
     if !matches!(head.method, Method::Get | Method::Head) {
         return Err(Response::error(405, "method_not_allowed", "GET"));
@@ -185,8 +185,8 @@ fn unknown_job(id: &str) -> Response {
 }
 
 /// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it.
-pub fn job_route(node: &Node, head: &phase_core::http::RequestHead, id: &str) -> Response {
-    use phase_core::http::Method;
+pub fn job_route(node: &Node, head: &phase_core::net::http::RequestHead, id: &str) -> Response {
+    use phase_core::net::http::Method;
     let method = head.method;
     if !crate::queue::valid_id(id) {
         return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");

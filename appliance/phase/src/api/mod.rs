@@ -12,7 +12,7 @@ pub use jobs::start_runners;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use phase_core::http::{Method, RequestHead};
+use phase_core::net::http::{Method, RequestHead};
 
 use crate::http::{Admission, Handler, Request, Response};
 use crate::node::Node;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use phase_core::http::RequestHead;
+use phase_core::net::http::RequestHead;
 
 use super::{json_str, p2p_disabled};
 use crate::http::Response;
@@ -151,12 +151,12 @@ pub async fn providers(node: &Node, head: &RequestHead) -> Response {
 /// from the DHT provider records and the capabilities peers announce (identify), leaving out
 /// this node's own address. PID 1 asks this when it netboots.
 pub async fn boot_providers(node: &Node, head: &RequestHead) -> Response {
-    let channel = head.query("channel").unwrap_or(phase_core::cmdline::DEFAULT_CHANNEL).to_string();
+    let channel = head.query("channel").unwrap_or(phase_core::boot::cmdline::DEFAULT_CHANNEL).to_string();
     let arch_name = head.query("arch").unwrap_or(std::env::consts::ARCH);
-    let Some(arch) = phase_core::manifest::Arch::parse(arch_name) else {
+    let Some(arch) = phase_core::boot::manifest::Arch::parse(arch_name) else {
         return Response::error(400, "invalid_request", "arch must be x86_64, amd64, aarch64 or arm64");
     };
-    if !phase_core::cmdline::valid_channel(&channel) {
+    if !phase_core::boot::cmdline::valid_channel(&channel) {
         return Response::error(400, "invalid_request", "channel must be 1-32 of a-z, 0-9, -");
     }
     let Some(p2p) = &node.p2p else { return p2p_disabled() };
@@ -182,7 +182,7 @@ pub async fn boot_providers(node: &Node, head: &RequestHead) -> Response {
             continue;
         }
         let found_by: Vec<&str> = [(in_dht, "\"dht\""), (announced, "\"identify\"")].iter().filter(|x| x.0).map(|x| x.1).collect();
-        let port: u16 = p.agent.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|v| v.parse().ok()).unwrap_or(phase_core::cmdline::DEFAULT_HTTP_PORT);
+        let port: u16 = p.agent.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|v| v.parse().ok()).unwrap_or(phase_core::boot::cmdline::DEFAULT_HTTP_PORT);
         let mut urls: Vec<String> = vec![];
         for ip in p.addrs.iter().filter(|a| !a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2pCircuit))).filter_map(ip_of) {
             let url = format!("http://{ip}:{port}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest as _;
 
 use phase_core::encoding::hex_encode;
-use phase_core::manifest::Artifact;
+use phase_core::boot::manifest::Artifact;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A provider silent this long mid-body is treated as a broken connection.
@@ -161,7 +161,7 @@ pub fn get(url: &Url, from: u64, deadline: Instant) -> Result<Response, FetchErr
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     let (parsed, end) = loop {
-        match phase_core::http::parse_response(&head) {
+        match phase_core::net::http::parse_response(&head) {
             Ok(Some(done)) => break done,
             Ok(None) => {}
             Err(e) => return Err(FetchError::Protocol { url: u, reason: format!("response head: {e}") }),

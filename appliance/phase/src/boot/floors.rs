@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use phase_core::manifest::Floors;
+use phase_core::boot::manifest::Floors;
 
 /// The file's name in a node's data dir.
 pub const FILE: &str = "floors";

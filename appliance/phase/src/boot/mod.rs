@@ -16,7 +16,7 @@ pub const CARRIED_STORE: &str = "/boot/phase";
 pub const TRUST_DIR: &str = "/etc/phase/trust";
 
 /// The DHT key under which providers of a channel/arch announce themselves.
-pub fn provider_key(channel: &str, arch: phase_core::manifest::Arch) -> String {
+pub fn provider_key(channel: &str, arch: phase_core::boot::manifest::Arch) -> String {
     format!("/phase/boot/{channel}/{}", arch.name())
 }
 

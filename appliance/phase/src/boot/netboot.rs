@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 /// What one provider gets to answer with a manifest (connect, head and body together).
 pub const MANIFEST_TIME: Duration = Duration::from_secs(15);
 
-use phase_core::cpio::CpioWriter;
-use phase_core::manifest::{Arch, Floors, Manifest, ManifestError, MANIFEST_FILE};
+use phase_core::boot::cpio::CpioWriter;
+use phase_core::boot::manifest::{Arch, Floors, Manifest, ManifestError, MANIFEST_FILE};
 
 use super::fetch::{self, DownloadError, FetchError, Url};
 
@@ -20,7 +20,7 @@ pub struct Plan {
     pub channel: String,
     pub arch: Arch,
     pub trusted: Vec<[u8; 32]>,
-    /// The version and time floors (phase_core::manifest::Floors): raised by every manifest the
+    /// The version and time floors (phase_core::boot::manifest::Floors): raised by every manifest the
     /// search verifies, so once it has seen a version it never boots an older one.
     pub floors: Floors,
     /// Unix seconds from the local clock.
@@ -78,7 +78,7 @@ pub fn fetch_manifest(base: &str, plan: &Plan, deadline: Instant) -> Result<(Man
 pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, u64, u64), give_up: Instant) -> Result<(Vec<u8>, Vec<u8>), NetbootError> {
     let base = Url::parse(base).map_err(NetbootError::Fetch)?;
     let b = &m.body;
-    let mut get = |which: &str, a: &phase_core::manifest::Artifact| {
+    let mut get = |which: &str, a: &phase_core::boot::manifest::Artifact| {
         let url = release_url(&base, &b.channel, b.arch, &a.name);
         fetch::download(&url, a, &mut |have, total| progress(which, have, total), give_up).map_err(NetbootError::Download)
     };
@@ -194,7 +194,7 @@ pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: 
     let b = &m.body;
     let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
     let mut w = CpioWriter::after(initramfs.to_vec());
-    let e = |e: phase_core::cpio::CpioError| e.to_string();
+    let e = |e: phase_core::boot::cpio::CpioError| e.to_string();
     for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
         w.dir(d, 0o755).map_err(e)?;
     }

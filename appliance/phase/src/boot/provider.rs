@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use phase_core::encoding::hex_encode;
-use phase_core::http::{parse_range, Method, Range, RequestHead};
-use phase_core::manifest::{Arch, MANIFEST_FILE};
+use phase_core::net::http::{parse_range, Method, Range, RequestHead};
+use phase_core::boot::manifest::{Arch, MANIFEST_FILE};
 
 use super::store::BootStore;
 use crate::http::{Body, Response};

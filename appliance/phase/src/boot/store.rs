@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use phase_core::manifest::{Arch, Manifest, MANIFEST_FILE};
+use phase_core::boot::manifest::{Arch, Manifest, MANIFEST_FILE};
 use phase_core::Digest;
 
 #[derive(Debug)]

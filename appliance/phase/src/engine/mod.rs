@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phase_core::job::JobSpec;
-use phase_core::receipt::{Outcome, ReceiptBody, TrapKind};
+use phase_core::job::receipt::{Outcome, ReceiptBody, TrapKind};
 use phase_core::{sha256, Digest};
 use wasmi::{CompilationMode, Config, Error, ExternType, Linker, Module, ResourceLimiter, Store, TypedResumableCall};
 

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phase_core::http::{parse_request, HeadError, Method, RequestHead};
+use phase_core::net::http::{parse_request, HeadError, Method, RequestHead};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 

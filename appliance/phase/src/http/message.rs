@@ -6,7 +6,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 
 use miniserde::json;
-use phase_core::http::RequestHead;
+use phase_core::net::http::RequestHead;
 
 use crate::memory::Reservation;
 

@@ -3,7 +3,7 @@
 //!
 //! - connections are tasks on a small executor, not threads: a slow or idle connection costs a
 //!   few KiB and no worker; blocking work (jobs, compiles) goes to the node's worker pool;
-//! - heads are parsed strictly and capped (phase_core::http), and a body is admitted by its
+//! - heads are parsed strictly and capped (phase_core::net::http), and a body is admitted by its
 //!   route (cap, memory reserved) before a byte of it is read;
 //! - every wait has a bound: the head, a body below a minimum rate, an idle keep-alive
 //!   connection, a write that makes no progress or falls below a minimum rate;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use phase_core::http::RequestHead;
+use phase_core::net::http::RequestHead;
 
 pub use message::{reason, Body, Request, Response};
 

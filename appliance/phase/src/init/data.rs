@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use phase_core::cmdline::BootConfig;
+use phase_core::boot::cmdline::BootConfig;
 
 use crate::sys;
 

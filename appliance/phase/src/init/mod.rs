@@ -15,7 +15,7 @@ mod supervisor;
 use std::path::Path;
 use std::time::Instant;
 
-use phase_core::cmdline::{BootConfig, OnFailure};
+use phase_core::boot::cmdline::{BootConfig, OnFailure};
 
 use crate::sys::{self, RebootCmd};
 

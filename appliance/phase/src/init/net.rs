@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use phase_core::cmdline::{BootConfig, Network};
+use phase_core::boot::cmdline::{BootConfig, Network};
 
 /// The udhcpc script writes the leased address here once the interface is configured.
 pub const LEASE_MARKER: &str = "/run/phase/net-address";

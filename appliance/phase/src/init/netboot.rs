@@ -6,8 +6,8 @@
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use phase_core::cmdline::BootConfig;
-use phase_core::manifest::Arch;
+use phase_core::boot::cmdline::BootConfig;
+use phase_core::boot::manifest::Arch;
 
 use crate::boot::{self, fetch, netboot};
 use crate::sys::{self, RebootCmd};
@@ -86,7 +86,7 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: Option<&std::
     // A floor file that cannot be read stops the netboot: floors are never silently lowered.
     let mut kept = floor_file.map(boot::floors::FloorFile::open).transpose().map_err(|e| format!("netboot: floors: {e}"))?;
     let on_disk = kept.as_ref().map(|f| f.get(&release)).unwrap_or_default();
-    let floors = phase_core::manifest::Floors {
+    let floors = phase_core::boot::manifest::Floors {
         version: config.version_floor.max(on_disk.version),
         time: boot::build_time().max(config.time_floor).max(on_disk.time),
     };

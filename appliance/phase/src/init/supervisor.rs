@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use phase_core::cmdline::BootConfig;
+use phase_core::boot::cmdline::BootConfig;
 
 use super::net::{self, Action, Net};
 use super::Timing;
@@ -81,7 +81,7 @@ fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, tru
         argv.extend(["--max-concurrent".into(), n.to_string()]);
     }
     if let Some(port) = config.p2p_port {
-        use phase_core::cmdline::Mode;
+        use phase_core::boot::cmdline::Mode;
         let mut p2p = vec!["--p2p".to_string(), format!("/ip4/0.0.0.0/tcp/{port}")];
         match config.mode {
             Mode::Local => p2p.push("--mdns".into()),
@@ -110,10 +110,10 @@ fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, tru
     }
     if let Some(link) = pxe {
         argv.extend(["--pxe".into(), link.to_string(), "--pxe-channel".into(), config.channel.clone()]);
-        if config.pxe == phase_core::cmdline::Pxe::HttpOnly {
+        if config.pxe == phase_core::boot::cmdline::Pxe::HttpOnly {
             argv.push("--pxe-http-only".into());
         }
-        for p in config.passthrough.iter().filter(|p| phase_core::cmdline::inherited_by_other_machines(p)) {
+        for p in config.passthrough.iter().filter(|p| phase_core::boot::cmdline::inherited_by_other_machines(p)) {
             argv.extend(["--pxe-append".into(), p.clone()]);
         }
     }
@@ -148,7 +148,7 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
     let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone(), floors));
     // With phase.pxe=on the node starts once the boot LAN has its address (ProxyDHCP answers
     // name it); otherwise at once.
-    let pxe = config.pxe != phase_core::cmdline::Pxe::Off;
+    let pxe = config.pxe != phase_core::boot::cmdline::Pxe::Off;
     let mut services = if pxe { vec![] } else { vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted, None))] };
     if pxe && !carried {
         log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
@@ -221,7 +221,7 @@ fn reap(services: &mut [Service]) {
 }
 
 /// Loads the next kernel, stops the services and kexecs; on any failure, the failure action.
-fn kexec(services: &mut [Service], next: super::netboot::Next, on_failure: phase_core::cmdline::OnFailure) -> ! {
+fn kexec(services: &mut [Service], next: super::netboot::Next, on_failure: phase_core::boot::cmdline::OnFailure) -> ! {
     let how = match super::netboot::load(&next) {
         Ok(how) => how,
         Err(e) => super::fail(on_failure, &format!("netboot: {e}")),
@@ -240,7 +240,7 @@ fn shutdown(services: &mut [Service], signal: libc::c_int) -> ! {
     log!("powering off");
     super::console::drain();
     let e = sys::reboot(RebootCmd::PowerOff).err().map(|e| e.to_string()).unwrap_or_default();
-    super::fail(phase_core::cmdline::OnFailure::Poweroff, &format!("reboot(POWER_OFF) failed: {e}"))
+    super::fail(phase_core::boot::cmdline::OnFailure::Poweroff, &format!("reboot(POWER_OFF) failed: {e}"))
 }
 
 /// SIGTERM to every service and process, a grace period, then SIGKILL; then sync.

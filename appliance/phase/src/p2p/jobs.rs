@@ -1,7 +1,7 @@
 //! The job protocol between nodes (`/phase/job/1.0.0`): one request-response exchange per job.
 //! Both directions carry the JSON of the HTTP API (docs/api.md): the request is a
 //! `POST /v1/jobs` body, the answer the job answer or `{"status","error","message"}`. Frames
-//! are a u32 big-endian length and the bytes (phase_core::frame), under caps, so a hostile
+//! are a u32 big-endian length and the bytes (phase_core::job::frame), under caps, so a hostile
 //! peer cannot make us buffer more than a job may legitimately need. A request frame is read
 //! only while the node has a free job slot, as it arrives (memory grows with the bytes that
 //! came, never ahead of them by more than 64 KiB) and from the node's memory pool.
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use phase_core::frame;
+use phase_core::job::frame;
 
 use crate::memory::{Budget, Reservation};
 

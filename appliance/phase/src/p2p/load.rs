@@ -18,7 +18,7 @@ use super::jobs::{read_frame, write_frame};
 use libp2p::StreamProtocol;
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/phase/load/1.0.0");
-pub use phase_core::load::{Load, Record, MAX_RECORD};
+pub use phase_core::job::load::{Load, Record, MAX_RECORD};
 /// How often the node compares its load with what it last sent.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// A record is resent at least this often, so peers can tell a quiet node from a gone one.

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use phase_core::dhcp::{ClientMessage, MessageType, ProxyReply, ReplyKind};
+use phase_core::net::dhcp::{ClientMessage, MessageType, ProxyReply, ReplyKind};
 
 use super::{Limits, Ports, Pxe};
 

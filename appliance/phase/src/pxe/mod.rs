@@ -14,8 +14,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use phase_core::dhcp::{BootProtocol, ClientArch, ClientMessage};
-use phase_core::manifest::{Arch, Floors};
+use phase_core::net::dhcp::{BootProtocol, ClientArch, ClientMessage};
+use phase_core::boot::manifest::{Arch, Floors};
 
 use crate::boot::store::Entry;
 
@@ -70,7 +70,7 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Ports {
-        Ports { dhcp: phase_core::dhcp::SERVER_PORT, proxy: phase_core::dhcp::PROXY_PORT, tftp: phase_core::tftp::PORT, client: phase_core::dhcp::CLIENT_PORT }
+        Ports { dhcp: phase_core::net::dhcp::SERVER_PORT, proxy: phase_core::net::dhcp::PROXY_PORT, tftp: phase_core::net::tftp::PORT, client: phase_core::net::dhcp::CLIENT_PORT }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The read-only TFTP server: only the network boot programs, by name. Each transfer runs on
 //! its own socket (RFC 1350's transfer id) and thread, with the block size and window the
-//! client asked for within the server's bounds (phase_core::tftp), a timeout and a retry
+//! client asked for within the server's bounds (phase_core::net::tftp), a timeout and a retry
 //! count per window, and an overall time bound; transfers are capped in all and per client.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use phase_core::tftp::{self, Packet, ReadRequest};
+use phase_core::net::tftp::{self, Packet, ReadRequest};
 
 use super::{Limits, Pxe};
 

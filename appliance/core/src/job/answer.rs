@@ -18,7 +18,7 @@ use miniserde::json::{self, Number, Object, Value};
 
 use crate::encoding::{base64_decode, hex_decode_array, hex_encode};
 use crate::job::{JobSpec, RequestedLimits};
-use crate::receipt::{Outcome, Receipt, TrapKind};
+use crate::job::receipt::{Outcome, Receipt, TrapKind};
 use crate::{sha256, Digest};
 
 /// A parsed job answer.
@@ -49,7 +49,7 @@ pub struct Asked<'a> {
 pub enum AnswerError {
     /// Not a JSON object of the answer's shape; names the field.
     Shape(&'static str),
-    Receipt(crate::receipt::ReceiptError),
+    Receipt(crate::job::receipt::ReceiptError),
     /// Signed by another key than the one expected.
     Signer { got: String },
     /// The receipt is for another module, input, limits or job; names which.
@@ -204,7 +204,7 @@ pub fn to_json(receipt: &Receipt, stdout: &[u8], stderr: &[u8], detail: Option<&
 mod tests {
     use super::*;
     use crate::job::Limits;
-    use crate::receipt::ReceiptBody;
+    use crate::job::receipt::ReceiptBody;
     use alloc::vec;
 
     fn signed(args: &[&str], stdout: &[u8], key: u8) -> (String, Receipt) {

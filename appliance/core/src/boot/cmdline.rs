@@ -138,7 +138,7 @@ pub const DEFAULT_CHANNEL: &str = "stable";
 /// A channel name as manifests allow it (1-32 of a-z 0-9 -): safe as a path segment and as
 /// part of a DHT key.
 pub fn valid_channel(name: &str) -> bool {
-    crate::manifest::valid_channel(name)
+    crate::boot::manifest::valid_channel(name)
 }
 pub const DEFAULT_P2P_PORT: u16 = 4001;
 

@@ -26,6 +26,8 @@ impl fmt::Display for DecodeError {
         }
     }
 }
+impl core::error::Error for DecodeError {}
+
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -121,6 +123,38 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
+const B58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// Bitcoin-alphabet base58 (how libp2p writes peer ids), at most `max` bytes decoded: text
+/// longer than that can hold is refused before any arithmetic.
+pub fn base58_decode(text: &str, max: usize) -> Result<Vec<u8>, DecodeError> {
+    // Each character carries log2(58) < 6 bits: 8 bytes need at least 11 characters.
+    let limit = max * 138 / 100 + 1;
+    if text.is_empty() || text.len() > limit {
+        return Err(DecodeError::Length { expected: limit, found: text.len() });
+    }
+    let zeros = text.bytes().take_while(|&c| c == b'1').count();
+    let mut out: Vec<u8> = Vec::with_capacity(max);
+    for (offset, c) in text.bytes().enumerate() {
+        let mut carry = B58.iter().position(|&a| a == c).ok_or(DecodeError::Character { offset })? as u32;
+        for b in out.iter_mut().rev() {
+            carry += (*b as u32) * 58;
+            *b = carry as u8;
+            carry >>= 8;
+        }
+        while carry > 0 {
+            out.insert(0, carry as u8);
+            carry >>= 8;
+        }
+    }
+    let mut bytes = alloc::vec![0u8; zeros];
+    bytes.extend_from_slice(&out[out.iter().take_while(|&&b| b == 0).count()..]);
+    if bytes.len() > max {
+        return Err(DecodeError::Length { expected: max, found: bytes.len() });
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +205,17 @@ mod tests {
         for len in 0..all.len() {
             assert_eq!(base64_decode(&base64_encode(&all[..len])).unwrap(), &all[..len]);
         }
+    }
+
+    #[test]
+    fn base58_decodes_peer_ids_and_refuses_the_rest() {
+        // 0x00 0x01 0x02 -> "15T"; leading zero bytes are leading '1's.
+        assert_eq!(base58_decode("15T", 8).unwrap(), [0, 1, 2]);
+        assert_eq!(base58_decode("1111", 8).unwrap(), [0, 0, 0, 0]);
+        assert_eq!(base58_decode("z", 8).unwrap(), [57]);
+        assert!(base58_decode("0OIl", 8).is_err(), "outside the alphabet");
+        assert!(base58_decode("", 8).is_err());
+        assert!(base58_decode(&"z".repeat(100), 8).is_err(), "too long to fit");
+        assert!(base58_decode("zzzzzzzzzzz", 8).is_err(), "decodes to more than the cap");
     }
 }

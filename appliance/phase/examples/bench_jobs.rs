@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phase::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
-use phase::identity::NodeIdentity;
-use phase::service::{NodeConfig, NodeService};
+use phase::node::{Node, NodeConfig};
 use phase_core::encoding::{base64_encode, hex_encode};
 use phase_core::job::JobSpec;
 use phase_core::job::receipt::Outcome;
@@ -62,25 +61,6 @@ impl Client {
         self.reader.read_exact(&mut body).unwrap();
         (status, body)
     }
-}
-
-/// A node's HTTP front on a free loopback port, wired as `phase node` wires it.
-fn serve(service: Arc<NodeService>) -> phase::http::Server {
-    let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
-    let workers = phase::workers::Workers::start("job", 3 * service.config().max_concurrent + 4, 4 << 20).unwrap();
-    let node = phase::node::Node {
-        service,
-        p2p: None,
-        boot: None,
-        pxe: None,
-        workers,
-        queue: phase::queue::Queue::new(Default::default(), None),
-        http_port: listener.addr.port(),
-        exit_after_job: false,
-        requests: Default::default(),
-    };
-    let limits = phase::http::Limits::new(256);
-    phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), limits).unwrap()
 }
 
 fn main() {
@@ -140,19 +120,19 @@ fn main() {
     println!("metering_overhead {:.1} %", (metered / unmetered - 1.0) * 100.0);
 
     // 3. jobs through POST /v1/jobs on loopback (module uploaded once, named by hash).
-    let service = Arc::new(
-        NodeService::new(NodeIdentity::ephemeral(), NodeConfig { max_concurrent: 2, ..Default::default() })
-            .unwrap(),
-    );
-    service.put_module(hello.clone()).unwrap();
-    let server = serve(service);
+    // A node as `phase node --http 127.0.0.1:0 --max-concurrent 2 --max-connections 256` starts one.
+    let mut config = NodeConfig::new("127.0.0.1:0");
+    config.max_concurrent = Some(2);
+    config.max_connections = Some(256);
+    let server = Node::start(config).expect("a node");
+    server.jobs.put_module(hello.clone()).unwrap();
     let body = format!(
         "{{\"module_sha256\":\"{}\",\"input\":\"{}\"}}",
         hex_encode(&sha256(&hello)),
         base64_encode(b"Hello, World")
     )
     .into_bytes();
-    let mut client = Client::connect(server.addr);
+    let mut client = Client::connect(server.addr());
     let mut lat = Vec::new();
     for i in 0..2200 {
         let t = Instant::now();
@@ -165,7 +145,7 @@ fn main() {
     lat.sort_by(f64::total_cmp);
     println!("http_job_p50 {:.0} us", percentile(&lat, 0.5));
     println!("http_job_p99 {:.0} us", percentile(&lat, 0.99));
-    let addr = server.addr;
+    let addr = server.addr();
     let window = Duration::from_secs(2);
     let counts: Vec<_> = (0..2)
         .map(|_| {

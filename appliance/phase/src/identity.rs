@@ -1,6 +1,6 @@
-//! The node's Ed25519 identity. With a data dir it lives in `<dir>/node.key` (hex seed, mode
-//! 0600, written atomically: a 0600 temp file, fsync, then a hard link that fails if another
-//! process won the race); without one it is kept in RAM for the life of the process.
+//! The node's Ed25519 identity. With a data dir it lives in its key file (`node.key`, hex
+//! seed, mode 0600, written atomically: a 0600 temp file, fsync, then a hard link that fails
+//! if another process won the race); without one it is kept in RAM for the life of the process.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -9,9 +9,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_compact::{KeyPair, Seed};
-use phase_core::encoding::{hex_decode_array, hex_encode};
 
-pub const KEY_FILE: &str = "node.key";
+use crate::data_dir::DataDir;
+use phase_core::encoding::{hex_decode_array, hex_encode};
 
 #[derive(Debug)]
 pub struct IdentityError {
@@ -60,9 +60,9 @@ impl NodeIdentity {
         hex_encode(&self.public_key())
     }
 
-    /// Loads `<dir>/node.key`, creating the directory (0700) and the key (0600) if absent.
-    pub fn load_or_create(dir: &Path) -> Result<NodeIdentity, IdentityError> {
-        let path = dir.join(KEY_FILE);
+    /// Loads the data dir's key, creating the directory (0700) and the key (0600) if absent.
+    pub fn load_or_create(data: &DataDir) -> Result<NodeIdentity, IdentityError> {
+        let (dir, path) = (data.path(), data.key());
         let err = |reason: String| IdentityError { path: path.clone(), reason };
         if !dir.exists() {
             fs::DirBuilder::new()
@@ -141,25 +141,27 @@ mod tests {
     #[test]
     fn created_once_then_reloaded_with_mode_0600() {
         let dir = tempdir("reload");
-        let a = NodeIdentity::load_or_create(&dir).unwrap();
-        let b = NodeIdentity::load_or_create(&dir).unwrap();
+        let data = DataDir::new(&dir);
+        let a = NodeIdentity::load_or_create(&data).unwrap();
+        let b = NodeIdentity::load_or_create(&data).unwrap();
         assert_eq!(a.public_key(), b.public_key());
-        let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(data.key()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(NodeIdentity::create(&dir.join(KEY_FILE)).is_err(), "never overwrites");
+        assert!(NodeIdentity::create(&data.key()).is_err(), "never overwrites");
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn refuses_readable_or_corrupt_keys() {
         let dir = tempdir("bad");
-        NodeIdentity::load_or_create(&dir).unwrap();
-        let path = dir.join(KEY_FILE);
+        let data = DataDir::new(&dir);
+        NodeIdentity::load_or_create(&data).unwrap();
+        let path = data.key();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(NodeIdentity::load(&path).unwrap_err().to_string().contains("chmod 600"));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "zz\n").unwrap();
-        let e = NodeIdentity::load_or_create(&dir).unwrap_err().to_string();
+        let e = NodeIdentity::load_or_create(&data).unwrap_err().to_string();
         assert!(e.contains("not a 64-hex-digit"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }

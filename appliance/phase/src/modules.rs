@@ -2,6 +2,7 @@
 //! uploaded with `PUT /v1/modules` on a node with a data dir, on disk as `<hex>.wasm` under a
 //! byte cap (a full store refuses, it never fills the disk). Bytes read back are re-hashed.
 
+use std::fmt;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,6 +16,33 @@ use crate::cache::SizedCache;
 /// Default cap on module bytes kept on disk.
 pub const DEFAULT_MAX_DISK_BYTES: u64 = 1 << 30;
 
+/// Why a module could not be stored.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The store's directory or a module file (path, what the OS said).
+    Io { path: PathBuf, error: std::io::Error },
+    /// Storing would pass the disk cap.
+    Full { used: u64, max: u64, need: u64 },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            StoreError::Full { used, max, need } => write!(f, "module store is full: {used} of {max} bytes used; this module needs {need}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { error, .. } => Some(error),
+            StoreError::Full { .. } => None,
+        }
+    }
+}
+
 pub struct ModuleStore {
     memory: SizedCache<Vec<u8>>,
     dir: Option<PathBuf>,
@@ -23,11 +51,12 @@ pub struct ModuleStore {
 }
 
 impl ModuleStore {
-    pub fn new(dir: Option<PathBuf>, max_memory_bytes: usize, max_disk_bytes: u64) -> Result<ModuleStore, String> {
+    pub fn new(dir: Option<PathBuf>, max_memory_bytes: usize, max_disk_bytes: u64) -> Result<ModuleStore, StoreError> {
         let mut used = 0;
         if let Some(d) = &dir {
-            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-            for entry in fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()))?.flatten() {
+            let io = |error| StoreError::Io { path: d.clone(), error };
+            fs::create_dir_all(d).map_err(io)?;
+            for entry in fs::read_dir(d).map_err(io)?.flatten() {
                 used += entry.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
@@ -55,23 +84,20 @@ impl ModuleStore {
 
     /// Stores bytes whose hash is `d`, on disk too when there is a data dir. Returns whether
     /// they were new to this node.
-    pub fn put(&self, d: Digest, bytes: Vec<u8>) -> Result<bool, String> {
+    pub fn put(&self, d: Digest, bytes: Vec<u8>) -> Result<bool, StoreError> {
         let fresh = self.get(&d).is_none();
         if let Some(path) = self.path(&d).filter(|p| !p.exists()) {
             let size = bytes.len() as u64;
             let used = self.disk_bytes.fetch_add(size, Relaxed);
             if used + size > self.max_disk_bytes {
                 self.disk_bytes.fetch_sub(size, Relaxed);
-                return Err(format!(
-                    "module store is full: {used} of {} bytes used; this module needs {size}",
-                    self.max_disk_bytes
-                ));
+                return Err(StoreError::Full { used, max: self.max_disk_bytes, need: size });
             }
             // Acknowledged after this returns, so the file and its name must be on disk.
-            crate::durable::replace(&path, &bytes).map_err(|e| {
+            if let Err(error) = crate::durable::replace(&path, &bytes) {
                 self.disk_bytes.fetch_sub(size, Relaxed);
-                format!("{}: {e}", path.display())
-            })?;
+                return Err(StoreError::Io { path, error });
+            }
         }
         let size = bytes.len();
         self.memory.insert(d, Arc::new(bytes), size);

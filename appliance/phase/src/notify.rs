@@ -75,26 +75,49 @@ pub fn watchdog_interval() -> Option<Duration> {
     }
 }
 
-/// Whether a plain HTTP/1.1 `GET /health` to `addr` gets any answer within `within`: the
-/// front accepts, parses and answers, which is what the watchdog vouches for (a 503 from a
-/// front at its connection cap is an answer too: the node is loaded, not hung).
+/// Whether the front at `addr` answers `GET /health` within `within`, with any status: it
+/// accepts, parses and answers, which is what the watchdog vouches for (a 503 from a front at
+/// its connection cap is an answer too: the node is loaded, not hung).
 pub fn front_answers(addr: std::net::SocketAddr, within: Duration) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, within) else { return false };
-    let _ = s.set_read_timeout(Some(within));
-    let _ = s.set_write_timeout(Some(within));
-    if s.write_all(b"GET /health HTTP/1.1\r\nHost: watchdog\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
+    crate::http::health(addr, within).is_some()
+}
+
+/// Under a `Type=notify` unit: READY=1 now that the API listens, then WATCHDOG=1 at half the
+/// watchdog interval for as long as the HTTP front answers its own `GET /health` (a node whose
+/// front hangs stops vouching for itself and the manager restarts it). A notify socket that
+/// cannot be used is logged, never fatal: the node serves either way.
+pub fn tell_the_service_manager(listening: std::net::SocketAddr) {
+    let notifier = match Notifier::from_env() {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => return log!("{e}"),
+    };
+    if let Err(e) = notifier.send(&format!("READY=1\nSTATUS=serving on http://{listening}")) {
+        return log!("{e}");
     }
-    let mut head = [0u8; 12];
-    let mut got = 0;
-    while got < head.len() {
-        match s.read(&mut head[got..]) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got += n,
+    let Some(interval) = watchdog_interval() else { return };
+    let probe = probe_address(listening);
+    // A watchdog shorter than this cannot be met by a real request anyway.
+    let (every, within) = ((interval / 2).max(Duration::from_millis(10)), (interval / 4).max(Duration::from_millis(50)));
+    log!("watchdog: every {} ms, vouched by GET /health on {probe}", every.as_millis());
+    let spawned = std::thread::Builder::new().name("watchdog".into()).stack_size(64 << 10).spawn(move || {
+        let mut was_ok = true;
+        loop {
+            std::thread::sleep(every);
+            let ok = front_answers(probe, within);
+            if ok {
+                if let Err(e) = notifier.send("WATCHDOG=1") {
+                    log!("watchdog: {e}");
+                }
+            } else if was_ok {
+                log!("watchdog: the HTTP front did not answer GET /health on {probe} within {} ms; not vouching", within.as_millis());
+            }
+            was_ok = ok;
         }
+    });
+    if let Err(e) = spawned {
+        log!("watchdog: no thread ({e}); the service manager will restart the node");
     }
-    head.starts_with(b"HTTP/1.1 ") && head[9..12].iter().all(u8::is_ascii_digit)
 }
 
 /// Where the node's own front can be reached from inside the host: a wildcard listen address

@@ -16,7 +16,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts `n` threads named `name-i`, each with a stack of `stack` bytes.
-    pub fn start(name: &str, n: usize, stack: usize) -> Result<Arc<Workers>, String> {
+    pub fn start(name: &str, n: usize, stack: usize) -> Result<Arc<Workers>, std::io::Error> {
         let (tx, rx) = mpsc::channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(n);
@@ -33,7 +33,7 @@ impl Workers {
                     };
                     task();
                 })
-                .map_err(|e| format!("cannot start worker thread {name}-{i}: {e}"))?;
+                ?;
             threads.push(t);
         }
         Ok(Arc::new(Workers { queue: Mutex::new(Some(tx)), threads: Mutex::new(threads) }))

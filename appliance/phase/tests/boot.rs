@@ -212,7 +212,7 @@ fn plan(trusted: &[&str]) -> Plan {
         arch: Arch::X86_64,
         trusted: trusted.iter().map(|k| phase_core::encoding::hex_decode_array(k).unwrap()).collect(),
         floors: Default::default(),
-        clock: phase::boot::unix_now(),
+        clock: phase::clock::unix_now(),
     }
 }
 
@@ -265,11 +265,11 @@ fn fetcher_refuses_bad_providers_with_their_reason_and_resumes_a_broken_download
     let candidates: Vec<String> = [&unknown_node, &expired_node, &tampering, &dropping].iter().map(|n| url(n)).collect();
     let f = netboot::try_providers(&candidates, &mut plan.clone(), soon()).expect("a verifiable release");
     assert_eq!(f.from, url(&dropping));
-    assert_eq!(f.manifest.body.version, 4);
-    assert!(f.kernel == std::fs::read(lab.p("bzImage")).unwrap());
-    assert!(f.initramfs == std::fs::read(lab.p("initramfs.cpio.zst")).unwrap());
+    assert_eq!(f.release.manifest.body.version, 4);
+    assert!(f.release.kernel == std::fs::read(lab.p("bzImage")).unwrap());
+    assert!(f.release.initramfs == std::fs::read(lab.p("initramfs.cpio.zst")).unwrap());
     // No provider at all within the deadline: a named error, not a hang.
-    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut |_| Vec::new(), &mut plan.clone(), Duration::from_secs(1)).err().unwrap();
+    let err = netboot::find_release(&["http://127.0.0.1:9".into()], &mut |_| Vec::new(), &mut plan.clone(), Duration::from_secs(1)).err().unwrap().to_string();
     assert!(err.contains("no provider served a verifiable stable/x86_64 release"), "{err}");
 }
 
@@ -413,7 +413,7 @@ fn a_provider_that_trickles_cannot_hold_a_netboot_past_its_deadline() {
     for head in [false, true] {
         let (url, _server) = trickling_provider(head);
         let started = std::time::Instant::now();
-        let err = netboot::find_release(&[url.clone()], &mut |_| Vec::new(), &mut plan.clone(), Duration::from_secs(4)).err().expect("no release");
+        let err = netboot::find_release(&[url.clone()], &mut |_| Vec::new(), &mut plan.clone(), Duration::from_secs(4)).err().expect("no release").to_string();
         let took = started.elapsed();
         assert!(err.contains("within 4s"), "{err}");
         assert!(took < Duration::from_secs(7), "a trickling {} held the search for {took:?}", if head { "body" } else { "head" });
@@ -476,13 +476,13 @@ fn a_corrupt_newest_release_never_makes_a_node_boot_an_older_one() {
     let corrupt = Node::start(&["--boot-store", &new, "--fault", "boot-tamper"]);
     let older = Node::start(&["--boot-store", &old]);
     let mut plan = plan(&[&publisher]);
-    let err = netboot::find_release(&[url(&corrupt), url(&older)], &mut |_| Vec::new(), &mut plan, Duration::from_secs(5)).err().expect("must not boot version 4");
+    let err = netboot::find_release(&[url(&corrupt), url(&older)], &mut |_| Vec::new(), &mut plan, Duration::from_secs(5)).err().expect("must not boot version 4").to_string();
     assert!(err.contains("of version 5 or later"), "{err}");
     assert_eq!(plan.floors.version, 5, "verifying version 5 raised the floor");
     // Once the newest can be had, it is what boots.
     let good = Node::start(&["--boot-store", &new]);
     let f = netboot::find_release(&[url(&older), url(&good)], &mut |_| Vec::new(), &mut plan, Duration::from_secs(20)).expect("version 5");
-    assert_eq!((f.manifest.body.version, f.floors.version), (5, 5));
+    assert_eq!((f.release.manifest.body.version, f.floors.version), (5, 5));
     // A floor given on the command line refuses older releases by name.
     let mut floored = plan.clone();
     floored.floors.version = 6;

@@ -333,15 +333,12 @@ fn a_job_the_host_fails_is_a_node_error_never_a_signed_result() {
     assert_eq!((ok.status, json_string(&ok.text(), "trap").as_str()), (200, "memory_limit"), "{}", ok.text());
 }
 
-/// A node's API in this process, wired as `phase node` wires it.
-fn in_process() -> phase::http::Server {
-    use std::sync::Arc;
-    let identity = phase::identity::NodeIdentity::ephemeral();
-    let service = Arc::new(phase::service::NodeService::new(identity, phase::service::NodeConfig::for_memory(phase::memory::MemoryPlan::new(256 << 20, None))).unwrap());
-    let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
-    let workers = phase::workers::Workers::start("job", 4, 4 << 20).unwrap();
-    let node = phase::node::Node { service, p2p: None, boot: None, pxe: None, workers, queue: phase::queue::Queue::new(Default::default(), None), http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
-    phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), phase::http::Limits::new(64)).unwrap()
+/// A node in this process, started as `phase node` starts one.
+fn in_process() -> phase::node::Node {
+    let mut config = phase::node::NodeConfig::new("127.0.0.1:0");
+    config.memory_budget = Some(256 << 20);
+    config.max_connections = Some(64);
+    phase::node::Node::start(config).unwrap()
 }
 
 #[test]
@@ -349,16 +346,16 @@ fn two_nodes_in_one_process_keep_their_own_state() {
     // Nothing of a node is process-wide: keys, kept results and counters are each node's own.
     let (a, b) = (in_process(), in_process());
     let body = job_body(&guest("hello"), b"one process", ",\"idempotency_key\":\"shared-key\"");
-    let ra = http(a.addr, "POST", "/v1/jobs", &body);
-    let rb = http(b.addr, "POST", "/v1/jobs", &body);
+    let ra = http(a.addr(), "POST", "/v1/jobs", &body);
+    let rb = http(b.addr(), "POST", "/v1/jobs", &body);
     assert_eq!((ra.status, rb.status), (200, 200));
     let (ka, kb) = (Receipt::from_json(&receipt_of(&ra.text())).unwrap().node_key, Receipt::from_json(&receipt_of(&rb.text())).unwrap().node_key);
     assert_ne!(ka, kb, "each signs with its own key");
     // The same key on the other node ran the job there: no cache is shared.
     assert!(matches!(json_field(&rb.text(), "replayed"), miniserde::json::Value::Bool(false)));
-    assert!(matches!(json_field(&http(a.addr, "POST", "/v1/jobs", &body).text(), "replayed"), miniserde::json::Value::Bool(true)));
-    let count = |s: &phase::http::Server| {
-        let text = http(s.addr, "GET", "/metrics", b"").text();
+    assert!(matches!(json_field(&http(a.addr(), "POST", "/v1/jobs", &body).text(), "replayed"), miniserde::json::Value::Bool(true)));
+    let count = |n: &phase::node::Node| {
+        let text = http(n.addr(), "GET", "/metrics", b"").text();
         text.lines().find(|l| l.starts_with("phase_jobs_total{outcome=\"exited\"}")).and_then(|l| l.rsplit(' ').next()).unwrap().to_string()
     };
     assert_eq!((count(&a), count(&b)), ("1".to_string(), "1".to_string()));

@@ -204,7 +204,7 @@ fn a_job_sent_to_a_runs_on_b_and_a_returns_bs_receipt() {
         let receipt = phase_core::job::receipt::Receipt::from_json(&receipt_of(&text)).unwrap();
         receipt.verify_signature().unwrap();
         assert_eq!(phase_core::encoding::hex_encode(&receipt.node_key), json_string(&status(&b), "node_key"));
-        assert_eq!(phase::remote::peer_of_key(&receipt.node_key).unwrap().to_string(), peer_id(&b));
+        assert_eq!(phase::p2p::peer_of_key(&receipt.node_key).unwrap().to_string(), peer_id(&b));
     }
     assert_eq!(metric(&a, "phase_jobs_total{outcome=\"exited\"}"), 0, "nothing ran on a");
     assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 2);

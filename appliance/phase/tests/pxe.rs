@@ -385,15 +385,28 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
     // A 16 MiB kernel: its initrd outgrows what loopback buffers absorb, so a client that stops
     // reading holds its download slot.
     let l = lab_with("routes", Limits::default(), false, 16 << 20, true);
-    let identity = phase::identity::NodeIdentity::ephemeral();
-    let service = Arc::new(phase::service::NodeService::new(identity, phase::service::NodeConfig::for_memory(phase::memory::MemoryPlan::new(256 << 20, None))).unwrap());
-    let listener = phase::http::Listener::bind("127.0.0.1:0").unwrap();
-    let workers = phase::workers::Workers::start("job", 4, 4 << 20).unwrap();
-    let provider = phase::boot::provider::Provider::new(l.store.clone(), 1, phase::boot::provider::ProviderFault::None);
-    let node = phase::node::Node { service, p2p: None, boot: Some(provider), pxe: Some(l.pxe.clone()), workers, queue: phase::queue::Queue::new(Default::default(), None), http_port: listener.addr.port(), exit_after_job: false, requests: Default::default() };
-    let server = phase::http::Server::serve(listener, Arc::new(phase::api::Api { node: Arc::new(node) }), phase::http::Limits::new(64)).unwrap();
+    // A node as `phase node --boot-store --trust --pxe lo --max-downloads 1` starts one (its
+    // PXE ports moved, its address given: this machine's loopback).
+    let mut config = phase::node::NodeConfig::new("127.0.0.1:0");
+    config.memory_budget = Some(256 << 20);
+    config.boot_store = Some(l.dir.join("store"));
+    config.trust = l.trust.to_vec();
+    config.max_downloads = Some(1);
+    config.pxe = Some(phase::node::PxeSettings {
+        interface: "lo".into(),
+        programs: Some(l.dir.join("programs")),
+        channel: Some("stable".into()),
+        append: vec!["phase.pxe=on".into()],
+        ports: Some(Ports { dhcp: free_udp_port(), proxy: free_udp_port(), tftp: free_udp_port(), client: free_udp_port() }),
+        address: Some(Ipv4Addr::LOCALHOST),
+        ..Default::default()
+    });
+    let node = phase::node::Node::start(config).unwrap();
+    let server = node.addr();
+    // The lab's scripts name port 8700; the node's name its own.
+    let expected_script = |name: &str| l.pxe.script(name).unwrap().replace(":8700", &format!(":{}", server.port()));
     let get = |path: &str| -> (u16, Vec<u8>) {
-        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        let mut s = std::net::TcpStream::connect(server).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
@@ -402,12 +415,14 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
         (status, out[end + 4..].to_vec())
     };
     let (status, script) = get("/v1/pxe/x86_64.ipxe");
-    assert_eq!((status, script), (200, l.pxe.script("x86_64.ipxe").unwrap().into_bytes()));
+    assert_eq!((status, String::from_utf8(script).unwrap()), (200, expected_script("x86_64.ipxe")));
     let (status, script) = get("/v1/pxe/aarch64.grub");
-    assert_eq!((status, script), (200, l.pxe.script("aarch64.grub").unwrap().into_bytes()));
+    assert_eq!((status, String::from_utf8(script).unwrap()), (200, expected_script("aarch64.grub")));
     let (status, grub) = get("/v1/pxe/grubaa64.efi");
-    assert_eq!((status, &grub[..]), (200, &l.pxe.program("grubaa64.efi").unwrap()[..]));
-    assert!(grub.windows(14).any(|w| w == b"127.0.0.1:8700"), "served over HTTP with the address too");
+    let original = &l.programs.iter().find(|(n, _)| n == "grubaa64.efi").unwrap().1;
+    assert_eq!((status, grub.clone()), (200, phase::pxe::with_server(original, Ipv4Addr::LOCALHOST, server.port()).unwrap()));
+    let served_at = format!("127.0.0.1:{}", server.port());
+    assert!(grub.windows(served_at.len()).any(|w| w == served_at.as_bytes()), "served over HTTP with the address too");
     let (status, program) = get("/v1/pxe/snponly.efi");
     assert_eq!((status, program), (200, l.programs[1].1.clone()));
     assert_eq!(get("/v1/pxe/x86_64/../../etc/passwd").0, 404);
@@ -415,7 +430,7 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
     assert_eq!(get("/v1/pxe/arm/initrd").0, 404);
     // One client takes the only download slot and stops reading: the next initrd or program
     // download waits for it (503 + Retry-After), as an artifact download would.
-    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut stalled = std::net::TcpStream::connect(server).unwrap();
     stalled.write_all(b"GET /v1/pxe/x86_64/initrd HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut head = [0u8; 12];
     stalled.read_exact(&mut head).unwrap();
@@ -433,6 +448,6 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
     };
     assert_eq!(status, 200, "the slot comes back when the stalled client is gone");
     assert_eq!(&initrd[..], &l.pxe.initrd("x86_64").unwrap()[..]);
-    server.stop();
+    node.stop();
     std::fs::remove_dir_all(&l.dir).unwrap();
 }

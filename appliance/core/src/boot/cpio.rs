@@ -26,6 +26,8 @@ impl fmt::Display for CpioError {
         }
     }
 }
+impl core::error::Error for CpioError {}
+
 
 pub struct CpioWriter {
     out: Vec<u8>,

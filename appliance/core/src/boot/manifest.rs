@@ -56,6 +56,27 @@ pub struct Artifact {
     pub sha256: Digest,
 }
 
+/// How bytes differ from a signed artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    Size { expected: u64, actual: u64 },
+    Hash { expected: Digest, actual: Digest },
+}
+
+impl Artifact {
+    /// The one check of bytes against what was signed: their length and SHA-256 (hashed by
+    /// the caller, who may have streamed them).
+    pub fn check(&self, size: u64, sha256: &Digest) -> Result<(), Mismatch> {
+        if size != self.size {
+            return Err(Mismatch::Size { expected: self.size, actual: size });
+        }
+        if *sha256 != self.sha256 {
+            return Err(Mismatch::Hash { expected: self.sha256, actual: *sha256 });
+        }
+        Ok(())
+    }
+}
+
 /// Everything a manifest states, before it is signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestBody {
@@ -80,6 +101,17 @@ pub struct ManifestBody {
 pub struct Floors {
     pub version: u64,
     pub time: u64,
+}
+
+impl ManifestBody {
+    /// The one rollback check: a version below `floor` (one this machine booted, verified or
+    /// served) is refused.
+    pub fn check_floor(&self, floor: u64) -> Result<(), ManifestError> {
+        match self.version < floor {
+            true => Err(ManifestError::Rollback { version: self.version, floor }),
+            false => Ok(()),
+        }
+    }
 }
 
 impl Floors {
@@ -150,6 +182,8 @@ impl fmt::Display for ManifestError {
         }
     }
 }
+impl core::error::Error for ManifestError {}
+
 
 /// The manifest's file name in a provider's store, next to its artifacts.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -257,9 +291,7 @@ impl Manifest {
             return Err(ManifestError::WrongArch { manifest: b.arch, running: arch });
         }
         if let Some(floor) = running {
-            if b.version < floor {
-                return Err(ManifestError::Rollback { version: b.version, floor });
-            }
+            b.check_floor(floor)?;
         }
         for (name, a) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
             if a.size > MAX_ARTIFACT_BYTES {
@@ -281,13 +313,10 @@ impl Manifest {
             "kernel" => &self.body.kernel,
             _ => &self.body.initramfs,
         };
-        if bytes.len() as u64 != a.size {
-            return Err(ManifestError::SizeMismatch { artifact: which, expected: a.size, actual: bytes.len() as u64 });
-        }
-        if crate::sha256(bytes) != a.sha256 {
-            return Err(ManifestError::HashMismatch { artifact: which });
-        }
-        Ok(())
+        a.check(bytes.len() as u64, &crate::sha256(bytes)).map_err(|m| match m {
+            Mismatch::Size { expected, actual } => ManifestError::SizeMismatch { artifact: which, expected, actual },
+            Mismatch::Hash { .. } => ManifestError::HashMismatch { artifact: which },
+        })
     }
 
     pub fn to_json(&self) -> String {

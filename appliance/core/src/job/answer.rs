@@ -9,26 +9,43 @@
 //! from module, input, args, env and those limits is the receipt's and the answer's; the
 //! stdout and stderr in the answer hash to the receipt's; the exit status or trap and the fuel
 //! the answer states are the receipt's.
+//!
+//! An `Answer` is a value end to end: a node that forwards one emits what it parsed and
+//! verified (`to_json`), adds `executor` itself and marks replays on the value. `Reply` is what
+//! an executor sends over the job protocol (an answer or an error), `Redundant` the answer to a
+//! job run on k nodes.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
 use miniserde::json::{self, Number, Object, Value};
 
-use crate::encoding::{base64_decode, hex_decode_array, hex_encode};
+use crate::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode};
+use crate::job::error::ErrorCode;
 use crate::job::{JobSpec, RequestedLimits};
+use crate::net::peer::PeerName;
 use crate::job::receipt::{Outcome, Receipt, TrapKind};
 use crate::{sha256, Digest};
 
-/// A parsed job answer.
+/// A job answer (docs/api.md, docs/formats.md "Answer"). A value that parsed re-emits itself
+/// (`to_json`) with every field it holds: a node forwards what it verified, never the bytes it
+/// received, and marks a replay or the executor on the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
+    /// The peer that ran the job, when a node placed it there (that node adds it).
+    pub executor: Option<PeerName>,
     pub job_id: Digest,
     pub outcome: Outcome,
+    /// What the engine said about a trap (informational, not signed).
+    pub trap_detail: Option<String>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub fuel_used: u64,
+    /// Informational, as in the receipt.
+    pub wall_time_us: u64,
+    /// True when an idempotency key returned a kept answer.
     pub replayed: bool,
     pub receipt: Receipt,
 }
@@ -47,6 +64,8 @@ pub struct Asked<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerError {
+    /// Not JSON at all.
+    NotJson,
     /// Not a JSON object of the answer's shape; names the field.
     Shape(&'static str),
     Receipt(crate::job::receipt::ReceiptError),
@@ -61,6 +80,7 @@ pub enum AnswerError {
 impl fmt::Display for AnswerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            AnswerError::NotJson => f.write_str("the answer is not JSON"),
             AnswerError::Shape(field) => write!(f, "the answer's {field} is missing or malformed"),
             AnswerError::Receipt(e) => write!(f, "receipt: {e}"),
             AnswerError::Signer { got } => write!(f, "receipt signed by node key {got}, not the expected one"),
@@ -69,6 +89,8 @@ impl fmt::Display for AnswerError {
         }
     }
 }
+impl core::error::Error for AnswerError {}
+
 
 fn field<'a>(o: &'a Object, name: &'static str) -> Result<&'a Value, AnswerError> {
     o.get(name).ok_or(AnswerError::Shape(name))
@@ -89,16 +111,52 @@ fn uint(o: &Object, name: &'static str) -> Result<Option<u64>, AnswerError> {
     }
 }
 
+fn string<'a>(o: &'a Object, name: &'static str) -> Result<Option<&'a str>, AnswerError> {
+    match o.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AnswerError::Shape(name)),
+    }
+}
+
+fn parse_object(text: &str) -> Result<Object, AnswerError> {
+    match json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(AnswerError::Shape("JSON object")),
+        Err(_) => Err(AnswerError::NotJson),
+    }
+}
+
 impl Answer {
-    /// Parses the JSON of a job answer (extra fields, such as `executor`, are ignored).
+    /// The answer to a job that ran here: its receipt, its output, what the engine said.
+    pub fn new(receipt: Receipt, stdout: Vec<u8>, stderr: Vec<u8>, trap_detail: Option<String>) -> Answer {
+        let b = &receipt.body;
+        Answer {
+            executor: None,
+            job_id: b.job_id,
+            outcome: b.outcome,
+            trap_detail,
+            stdout,
+            stderr,
+            fuel_used: b.fuel_used,
+            wall_time_us: b.wall_time_us,
+            replayed: false,
+            receipt,
+        }
+    }
+
+    /// Parses the JSON of a job answer. Fields it does not know are not kept.
     pub fn parse(text: &str) -> Result<Answer, AnswerError> {
-        let Ok(Value::Object(top)) = json::from_str::<Value>(text) else { return Err(AnswerError::Shape("JSON object")) };
-        let job_id = match field(&top, "job_id")? {
+        Answer::from_object(&parse_object(text)?)
+    }
+
+    fn from_object(top: &Object) -> Result<Answer, AnswerError> {
+        let job_id = match field(top, "job_id")? {
             Value::String(s) => hex_decode_array(s).map_err(|_| AnswerError::Shape("job_id"))?,
             _ => return Err(AnswerError::Shape("job_id")),
         };
-        let exit_code = uint(&top, "exit_code")?;
-        let trap = match field(&top, "trap")? {
+        let exit_code = uint(top, "exit_code")?;
+        let trap = match field(top, "trap")? {
             Value::Null => None,
             Value::String(s) => Some(TrapKind::from_name(s).ok_or(AnswerError::Shape("trap"))?),
             _ => return Err(AnswerError::Shape("trap")),
@@ -108,17 +166,57 @@ impl Answer {
             (None, Some(kind)) => Outcome::Trapped(kind),
             _ => return Err(AnswerError::Shape("exit_code/trap")),
         };
-        let replayed = matches!(top.get("replayed"), Some(Value::Bool(true)));
-        let receipt = Receipt::from_json(&json::to_string(field(&top, "receipt")?)).map_err(AnswerError::Receipt)?;
+        let replayed = match top.get("replayed") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(AnswerError::Shape("replayed")),
+        };
+        let executor = match string(top, "executor")? {
+            Some(id) => Some(PeerName::parse(id).map_err(|_| AnswerError::Shape("executor"))?),
+            None => None,
+        };
+        let receipt = Receipt::from_json(&json::to_string(field(top, "receipt")?)).map_err(AnswerError::Receipt)?;
         Ok(Answer {
+            executor,
             job_id,
             outcome,
-            stdout: bytes(&top, "stdout")?,
-            stderr: bytes(&top, "stderr")?,
-            fuel_used: uint(&top, "fuel_used")?.ok_or(AnswerError::Shape("fuel_used"))?,
+            trap_detail: string(top, "trap_detail")?.map(str::to_string),
+            stdout: bytes(top, "stdout")?,
+            stderr: bytes(top, "stderr")?,
+            fuel_used: uint(top, "fuel_used")?.ok_or(AnswerError::Shape("fuel_used"))?,
+            wall_time_us: uint(top, "wall_time_us")?.ok_or(AnswerError::Shape("wall_time_us"))?,
             replayed,
             receipt,
         })
+    }
+
+    /// The answer's JSON: `executor` first when there is one, then the fields in the order
+    /// docs/api.md gives. `parse` reads back an equal value.
+    pub fn to_json(&self) -> String {
+        self.to_json_with(self.replayed)
+    }
+
+    /// The JSON with `replayed` as given (a kept answer sent again, without copying it).
+    pub fn to_json_with(&self, replayed: bool) -> String {
+        let s = |v: &str| json::to_string(&v.to_string());
+        let (exit_code, trap) = match self.outcome {
+            Outcome::Exited(code) => (code.to_string(), "null".to_string()),
+            Outcome::Trapped(kind) => ("null".to_string(), s(kind.name())),
+        };
+        let executor = self.executor.as_ref().map(|p| format!("\"executor\":\"{p}\",")).unwrap_or_default();
+        format!(
+            "{{{executor}\"job_id\":\"{}\",\"exit_code\":{exit_code},\"trap\":{trap},\"trap_detail\":{},\
+             \"stdout\":\"{}\",\"stderr\":\"{}\",\"fuel_used\":{},\"wall_time_us\":{},\
+             \"replayed\":{},\"receipt\":{}}}",
+            hex_encode(&self.job_id),
+            self.trap_detail.as_deref().map(s).unwrap_or_else(|| "null".into()),
+            base64_encode(&self.stdout),
+            base64_encode(&self.stderr),
+            self.fuel_used,
+            self.wall_time_us,
+            replayed,
+            self.receipt.to_json()
+        )
     }
 
     /// Verifies the answer against what was asked (see the module's comment).
@@ -177,27 +275,51 @@ impl Answer {
     }
 }
 
-/// The job answer JSON for a verified execution (what a node sends; `Answer::parse` reads it).
-pub fn to_json(receipt: &Receipt, stdout: &[u8], stderr: &[u8], detail: Option<&str>, replayed: bool) -> String {
-    use alloc::format;
-    let s = |v: &str| json::to_string(&v.to_string());
-    let b = &receipt.body;
-    let (exit_code, trap) = match b.outcome {
-        Outcome::Exited(code) => (code.to_string(), "null".to_string()),
-        Outcome::Trapped(kind) => ("null".to_string(), s(kind.name())),
-    };
-    format!(
-        "{{\"job_id\":\"{}\",\"exit_code\":{exit_code},\"trap\":{trap},\"trap_detail\":{},\
-         \"stdout\":\"{}\",\"stderr\":\"{}\",\"fuel_used\":{},\"wall_time_us\":{},\
-         \"replayed\":{replayed},\"receipt\":{}}}",
-        hex_encode(&b.job_id),
-        detail.map(s).unwrap_or_else(|| "null".into()),
-        crate::encoding::base64_encode(stdout),
-        crate::encoding::base64_encode(stderr),
-        b.fuel_used,
-        b.wall_time_us,
-        receipt.to_json()
-    )
+/// What an executor sends back over the job protocol: an answer, or an error answer
+/// (`{"status","error","message"}`, docs/protocol.md). The error's code is one the job API
+/// has, or None for a code this node does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Done(Answer),
+    Failed { code: Option<ErrorCode>, message: String },
+}
+
+impl Reply {
+    pub fn parse(bytes: &[u8]) -> Result<Reply, AnswerError> {
+        let text = core::str::from_utf8(bytes).map_err(|_| AnswerError::NotJson)?;
+        let top = parse_object(text)?;
+        match string(&top, "error")? {
+            // A message that is not text is no message: the code is what counts.
+            Some(code) => Ok(Reply::Failed { code: ErrorCode::parse(code), message: string(&top, "message").ok().flatten().unwrap_or("").to_string() }),
+            None => Answer::from_object(&top).map(Reply::Done),
+        }
+    }
+}
+
+/// The answer to a job run on k nodes (`redundancy`, docs/api.md): each node's answer, and
+/// whether they agree (job id, output hashes, exit status and fuel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redundant {
+    pub agree: bool,
+    pub replayed: bool,
+    pub answers: Vec<Answer>,
+}
+
+impl Redundant {
+    /// Whether every answer has the fingerprint of the first.
+    pub fn agreement(answers: &[Answer]) -> bool {
+        answers.windows(2).all(|w| w[0].fingerprint() == w[1].fingerprint())
+    }
+
+    pub fn to_json(&self) -> String {
+        self.to_json_with(self.replayed)
+    }
+
+    /// The JSON with `replayed` as given (the answers keep their own).
+    pub fn to_json_with(&self, replayed: bool) -> String {
+        let answers: Vec<String> = self.answers.iter().map(Answer::to_json).collect();
+        format!("{{\"k\":{},\"agree\":{},\"replayed\":{replayed},\"answers\":[{}]}}", self.answers.len(), self.agree, answers.join(","))
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +345,7 @@ mod tests {
             wall_time_us: 7,
         };
         let r = Receipt::sign(body, &kp);
-        (to_json(&r, stdout, b"", None, false), r)
+        (Answer::new(r.clone(), stdout.to_vec(), vec![], None).to_json(), r)
     }
 
     fn asked<'a>(args: &'a [String], limits: &'a RequestedLimits, module: &'a Digest, input: &'a Digest) -> Asked<'a> {
@@ -238,7 +360,15 @@ mod tests {
         let (json, r) = signed(&["a"], b"out", 9);
         let a = Answer::parse(&json).unwrap();
         a.verify(&asked(&args, &limits, &module, &input)).unwrap();
-        assert_eq!(Answer::parse(&json.replacen('{', "{\"executor\":\"x\",", 1)).unwrap(), a);
+        // What parsed re-emits itself, byte for byte; an executor is kept, other fields are not.
+        assert_eq!(a.to_json(), json);
+        let peer = "12D3KooW9pP4Seg3kZYhySpuVjn1RPdQBsUFZKiFxGMGQN5MeL6A";
+        let placed = Answer { executor: Some(PeerName::parse(peer).unwrap()), ..a.clone() };
+        assert_eq!(Answer::parse(&placed.to_json()).unwrap(), placed);
+        assert!(placed.to_json().starts_with(&format!("{{\"executor\":\"{peer}\",\"job_id\"")));
+        let padded = format!(" \n{}", json.replacen('{', "{\"extra\":[1,2],", 1));
+        assert_eq!(Answer::parse(&padded).unwrap().to_json(), json);
+        assert_eq!(Answer::parse(&json.replacen('{', "{\"executor\":\"x\",", 1)), Err(AnswerError::Shape("executor")));
 
         // Forged stdout under a genuine receipt.
         let forged = json.replace(&crate::encoding::base64_encode(b"out"), &crate::encoding::base64_encode(b"lie"));
@@ -268,5 +398,23 @@ mod tests {
         for bad in ["[]", "{}", "{\"job_id\":\"zz\"}"] {
             assert!(Answer::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn replies_are_answers_or_named_errors_and_redundant_answers_count_themselves() {
+        let (json, _) = signed(&["a"], b"out", 9);
+        let a = Answer::parse(&json).unwrap();
+        assert_eq!(Reply::parse(json.as_bytes()), Ok(Reply::Done(a.clone())));
+        let busy = br#"{"status":429,"error":"busy","message":"all 2 job slots are busy"}"#;
+        assert_eq!(Reply::parse(busy), Ok(Reply::Failed { code: Some(ErrorCode::Busy), message: "all 2 job slots are busy".into() }));
+        assert_eq!(Reply::parse(br#"{"error":"melted"}"#), Ok(Reply::Failed { code: None, message: String::new() }));
+        assert_eq!(Reply::parse(b"\x00not json at all"), Err(AnswerError::NotJson));
+        assert_eq!(Reply::parse(b"[1]"), Err(AnswerError::Shape("JSON object")));
+        assert_eq!(Reply::parse(br#"{"job_id":"00"}"#), Err(AnswerError::Shape("job_id")));
+        let (other, _) = signed(&["a"], b"other", 7);
+        let b = Answer::parse(&other).unwrap();
+        assert!(Redundant::agreement(&[a.clone(), a.clone()]) && !Redundant::agreement(&[a.clone(), b.clone()]));
+        let r = Redundant { agree: false, replayed: true, answers: vec![a, b] };
+        assert_eq!(r.to_json(), format!("{{\"k\":2,\"agree\":false,\"replayed\":true,\"answers\":[{json},{other}]}}"));
     }
 }

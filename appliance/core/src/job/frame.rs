@@ -21,6 +21,8 @@ impl fmt::Display for FrameError {
         }
     }
 }
+impl core::error::Error for FrameError {}
+
 
 /// The payload length a prefix declares, if it is within `cap`.
 pub fn declared_len(prefix: [u8; PREFIX], cap: usize) -> Result<usize, FrameError> {

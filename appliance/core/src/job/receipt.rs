@@ -144,6 +144,8 @@ impl fmt::Display for ReceiptError {
         }
     }
 }
+impl core::error::Error for ReceiptError {}
+
 
 impl ReceiptBody {
     /// The exact bytes a node signs, given its public key.

@@ -11,7 +11,8 @@ use miniserde::json::{self, Number, Object, Value};
 
 use crate::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode};
 use crate::job::RequestedLimits;
-use crate::Digest;
+use crate::net::peer::PeerName;
+use crate::{sha256, Digest};
 
 /// Where the module of a job comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,63 @@ pub enum ModuleSource {
     Bytes(Vec<u8>),
     /// Named by SHA-256: uploaded earlier, or sent with an earlier job.
     Sha256(Digest),
+}
+
+impl ModuleSource {
+    /// The module's SHA-256: what jobs, receipts and stores name it by.
+    pub fn sha256(&self) -> Digest {
+        match self {
+            ModuleSource::Bytes(b) => sha256(b),
+            ModuleSource::Sha256(d) => *d,
+        }
+    }
+
+    /// Bytes the request holds for the module (none when it is named by hash).
+    pub fn inline_len(&self) -> usize {
+        match self {
+            ModuleSource::Bytes(b) => b.len(),
+            ModuleSource::Sha256(_) => 0,
+        }
+    }
+}
+
+/// Where a job should run (`placement`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// This node.
+    Local,
+    /// Any connected Phase peer the node chooses.
+    Remote,
+    /// That peer.
+    Peer(PeerName),
+}
+
+impl Placement {
+    pub fn parse(text: &str) -> Result<Placement, RequestError> {
+        match text {
+            "local" => Ok(Placement::Local),
+            "remote" => Ok(Placement::Remote),
+            id => PeerName::parse(id).map(Placement::Peer).map_err(|_| RequestError(format!("placement {id:?} is not local, remote or a peer id"))),
+        }
+    }
+}
+
+/// Why a request body is refused: one line naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError(pub String);
+
+impl core::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl core::error::Error for RequestError {}
+
+
+impl From<String> for RequestError {
+    fn from(s: String) -> RequestError {
+        RequestError(s)
+    }
 }
 
 /// A job request that parsed: every field has its type; values are judged by the node
@@ -32,8 +90,8 @@ pub struct JobRequest {
     pub env: Vec<String>,
     pub limits: RequestedLimits,
     pub idempotency_key: Option<String>,
-    /// `local`, `remote` or a peer id; None = where the node decides.
-    pub placement: Option<String>,
+    /// None = where the node decides.
+    pub placement: Option<Placement>,
     /// Run on this many distinct nodes and compare; None = 1.
     pub redundancy: Option<u64>,
 }
@@ -79,7 +137,11 @@ fn opt_strings(obj: &Object, key: &str) -> Result<Vec<String>, String> {
 
 impl JobRequest {
     /// Parses a job request body; the error is a one-line reason for a 400.
-    pub fn parse(body: &[u8]) -> Result<JobRequest, String> {
+    pub fn parse(body: &[u8]) -> Result<JobRequest, RequestError> {
+        Self::parse_text(body).map_err(RequestError)
+    }
+
+    fn parse_text(body: &[u8]) -> Result<JobRequest, String> {
         let text = core::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
         let value: Value = json::from_str(text).map_err(|_| "body is not valid JSON".to_string())?;
         let Value::Object(top) = &value else {
@@ -123,7 +185,7 @@ impl JobRequest {
             env: opt_strings(top, "env")?,
             limits,
             idempotency_key: opt_str(top, "idempotency_key")?,
-            placement: opt_str(top, "placement")?,
+            placement: opt_str(top, "placement")?.map(|p| Placement::parse(&p)).transpose().map_err(|e| e.0)?,
             redundancy: opt_u64(top, "redundancy", "redundancy")?,
         })
     }
@@ -162,16 +224,6 @@ pub enum PeerModule<'a> {
     Hash(&'a Digest),
 }
 
-/// An error answer as peers receive it over the job protocol (HTTP clients get the same
-/// `error` and `message` with the status on the response).
-pub fn error_json(status: u16, code: &str, message: &str) -> String {
-    format!(
-        "{{\"status\":{status},\"error\":{},\"message\":{}}}",
-        json::to_string(&code.to_string()),
-        json::to_string(&message.to_string())
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,17 +260,13 @@ mod tests {
             (br#"{"module":"AA==","module_sha256":"00"}"#, "give exactly one of module"),
             (br#"{"module":"AA==","input":5}"#, "input must be a string"),
             (br#"{"module":"AA==","redundancy":"2"}"#, "redundancy must be an unsigned integer"),
+            (br#"{"module":"AA==","placement":"elsewhere"}"#, "placement \"elsewhere\" is not local, remote or a peer id"),
         ] {
-            let e = JobRequest::parse(body).unwrap_err();
+            let e = JobRequest::parse(body).unwrap_err().0;
             assert!(e.contains(says), "{e} for {:?}", core::str::from_utf8(body));
         }
         // null is "not given".
         let r = JobRequest::parse(br#"{"module":"AA==","args":null,"limits":null,"input":null}"#).unwrap();
         assert_eq!((r.args, r.input, r.limits), (vec![], vec![], RequestedLimits::default()));
-    }
-
-    #[test]
-    fn error_answers_escape_their_text() {
-        assert_eq!(error_json(429, "busy", "a \"b\"\n"), r#"{"status":429,"error":"busy","message":"a \"b\"\n"}"#);
     }
 }

@@ -123,6 +123,8 @@ impl fmt::Display for LimitError {
         write!(f, "limit {} = {} is {rel} {}", self.name, self.value, self.bound)
     }
 }
+impl core::error::Error for LimitError {}
+
 
 /// Caps on the shape of a job's arguments and environment.
 pub const MAX_ARGS: usize = 256;
@@ -155,6 +157,8 @@ impl fmt::Display for SpecError {
         }
     }
 }
+impl core::error::Error for SpecError {}
+
 
 /// Everything that determines a job's result.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -142,6 +142,8 @@ impl fmt::Display for HeadError {
         }
     }
 }
+impl core::error::Error for HeadError {}
+
 
 /// Where the head at the start of `buf` ends (just past its blank line), after `skip` leading
 /// empty lines (RFC 9112 lets a server ignore them). Lines may end in CRLF or a bare LF.

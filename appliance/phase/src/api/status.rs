@@ -6,12 +6,17 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use phase_core::net::http::RequestHead;
 
-use super::{json_str, p2p_disabled};
-use crate::http::Response;
-use crate::node::Node;
+use phase_core::net::peer::Capabilities;
 
-pub async fn status(node: &Node) -> String {
-    let s = &node.service;
+use super::{json_str, Api, Parts};
+use crate::http::Response;
+
+fn p2p_disabled() -> Response {
+    Response::error(404, "p2p_disabled", "this node has not joined the peer network (phase node --p2p)")
+}
+
+pub async fn status(api: &Api) -> String {
+    let s = &api.parts.jobs;
     let c = s.config();
     let limits = |l: &phase_core::Limits| {
         format!(
@@ -19,7 +24,7 @@ pub async fn status(node: &Node) -> String {
             l.fuel, l.memory_bytes, l.output_bytes, l.deadline_ms
         )
     };
-    let p2p = match &node.p2p {
+    let p2p = match &api.parts.network {
         Some(p) => {
             let addrs: Vec<String> = p.listen_addrs().await.unwrap_or_default().iter().map(|a| json_str(&a.to_string())).collect();
             format!("{{\"peer_id\":\"{}\",\"listen\":[{}]}}", p.peer_id, addrs.join(","))
@@ -44,7 +49,7 @@ pub async fn status(node: &Node) -> String {
          \"default_limits\":{},\"max_limits\":{},\"memory\":{memory}}}",
         json_str(env!("CARGO_PKG_VERSION")),
         s.identity().public_key_hex(),
-        s.uptime_secs(),
+        api.started.elapsed().as_secs(),
         s.stats.jobs_exited.load(Relaxed) + s.stats.jobs_trapped.load(Relaxed),
         s.in_flight(),
         s.forwarding(),
@@ -56,8 +61,8 @@ pub async fn status(node: &Node) -> String {
     )
 }
 
-pub fn metrics(node: &Node) -> String {
-    let s = &node.service;
+pub fn metrics(api: &Api) -> String {
+    let s = &api.parts.jobs;
     let st = &s.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
@@ -86,7 +91,7 @@ pub fn metrics(node: &Node) -> String {
     metric("phase_jobs_replayed_total", "counter", "Results returned again for an idempotency key.", &[("", st.replays.load(Relaxed))]);
     metric("phase_jobs_in_flight", "gauge", "Jobs running now.", &[("", s.in_flight() as u64)]);
     metric("phase_jobs_cancelled_total", "counter", "Jobs stopped on request while running (no receipt).", &[("", st.jobs_cancelled.load(Relaxed))]);
-    let (queued, running, kept, kept_bytes) = node.queue.counts();
+    let (queued, running, kept, kept_bytes) = s.queue_counts();
     metric(
         "phase_async_jobs",
         "gauge",
@@ -97,12 +102,12 @@ pub fn metrics(node: &Node) -> String {
     metric("phase_fuel_used_total", "counter", "Fuel used by all jobs.", &[("", st.fuel_used.load(Relaxed))]);
     metric("phase_modules_stored", "gauge", "Modules held in memory.", &[("", s.cached_modules() as u64)]);
     metric("phase_memory_free_bytes", "gauge", "Memory left in the pool for requests and jobs.", &[("", s.pool().free())]);
-    metric("phase_http_requests_total", "counter", "HTTP requests received.", &[("", node.requests.load(Relaxed))]);
-    if let Some(b) = &node.boot {
+    metric("phase_http_requests_total", "counter", "HTTP requests received.", &[("", api.requests.load(Relaxed))]);
+    if let Some(b) = &api.parts.boot {
         metric("phase_boot_served_bytes_total", "counter", "Boot artifact bytes served (GET).", &[("", b.served_bytes.load(Relaxed))]);
     }
-    metric("phase_uptime_seconds", "gauge", "Seconds since the node started.", &[("", s.uptime_secs())]);
-    if let Some(p) = &node.pxe {
+    metric("phase_uptime_seconds", "gauge", "Seconds since the node started.", &[("", api.started.elapsed().as_secs())]);
+    if let Some(p) = &api.parts.pxe {
         let x = &p.stats;
         metric("phase_pxe_dhcp_messages_total", "counter", "DHCP messages on the PXE interface, by what came of them.", &[
             ("{outcome=\"answered\"}", x.dhcp_answered.load(Relaxed)),
@@ -121,8 +126,8 @@ pub fn metrics(node: &Node) -> String {
     out
 }
 
-pub async fn peers(node: &Node) -> Response {
-    let Some(p2p) = &node.p2p else { return p2p_disabled() };
+pub async fn peers(parts: &Parts) -> Response {
+    let Some(p2p) = &parts.network else { return p2p_disabled() };
     match p2p.peers_async().await {
         Ok(list) => Response::json(200, peers_json(&list)),
         Err(e) => Response::error(503, "p2p_unavailable", &e.to_string()),
@@ -130,12 +135,12 @@ pub async fn peers(node: &Node) -> Response {
 }
 
 /// `GET /v1/providers?cap=wasm[/ARCH]`: a DHT lookup.
-pub async fn providers(node: &Node, head: &RequestHead) -> Response {
+pub async fn providers(parts: &Parts, head: &RequestHead) -> Response {
     let cap = head.query("cap").unwrap_or("wasm").to_string();
     if !cap.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_' || b == b'-') || cap.is_empty() || cap.len() > 64 {
         return Response::error(400, "invalid_request", "cap must be like wasm or wasm/x86_64");
     }
-    let Some(p2p) = &node.p2p else { return p2p_disabled() };
+    let Some(p2p) = &parts.network else { return p2p_disabled() };
     let started = std::time::Instant::now();
     match p2p.find_providers(&format!("/phase/cap/{cap}")).await {
         Ok(list) => {
@@ -150,7 +155,7 @@ pub async fn providers(node: &Node, head: &RequestHead) -> Response {
 /// `GET /v1/boot/providers?channel=C&arch=A`: base URLs of peers that serve that release,
 /// from the DHT provider records and the capabilities peers announce (identify), leaving out
 /// this node's own address. PID 1 asks this when it netboots.
-pub async fn boot_providers(node: &Node, head: &RequestHead) -> Response {
+pub async fn boot_providers(parts: &Parts, head: &RequestHead) -> Response {
     let channel = head.query("channel").unwrap_or(phase_core::boot::cmdline::DEFAULT_CHANNEL).to_string();
     let arch_name = head.query("arch").unwrap_or(std::env::consts::ARCH);
     let Some(arch) = phase_core::boot::manifest::Arch::parse(arch_name) else {
@@ -159,8 +164,7 @@ pub async fn boot_providers(node: &Node, head: &RequestHead) -> Response {
     if !phase_core::boot::cmdline::valid_channel(&channel) {
         return Response::error(400, "invalid_request", "channel must be 1-32 of a-z, 0-9, -");
     }
-    let Some(p2p) = &node.p2p else { return p2p_disabled() };
-    let release = format!("{channel}/{}", arch.name());
+    let Some(p2p) = &parts.network else { return p2p_disabled() };
     let providers = p2p.find_providers(&crate::boot::provider_key(&channel, arch)).await.unwrap_or_default();
     let (peers, own) = match (p2p.peers_async().await, p2p.listen_addrs().await) {
         (Ok(p), Ok(o)) => (p, o),
@@ -173,16 +177,17 @@ pub async fn boot_providers(node: &Node, head: &RequestHead) -> Response {
         })
     };
     let own_ips: Vec<_> = own.iter().filter_map(ip_of).collect();
-    let own_port = node.http_port;
+    let own_port = parts.http_port;
     let mut items = vec![];
     for p in &peers {
-        let announced = p.agent.split_whitespace().any(|w| w.strip_prefix("boot=").is_some_and(|l| l.split(',').any(|r| r == release)));
+        let caps = Capabilities::parse(&p.agent);
+        let announced = caps.as_ref().is_some_and(|c| c.serves(&channel, arch));
         let in_dht = providers.contains(&p.peer_id);
         if !announced && !in_dht {
             continue;
         }
         let found_by: Vec<&str> = [(in_dht, "\"dht\""), (announced, "\"identify\"")].iter().filter(|x| x.0).map(|x| x.1).collect();
-        let port: u16 = p.agent.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|v| v.parse().ok()).unwrap_or(phase_core::boot::cmdline::DEFAULT_HTTP_PORT);
+        let port = caps.as_ref().map_or(phase_core::boot::cmdline::DEFAULT_HTTP_PORT, Capabilities::http_port);
         let mut urls: Vec<String> = vec![];
         for ip in p.addrs.iter().filter(|a| !a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2pCircuit))).filter_map(ip_of) {
             let url = format!("http://{ip}:{port}");

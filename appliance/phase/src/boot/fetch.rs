@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest as _;
 
 use phase_core::encoding::hex_encode;
-use phase_core::boot::manifest::Artifact;
+use phase_core::boot::manifest::{Artifact, Mismatch};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A provider silent this long mid-body is treated as a broken connection.
@@ -50,6 +50,8 @@ impl fmt::Display for FetchError {
         }
     }
 }
+impl std::error::Error for FetchError {}
+
 
 /// `http://host[:port]/path` split up (no TLS: artifacts are verified by signature and hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +222,8 @@ impl fmt::Display for DownloadError {
         }
     }
 }
+impl std::error::Error for DownloadError {}
+
 
 /// Progress callback: (bytes so far, total).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -311,9 +315,10 @@ pub fn download(url: &Url, artifact: &Artifact, progress: Progress, give_up: Ins
     }
     progress(out.len() as u64, size);
     let got: [u8; 32] = hasher.finalize().into();
-    if got != artifact.sha256 {
-        return Err(mismatch("SHA-256", hex_encode(&artifact.sha256), hex_encode(&got)));
-    }
+    artifact.check(out.len() as u64, &got).map_err(|m| match m {
+        Mismatch::Size { expected, actual } => mismatch("size", format!("{expected} bytes"), format!("{actual}")),
+        Mismatch::Hash { expected, actual } => mismatch("SHA-256", hex_encode(&expected), hex_encode(&actual)),
+    })?;
     Ok(out)
 }
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 /// What one provider gets to answer with a manifest (connect, head and body together).
 pub const MANIFEST_TIME: Duration = Duration::from_secs(15);
 
-use phase_core::boot::cpio::CpioWriter;
+use phase_core::boot::cpio::{CpioError, CpioWriter};
 use phase_core::boot::manifest::{Arch, Floors, Manifest, ManifestError, MANIFEST_FILE};
 
 use super::fetch::{self, DownloadError, FetchError, Url};
+use super::release::Release;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -32,6 +33,8 @@ pub enum NetbootError {
     Fetch(FetchError),
     Manifest { url: String, reason: ManifestError },
     Download(DownloadError),
+    /// No provider served a verifiable release in time.
+    NotFound { release: String, floor: u64, secs: u64 },
 }
 
 impl fmt::Display for NetbootError {
@@ -40,17 +43,19 @@ impl fmt::Display for NetbootError {
             NetbootError::Fetch(e) => e.fmt(f),
             NetbootError::Manifest { url, reason } => write!(f, "{url}: manifest refused: {reason}"),
             NetbootError::Download(e) => e.fmt(f),
+            NetbootError::NotFound { release, floor, secs } => {
+                write!(f, "netboot: no provider served a verifiable {release} release of version {floor} or later within {secs}s")
+            }
         }
     }
 }
+impl std::error::Error for NetbootError {}
+
 
 /// A verified release, in RAM, and the floors it leaves this machine with.
 pub struct Fetched {
     pub floors: Floors,
-    pub manifest: Manifest,
-    pub manifest_json: String,
-    pub kernel: Vec<u8>,
-    pub initramfs: Vec<u8>,
+    pub release: Release,
     pub from: String,
 }
 
@@ -110,8 +115,7 @@ pub fn try_providers(candidates: &[String], plan: &mut Plan, give_up: Instant) -
     // Newest first; among equals, the order given (explicit providers first).
     offers.sort_by_key(|o| std::cmp::Reverse(o.0.body.version));
     for (m, json, c) in offers {
-        if m.body.version < plan.floors.version {
-            let why = ManifestError::Rollback { version: m.body.version, floor: plan.floors.version };
+        if let Err(why) = m.body.check_floor(plan.floors.version) {
             log!("netboot: provider {c} refused: {why}");
             continue;
         }
@@ -135,7 +139,7 @@ pub fn try_providers(candidates: &[String], plan: &mut Plan, give_up: Instant) -
                 let secs = started.elapsed().as_secs_f64();
                 let mib = (kernel.len() + initramfs.len()) as f64 / 1048576.0;
                 log!("netboot: artifacts from {c} verified (SHA-256, size): {mib:.1} MiB in {secs:.2}s");
-                return Some(Fetched { floors: plan.floors, manifest: m, manifest_json: json, kernel, initramfs, from: c.clone() });
+                return Some(Fetched { floors: plan.floors, release: Release { manifest: m, manifest_json: json, kernel, initramfs }, from: c.clone() });
             }
             Err(e) => log!("netboot: provider {c} refused: {e}"),
         }
@@ -146,7 +150,7 @@ pub fn try_providers(candidates: &[String], plan: &mut Plan, give_up: Instant) -
 /// Rounds over explicit and discovered providers with backoff until one serves a verifiable
 /// release or `deadline` passes (whatever providers do: every exchange is bounded by it): the
 /// network and the providers may still be coming up. `discover` gets the time left.
-pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Vec<String>, plan: &mut Plan, deadline: Duration) -> Result<Fetched, String> {
+pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Vec<String>, plan: &mut Plan, deadline: Duration) -> Result<Fetched, NetbootError> {
     let started = Instant::now();
     let give_up = started + deadline;
     let mut round = 0u32;
@@ -166,13 +170,7 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Ve
         }
         round += 1;
         if Instant::now() >= give_up {
-            return Err(format!(
-                "netboot: no provider served a verifiable {}/{} release of version {} or later within {}s",
-                plan.channel,
-                plan.arch.name(),
-                plan.floors.version,
-                deadline.as_secs()
-            ));
+            return Err(NetbootError::NotFound { release: format!("{}/{}", plan.channel, plan.arch.name()), floor: plan.floors.version, secs: deadline.as_secs() });
         }
         // Quick while discovery is starting, then calmer.
         let pause = if candidates.is_empty() { Duration::from_millis(250) } else { Duration::from_millis((500u64 << round.min(4)).min(5000)) };
@@ -184,33 +182,128 @@ pub fn find_release(explicit: &[String], discover: &mut dyn FnMut(Instant) -> Ve
 /// puts them so the booted node can answer PXE clients too (`phase.pxe`).
 pub const PROGRAMS_DIR: &str = "/usr/lib/ipxe";
 
-/// The next kernel's initrd: the initramfs, then (at the next 4-byte boundary) an
-/// uncompressed cpio archive carrying `boot/phase/<channel>/<arch>/{manifest.json, kernel,
-/// initramfs}` (the artifacts are compressed already) and the publisher keys this hop trusted
-/// (`etc/phase/trust`), so the booted node can verify what it carries and serve it, and the
-/// hop after it can verify what it fetches, whatever the release's own image trusts; and the
-/// network boot programs this node serves, if any (`usr/lib/ipxe/…`).
-pub fn next_initrd(m: &Manifest, manifest_json: &str, kernel: &[u8], initramfs: &[u8], trusted: &[[u8; 32]], programs: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
-    let b = &m.body;
-    let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
-    let mut w = CpioWriter::after(initramfs.to_vec());
-    let e = |e: phase_core::boot::cpio::CpioError| e.to_string();
-    for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
-        w.dir(d, 0o755).map_err(e)?;
-    }
-    w.file(&format!("{dir}/{MANIFEST_FILE}"), 0o644, format!("{manifest_json}\n").as_bytes()).map_err(e)?;
-    w.file(&format!("{dir}/{}", b.kernel.name), 0o644, kernel).map_err(e)?;
-    w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, initramfs).map_err(e)?;
-    crate::image::add_trust(&mut w, trusted)?;
-    if !programs.is_empty() {
-        for d in ["usr", "usr/lib", PROGRAMS_DIR.trim_start_matches('/')] {
-            w.dir(d, 0o755).map_err(e)?;
+/// What a machine boots next: a kernel, its initrd and its command line (u-root's `OSImage`):
+/// made once, from a verified release, then loaded and executed by kexec (a netboot hop),
+/// written to files (`phase carry`), or served to machines that boot by PXE.
+pub struct BootImage {
+    pub kernel: Vec<u8>,
+    pub initrd: Vec<u8>,
+    pub cmdline: String,
+    /// What it is, for logs: `channel/arch version N`.
+    pub what: String,
+}
+
+impl BootImage {
+    /// The image that boots `release` and carries it on: its kernel; as initrd its initramfs,
+    /// then (at the next 4-byte boundary) an uncompressed cpio archive carrying
+    /// `boot/phase/<channel>/<arch>/{manifest.json, kernel, initramfs}` (the artifacts are
+    /// compressed already) and the publisher keys trusted here (`etc/phase/trust`), so the
+    /// booted node can verify what it carries and serve it, and the hop after it can verify
+    /// what it fetches, whatever the release's own image trusts; and the network boot programs
+    /// this node serves, if any (`usr/lib/ipxe/…`).
+    pub fn carrying(release: Release, trusted: &[[u8; 32]], programs: &[(&str, &[u8])], cmdline: String) -> Result<BootImage, CpioError> {
+        let Release { manifest: m, manifest_json, kernel, initramfs } = release;
+        let b = &m.body;
+        let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
+        let mut w = CpioWriter::after(initramfs.clone());
+        for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
+            w.dir(d, 0o755)?;
         }
-        for (name, bytes) in programs {
-            w.file(&format!("{}/{name}", PROGRAMS_DIR.trim_start_matches('/')), 0o644, bytes).map_err(e)?;
+        w.file(&format!("{dir}/{MANIFEST_FILE}"), 0o644, format!("{manifest_json}\n").as_bytes())?;
+        w.file(&format!("{dir}/{}", b.kernel.name), 0o644, &kernel)?;
+        w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, &initramfs)?;
+        drop(initramfs);
+        crate::image::add_trust(&mut w, trusted)?;
+        if !programs.is_empty() {
+            for d in ["usr", "usr/lib", PROGRAMS_DIR.trim_start_matches('/')] {
+                w.dir(d, 0o755)?;
+            }
+            for (name, bytes) in programs {
+                w.file(&format!("{}/{name}", PROGRAMS_DIR.trim_start_matches('/')), 0o644, bytes)?;
+            }
+        }
+        Ok(BootImage { kernel, initrd: w.finish(), cmdline, what: format!("{}/{} version {}", b.channel, b.arch.name(), b.version) })
+    }
+}
+
+/// Where kexec-tools looks for the kernel and initrd it loads (a tmpfs on the appliance).
+const KEXEC_TOOLS: &str = "/sbin/kexec";
+const KEXEC_SCRATCH: &str = "/run/phase/next";
+
+/// Why the next kernel could not be loaded or started.
+#[derive(Debug)]
+pub enum KexecError {
+    /// A syscall or file (what, and what the OS said).
+    Os { what: String, error: std::io::Error },
+    /// kexec-tools refused (its own words).
+    Tools(String),
+}
+
+impl fmt::Display for KexecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KexecError::Os { what, error } => write!(f, "{what}: {error}"),
+            KexecError::Tools(why) => write!(f, "{KEXEC_TOOLS} -l: {why}"),
         }
     }
-    Ok(w.finish())
+}
+
+impl std::error::Error for KexecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KexecError::Os { error, .. } => Some(error),
+            KexecError::Tools(_) => None,
+        }
+    }
+}
+
+impl BootImage {
+    /// Loads it as the next kernel: kexec_file_load from memfds, or kexec-tools' kexec_load
+    /// where the kernel has no KEXEC_FILE (ENOSYS). Returns how.
+    pub fn load(&self) -> Result<&'static str, KexecError> {
+        use crate::sys;
+        let os = |what: String| move |error| KexecError::Os { what, error };
+        let started = Instant::now();
+        let kernel = sys::memfd_with("phase-kernel", &self.kernel).map_err(os("memfd for the kernel".into()))?;
+        let initrd = sys::memfd_with("phase-initrd", &self.initrd).map_err(os("memfd for the initrd".into()))?;
+        match sys::kexec_file_load(&kernel, &initrd, &self.cmdline) {
+            Ok(()) => {
+                log!("netboot: kexec_file_load done in {:.2}s", started.elapsed().as_secs_f64());
+                Ok("kexec_file_load")
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                if !std::path::Path::new(KEXEC_TOOLS).exists() {
+                    return Err(KexecError::Os { what: format!("kexec_file_load (kernel without KEXEC_FILE) and no {KEXEC_TOOLS} in the image for kexec_load"), error: e });
+                }
+                let dir = std::path::Path::new(KEXEC_SCRATCH);
+                std::fs::create_dir_all(dir).map_err(os(dir.display().to_string()))?;
+                let (kp, ip) = (dir.join("kernel"), dir.join("initrd"));
+                std::fs::write(&kp, &self.kernel).map_err(os(kp.display().to_string()))?;
+                std::fs::write(&ip, &self.initrd).map_err(os(ip.display().to_string()))?;
+                let out = std::process::Command::new(KEXEC_TOOLS)
+                    .arg("-l")
+                    .arg(&kp)
+                    .arg(format!("--initrd={}", ip.display()))
+                    .arg(format!("--command-line={}", self.cmdline))
+                    .output()
+                    .map_err(os(KEXEC_TOOLS.into()))?;
+                if !out.status.success() {
+                    return Err(KexecError::Tools(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+                }
+                Ok("kexec-tools kexec_load")
+            }
+            Err(error) => Err(KexecError::Os { what: format!("kexec_file_load (kernel {} bytes, initrd {} bytes)", self.kernel.len(), self.initrd.len()), error }),
+        }
+    }
+
+    /// Boots the loaded kernel. Returns only on failure.
+    pub fn execute() -> KexecError {
+        crate::sys::sync();
+        match crate::sys::reboot(crate::sys::RebootCmd::Kexec) {
+            Ok(()) => KexecError::Os { what: "reboot(KEXEC) returned".into(), error: std::io::Error::other("no error, but still running") },
+            Err(error) => KexecError::Os { what: "reboot(KEXEC)".into(), error },
+        }
+    }
 }
 
 /// The next kernel's command line: the manifest's, then every `phase.*` parameter of this hop

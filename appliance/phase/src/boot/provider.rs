@@ -79,6 +79,21 @@ fn not_found(message: &str) -> Response {
 }
 
 impl Provider {
+    /// Serves the store in `dir`: every artifact re-hashed; with `trust` keys, every signature
+    /// checked; with a data dir, held to the floors recorded there (a release older than one
+    /// served before is refused).
+    pub fn open(dir: &std::path::Path, trust: &[[u8; 32]], data_dir: Option<&crate::data_dir::DataDir>, max_downloads: usize, fault: ProviderFault) -> Result<Provider, super::BootError> {
+        let store = BootStore::open(dir, (!trust.is_empty()).then_some(trust)).map_err(super::BootError::Store)?;
+        if let Some(data) = data_dir {
+            let mut floors = super::floors::FloorFile::open(&data.floors()).map_err(super::BootError::Floors)?;
+            floors.hold(&store).map_err(super::BootError::Floors)?;
+        }
+        for e in &store.entries {
+            log!("boot: serving {}/{} version {} signed by {} (artifacts verified)", e.channel(), e.arch().name(), e.manifest.body.version, e.manifest.key_id());
+        }
+        Ok(Provider::new(store, max_downloads, fault))
+    }
+
     pub fn new(store: BootStore, max_downloads: usize, fault: ProviderFault) -> Provider {
         Provider { store, max_downloads: max_downloads.max(1), active: Arc::new(AtomicUsize::new(0)), served_bytes: Arc::new(AtomicU64::new(0)), fault }
     }
@@ -90,7 +105,7 @@ impl Provider {
         if self.active.fetch_add(1, Relaxed) >= self.max_downloads {
             self.active.fetch_sub(1, Relaxed);
             let message = format!("{} downloads in progress, the limit", self.max_downloads);
-            return Err(Response::error(503, "busy", &message).header("Retry-After", "1"));
+            return Err(Response::error(503, "busy", &message));
         }
         Ok(Slot(self.active.clone()))
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use phase_core::boot::manifest::{Arch, Manifest, MANIFEST_FILE};
+use phase_core::boot::manifest::{Arch, Manifest, Mismatch, MANIFEST_FILE};
 use phase_core::Digest;
 
 #[derive(Debug)]
@@ -27,6 +27,8 @@ impl fmt::Display for StoreError {
         }
     }
 }
+impl std::error::Error for StoreError {}
+
 
 /// One channel/arch of a store: a manifest whose artifacts were checked.
 #[derive(Debug, Clone)]
@@ -123,12 +125,10 @@ impl BootStore {
         for (which, a) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
             let p = dir.join(&a.name);
             let (size, hash) = hash_file(&p)?;
-            if size != a.size {
-                return Err(bad(format!("{which} {}: {size} bytes, the manifest says {}", p.display(), a.size)));
-            }
-            if hash != a.sha256 {
-                return Err(bad(format!("{which} {}: SHA-256 differs from the manifest", p.display())));
-            }
+            a.check(size, &hash).map_err(|m| match m {
+                Mismatch::Size { expected, .. } => bad(format!("{which} {}: {size} bytes, the manifest says {expected}", p.display())),
+                Mismatch::Hash { .. } => bad(format!("{which} {}: SHA-256 differs from the manifest", p.display())),
+            })?;
         }
         let manifest_json = text.trim().to_string();
         let manifest_etag = format!("\"{}\"", phase_core::encoding::hex_encode(&phase_core::sha256(manifest_json.as_bytes())));
@@ -141,22 +141,23 @@ impl BootStore {
 }
 
 /// Lays out one signed release under `root` (replacing an older one of the same channel and
-/// arch) and returns its directory. The artifacts must match the manifest.
-pub fn publish(root: &Path, manifest: &Manifest, kernel: &[u8], initramfs: &[u8]) -> Result<PathBuf, StoreError> {
+/// arch) and returns its directory.
+pub fn publish(root: &Path, release: &super::release::Release) -> Result<PathBuf, StoreError> {
+    let manifest = &release.manifest;
     let b = &manifest.body;
-    for (which, bytes) in [("kernel", kernel), ("initramfs", initramfs)] {
+    for (which, bytes) in [("kernel", &release.kernel), ("initramfs", &release.initramfs)] {
         manifest.check_artifact(which, bytes).map_err(|e| StoreError::Manifest { path: root.to_path_buf(), reason: e.to_string() })?;
     }
     let dir = root.join(&b.channel).join(b.arch.name());
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     // Artifacts first, manifest last (atomically): a reader never sees a manifest whose files
     // are not all there.
-    for (a, bytes) in [(&b.kernel, kernel), (&b.initramfs, initramfs)] {
+    for (a, bytes) in [(&b.kernel, &release.kernel), (&b.initramfs, &release.initramfs)] {
         let p = dir.join(&a.name);
         std::fs::write(&p, bytes).map_err(io_err(&p))?;
     }
     let tmp = dir.join(".manifest.json.tmp");
-    std::fs::write(&tmp, manifest.to_json() + "\n").map_err(io_err(&tmp))?;
+    std::fs::write(&tmp, release.manifest_json.clone() + "\n").map_err(io_err(&tmp))?;
     let path = dir.join(MANIFEST_FILE);
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(dir)

@@ -57,6 +57,8 @@ impl fmt::Display for ModuleError {
         }
     }
 }
+impl std::error::Error for ModuleError {}
+
 
 /// A validated module ready to instantiate, with the linker that satisfies its imports.
 pub struct CompiledModule {

@@ -155,7 +155,7 @@ async fn read_body(stream: &Async<TcpStream>, buf: &mut Vec<u8>, len: u64, limit
     };
     let mut body = Vec::new();
     if body.try_reserve_exact(len).is_err() {
-        return Err(End::Answer(Response::error(503, "no_memory", &format!("cannot allocate {len} bytes for the body")).header("Retry-After", "1").closing()));
+        return Err(End::Answer(Response::error(503, "no_memory", &format!("cannot allocate {len} bytes for the body")).closing()));
     }
     let take = buf.len().min(len);
     body.extend(buf.drain(..take));

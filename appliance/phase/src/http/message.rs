@@ -5,7 +5,6 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use miniserde::json;
 use phase_core::net::http::RequestHead;
 
 use crate::memory::Reservation;
@@ -66,10 +65,15 @@ impl Response {
         Response::new(status, "application/json", Body::Bytes(body.into_bytes()))
     }
 
-    /// The error answer of the API: `{"error":"<code>","message":"<one line>"}`.
+    /// The node's one error answer: `{"status":S,"error":"<code>","message":"<one line>"}`.
+    /// Every 429 and 503 says when to come back (`Retry-After: 1`): the caps and the memory
+    /// that refused it are freed within about that long.
     pub fn error(status: u16, code: &str, message: &str) -> Response {
-        let s = |v: &str| json::to_string(&v.to_string());
-        Response::json(status, format!("{{\"error\":{},\"message\":{}}}", s(code), s(message)))
+        let r = Response::json(status, phase_core::job::error::error_json(status, code, message));
+        match status {
+            429 | 503 => r.header("Retry-After", "1"),
+            _ => r,
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {

@@ -95,6 +95,29 @@ impl std::fmt::Display for HttpError {
         }
     }
 }
+impl std::error::Error for HttpError {}
+
+
+/// The status with which the front at `addr` answers `GET /health` within `within`, or None
+/// when it does not answer (nothing listens, or it accepts and stays silent). The one probe
+/// of a node's health: PID 1 waits for 200 before it says ready; the watchdog takes any answer.
+pub fn health(addr: SocketAddr, within: Duration) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, within).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
+    s.set_write_timeout(Some(within)).ok()?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    let mut got = 0;
+    while got < head.len() {
+        match s.read(&mut head[got..]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    let status = std::str::from_utf8(&head[9..12]).ok()?;
+    head.starts_with(b"HTTP/1.1 ").then(|| status.parse().ok()).flatten()
+}
 
 /// A bound listening socket (bound before the server starts, so its port can be announced).
 pub struct Listener {
@@ -158,13 +181,13 @@ impl Drop for Place {
 /// Refused connections kept open at most at once to deliver their 503 before closing (beyond
 /// this they are closed at once).
 const MAX_LINGERING: usize = 64;
-const REFUSED_BODY: &str = "{\"error\":\"too_many_connections\",\"message\":\"this node is at its connection limit\"}\n";
-
-/// The canned answer to a connection beyond the caps.
+/// The canned answer to a connection beyond the caps, made once.
 fn refused_answer() -> Vec<u8> {
-    let mut r = Response::json(503, REFUSED_BODY.to_string()).header("Retry-After", "1");
+    let mut r = Response::error(503, "too_many_connections", "this node is at its connection limit");
     let mut bytes = r.head_bytes(false);
-    bytes.extend_from_slice(REFUSED_BODY.as_bytes());
+    if let Body::Bytes(body) = &r.body {
+        bytes.extend_from_slice(body);
+    }
     r.finish(false);
     bytes
 }

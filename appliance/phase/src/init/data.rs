@@ -20,7 +20,7 @@ pub const MOUNT_POINT: &str = "/data";
 /// that cannot take this much is full.
 const PROBE_BYTES: usize = 64 << 10;
 /// The files carried over into RAM from a partition that cannot be written.
-const SEED_FILES: [&str; 2] = [crate::identity::KEY_FILE, crate::boot::floors::FILE];
+const SEED_FILES: [&str; 2] = [crate::data_dir::KEY_FILE, crate::data_dir::FLOORS_FILE];
 
 /// Where this boot keeps the node's state.
 pub struct State {

@@ -78,7 +78,7 @@ pub fn main() -> ! {
     // Until the command line is read, a failure reboots (the safe default for unattended boxes).
     std::panic::set_hook(Box::new(|info| fail(OnFailure::Reboot, &format!("panic: {info}"))));
     if let Err(e) = mounts::early() {
-        fail(OnFailure::Reboot, &e);
+        fail(OnFailure::Reboot, &e.to_string());
     }
     timing.mark("mounts");
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();

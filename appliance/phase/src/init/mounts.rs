@@ -2,7 +2,23 @@
 
 use crate::sys;
 
-pub fn early() -> Result<(), String> {
+/// A mount that failed: what, where, and what the kernel said.
+#[derive(Debug)]
+pub struct MountError {
+    pub fstype: &'static str,
+    pub target: &'static str,
+    pub error: std::io::Error,
+}
+
+impl std::fmt::Display for MountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mount {} on {}: {}", self.fstype, self.target, self.error)
+    }
+}
+
+impl std::error::Error for MountError {}
+
+pub fn early() -> Result<(), MountError> {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mounts: [(&str, &str, &str, libc::c_ulong, &str); 5] = [
         ("proc", "/proc", "proc", nosuid_nodev | libc::MS_NOEXEC, ""),
@@ -17,7 +33,7 @@ pub fn early() -> Result<(), String> {
             Ok(()) => {}
             // The kernel may have mounted devtmpfs already (CONFIG_DEVTMPFS_MOUNT).
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => return Err(format!("mount {fstype} on {target}: {e}")),
+            Err(error) => return Err(MountError { fstype, target, error }),
         }
     }
     Ok(())

@@ -5,15 +5,17 @@
 //! Single-threaded on purpose: a reaper thread would steal the exit status of the short `ip`
 //! commands the network steps run with `Command::output`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use phase_core::boot::cmdline::BootConfig;
 
 use super::net::{self, Action, Net};
 use super::Timing;
+use crate::boot::netboot::BootImage;
+use crate::node::{NodeConfig, PeerSettings, PxeSettings};
 use crate::sys::{self, ChildExit, RebootCmd, SignalSet};
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -27,6 +29,8 @@ const SWARM_KEY: &str = "/etc/phase/swarm.key";
 struct Service {
     name: &'static str,
     argv: Vec<String>,
+    /// Written to its stdin when it starts (the node's configuration), then closed.
+    stdin: Option<Vec<u8>>,
     pid: Option<i32>,
     started: Instant,
     backoff: Duration,
@@ -35,16 +39,33 @@ struct Service {
 
 impl Service {
     fn new(name: &'static str, argv: Vec<String>) -> Service {
-        Service { name, argv, pid: None, started: Instant::now(), backoff: BACKOFF_MIN, next_start: Some(Instant::now()) }
+        Service { name, argv, stdin: None, pid: None, started: Instant::now(), backoff: BACKOFF_MIN, next_start: Some(Instant::now()) }
+    }
+
+    /// The node, started as `phase node --config -` with its configuration on stdin.
+    fn node(config: &NodeConfig) -> Service {
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/bin/phase".into());
+        let argv = vec![exe, "node".into(), "--config".into(), "-".into()];
+        Service { stdin: Some(config.to_json().into_bytes()), ..Service::new("node", argv) }
     }
 
     fn start(&mut self) {
         self.next_start = None;
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]);
+        if self.stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
         SignalSet::of(&super::SIGNALS).unblock_in_child(&mut cmd);
         match cmd.spawn() {
-            Ok(child) => {
+            Ok(mut child) => {
+                // A few KiB into an empty pipe: written at once; closed so the node reads to
+                // its end.
+                if let (Some(bytes), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
+                    if let Err(e) = pipe.write_all(bytes) {
+                        log!("service {}: writing its configuration: {e}", self.name);
+                    }
+                }
                 self.pid = Some(child.id() as i32);
                 self.started = Instant::now();
                 // The child is reaped by waitpid(-1) in the loop, not through `child`.
@@ -67,72 +88,64 @@ impl Service {
     }
 }
 
-fn node_argv(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]], pxe: Option<&str>) -> Vec<String> {
-    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/bin/phase".into());
-    let mut argv = vec![
-        exe,
-        "node".into(),
-        "--http".into(),
-        format!("0.0.0.0:{}", config.http_port),
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-    ];
-    if let Some(n) = config.jobs {
-        argv.extend(["--max-concurrent".into(), n.to_string()]);
-    }
+/// The node this boot runs: its API on every interface, its state in `data_dir`, the peer
+/// network as `phase.mode` says, the carried release served (and answering PXE clients on
+/// `pxe` with `phase.pxe`).
+fn node_config(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]], pxe: Option<&str>) -> NodeConfig {
+    use phase_core::boot::cmdline::Mode;
+    let mut node = NodeConfig::new(format!("0.0.0.0:{}", config.http_port));
+    node.data_dir = Some(data_dir.to_path_buf());
+    node.max_concurrent = config.jobs;
     if let Some(port) = config.p2p_port {
-        use phase_core::boot::cmdline::Mode;
-        let mut p2p = vec!["--p2p".to_string(), format!("/ip4/0.0.0.0/tcp/{port}")];
-        match config.mode {
-            Mode::Local => p2p.push("--mdns".into()),
-            Mode::Internet => p2p.push("--nat".into()),
+        let listen = format!("/ip4/0.0.0.0/tcp/{port}").parse().into_iter().collect();
+        // The command line checked their shape; one libp2p cannot read is said and left out.
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .filter_map(|b| b.parse().map_err(|e| log!("cmdline: phase.bootstrap {b:?} is not a multiaddr ({e}): left out")).ok())
+            .collect();
+        let mut p2p = PeerSettings { listen, bootstrap, ..Default::default() };
+        let joined = match config.mode {
+            Mode::Local => {
+                p2p.mdns = true;
+                true
+            }
+            Mode::Internet => {
+                p2p.nat = true;
+                true
+            }
             Mode::Private if std::path::Path::new(SWARM_KEY).exists() => {
-                p2p.extend(["--swarm-key".into(), SWARM_KEY.into()]);
+                p2p.swarm_key = Some(SWARM_KEY.into());
+                true
             }
             // Fail closed: a private node without its key joins no network at all.
             Mode::Private => {
                 log!("phase.mode=private but {SWARM_KEY} is missing: not joining any peer network");
-                p2p.clear();
+                false
             }
-        }
-        if !p2p.is_empty() {
-            for b in &config.bootstrap {
-                p2p.extend(["--bootstrap".into(), b.clone()]);
-            }
-            argv.extend(p2p);
-        }
+        };
+        node.p2p = joined.then_some(p2p);
     }
     if carried {
-        argv.extend(["--boot-store".into(), crate::boot::CARRIED_STORE.into()]);
-        for k in trusted {
-            argv.extend(["--trust".into(), phase_core::encoding::hex_encode(k)]);
-        }
+        node.boot_store = Some(crate::boot::CARRIED_STORE.into());
+        node.trust = trusted.to_vec();
     }
-    if let Some(link) = pxe {
-        argv.extend(["--pxe".into(), link.to_string(), "--pxe-channel".into(), config.channel.clone()]);
-        if config.pxe == phase_core::boot::cmdline::Pxe::HttpOnly {
-            argv.push("--pxe-http-only".into());
-        }
-        for p in config.passthrough.iter().filter(|p| phase_core::boot::cmdline::inherited_by_other_machines(p)) {
-            argv.extend(["--pxe-append".into(), p.clone()]);
-        }
-    }
+    node.pxe = pxe.map(|link| PxeSettings {
+        interface: link.to_string(),
+        channel: Some(config.channel.clone()),
+        http_only: config.pxe == phase_core::boot::cmdline::Pxe::HttpOnly,
+        append: config.passthrough.iter().filter(|p| phase_core::boot::cmdline::inherited_by_other_machines(p)).cloned().collect(),
+        ..Default::default()
+    });
     if config.passthrough.iter().any(|p| p == "phase.fault=node-exit-after-job") {
-        argv.extend(["--fault".into(), "exit-after-job".into()]);
+        node.fault = Some(crate::faults::Fault::ExitAfterJob);
     }
-    argv
+    node
 }
 
 /// True when the node answers GET /health with 200 on loopback.
 fn node_healthy(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
-    if s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+    crate::http::health(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)) == Some(200)
 }
 
 pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals: SignalSet, mut timing: Timing) -> ! {
@@ -144,12 +157,12 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
         log!("boot: the carried release is not served: no trusted publisher key to verify it (phase.trust= or /etc/phase/trust/*.pub)");
     }
     let carried = carrying && !trusted.is_empty();
-    let floors = state.persistent.then(|| state.dir.join(crate::boot::floors::FILE));
+    let floors = state.persistent.then(|| crate::data_dir::DataDir::new(&state.dir).floors());
     let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone(), floors));
     // With phase.pxe=on the node starts once the boot LAN has its address (ProxyDHCP answers
     // name it); otherwise at once.
     let pxe = config.pxe != phase_core::boot::cmdline::Pxe::Off;
-    let mut services = if pxe { vec![] } else { vec![Service::new("node", node_argv(&config, &state.dir, carried, &trusted, None))] };
+    let mut services = if pxe { vec![] } else { vec![Service::node(&node_config(&config, &state.dir, carried, &trusted, None))] };
     if pxe && !carried {
         log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
     }
@@ -158,7 +171,7 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
         if let Some(rx) = &netboot {
             match rx.try_recv() {
                 Ok(Ok(next)) => kexec(&mut services, next, config.on_failure),
-                Ok(Err(e)) => super::fail(config.on_failure, &e),
+                Ok(Err(e)) => super::fail(config.on_failure, &e.to_string()),
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     netboot = None;
@@ -173,7 +186,7 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
         }
         if pxe && net.is_ready() && !services.iter().any(|s| s.name == "node") {
             let link = if carried { net.boot_lan_link() } else { None };
-            services.push(Service::new("node", node_argv(&config, &state.dir, carried, &trusted, link.as_deref())));
+            services.push(Service::node(&node_config(&config, &state.dir, carried, &trusted, link.as_deref())));
             continue;
         }
         if let Action::StartDhcp(link) = net.step() {
@@ -192,7 +205,7 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
                 last = *at;
             }
             // The key a user pins (PHP SDK, receipts): on the console beside the address.
-            let key = crate::identity::NodeIdentity::load(&state.dir.join(crate::identity::KEY_FILE))
+            let key = crate::identity::NodeIdentity::load(&crate::data_dir::DataDir::new(&state.dir).key())
                 .map(|id| format!("; node key {}", id.public_key_hex()))
                 .unwrap_or_default();
             let kept = if state.persistent { "kept on the data partition" } else { "in RAM" };
@@ -221,8 +234,8 @@ fn reap(services: &mut [Service]) {
 }
 
 /// Loads the next kernel, stops the services and kexecs; on any failure, the failure action.
-fn kexec(services: &mut [Service], next: super::netboot::Next, on_failure: phase_core::boot::cmdline::OnFailure) -> ! {
-    let how = match super::netboot::load(&next) {
+fn kexec(services: &mut [Service], next: BootImage, on_failure: phase_core::boot::cmdline::OnFailure) -> ! {
+    let how = match next.load() {
         Ok(how) => how,
         Err(e) => super::fail(on_failure, &format!("netboot: {e}")),
     };
@@ -230,7 +243,7 @@ fn kexec(services: &mut [Service], next: super::netboot::Next, on_failure: phase
     drop(next);
     stop_services(services);
     super::console::drain();
-    let e = super::netboot::execute();
+    let e = BootImage::execute();
     super::fail(on_failure, &format!("netboot: {e}"))
 }
 

@@ -23,15 +23,29 @@ pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
 /// identify protocol version: peers speaking another one are not Phase nodes.
 pub const PROTOCOL_VERSION: &str = "/phase/1.0.0";
 
-/// Runs a job another peer sent: the sender, the `POST /v1/jobs` body in, the answer JSON out
-/// (off the swarm's thread: the node runs it on its worker pool).
-pub type JobHandler = Arc<dyn Fn(PeerId, Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>> + Send + Sync>;
-/// Stops a job a peer sent, named by the SHA-256 of its request frame, if that peer sent it
-/// and it runs: true if it was told to stop (called on the swarm's thread: it must not block).
-pub type CancelHandler = Arc<dyn Fn(PeerId, [u8; 32]) -> bool + Send + Sync>;
-pub use jobs::FreeSlot;
-/// This node's load now (jobs running, slots), shared with peers by the load protocol.
-pub type LoadProbe = Arc<dyn Fn() -> Load + Send + Sync>;
+/// What this node does for its peers: run the jobs they send, stop them on their sender's
+/// word, and say how busy it is.
+pub trait Executor: Send + Sync + 'static {
+    /// Runs a job another peer sent: the sender, the `POST /v1/jobs` body in, the answer frame
+    /// out (off the swarm's thread).
+    fn run(&self, from: PeerId, frame: Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>>;
+    /// Stops a job a peer sent, named by the SHA-256 of its request frame, if that peer sent it
+    /// and it runs: true if it was told to stop (called on the swarm's thread: never blocks).
+    fn cancel(&self, from: PeerId, request: [u8; 32]) -> bool;
+    /// This node's load now, shared with peers by the load protocol.
+    fn load(&self) -> Load;
+    /// Whether a job could take a slot now: a job request frame is read only then.
+    fn has_free_slot(&self) -> bool;
+}
+
+/// How the swarm misbehaves on purpose, for the hostile-peer tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Send peers oversized load records.
+    pub bad_load_records: bool,
+    /// Job requests to peers announce 16 MiB, send 12 and stall.
+    pub stall_frames: bool,
+}
 
 #[derive(Clone)]
 pub struct P2pConfig {
@@ -50,14 +64,9 @@ pub struct P2pConfig {
     pub max_job_request: usize,
     /// DHT keys to provide beyond the job capabilities (boot releases this node serves).
     pub provide: Vec<String>,
-    /// Test fixture (`--fault peer-bad-load`): send peers oversized load records.
-    pub bad_load_records: bool,
-    /// Test fixture (`--fault peer-big-frames`): job requests announce 16 MiB, send 12, stall.
-    pub stall_frames: bool,
-    /// Where inbound job frames reserve their memory, and whether a job slot is free (a job
-    /// request is read only then).
+    pub faults: Faults,
+    /// Where inbound job frames reserve their memory.
     pub budget: Option<Arc<crate::memory::Budget>>,
-    pub free_slot: Option<FreeSlot>,
     /// Established connections at most, in all and per peer; incoming connections in their
     /// handshake at most (docs/protocol.md).
     pub max_connections: u32,
@@ -65,6 +74,12 @@ pub struct P2pConfig {
     pub max_pending_incoming: u32,
     /// Peers remembered at most (connected ones are always kept).
     pub max_peers: usize,
+}
+
+/// The PeerId an Ed25519 node key derives to (a receipt's signer, as the peer network names it).
+pub fn peer_of_key(key: &[u8; 32]) -> Option<PeerId> {
+    let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(libp2p::identity::PublicKey::from(ed).to_peer_id())
 }
 
 /// Default bound on peer connections: one per 2 MiB of the memory budget, 16 to 512.
@@ -83,10 +98,8 @@ impl Default for P2pConfig {
             nat: false,
             max_job_request: jobs::DEFAULT_MAX_REQUEST,
             provide: Vec::new(),
-            bad_load_records: false,
-            stall_frames: false,
+            faults: Faults::default(),
             budget: None,
-            free_slot: None,
             max_connections: 128,
             max_connections_per_peer: 3,
             max_pending_incoming: 32,
@@ -106,6 +119,8 @@ pub enum P2pError {
     Remote { peer: PeerId, reason: String },
     Stopped,
 }
+
+impl std::error::Error for P2pError {}
 
 impl fmt::Display for P2pError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,17 +170,18 @@ impl PeerLoad {
     }
 }
 
-/// A running peer network.
+/// A running peer network (a handle: clones talk to the same swarm).
+#[derive(Clone)]
 pub struct P2p {
     commands: smol::channel::Sender<swarm::Command>,
     pub peer_id: PeerId,
 }
 
 impl P2p {
-    /// Starts the swarm with the node's Ed25519 seed as its key; `handler` runs the jobs
-    /// other peers send, `probe` tells peers how busy this node is.
-    pub fn start(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: CancelHandler, probe: LoadProbe) -> Result<P2p, P2pError> {
-        let (commands, peer_id) = swarm::spawn(seed, config, handler, cancel, probe)?;
+    /// Starts the swarm with the node's Ed25519 seed as its key; `executor` runs the jobs
+    /// other peers send and tells them how busy this node is.
+    pub fn start(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> Result<P2p, P2pError> {
+        let (commands, peer_id) = swarm::spawn(seed, config, executor)?;
         Ok(P2p { commands, peer_id })
     }
 

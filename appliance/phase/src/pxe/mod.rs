@@ -57,9 +57,11 @@ impl std::fmt::Display for PxeError {
         }
     }
 }
+impl std::error::Error for PxeError {}
+
 
 /// UDP ports (the standard ones unless a test moves them).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub dhcp: u16,
     pub proxy: u16,
@@ -358,20 +360,16 @@ pub fn with_server(image: &[u8], address: Ipv4Addr, port: u16) -> Result<Vec<u8>
 }
 
 fn boot_for(e: &Entry, trusted: &[[u8; 32]], append: &[String], programs: &Programs) -> Result<Boot, PxeError> {
-    let b = &e.manifest.body;
-    let read = |name: &str| std::fs::read(e.dir.join(name)).map_err(|err| PxeError::Initrd(format!("{}: {err}", e.dir.join(name).display())));
-    let (kernel, initramfs) = (read(&b.kernel.name)?, read(&b.initramfs.name)?);
-    // What the store checked at start is checked again: the bytes a machine boots must be the
-    // signed ones.
-    e.manifest.check_artifact("kernel", &kernel).map_err(|err| PxeError::Initrd(format!("kernel: {err}")))?;
-    e.manifest.check_artifact("initramfs", &initramfs).map_err(|err| PxeError::Initrd(format!("initramfs: {err}")))?;
-    let carried = carried_for(b.arch, programs);
-    let initrd = crate::boot::netboot::next_initrd(&e.manifest, &e.manifest_json, &kernel, &initramfs, trusted, &carried).map_err(PxeError::Initrd)?;
+    let release = crate::boot::release::Release::read(e).map_err(|err| PxeError::Initrd(err.to_string()))?;
+    let b = release.manifest.body.clone();
     // A booted machine never goes below the release it was given, nor below what this node
     // knows of the time (its build, the release's creation).
-    let floors = Floors { version: 0, time: crate::boot::build_time() }.raised(b);
+    let floors = Floors { version: 0, time: crate::boot::build_time() }.raised(&b);
     let cmdline = crate::boot::netboot::next_cmdline(&b.cmdline, append, &floors);
-    Ok(Boot { arch: b.arch, channel: b.channel.clone(), version: b.version, kernel: b.kernel.name.clone(), cmdline, initrd: Arc::from(initrd) })
+    let carried = carried_for(b.arch, programs);
+    let image = crate::boot::netboot::BootImage::carrying(release, trusted, &carried, cmdline).map_err(|err| PxeError::Initrd(err.to_string()))?;
+    // The kernel itself is served from the store by the boot provider.
+    Ok(Boot { arch: b.arch, channel: b.channel, version: b.version, kernel: b.kernel.name, cmdline: image.cmdline, initrd: Arc::from(image.initrd) })
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ pub fn serve(pxe: &Arc<Pxe>, socket: UdpSocket, interface: &str, limits: Limits)
                     log!("pxe: sent {} ({} bytes) to {from} in {} ms", request.name, file.len(), started.elapsed().as_millis());
                 }
                 // UEFI firmware asks for the size first and then ends that transfer itself.
-                Err(why) if why.starts_with(ABORTED) => {
+                Err(TransferError::Aborted(_)) => {
                     stats.tftp_aborted.fetch_add(1, Relaxed);
                 }
                 Err(why) => {
@@ -130,36 +130,62 @@ pub fn serve(pxe: &Arc<Pxe>, socket: UdpSocket, interface: &str, limits: Limits)
     }
 }
 
-const ABORTED: &str = "the client ended the transfer";
+/// Why a transfer did not finish.
+#[derive(Debug)]
+pub enum TransferError {
+    /// The client ended it with an ERROR (its code).
+    Aborted(u16),
+    Socket { what: &'static str, error: std::io::Error },
+    /// The whole transfer's bound passed (seconds).
+    TooLong(u64),
+    /// No ACK of the options after every retry.
+    NoOptionsAck,
+    /// No ACK after `block` in `tries` tries.
+    NoAck { block: u64, tries: u32 },
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferError::Aborted(code) => write!(f, "the client ended the transfer (error {code})"),
+            TransferError::Socket { what, error } => write!(f, "{what}: {error}"),
+            TransferError::TooLong(secs) => write!(f, "not done within {secs} s"),
+            TransferError::NoOptionsAck => f.write_str("no ACK of the options"),
+            TransferError::NoAck { block, tries } => write!(f, "no ACK after block {block} ({tries} tries)"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
 
 
 /// Sends `file` to `to` as `request` asked: an OACK first if it asked for options (acknowledged
 /// by ACK 0), then windows of blocks, each window sent again on a timeout up to the retry count.
 /// A client that acknowledges part of a window gets the rest from there.
-pub fn send_file(socket: &UdpSocket, to: SocketAddr, request: &ReadRequest, file: &[u8], limits: &Limits) -> Result<(), String> {
+pub fn send_file(socket: &UdpSocket, to: SocketAddr, request: &ReadRequest, file: &[u8], limits: &Limits) -> Result<(), TransferError> {
     let agreed = request.agree();
     let block = agreed.blksize as usize;
     // Blocks 1..=last; a file that fills its last block exactly ends with an empty one.
     let last = (file.len() / block + 1) as u64;
     let give_up = Instant::now() + limits.tftp_session_max;
-    socket.set_read_timeout(Some(limits.tftp_timeout)).map_err(|e| e.to_string())?;
-    let send = |b: &[u8]| socket.send_to(b, to).map(drop).map_err(|e| format!("send: {e}"));
+    socket.set_read_timeout(Some(limits.tftp_timeout)).map_err(|error| TransferError::Socket { what: "timeout", error })?;
+    let send = |b: &[u8]| socket.send_to(b, to).map(drop).map_err(|error| TransferError::Socket { what: "send", error });
     let mut buf = [0u8; 516];
     // Waits for an ACK from the client's port; Ok(None) on a timeout.
-    let recv_ack = |buf: &mut [u8]| -> Result<Option<u16>, String> {
+    let recv_ack = |buf: &mut [u8]| -> Result<Option<u16>, TransferError> {
         loop {
             if Instant::now() > give_up {
-                return Err(format!("not done within {} s", limits.tftp_session_max.as_secs()));
+                return Err(TransferError::TooLong(limits.tftp_session_max.as_secs()));
             }
             match socket.recv_from(buf) {
                 Ok((n, from)) if from == to => match Packet::parse(&buf[..n]) {
                     Ok(Packet::Ack(b)) => return Ok(Some(b)),
-                    Ok(Packet::Error(code)) => return Err(format!("{ABORTED} (error {code})")),
+                    Ok(Packet::Error(code)) => return Err(TransferError::Aborted(code)),
                     _ => continue,
                 },
                 Ok(_) => continue, // another host: not this transfer
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(None),
-                Err(e) => return Err(format!("receive: {e}")),
+                Err(error) => return Err(TransferError::Socket { what: "receive", error }),
             }
         }
     };
@@ -174,7 +200,7 @@ pub fn send_file(socket: &UdpSocket, to: SocketAddr, request: &ReadRequest, file
                 None => {
                     tries += 1;
                     if tries > limits.tftp_retries {
-                        return Err("no ACK of the options".into());
+                        return Err(TransferError::NoOptionsAck);
                     }
                 }
             }
@@ -204,7 +230,7 @@ pub fn send_file(socket: &UdpSocket, to: SocketAddr, request: &ReadRequest, file
                 None => {
                     tries += 1;
                     if tries > limits.tftp_retries {
-                        return Err(format!("no ACK after block {} ({} tries)", base - 1, tries));
+                        return Err(TransferError::NoAck { block: base - 1, tries });
                     }
                     break; // send the window again
                 }

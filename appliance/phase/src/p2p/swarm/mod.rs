@@ -1,6 +1,10 @@
-//! The swarm thread: builds the transport and behaviours, then runs the event loop on smol.
+//! The swarm thread: builds the transport and behaviours, then runs the event loop on smol:
+//! commands from the node and timers here, the behaviours' events by protocol in `events`.
+
+mod events;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,7 +21,7 @@ use libp2p::{autonat, connection_limits, dcutr, identify, kad, mdns, noise, ping
 use super::cancel::{self, CancelCodec};
 use super::jobs::{JobCodec, MAX_STREAMS, PROTOCOL as JOB_PROTOCOL};
 use super::load::{self, Load, LoadCodec, Record};
-use super::{CancelHandler, JobHandler, LoadProbe, P2pConfig, P2pError, PeerInfo, PeerLoad, KAD_PROTOCOL, PROTOCOL_VERSION};
+use super::{Executor, P2pConfig, P2pError, PeerInfo, PeerLoad, KAD_PROTOCOL, PROTOCOL_VERSION};
 
 /// A job may run for its whole deadline (300 s at most) before its answer is due.
 const JOB_TIMEOUT: Duration = Duration::from_secs(310);
@@ -132,7 +136,7 @@ fn transport(
     })
 }
 
-pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: CancelHandler, probe: LoadProbe) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
+pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> Result<(smol::channel::Sender<Command>, PeerId), P2pError> {
     let mut seed_bytes = seed;
     let key = Keypair::ed25519_from_bytes(&mut seed_bytes).map_err(|e| P2pError::Key(e.to_string()))?;
     let peer_id = key.public().to_peer_id();
@@ -193,14 +197,22 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: Can
         kad,
         mdns: mdns.into(),
         jobs: request_response::Behaviour::with_codec(
-            JobCodec { max_request: config.max_job_request, budget: config.budget.clone(), free_slot: config.free_slot.clone(), stall_frames: config.stall_frames },
+            JobCodec {
+                max_request: config.max_job_request,
+                budget: config.budget.clone(),
+                free_slot: Some({
+                    let executor = executor.clone();
+                    Arc::new(move || executor.has_free_slot())
+                }),
+                stall_frames: config.faults.stall_frames,
+            },
             [(JOB_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(JOB_TIMEOUT)
                 .with_max_concurrent_streams(MAX_STREAMS),
         ),
         load: request_response::Behaviour::with_codec(
-            LoadCodec { oversized: config.bad_load_records },
+            LoadCodec { oversized: config.faults.bad_load_records },
             [(load::PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
         ),
@@ -256,12 +268,10 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: Can
     // a relay slot at each bootstrap peer, so others reach it by a circuit address.
     let relays: Vec<Multiaddr> = if config.nat { config.bootstrap.clone() } else { Vec::new() };
     let (done_tx, done_rx) = smol::channel::unbounded();
-    let jobs = Jobs {
+    let state = State {
         lookups: HashMap::new(),
-        handler,
-        cancel,
+        executor,
         outbound: HashMap::new(),
-        probe,
         sent: None,
         seq: 0,
         done_tx,
@@ -277,7 +287,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, handler: JobHandler, cancel: Can
     };
     std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || smol::block_on(run(swarm, rx, done_rx, peers, bootstrap, jobs)))
+        .spawn(move || smol::block_on(run(swarm, rx, done_rx, peers, bootstrap, state)))
         .map_err(|e| P2pError::Listen { addr: "-".into(), reason: format!("cannot start the p2p thread: {e}") })?;
     log!("p2p: peer id {peer_id}");
     Ok((tx, peer_id))
@@ -302,17 +312,16 @@ type AnswerTx = smol::channel::Sender<Result<Vec<u8>, String>>;
 
 /// What the event loop keeps beside the swarm and the peer table: jobs in flight (ours on
 /// other peers, and other peers' on our node), load records, relays, pending bootstrap dials.
-struct Jobs {
+pub(super) struct State {
     /// Provider lookups in flight, with what they found so far.
-    lookups: HashMap<kad::QueryId, (smol::channel::Sender<Vec<PeerId>>, Vec<PeerId>)>,
-    handler: JobHandler,
-    cancel: CancelHandler,
+    pub(super) lookups: HashMap<kad::QueryId, (smol::channel::Sender<Vec<PeerId>>, Vec<PeerId>)>,
+    /// Runs peers' jobs, stops them, says how busy this node is.
+    pub(super) executor: Arc<dyn Executor>,
     /// Our job requests awaiting an answer: the peer, the seq of its load record when sent
     /// (its `sent_since_load` counts the request until a newer record or the answer), the
     /// answer's way back.
     outbound: HashMap<OutboundRequestId, (PeerId, Option<u64>, AnswerTx)>,
-    /// This node's load now, and the record last sent to peers (with when).
-    probe: LoadProbe,
+    /// The record last sent to peers (with when).
     sent: Option<(Load, Instant)>,
     /// Sequence number of the last record made.
     seq: u64,
@@ -344,7 +353,7 @@ struct Jobs {
 const PUNCH_RETRIES: u32 = 3;
 const PUNCH_AGAIN: Duration = Duration::from_secs(5);
 
-impl Jobs {
+impl State {
     /// Dials again through the relay the peers still without a direct connection (a new
     /// relayed connection is a new DCUtR attempt), then forgets them after PUNCH_RETRIES.
     fn punch_again(&mut self, swarm: &mut Swarm<Behaviour>) {
@@ -404,7 +413,7 @@ impl Jobs {
     /// Sends this node's load to every connected Phase peer if it changed since the last
     /// record or the last one is due for refresh.
     fn share_load(&mut self, swarm: &mut Swarm<Behaviour>, peers: &HashMap<PeerId, Peer>) {
-        let now = (self.probe)();
+        let now = self.executor.load();
         if matches!(self.sent, Some((last, at)) if last == now && at.elapsed() < load::REFRESH_EVERY) {
             return;
         }
@@ -417,7 +426,7 @@ impl Jobs {
 
     /// This node's load now, numbered.
     fn record(&mut self) -> Record {
-        let now = (self.probe)();
+        let now = self.executor.load();
         self.number(now)
     }
 
@@ -433,15 +442,15 @@ async fn run(
     done_rx: smol::channel::Receiver<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
     mut peers: HashMap<PeerId, Peer>,
     bootstrap: bool,
-    mut jobs: Jobs,
+    mut state: State,
 ) {
     // Kademlia bootstrap: now (if there are bootstrap peers) and then every 5 minutes, so the
     // routing table fills beyond the peers we were told about.
     let mut next_bootstrap = Instant::now() + if bootstrap { Duration::from_millis(500) } else { Duration::from_secs(300) };
     let mut next_load_check = Instant::now() + load::CHECK_EVERY;
     loop {
-        let next_punch = jobs.punching.values().map(|(at, _)| *at).min().unwrap_or(next_load_check);
-        let wake = next_bootstrap.min(next_load_check).min(next_punch).min(jobs.dial_by.unwrap_or(next_load_check)).saturating_duration_since(Instant::now());
+        let next_punch = state.punching.values().map(|(at, _)| *at).min().unwrap_or(next_load_check);
+        let wake = next_bootstrap.min(next_load_check).min(next_punch).min(state.dial_by.unwrap_or(next_load_check)).saturating_duration_since(Instant::now());
         let event = smol::future::or(
             async { Some(Ev::Swarm(swarm.select_next_some().await)) },
             smol::future::or(
@@ -456,13 +465,13 @@ async fn run(
         match event {
             None => return, // every sender is gone: the node is stopping
             Some(Ev::Tick) => {
-                if jobs.dial_by.is_some_and(|by| Instant::now() >= by) {
-                    jobs.dial_bootstrap_peers(&mut swarm);
+                if state.dial_by.is_some_and(|by| Instant::now() >= by) {
+                    state.dial_bootstrap_peers(&mut swarm);
                 }
-                jobs.punch_again(&mut swarm);
+                state.punch_again(&mut swarm);
                 if Instant::now() >= next_load_check {
                     next_load_check = Instant::now() + load::CHECK_EVERY;
-                    jobs.share_load(&mut swarm, &peers);
+                    state.share_load(&mut swarm, &peers);
                 }
                 if Instant::now() >= next_bootstrap {
                     next_bootstrap = Instant::now() + Duration::from_secs(300);
@@ -499,12 +508,12 @@ async fn run(
             }
             Some(Ev::Command(Command::RunJob { peer, body, reply })) => {
                 if swarm.is_connected(&peer) {
-                    jobs.send(&mut swarm, &mut peers, peer, body, reply);
+                    state.send(&mut swarm, &mut peers, peer, body, reply);
                 } else {
                     // Ask the DHT where the peer is now (behind a NAT: a relay circuit), then
                     // send when connected or when the lookup ends.
-                    let first = !jobs.waiting.contains_key(&peer);
-                    jobs.waiting.entry(peer).or_default().push((body, reply));
+                    let first = !state.waiting.contains_key(&peer);
+                    state.waiting.entry(peer).or_default().push((body, reply));
                     if first {
                         swarm.behaviour_mut().kad.get_closest_peers(peer);
                     }
@@ -520,14 +529,14 @@ async fn run(
             }
             Some(Ev::Command(Command::FindProviders { key, reply })) => {
                 let id = swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
-                jobs.lookups.insert(id, (reply, Vec::new()));
+                state.lookups.insert(id, (reply, Vec::new()));
             }
             Some(Ev::Done(channel, answer)) => {
                 if swarm.behaviour_mut().jobs.send_response(channel, answer).is_err() {
                     log!("p2p: a job's requester left before its answer");
                 }
             }
-            Some(Ev::Swarm(event)) => handle(&mut swarm, &mut peers, &mut jobs, event),
+            Some(Ev::Swarm(event)) => events::handle(&mut swarm, &mut peers, &mut state, event),
         }
     }
 }
@@ -539,275 +548,3 @@ enum Ev {
     Tick,
 }
 
-/// The table entry of peer `id`, made if new. The table is bounded: a new peer beyond
-/// `max` entries replaces the disconnected peer seen longest ago (connected peers are bounded
-/// by the connection limits, well below it).
-fn entry<'a>(peers: &'a mut HashMap<PeerId, Peer>, max: usize, id: PeerId, source: &'static str) -> &'a mut Peer {
-    if !peers.contains_key(&id) && peers.len() >= max {
-        let stale = peers.iter().filter(|(_, p)| p.connections == 0).min_by_key(|(_, p)| std::cmp::Reverse(p.seen.elapsed())).map(|(k, _)| *k);
-        if let Some(old) = stale {
-            peers.remove(&old);
-        }
-    }
-    peers.entry(id).or_insert_with(|| {
-        log!("p2p: discovered {id} via {source}");
-        Peer::new(vec![], source)
-    })
-}
-
-/// Adds `addr` to a peer's addresses, keeping at most MAX_ADDRS (the newest).
-fn remember_addr(p: &mut Peer, addr: &Multiaddr) {
-    if !p.addrs.contains(addr) {
-        if p.addrs.len() >= MAX_ADDRS {
-            p.addrs.remove(0);
-        }
-        p.addrs.push(addr.clone());
-    }
-}
-
-fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut HashMap<PeerId, Peer>, jobs: &mut Jobs, event: SwarmEvent<BehaviourEvent>) {
-    use request_response::{Event as Rr, Message};
-    match event {
-        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
-            // Run the job off the swarm thread; its answer comes back through `done`.
-            let (handler, done) = (jobs.handler.clone(), jobs.done_tx.clone());
-            log!("p2p: job request from {peer} ({} bytes)", request.bytes.len());
-            smol::spawn(async move {
-                // The frame's memory stays reserved until the job's answer is made.
-                let hold = request.hold;
-                let answer = handler(peer, request.bytes).await;
-                drop(hold);
-                let _ = done.send((channel, answer)).await;
-            })
-            .detach();
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
-            let stopping = (jobs.cancel)(peer, request);
-            // Only cancels that stop a job are logged: those are bounded by the job slots,
-            // while a peer may send cancels for nothing as fast as it likes.
-            if stopping {
-                log!("p2p: {peer} cancels its job request {}: stopping it", &phase_core::encoding::hex_encode(&request)[..12]);
-            }
-            let _ = swarm.behaviour_mut().cancels.send_response(channel, stopping);
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::Message { peer, message: Message::Response { response, .. }, .. })) => {
-            log!("p2p: {peer} {}", if response { "stops the job we cancelled" } else { "was not running the job we cancelled (it will refuse it)" });
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Cancels(Rr::OutboundFailure { peer, error, .. })) => {
-            log!("p2p: cancel sent to {peer} failed: {error}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::Message { message: Message::Response { request_id, response }, .. })) => {
-            if let Some(reply) = jobs.answered(peers, &request_id) {
-                let _ = reply.try_send(Ok(response));
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::OutboundFailure { peer, request_id, error, .. })) => {
-            log!("p2p: job to {peer} failed: {error}");
-            if let Some(reply) = jobs.answered(peers, &request_id) {
-                let _ = reply.try_send(Err(error.to_string()));
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result: kad::QueryResult::GetProviders(result), step, .. })) => {
-            let me = *swarm.local_peer_id();
-            if let Some((_, found)) = jobs.lookups.get_mut(&id) {
-                // Other providers are what a caller wants; this node knows it provides.
-                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
-                    found.extend(providers.into_iter().filter(|p| *p != me && !found.contains(p)).collect::<Vec<_>>());
-                }
-                // Answer at the first result set (what a scheduler needs) or when the query ends.
-                if !found.is_empty() || step.last {
-                    if let Some((reply, found)) = jobs.lookups.remove(&id) {
-                        let _ = reply.try_send(found);
-                    }
-                    if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
-                        q.finish();
-                    }
-                }
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-            result: kad::QueryResult::GetClosestPeers(result),
-            step,
-            ..
-        })) => {
-            let key = match &result {
-                Ok(ok) => ok.key.clone(),
-                Err(kad::GetClosestPeersError::Timeout { key, .. }) => key.clone(),
-            };
-            if let Ok(target) = PeerId::from_bytes(&key) {
-                if step.last && jobs.waiting.contains_key(&target) && !swarm.is_connected(&target) {
-                    // Found or not, try now: the job fails with the dial error if unreachable.
-                    jobs.flush(swarm, peers, target);
-                }
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. })) => {
-            log!("p2p: reachable through relay {relay_peer_id}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Relay(relay::Event::CircuitReqAccepted { src_peer_id, dst_peer_id, .. })) => {
-            log!("p2p: relaying {src_peer_id} -> {dst_peer_id}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
-            Ok(_) => {
-                jobs.punching.remove(&remote_peer_id);
-                log!("p2p: direct connection to {remote_peer_id} (hole punched)")
-            }
-            Err(e) => log!("p2p: hole punch to {remote_peer_id} failed, staying relayed: {e}"),
-        },
-        SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. })) => {
-            log!("p2p: NAT status {}", match new {
-                autonat::NatStatus::Public(a) => format!("public at {a}"),
-                autonat::NatStatus::Private => "private (behind NAT or firewall)".into(),
-                autonat::NatStatus::Unknown => "unknown".into(),
-            });
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
-            let mine = jobs.record();
-            let _ = swarm.behaviour_mut().load.send_response(channel, mine);
-            if let Some(p) = peers.get_mut(&peer) {
-                p.heard(request);
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::Message { peer, message: Message::Response { response, .. }, .. })) => {
-            if let Some(p) = peers.get_mut(&peer) {
-                p.heard(response);
-            }
-        }
-        // A malformed or oversized record is refused by the codec: say who sent it (libp2p
-        // drops a request it could not read without an event; a bad answer comes here as an
-        // outbound failure). A peer that went away mid-exchange is not news (its connection
-        // events say so).
-        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::InboundFailure { peer, error, .. }))
-            if !matches!(error, request_response::InboundFailure::ConnectionClosed) =>
-        {
-            log!("p2p: load record from {peer} refused: {error}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Load(Rr::OutboundFailure { peer, error, .. }))
-            if !matches!(error, request_response::OutboundFailure::ConnectionClosed) =>
-        {
-            log!("p2p: load exchange with {peer} failed: {error}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Jobs(Rr::InboundFailure { peer, error, .. })) => {
-            log!("p2p: job request from {peer} failed: {error}");
-        }
-        SwarmEvent::NewListenAddr { address, .. } => {
-            log!("p2p: listening on {address}/p2p/{}", swarm.local_peer_id());
-            // Without --nat a node is reachable where it listens: say so, so that relay
-            // reservations (which carry the relay's external addresses) and AutoNAT dial-backs
-            // can use it. Loopback is not an address anyone else can reach.
-            let loopback = is_loopback(&address);
-            let circuit = address.iter().any(|p| p == Protocol::P2pCircuit);
-            if !loopback && !circuit && !jobs.dial_later.is_empty() {
-                jobs.dial_bootstrap_peers(swarm);
-            }
-            if jobs.relays.is_empty() && !jobs.nat && !loopback && !circuit {
-                swarm.add_external_address(address);
-            }
-        }
-        SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-            if !jobs.reserved.contains(&peer_id) {
-                if let Some(relay) = jobs.relays.iter().find(|a| matches!(a.iter().last(), Some(Protocol::P2p(id)) if id == peer_id)) {
-                    jobs.reserved.push(peer_id);
-                    let circuit = relay.clone().with(Protocol::P2pCircuit);
-                    match swarm.listen_on(circuit.clone()) {
-                        Ok(_) => log!("p2p: asking relay {peer_id} for a slot"),
-                        Err(e) => log!("p2p: cannot listen on {circuit}: {e}"),
-                    }
-                }
-            }
-            let circuit = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
-            let relayed = match &endpoint {
-                libp2p::core::ConnectedPoint::Dialer { address, .. } => circuit(address),
-                libp2p::core::ConnectedPoint::Listener { local_addr, .. } => circuit(local_addr),
-            };
-            if !relayed {
-                jobs.punching.remove(&peer_id);
-            } else if *swarm.local_peer_id() < peer_id && !jobs.punching.contains_key(&peer_id) {
-                // One side only asks again (the smaller peer id): two attempts at once, one per
-                // direction, are what makes the simultaneous opens cross.
-                jobs.punching.insert(peer_id, (Instant::now() + PUNCH_AGAIN, 0));
-            }
-            jobs.flush(swarm, peers, peer_id);
-            let p = entry(peers, jobs.max_peers, peer_id, if endpoint.is_dialer() { "dht" } else { "inbound" });
-            p.connections += 1;
-            p.seen = Instant::now();
-            if p.connections == 1 {
-                log!("p2p: connected {peer_id} at {}", endpoint.get_remote_address());
-            }
-        }
-        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
-            if let Some(p) = peers.get_mut(&peer_id) {
-                p.connections = p.connections.saturating_sub(1);
-                if p.connections == 0 {
-                    // A peer that comes back may have restarted and number its records from 1.
-                    p.load = None;
-                    log!("p2p: lost {peer_id}{}", cause.map(|c| format!(" ({c})")).unwrap_or_default());
-                }
-            }
-        }
-        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-            log!("p2p: dial {} failed: {error}", peer_id.map(|p| p.to_string()).unwrap_or_else(|| "?".into()));
-        }
-        SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
-            log!("p2p: inbound connection from {send_back_addr} failed: {error}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-            if info.protocol_version != PROTOCOL_VERSION {
-                log!("p2p: {peer_id} speaks {:?}, not {PROTOCOL_VERSION}; disconnecting", info.protocol_version);
-                let _ = swarm.disconnect_peer_id(peer_id);
-                return;
-            }
-            for addr in info.listen_addrs.iter().take(MAX_ADDRS) {
-                swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
-            }
-            let p = entry(peers, jobs.max_peers, peer_id, "inbound");
-            p.agent = info.agent_version;
-            p.addrs = info.listen_addrs.into_iter().take(MAX_ADDRS).collect();
-            p.seen = Instant::now();
-            if p.is_phase() {
-                // A (re)connected Phase peer learns our load now, and we learn its load in the
-                // answer (identify runs once per connection, then every 5 minutes).
-                let mine = jobs.record();
-                swarm.behaviour_mut().load.send_request(&peer_id, mine);
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
-            if let Some(p) = peers.get_mut(&peer) {
-                p.rtt = Some(rtt);
-                p.seen = Instant::now();
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
-            for (id, addr) in list {
-                let p = entry(peers, jobs.max_peers, id, "mdns");
-                remember_addr(p, &addr);
-                swarm.behaviour_mut().kad.add_address(&id, addr.clone());
-                if p.due_for_dial() {
-                    let _ = swarm.dial(addr);
-                }
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })) => {
-            let p = entry(peers, jobs.max_peers, peer, "dht");
-            for a in addresses.iter() {
-                remember_addr(p, a);
-            }
-            // Know a peer, talk to it: a connection brings identify and ping.
-            if p.due_for_dial() {
-                let _ = swarm.dial(peer);
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-            result: kad::QueryResult::Bootstrap(Ok(kad::BootstrapOk { num_remaining: 0, .. })),
-            ..
-        })) => {
-            log!("p2p: dht bootstrap done, {} peers in the routing table", swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>());
-            // Announced at start into an empty table, the capability records reached nobody:
-            // announce again now that there are peers to store them.
-            for key in &jobs.provide {
-                let _ = swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(key));
-            }
-        }
-        _ => {}
-    }
-}

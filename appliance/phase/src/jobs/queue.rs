@@ -2,7 +2,7 @@
 //! submitted jobs, each job's state by id while it is queued, running and for a bounded time
 //! after it ended, and cancelling. This module only keeps state; the runners that take jobs
 //! from it and run them under the node's slots, limits and memory admission are in
-//! `api::jobs`.
+//! `runner.rs`.
 //!
 //! Bounds: queued jobs by count (`max_queued`) and by memory (each holds a reservation of the
 //! node's pool for its request until it runs); ended jobs by age (`result_ttl`), total bytes
@@ -14,28 +14,33 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use phase_core::job::error::ErrorCode;
+
+use super::{JobError, JobRequest};
+use crate::clock::unix_now as now;
 use crate::engine::Progress;
 use crate::memory::Reservation;
 use crate::p2p::PeerId;
-use crate::service::JobRequest;
 
 /// Ended jobs remembered at most, whatever their size.
 pub const MAX_KEPT: usize = 10_000;
 /// What an ended entry costs beyond its answer (id, map entry, order entry).
 const ENTRY_OVERHEAD: usize = 256;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
+/// The queue's bounds (`--max-queued`, `--result-ttl`, and half the results' share of the
+/// memory budget for kept answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
     pub max_queued: usize,
     pub result_ttl: Duration,
     pub max_result_bytes: usize,
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config { max_queued: 64, result_ttl: Duration::from_secs(3600), max_result_bytes: 64 << 20 }
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig { max_queued: 64, result_ttl: Duration::from_secs(3600), max_result_bytes: 64 << 20 }
     }
 }
 
@@ -50,8 +55,8 @@ pub enum Status {
     Cancelling,
     /// The synchronous answer, receipt included (shared: a status read copies nothing).
     Done { answer: Arc<str> },
-    /// What a synchronous call would have answered instead (HTTP status, code, message).
-    Failed { status: u16, code: String, message: String },
+    /// The error a synchronous call would have had instead.
+    Failed { code: ErrorCode, message: String },
     /// Stopped on request: no receipt.
     Cancelled,
 }
@@ -68,51 +73,8 @@ impl Status {
         }
     }
 
-    fn ended(&self) -> bool {
+    pub fn ended(&self) -> bool {
         matches!(self, Status::Done { .. } | Status::Failed { .. } | Status::Cancelled)
-    }
-
-    /// The status object of docs/api.md for job `id`, without a done job's answer (`body`
-    /// adds it).
-    pub fn to_json(&self, id: &str) -> String {
-        let head = format!("{{\"job_id\":\"{id}\",\"status\":\"{}\"", self.name());
-        match self {
-            Status::Queued { position } => format!("{head},\"position\":{position}}}"),
-            Status::Running { fuel_used, placed } => format!("{head},\"fuel_used\":{fuel_used},\"placed\":{placed}}}"),
-            Status::Done { .. } => format!("{head}}}"),
-            Status::Failed { status, code, message } => format!(
-                "{head},\"error\":{{\"status\":{status},\"code\":{},\"message\":{}}}}}",
-                crate::api::json_str(code),
-                crate::api::json_str(message)
-            ),
-            Status::Cancelling | Status::Cancelled => format!("{head}}}"),
-        }
-    }
-}
-
-impl Status {
-    /// The whole status object as an HTTP body: a done job's answer (up to megabytes) is
-    /// read from the shared copy as it is sent, never copied per request.
-    pub fn body(&self, id: &str) -> crate::http::Body {
-        use std::io::Read;
-        match self {
-            Status::Done { answer } => {
-                let head = format!("{{\"job_id\":\"{id}\",\"status\":\"done\",\"result\":").into_bytes();
-                let len = (head.len() + answer.len() + 1) as u64;
-                let reader = std::io::Cursor::new(head).chain(std::io::Cursor::new(Shared(answer.clone()))).chain(&b"}"[..]);
-                crate::http::Body::Reader { reader: Box::new(reader), len }
-            }
-            s => crate::http::Body::Bytes(s.to_json(id).into_bytes()),
-        }
-    }
-}
-
-/// A kept answer's bytes, for a reader.
-struct Shared(Arc<str>);
-
-impl AsRef<[u8]> for Shared {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 
@@ -187,10 +149,13 @@ struct Inner {
     kept_bytes: usize,
 }
 
+/// A submission as the submitter sees it: the job's id and status, and its cancel token
+/// (None when an identical job was there already: `existing`).
 #[derive(Debug, PartialEq, Eq)]
-pub enum SubmitError {
-    /// `max_queued` jobs are waiting.
-    Full { max: usize },
+pub struct Submitted {
+    pub id: String,
+    pub status: Status,
+    pub cancel_token: Option<String>,
 }
 
 /// What cancelling found.
@@ -210,15 +175,11 @@ pub enum Cancel {
 }
 
 pub struct Queue {
-    config: Config,
+    config: QueueConfig,
     inner: Mutex<Inner>,
     ready: Condvar,
     /// `<data>/results`, where finished answers are kept across restarts.
     dir: Option<PathBuf>,
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A job id as it appears in paths and file names: 64 lowercase hex digits.
@@ -227,10 +188,9 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 impl Queue {
-    /// A queue; with `data_dir`, finished answers kept there are read back (those still
-    /// within the TTL and the byte cap, newest kept first).
-    pub fn new(config: Config, data_dir: Option<&std::path::Path>) -> Queue {
-        let dir = data_dir.map(|d| d.join("results"));
+    /// A queue; with `dir` (the data dir's results), finished answers kept there are read back
+    /// (those still within the TTL and the byte cap, newest kept first).
+    pub fn new(config: QueueConfig, dir: Option<PathBuf>) -> Queue {
         let q = Queue { config, inner: Mutex::new(Inner::default()), ready: Condvar::new(), dir };
         q.load();
         q
@@ -244,24 +204,24 @@ impl Queue {
     /// done is not queued again (`true`: it was there); one that failed or was cancelled is
     /// queued afresh.
     /// A new job's cancel token comes back with it (None when it was there already).
-    pub fn submit(&self, id: &str, request: JobRequest, hold: Option<Reservation>) -> Result<(Status, Option<String>), SubmitError> {
+    pub fn submit(&self, id: String, request: JobRequest, hold: Option<Reservation>) -> Result<Submitted, JobError> {
         let mut inner = self.lock();
         self.expire(&mut inner);
-        if let Some(e) = inner.jobs.get(id) {
+        if let Some(e) = inner.jobs.get(&id) {
             if !matches!(e.status, Status::Failed { .. } | Status::Cancelled) {
-                let status = self.status_of(&inner, id).unwrap_or(Status::Cancelled);
-                return Ok((status, None));
+                let status = self.status_of(&inner, &id).unwrap_or(Status::Cancelled);
+                return Ok(Submitted { id, status, cancel_token: None });
             }
-            self.forget(&mut inner, id);
+            self.forget(&mut inner, &id);
         }
         if inner.queue.len() >= self.config.max_queued {
-            return Err(SubmitError::Full { max: self.config.max_queued });
+            return Err(JobError::QueueFull { max: self.config.max_queued });
         }
         let position = inner.queue.len();
         let cancel_token = phase_core::encoding::hex_encode(&ed25519_compact::Seed::generate()[..16]);
-        inner.queue.push_back(id.to_string());
+        inner.queue.push_back(id.clone());
         inner.jobs.insert(
-            id.to_string(),
+            id.clone(),
             Entry {
                 status: Status::Queued { position },
                 cancel_token: cancel_token.clone(),
@@ -274,7 +234,7 @@ impl Queue {
         );
         drop(inner);
         self.ready.notify_one();
-        Ok((Status::Queued { position }, Some(cancel_token)))
+        Ok(Submitted { id, status: Status::Queued { position }, cancel_token: Some(cancel_token) })
     }
 
     /// The job's status now, or None for an id this node does not know (or no longer keeps).
@@ -398,7 +358,7 @@ impl Queue {
     fn end(&self, inner: &mut Inner, id: &str, status: Status) {
         let size = match &status {
             Status::Done { answer } => answer.len(),
-            Status::Failed { message, code, .. } => message.len() + code.len(),
+            Status::Failed { message, .. } => message.len(),
             _ => 0,
         } + ENTRY_OVERHEAD;
         if let Some(e) = inner.jobs.get_mut(id) {
@@ -500,7 +460,7 @@ mod tests {
     }
 
     fn done(q: &Queue, n: u8, answer_bytes: usize) {
-        let (_, token) = q.submit(&id(n), request(&[n]), None).unwrap();
+        let token = q.submit(id(n), request(&[n]), None).unwrap().cancel_token;
         assert!(token.is_some());
         let t = q.take();
         assert_eq!(t.id, id(n));
@@ -509,15 +469,15 @@ mod tests {
 
     #[test]
     fn a_cancel_either_stops_a_placement_before_it_sends_or_finds_the_peer() {
-        let q = Queue::new(Config::default(), None);
+        let q = Queue::new(QueueConfig::default(), None);
         let peer = PeerId::random();
         // Cancelled before the request goes out: nothing is sent.
-        let (_, token) = q.submit(&id(1), request(b"1"), None).unwrap();
+        let token = q.submit(id(1), request(b"1"), None).unwrap().cancel_token;
         let _t = q.take();
         assert_eq!(q.cancel(&id(1), &token.unwrap()), Some(Cancel::Stopping));
         assert!(!q.sent_to(&id(1), peer, [1; 32]));
         // Sent first: the cancel names the peer and the request, and the job is cancelling.
-        let (_, token) = q.submit(&id(2), request(b"2"), None).unwrap();
+        let token = q.submit(id(2), request(b"2"), None).unwrap().cancel_token;
         let t = q.take();
         assert!(q.sent_to(&id(2), peer, [2; 32]));
         assert_eq!(q.status(&id(2)), Some(Status::Running { fuel_used: 0, placed: true }));
@@ -530,14 +490,14 @@ mod tests {
 
     #[test]
     fn ended_answers_are_dropped_oldest_first_beyond_the_byte_cap_and_at_once_with_no_ttl() {
-        let q = Queue::new(Config { max_queued: 4, result_ttl: Duration::from_secs(3600), max_result_bytes: 3 * (1000 + ENTRY_OVERHEAD) }, None);
+        let q = Queue::new(QueueConfig { max_queued: 4, result_ttl: Duration::from_secs(3600), max_result_bytes: 3 * (1000 + ENTRY_OVERHEAD) }, None);
         for n in 1..=4 {
             done(&q, n, 998); // 1000 bytes with its quotes
         }
         assert_eq!(q.status(&id(1)), None, "the oldest went");
         assert!(matches!(q.status(&id(4)), Some(Status::Done { .. })));
         assert_eq!(q.counts().2, 3);
-        let q = Queue::new(Config { result_ttl: Duration::ZERO, ..Config::default() }, None);
+        let q = Queue::new(QueueConfig { result_ttl: Duration::ZERO, ..QueueConfig::default() }, None);
         done(&q, 1, 10);
         // Ended in this second: a TTL of zero keeps it until the clock moves on.
         std::thread::sleep(Duration::from_millis(1100));
@@ -546,11 +506,11 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded_identical_jobs_are_one_and_only_the_token_cancels() {
-        let q = Queue::new(Config { max_queued: 2, ..Config::default() }, None);
-        let (_, t1) = q.submit(&id(1), request(b"1"), None).unwrap();
-        assert_eq!(q.submit(&id(1), request(b"1"), None).unwrap(), (Status::Queued { position: 0 }, None), "the same job, no token");
-        q.submit(&id(2), request(b"2"), None).unwrap();
-        assert_eq!(q.submit(&id(3), request(b"3"), None), Err(SubmitError::Full { max: 2 }));
+        let q = Queue::new(QueueConfig { max_queued: 2, ..QueueConfig::default() }, None);
+        let t1 = q.submit(id(1), request(b"1"), None).unwrap().cancel_token;
+        assert_eq!(q.submit(id(1), request(b"1"), None).unwrap(), Submitted { id: id(1), status: Status::Queued { position: 0 }, cancel_token: None }, "the same job, no token");
+        q.submit(id(2), request(b"2"), None).unwrap();
+        assert!(matches!(q.submit(id(3), request(b"3"), None), Err(JobError::QueueFull { max: 2 })));
         assert_eq!(q.cancel(&id(1), ""), Some(Cancel::Forbidden));
         assert_eq!(q.cancel(&id(1), &"0".repeat(32)), Some(Cancel::Forbidden));
         assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Cancelled));
@@ -558,7 +518,7 @@ mod tests {
         assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Ended("cancelled")));
         assert_eq!(q.cancel(&id(9), ""), None);
         // A cancelled job submitted again is queued afresh, with a new token.
-        let (s, t) = q.submit(&id(1), request(b"1"), None).unwrap();
+        let Submitted { status: s, cancel_token: t, .. } = q.submit(id(1), request(b"1"), None).unwrap();
         assert_eq!(s, Status::Queued { position: 1 });
         assert!(t.is_some() && t != t1);
     }

@@ -1,0 +1,106 @@
+//! `phase run`: one job, here, without a node: its output, exit code and receipt.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use argh::FromArgs;
+use phase_core::job::answer::Answer;
+use phase_core::job::{JobSpec, RequestedLimits};
+use phase_core::job::receipt::{Outcome, Receipt};
+use phase_core::{sha256, Limits};
+
+use super::{read, Failure, EXIT_ERROR, EXIT_TRAPPED};
+use crate::data_dir::DataDir;
+use crate::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
+use crate::identity::NodeIdentity;
+
+#[derive(FromArgs)]
+/// Run a WASM module locally: prints its stdout, exits with its exit code (125 if it trapped).
+#[argh(subcommand, name = "run")]
+pub struct RunCmd {
+    /// the module (.wasm)
+    #[argh(positional)]
+    module: PathBuf,
+    /// read the job input from this file instead of stdin
+    #[argh(option)]
+    input: Option<PathBuf>,
+    /// an argument for the guest (repeatable)
+    #[argh(option)]
+    arg: Vec<String>,
+    /// an environment entry KEY=VALUE for the guest (repeatable)
+    #[argh(option)]
+    env: Vec<String>,
+    /// fuel budget (about one unit per wasm instruction)
+    #[argh(option)]
+    fuel: Option<u64>,
+    /// linear memory cap in bytes
+    #[argh(option)]
+    memory_bytes: Option<u64>,
+    /// cap on stdout + stderr together, in bytes
+    #[argh(option)]
+    output_bytes: Option<u64>,
+    /// wall-clock deadline in milliseconds
+    #[argh(option)]
+    deadline_ms: Option<u64>,
+    /// write the signed receipt (JSON) to this file
+    #[argh(option)]
+    receipt: Option<PathBuf>,
+    /// sign with the key in this data dir (default: a throwaway key)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// print the answer as POST /v1/jobs gives it (JSON with output, status and receipt)
+    /// instead of the guest's output; exits 0 whenever the job ran
+    #[argh(switch)]
+    json: bool,
+}
+
+pub fn run(c: RunCmd) -> i32 {
+    run_job(c).unwrap_or_else(|e| super::fail("", e, EXIT_ERROR))
+}
+
+fn run_job(c: RunCmd) -> Result<i32, Failure> {
+    let bytes = read(&c.module, "module")?;
+    let input = match &c.input {
+        Some(p) => read(p, "input")?,
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).map_err(|e| Failure::new(format!("stdin: {e}")))?;
+            buf
+        }
+    };
+    let identity = match &c.data_dir {
+        Some(d) => NodeIdentity::load_or_create(&DataDir::new(d))?,
+        None => NodeIdentity::ephemeral(),
+    };
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let module = engine.compile(&bytes).map_err(|e| Failure::new(format!("{}: {e}", c.module.display())))?;
+    let requested = RequestedLimits { fuel: c.fuel, memory_bytes: c.memory_bytes, output_bytes: c.output_bytes, deadline_ms: c.deadline_ms };
+    let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX)?;
+    let spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)?;
+    let job = Job { spec, module, input: Arc::from(input), progress: Default::default() };
+    let ex = engine.run(&job);
+    if let Some(why) = &ex.host_failure {
+        return Err(Failure::new(format!("this machine failed the job, no receipt signed: {why}")));
+    }
+    let receipt = Receipt::sign(ex.receipt_body(&job.spec), identity.key_pair());
+    if let Some(path) = &c.receipt {
+        std::fs::write(path, receipt.to_json() + "\n").map_err(|e| Failure::new(format!("receipt {}: {e}", path.display())))?;
+    }
+    let outcome = ex.outcome;
+    if c.json {
+        println!("{}", Answer::new(receipt, ex.stdout, ex.stderr, ex.detail).to_json());
+        return Ok(0);
+    }
+    let _ = std::io::stdout().write_all(&ex.stdout);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().write_all(&ex.stderr);
+    Ok(match outcome {
+        Outcome::Exited(code) => code.min(255) as i32,
+        Outcome::Trapped(kind) => {
+            let detail = ex.detail.map(|d| format!(" ({d})")).unwrap_or_default();
+            let _ = std::io::stderr().write_all(format!("phase: job trapped: {kind}{detail}\n").as_bytes());
+            EXIT_TRAPPED
+        }
+    })
+}

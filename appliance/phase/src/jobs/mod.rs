@@ -1,0 +1,376 @@
+//! Jobs: the one home of everything that runs a job, whoever asks and wherever it runs.
+//!
+//! `Jobs` owns what jobs share: the engine and its compiled modules, the module store, the
+//! node's key, the memory pool jobs reserve from, the job slots and forward permits
+//! (`slots`), the answers kept for idempotency keys (`kept`), the asynchronous queue
+//! (`queue`) and the table of jobs peers sent (`executor`). How a job runs:
+//!
+//! - here (`local`): module resolved and compiled, limits resolved against the node's, memory
+//!   admitted, run by the engine in a slot, receipt signed;
+//! - on a peer (`place`): sent over the job protocol, its answer verified as a client verifies
+//!   it, retried on other peers; on k nodes at once (`place`, redundancy);
+//! - for a peer (`executor`): as here, registered so that its sender can cancel it;
+//! - later (`queue`, `runner`): queued, taken by a runner thread, run as a synchronous job.
+//!
+//! Every error is a `JobError` with a stable code; nothing here knows HTTP (api/ translates).
+
+mod error;
+mod executor;
+mod kept;
+mod local;
+mod place;
+mod queue;
+mod runner;
+mod slots;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use phase_core::job::answer::{Answer, Redundant};
+use phase_core::Limits;
+
+pub use error::JobError;
+pub use phase_core::job::request::{JobRequest, ModuleSource, Placement};
+pub use queue::{valid_id, QueueConfig, Status, Submitted};
+pub use runner::{OutputChunk, MAX_OUTPUT_CHUNK};
+pub use slots::Slot;
+
+use crate::data_dir::DataDir;
+use crate::engine::{Engine, DEFAULT_MAX_MODULE_BYTES};
+use crate::identity::NodeIdentity;
+use crate::memory::{Budget, MemoryPlan, Reservation};
+use crate::modules::{ModuleStore, StoreError};
+use crate::p2p::P2p;
+
+/// Input size: default cap and hard maximum.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 16 << 20;
+pub const HARD_MAX_INPUT_BYTES: usize = 64 << 20;
+
+/// What jobs may ask for and what the node holds for them.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    pub default_limits: Limits,
+    /// Per-node maxima; never above `Limits::MAX`.
+    pub max_limits: Limits,
+    pub max_module_bytes: usize,
+    pub max_input_bytes: usize,
+    /// Job slots: jobs running here at once (and forwards, and waits on a key, each as many).
+    pub max_concurrent: usize,
+    /// Cap on module bytes kept in the data dir.
+    pub max_disk_module_bytes: u64,
+    /// How the node's memory budget is split (memory.rs).
+    pub memory: MemoryPlan,
+    pub queue: QueueConfig,
+}
+
+impl JobsConfig {
+    /// Limits and caps derived from a memory plan, so that a default job fits the pool several
+    /// times and the largest one (every limit at its maximum, the largest input) fits it once
+    /// (docs/api.md, "Memory"): memory limit default pool/8 (at most 64 MiB), maximum 3/8 of
+    /// the pool (at most 1 GiB); output default pool/32 (at most 1 MiB), maximum pool/16 (at
+    /// most 16 MiB); modules pool/40 (compiling takes up to 40 bytes per byte of wasm), inputs
+    /// pool/8 (both at most 16 MiB). Kept answers of asynchronous jobs: half the results' share.
+    /// Derived sizes are whole multiples of 64 KiB (wasm pages).
+    pub fn for_memory(memory: MemoryPlan) -> JobsConfig {
+        let pool = memory.pool / 65536 * 65536;
+        let page = |n: u64| (n / 65536 * 65536).max(65536);
+        let default_limits = Limits {
+            memory_bytes: page(pool / 8).min(Limits::DEFAULT.memory_bytes),
+            output_bytes: page(pool / 32).min(Limits::DEFAULT.output_bytes),
+            ..Limits::DEFAULT
+        };
+        let max_limits = Limits {
+            memory_bytes: page(pool / 8 * 3).min(Limits::MAX.memory_bytes),
+            output_bytes: page(pool / 16).min(Limits::MAX.output_bytes),
+            ..Limits::MAX
+        };
+        JobsConfig {
+            default_limits,
+            max_limits,
+            max_module_bytes: (page(pool / crate::memory::COMPILE_FACTOR) as usize).min(DEFAULT_MAX_MODULE_BYTES),
+            max_input_bytes: (page(pool / 8) as usize).min(DEFAULT_MAX_INPUT_BYTES),
+            max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            max_disk_module_bytes: crate::modules::DEFAULT_MAX_DISK_BYTES,
+            memory,
+            queue: QueueConfig { max_result_bytes: (memory.results / 2) as usize, ..QueueConfig::default() },
+        }
+    }
+
+    /// The largest job request this node takes, over HTTP or from a peer: base64 grows bytes
+    /// by 4/3; 1 MiB covers args, env and the JSON around them.
+    pub fn max_request_bytes(&self) -> usize {
+        (self.max_module_bytes + self.max_input_bytes) / 3 * 4 + (1 << 20)
+    }
+}
+
+/// Counters for /metrics.
+#[derive(Default)]
+pub struct Stats {
+    pub jobs_exited: AtomicU64,
+    pub jobs_cancelled: AtomicU64,
+    pub jobs_trapped: AtomicU64,
+    pub rejected_busy: AtomicU64,
+    pub rejected_memory: AtomicU64,
+    pub rejected_invalid: AtomicU64,
+    pub replays: AtomicU64,
+    pub fuel_used: AtomicU64,
+    pub host_failures: AtomicU64,
+}
+
+/// A job's answer, or the k answers of a redundant run.
+#[derive(Debug, Clone)]
+pub enum Answered {
+    One(Arc<Answer>),
+    Many(Arc<Redundant>),
+}
+
+impl Answered {
+    /// The JSON a client gets (docs/api.md); a replay says so.
+    pub fn to_json(&self, replayed: bool) -> String {
+        match self {
+            Answered::One(a) => a.to_json_with(replayed || a.replayed),
+            Answered::Many(r) => r.to_json_with(replayed || r.replayed),
+        }
+    }
+
+    /// Bytes a kept copy holds (about).
+    fn size(&self) -> usize {
+        let one = |a: &Answer| a.stdout.len() + a.stderr.len() + a.trap_detail.as_ref().map_or(0, String::len) + kept::ANSWER_OVERHEAD;
+        match self {
+            Answered::One(a) => one(a),
+            Answered::Many(r) => r.answers.iter().map(one).sum(),
+        }
+    }
+}
+
+/// A finished job as its caller gets it.
+pub struct Finished {
+    pub answer: Answered,
+    /// True when an idempotency key returned a kept answer without running the job again.
+    pub replayed: bool,
+    /// The memory the job was admitted with, held until its answer is out.
+    pub hold: Option<Reservation>,
+    /// It ran on this node (not on a peer, not redundantly).
+    pub here: bool,
+}
+
+impl Finished {
+    pub fn to_json(&self) -> String {
+        self.answer.to_json(self.replayed)
+    }
+}
+
+/// Why the job service could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Modules(StoreError),
+    Runner(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Modules(e) => write!(f, "module store: {e}"),
+            StartError::Runner(e) => write!(f, "job runner thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Modules(e) => Some(e),
+            StartError::Runner(e) => Some(e),
+        }
+    }
+}
+
+pub struct Jobs {
+    engine: Engine,
+    identity: NodeIdentity,
+    config: JobsConfig,
+    modules: ModuleStore,
+    /// The memory plan's pool: what jobs, compilations, queued requests and request bodies
+    /// reserve from.
+    pool: Arc<Budget>,
+    slots: slots::Slots,
+    kept: kept::Kept,
+    queue: queue::Queue,
+    /// Jobs peers sent that run here now, so each sender can cancel its own.
+    from_peers: executor::PeerJobs,
+    /// The peer network, once joined: where jobs are placed.
+    network: OnceLock<P2p>,
+    pub stats: Stats,
+}
+
+impl Jobs {
+    /// The job service of a node with `identity`; with a data dir, uploaded modules and the
+    /// answers of asynchronous jobs are kept there (and read back).
+    pub fn new(identity: NodeIdentity, mut config: JobsConfig, data_dir: Option<&DataDir>) -> Result<Jobs, StartError> {
+        config.max_limits = config.max_limits.min(&Limits::MAX);
+        config.default_limits = config.default_limits.min(&config.max_limits);
+        config.max_input_bytes = config.max_input_bytes.min(HARD_MAX_INPUT_BYTES);
+        config.max_concurrent = config.max_concurrent.max(1);
+        let plan = config.memory;
+        let engine = Engine::with_cache(config.max_module_bytes, plan.compiled as usize);
+        config.max_module_bytes = engine.max_module_bytes();
+        let modules = ModuleStore::new(data_dir.map(DataDir::modules), plan.module_store as usize, config.max_disk_module_bytes).map_err(StartError::Modules)?;
+        let results: Option<PathBuf> = data_dir.map(DataDir::results);
+        Ok(Jobs {
+            engine,
+            identity,
+            modules,
+            pool: Budget::new(plan.pool),
+            slots: slots::Slots::new(config.max_concurrent),
+            kept: kept::Kept::new(&plan),
+            queue: queue::Queue::new(config.queue, results),
+            from_peers: executor::PeerJobs::default(),
+            network: OnceLock::new(),
+            config,
+            stats: Stats::default(),
+        })
+    }
+
+    /// From now on jobs may be placed on the peer network's nodes.
+    pub fn join(&self, network: P2p) {
+        let _ = self.network.set(network);
+    }
+
+    fn network(&self) -> Option<&P2p> {
+        self.network.get()
+    }
+
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+    /// Jobs running here now.
+    pub fn in_flight(&self) -> usize {
+        self.slots.running()
+    }
+    /// Jobs forwarded to peers and awaited now.
+    pub fn forwarding(&self) -> usize {
+        self.slots.forwarding()
+    }
+    /// Whether a job could take a slot now (a peer's job frame is read only then).
+    pub fn has_free_slot(&self) -> bool {
+        !self.slots.all_running()
+    }
+    pub fn cached_modules(&self) -> usize {
+        self.modules.len()
+    }
+    /// The pool requests and jobs reserve memory from.
+    pub fn pool(&self) -> &Arc<Budget> {
+        &self.pool
+    }
+    /// Bytes held now: (kept answers, compiled modules, module bytes in RAM).
+    pub fn cache_bytes(&self) -> (usize, usize, usize) {
+        (self.kept.bytes(), self.engine.cached_bytes().0, self.modules.memory_bytes())
+    }
+    /// Asynchronous jobs: (queued, running, ended and kept, bytes kept).
+    pub fn queue_counts(&self) -> (usize, usize, usize, usize) {
+        self.queue.counts()
+    }
+
+    /// Whether a job request body of `len` bytes is worth reading now: a large one while every
+    /// slot is busy, on a node that can only run it here, is refused unread (`busy`). Small
+    /// ones are read: they may name a kept answer or a job to wait for.
+    pub fn admit_job_body(&self, len: u64) -> Result<(), JobError> {
+        if len > EARLY_BUSY_BODY && self.network().is_none() && self.slots.all_running() {
+            return Err(self.count(JobError::Busy { max: self.slots.max() }));
+        }
+        Ok(())
+    }
+
+    /// Memory for a request body of `len` bytes that takes `factor` times its length to read
+    /// and parse, reserved before a byte of it is read.
+    pub fn reserve_body(&self, len: u64, factor: u64) -> Result<Option<Reservation>, JobError> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let need = len.saturating_mul(factor);
+        self.reserve(need, "the request body").map(Some)
+    }
+
+    /// Reserves `need` bytes of the pool for `what`, or says how much is free.
+    fn reserve(&self, need: u64, what: &'static str) -> Result<Reservation, JobError> {
+        self.pool.try_reserve(need).ok_or_else(|| self.count(JobError::NoMemory { what, need, free: self.pool.free() }))
+    }
+
+    /// Counts a refusal by its kind, and gives it back.
+    fn count(&self, e: JobError) -> JobError {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        match e {
+            JobError::Busy { .. } | JobError::QueueFull { .. } => s.rejected_busy.fetch_add(1, Relaxed),
+            JobError::NoMemory { .. } => s.rejected_memory.fetch_add(1, Relaxed),
+            // Counted where they happen.
+            JobError::Host(_) | JobError::Cancelled => 0,
+            _ => s.rejected_invalid.fetch_add(1, Relaxed),
+        };
+        e
+    }
+
+    /// A job request body, parsed (a request that does not parse is counted as invalid).
+    pub fn request(&self, body: &[u8]) -> Result<JobRequest, JobError> {
+        JobRequest::parse(body).map_err(|e| self.count(JobError::InvalidRequest(e.0)))
+    }
+
+    /// Runs a job and waits for its answer: on k nodes (`redundancy`), on a peer (`placement`,
+    /// or no placement on a node with peers whose slots are all busy), or here.
+    pub fn run(&self, req: JobRequest) -> Result<Finished, JobError> {
+        self.run_in(req, None, Default::default(), &place::Unwatched)
+    }
+
+    /// Runs `req` as `run` does, here in `slot` if one was taken (with `progress` seen from
+    /// outside); `watch` follows it to a peer.
+    fn run_in(&self, req: JobRequest, slot: Option<Slot<'_>>, progress: Arc<crate::engine::Progress>, watch: &dyn place::Watch) -> Result<Finished, JobError> {
+        if let Some(k) = req.redundancy.filter(|&k| k != 1) {
+            if req.placement.is_some() {
+                return Err(JobError::InvalidRequest("give placement or redundancy, not both".into()));
+            }
+            return self.redundant(req, k.min(usize::MAX as u64) as usize);
+        }
+        let placement = match &req.placement {
+            // No placement: here while a slot is free; when every slot is busy, on the peer
+            // that answers fastest instead of a busy (load-based placement).
+            None if slot.is_none() && self.network().is_some() && self.slots.all_running() => Placement::Remote,
+            None => Placement::Local,
+            Some(p) => p.clone(),
+        };
+        match placement {
+            Placement::Local => self.run_here(slot, req, progress),
+            elsewhere => self.place(req, &elsewhere, watch),
+        }
+    }
+}
+
+/// Job bodies above this are refused unread while every slot is busy (see `admit_job_body`).
+const EARLY_BUSY_BODY: u64 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::job_reservation;
+
+    #[test]
+    fn limits_derive_from_the_pool_in_whole_pages() {
+        // An appliance with 128 MiB of RAM has a budget of about 64 MiB.
+        let c = JobsConfig::for_memory(MemoryPlan::new(64 << 20, None));
+        let pool = c.memory.pool;
+        for v in [c.default_limits.memory_bytes, c.max_limits.memory_bytes, c.max_limits.output_bytes, c.max_module_bytes as u64, c.max_input_bytes as u64] {
+            assert_eq!(v % 65536, 0, "{v}");
+        }
+        // The largest job fits the pool; the default several times over.
+        let largest = job_reservation(c.max_limits.memory_bytes, c.max_limits.output_bytes) + 2 * c.max_input_bytes as u64;
+        assert!(largest <= pool, "{largest} > {pool}");
+        assert!(3 * job_reservation(c.default_limits.memory_bytes, c.default_limits.output_bytes) <= pool);
+        // A host's budget leaves the hard defaults as they are.
+        let big = JobsConfig::for_memory(MemoryPlan::new(16 << 30, None));
+        assert_eq!((big.default_limits, big.max_limits.memory_bytes), (Limits::DEFAULT, Limits::MAX.memory_bytes));
+        assert_eq!((big.max_module_bytes, big.max_input_bytes), (DEFAULT_MAX_MODULE_BYTES, DEFAULT_MAX_INPUT_BYTES));
+    }
+}

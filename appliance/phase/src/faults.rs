@@ -54,9 +54,12 @@ pub enum PeerFault {
     OtherJob,
     /// Answers every job `cancelled`, which nobody asked for.
     Cancelled,
+    /// Answers with its genuine answer after white space, claiming another executor in a field
+    /// of its own: what a node forwards must be the answer it verified, not these bytes.
+    Padded,
 }
 
-const NAMES: [(&str, Fault); 12] = [
+const NAMES: [(&str, Fault); 13] = [
     ("exit-after-job", Fault::ExitAfterJob),
     ("peer-wrong-key", Fault::Peer(PeerFault::WrongKey)),
     ("peer-garbage", Fault::Peer(PeerFault::Garbage)),
@@ -65,6 +68,7 @@ const NAMES: [(&str, Fault); 12] = [
     ("peer-forge-stdout", Fault::Peer(PeerFault::ForgeStdout)),
     ("peer-other-job", Fault::Peer(PeerFault::OtherJob)),
     ("peer-cancelled", Fault::Peer(PeerFault::Cancelled)),
+    ("peer-padded-answer", Fault::Peer(PeerFault::Padded)),
     ("peer-bad-load", Fault::PeerBadLoad),
     ("peer-big-frames", Fault::PeerBigFrames),
     ("boot-tamper", Fault::BootTamper),
@@ -136,6 +140,10 @@ impl Executor for FaultyExecutor {
         Box::pin(async move {
             let bytes = answer.await;
             let Ok(Reply::Done(answer)) = Reply::parse(&bytes) else { return bytes };
+            if fault == PeerFault::Padded {
+                let json = answer.to_json();
+                return format!(" \n{{\"executor\":\"{CLAIMED}\",{}", &json[1..]).into_bytes();
+            }
             lie(fault, answer, &key).to_json().into_bytes()
         })
     }
@@ -152,6 +160,9 @@ impl Executor for FaultyExecutor {
         self.inner.has_free_slot()
     }
 }
+
+/// The executor a padded answer claims: a well-formed peer id that is not the padder's.
+pub const CLAIMED: &str = "12D3KooW9pP4Seg3kZYhySpuVjn1RPdQBsUFZKiFxGMGQN5MeL6A";
 
 /// The request of another job: one more argument, the module as it came.
 fn another_job(frame: &[u8]) -> Option<Vec<u8>> {
@@ -178,7 +189,7 @@ fn lie(fault: PeerFault, mut a: Answer, key: &ed25519_compact::KeyPair) -> Answe
             let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([0x42; 32]));
             a.receipt = Receipt::sign(a.receipt.body.clone(), &other);
         }
-        PeerFault::Stall | PeerFault::Garbage | PeerFault::Cancelled | PeerFault::OtherJob => {}
+        PeerFault::Stall | PeerFault::Garbage | PeerFault::Cancelled | PeerFault::OtherJob | PeerFault::Padded => {}
     }
     a
 }

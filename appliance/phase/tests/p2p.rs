@@ -735,3 +735,45 @@ fn redundancy_with_an_idempotency_key_keeps_k_distinct_executors_on_a_retry() {
     let other = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"30000", ",\"redundancy\":3,\"idempotency_key\":\"red-1\""));
     assert_eq!(other.status, 409, "{}", other.text());
 }
+
+#[test]
+fn a_padded_answer_claiming_another_executor_reaches_the_client_as_the_answer_verified() {
+    // B answers with its genuine answer after white space, with an `executor` field of its own.
+    // A must give its client the answer it verified, as JSON, naming B: the executor A sent the
+    // job to. Synchronously, replayed from the idempotency key, and asynchronously.
+    let (a, b, _c) = trio("peer-padded-answer");
+    let hello = guest("hello");
+    let (module, input) = (phase_core::sha256(&hello), phase_core::sha256(b"x"));
+    let limits = phase_core::job::RequestedLimits::default();
+    let asked = phase_core::job::answer::Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None };
+    let check = |text: &str| {
+        let answer = phase_core::job::answer::Answer::parse(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        answer.verify(&asked).unwrap();
+        assert_eq!(answer.executor.as_ref().map(|p| p.to_string()), Some(peer_id(&b)), "{text}");
+        assert_eq!(text.matches("\"executor\"").count(), 1, "{text}");
+        assert!(!text.contains(phase::faults::CLAIMED), "{text}");
+        assert!(text.starts_with('{') && text.ends_with('}'), "{text:?}");
+        answer
+    };
+    let body = job(&hello, b"x", &format!(",\"placement\":\"{}\",\"idempotency_key\":\"padded-1\"", peer_id(&b)));
+    let first = a.request("POST", "/v1/jobs", &body);
+    assert_eq!(first.status, 200, "{}\n--- a ---\n{}", first.text(), a.log());
+    assert!(!check(&first.text()).replayed);
+    let again = a.request("POST", "/v1/jobs", &body);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(check(&again.text()).replayed, "the kept answer, marked as a replay: {}", again.text());
+    let body = job(&hello, b"x", &format!(",\"placement\":\"{}\"", peer_id(&b)));
+    let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &body);
+    let id = json_string(&r.text(), "job_id");
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();
+        if !matches!(json_string(&s, "status").as_str(), "queued" | "running") {
+            break s;
+        }
+        assert!(Instant::now() < give_up, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(json_string(&status, "status"), "done", "{status}");
+    check(&miniserde::json::to_string(&json_field(&status, "result")));
+}

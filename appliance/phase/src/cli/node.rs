@@ -68,7 +68,7 @@ pub struct NodeCmd {
     max_disk_module_bytes: Option<u64>,
     /// fault injection for tests: exit-after-job (exit once a job's answer is sent);
     /// peer-wrong-key, peer-garbage, peer-stall, peer-lie, peer-forge-stdout, peer-other-job,
-    /// peer-cancelled (misbehave as an executor for peers);
+    /// peer-cancelled, peer-padded-answer (misbehave as an executor for peers);
     /// peer-bad-load (send peers oversized load records); peer-big-frames (job requests to
     /// peers announce 16 MiB, send 12 and stall);
     /// boot-tamper, boot-drop-halfway (serve boot artifacts with a flipped byte / cut in half)

@@ -169,3 +169,138 @@ mod boot_manifest {
         assert!(t.verify(&[t.publisher_key], now, Arch::X86_64, None).is_err());
     }
 }
+
+/// Job answers (docs/formats.md "Answer"): what a client receives and verifies against what it
+/// asked. Valid ones re-emit byte for byte; each invalid one names the check that catches it.
+mod answer {
+    use phase_core::encoding::hex_encode;
+    use phase_core::job::answer::{Answer, AnswerError, Asked};
+    use phase_core::job::receipt::{Outcome, Receipt, ReceiptBody, TrapKind};
+    use phase_core::job::{JobSpec, Limits, RequestedLimits};
+    use phase_core::net::peer::PeerName;
+    use phase_core::sha256;
+
+    /// What a client asked: module, input, args, env and the limits it set.
+    struct Ask {
+        module: Vec<u8>,
+        input: Vec<u8>,
+        args: Vec<String>,
+        env: Vec<String>,
+        limits: RequestedLimits,
+    }
+
+    impl Ask {
+        fn json(&self) -> String {
+            let list = |l: &[String]| format!("[{}]", l.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
+            let l = &self.limits;
+            let set: Vec<String> = [("fuel", l.fuel), ("memory_bytes", l.memory_bytes), ("output_bytes", l.output_bytes), ("deadline_ms", l.deadline_ms)]
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {v}")))
+                .collect();
+            format!(
+                "{{\"module_sha256\": \"{}\", \"input_sha256\": \"{}\", \"args\": {}, \"env\": {}, \"limits\": {{{}}}}}",
+                hex_encode(&sha256(&self.module)),
+                hex_encode(&sha256(&self.input)),
+                list(&self.args),
+                list(&self.env),
+                set.join(", ")
+            )
+        }
+    }
+
+    /// The answer a node with key `seed` gives for `ask` (its limits resolved against the
+    /// defaults), with what it ran and said.
+    fn answered(seed: u8, ask: &Ask, stdout: &[u8], stderr: &[u8], outcome: Outcome, fuel: u64, detail: Option<&str>) -> Answer {
+        let limits = Limits::resolve(&ask.limits, &Limits::DEFAULT, &Limits::MAX).unwrap();
+        let spec = JobSpec::new(sha256(&ask.module), sha256(&ask.input), ask.args.clone(), ask.env.clone(), limits).unwrap();
+        let body = ReceiptBody {
+            job_id: spec.job_id(),
+            module_sha256: spec.module_sha256,
+            input_sha256: spec.input_sha256,
+            stdout_sha256: sha256(stdout),
+            stderr_sha256: sha256(stderr),
+            outcome,
+            fuel_used: fuel,
+            limits,
+            wall_time_us: 1234,
+        };
+        let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
+        Answer::new(Receipt::sign(body, &key), stdout.to_vec(), stderr.to_vec(), detail.map(str::to_string))
+    }
+
+    fn entry(name: &str, why: Option<&str>, ask: &Ask, answer: &str) -> String {
+        let verdict = match why {
+            None => "\"valid\": true".to_string(),
+            Some(w) => format!("\"valid\": false,\n      \"why\": {w:?}"),
+        };
+        format!("    {{\n      \"name\": {name:?},\n      {verdict},\n      \"asked\": {},\n      \"answer\": {answer}\n    }}", ask.json())
+    }
+
+    fn cases() -> Vec<(&'static str, Option<&'static str>, Ask, String)> {
+        let hello = || Ask { module: b"hello module bytes".to_vec(), input: b"Hello, World".to_vec(), args: vec![], env: vec![], limits: RequestedLimits::default() };
+        let ok = answered(1, &hello(), b"dlroW ,olleH", b"", Outcome::Exited(0), 121_949, None);
+        let trapping = Ask {
+            module: b"module".to_vec(),
+            input: vec![],
+            args: vec!["--n".into(), "\u{fc}n\u{ef}code".into()],
+            env: vec!["A=1".into()],
+            limits: RequestedLimits { fuel: Some(5000), deadline_ms: Some(1), ..Default::default() },
+        };
+        let mut placed = answered(2, &trapping, b"partial", b"warning: \"quoted\"\n", Outcome::Trapped(TrapKind::OutOfFuel), 5000, Some("fuel exhausted: the guest said \"more\"\n"));
+        placed.executor = Some(PeerName::parse("12D3KooW9pP4Seg3kZYhySpuVjn1RPdQBsUFZKiFxGMGQN5MeL6A").unwrap());
+        placed.replayed = true;
+        let forged = Answer { stdout: b"dlroW ,olleH!".to_vec(), ..ok.clone() };
+        let other_job = answered(1, &Ask { args: vec!["--another-job".into()], ..hello() }, b"dlroW ,olleH", b"", Outcome::Exited(0), 121_949, None);
+        let fuel = Answer { fuel_used: ok.fuel_used + 1, ..ok.clone() };
+        let exit = Answer { outcome: Outcome::Exited(1), ..ok.clone() };
+        let mut resigned = ok.clone();
+        resigned.receipt.body.fuel_used += 1;
+        vec![
+            ("hello, exited 0", None, hello(), ok.to_json()),
+            ("trapped with a detail, placed on a peer, replayed", None, trapping, placed.to_json()),
+            ("stdout other than signed", Some("stdout"), hello(), forged.to_json()),
+            ("the genuine answer of another job", Some("job"), hello(), other_job.to_json()),
+            ("fuel other than signed", Some("fuel_used"), hello(), fuel.to_json()),
+            ("exit status other than signed", Some("exit status"), hello(), exit.to_json()),
+            ("limits other than asked", Some("limits"), Ask { limits: RequestedLimits { fuel: Some(5), ..Default::default() }, ..hello() }, ok.to_json()),
+            ("receipt changed after signing", Some("signature"), hello(), resigned.to_json()),
+        ]
+    }
+
+    fn generate() -> String {
+        let entries: Vec<String> = cases().iter().map(|(name, why, ask, answer)| entry(name, *why, ask, answer)).collect();
+        format!(
+            "{{\n  \"format\": \"phase-answer/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"vectors\": [\n{}\n  ]\n}}\n",
+            entries.join(",\n")
+        )
+    }
+
+    #[test]
+    fn committed_answer_vectors_match_reemit_and_verify_as_labelled() {
+        let generated = generate();
+        super::check_committed("answer-v1.json", &generated);
+        let mut checked = 0;
+        for (name, why, ask, answer_json) in cases() {
+            // Read from the committed text, as a client reads it.
+            let line = generated.lines().find(|l| l.trim_start().starts_with("\"answer\": ") && l.contains(&answer_json)).unwrap();
+            let text = line.trim_start().strip_prefix("\"answer\": ").unwrap();
+            let answer = Answer::parse(text).unwrap();
+            assert_eq!(answer.to_json(), text, "{name}: re-emitted byte for byte");
+            let (module, input) = (sha256(&ask.module), sha256(&ask.input));
+            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &ask.args, env: &ask.env, limits: &ask.limits, signer: None };
+            let result = answer.verify(&asked);
+            match why {
+                None => assert_eq!(result, Ok(()), "{name}"),
+                Some("stdout") => assert_eq!(result, Err(AnswerError::NotSigned("stdout")), "{name}"),
+                Some("fuel_used") => assert_eq!(result, Err(AnswerError::NotSigned("fuel_used")), "{name}"),
+                Some("exit status") => assert_eq!(result, Err(AnswerError::NotSigned("exit status")), "{name}"),
+                Some("job") => assert!(matches!(result, Err(AnswerError::OtherJob(_))), "{name}: {result:?}"),
+                Some("limits") => assert_eq!(result, Err(AnswerError::OtherJob("set of limits")), "{name}"),
+                Some("signature") => assert!(matches!(result, Err(AnswerError::Receipt(_))), "{name}: {result:?}"),
+                Some(other) => panic!("{name}: no check named {other}"),
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 8);
+    }
+}

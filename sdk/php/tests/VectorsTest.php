@@ -5,11 +5,15 @@ declare(strict_types=1);
 namespace Phase\Sdk\Tests;
 
 use Phase\Sdk\Canonical;
+use Phase\Sdk\Client;
 use Phase\Sdk\Exception\VerificationException;
 use Phase\Sdk\Receipt;
 use PHPUnit\Framework\TestCase;
 
-/** The shared test vectors (docs/test-vectors/receipt-v1.json), also checked by the Rust tests. */
+/**
+ * The shared test vectors (docs/test-vectors/receipt-v1.json and answer-v1.json), also checked
+ * by the Rust tests.
+ */
 final class VectorsTest extends TestCase
 {
     private static function vectors(): array
@@ -77,5 +81,31 @@ final class VectorsTest extends TestCase
         }
         $this->expectException(\Phase\Sdk\Exception\ProtocolException::class);
         Receipt::fromJson('{"format":');
+    }
+
+    public function testAnswerVectorsVerifyOrFailAsLabelled(): void
+    {
+        $v = json_decode(file_get_contents(REPO . '/docs/test-vectors/answer-v1.json'), true, 32, JSON_THROW_ON_ERROR);
+        self::assertSame('phase-answer/v1', $v['format']);
+        // Nothing is sent: the client only checks answers against what was asked.
+        $client = new Client('http://127.0.0.1:9');
+        $valid = 0;
+        foreach ($v['vectors'] as $t) {
+            try {
+                $result = $client->verifiedAnswer($t['asked'], $t['answer'], 'vector');
+            } catch (VerificationException $e) {
+                self::assertFalse($t['valid'], "{$t['name']}: {$e->getMessage()}");
+                continue;
+            }
+            self::assertTrue($t['valid'], "{$t['name']} verified");
+            self::assertSame($t['answer']['job_id'], $result->jobId(), $t['name']);
+            self::assertSame(base64_decode($t['answer']['stdout']), $result->stdout(), $t['name']);
+            self::assertSame(base64_decode($t['answer']['stderr']), $result->stderr(), $t['name']);
+            self::assertSame($t['answer']['trap_detail'], $result->trapDetail(), $t['name']);
+            self::assertSame($t['answer']['replayed'], $result->replayed(), $t['name']);
+            $valid++;
+        }
+        self::assertSame(2, $valid);
+        self::assertCount(8, $v['vectors']);
     }
 }

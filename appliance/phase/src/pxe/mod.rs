@@ -43,7 +43,9 @@ pub enum PxeError {
     NoAddress(String),
     Programs(String),
     Socket { what: &'static str, port: u16, reason: String },
-    Initrd(String),
+    /// The release to boot could not be read back as signed.
+    Release(crate::boot::release::ReleaseError),
+    Initrd(phase_core::boot::cpio::CpioError),
 }
 
 impl std::fmt::Display for PxeError {
@@ -53,11 +55,20 @@ impl std::fmt::Display for PxeError {
             PxeError::NoAddress(iface) => write!(f, "pxe: interface {iface} has no IPv4 address (ProxyDHCP answers name this node's address)"),
             PxeError::Programs(why) => write!(f, "pxe: network boot programs: {why}"),
             PxeError::Socket { what, port, reason } => write!(f, "pxe: {what} on UDP port {port}: {reason}"),
-            PxeError::Initrd(why) => write!(f, "pxe: building the initrd for booted machines: {why}"),
+            PxeError::Release(e) => write!(f, "pxe: the release for booted machines: {e}"),
+            PxeError::Initrd(e) => write!(f, "pxe: building the initrd for booted machines: {e}"),
         }
     }
 }
-impl std::error::Error for PxeError {}
+impl std::error::Error for PxeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PxeError::Release(e) => Some(e),
+            PxeError::Initrd(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 
 /// UDP ports (the standard ones unless a test moves them).
@@ -360,14 +371,14 @@ pub fn with_server(image: &[u8], address: Ipv4Addr, port: u16) -> Result<Vec<u8>
 }
 
 fn boot_for(e: &Entry, trusted: &[[u8; 32]], append: &[String], programs: &Programs) -> Result<Boot, PxeError> {
-    let release = crate::boot::release::Release::read(e).map_err(|err| PxeError::Initrd(err.to_string()))?;
+    let release = crate::boot::release::Release::read(e).map_err(PxeError::Release)?;
     let b = release.manifest.body.clone();
     // A booted machine never goes below the release it was given, nor below what this node
     // knows of the time (its build, the release's creation).
     let floors = Floors { version: 0, time: crate::boot::build_time() }.raised(&b);
     let cmdline = crate::boot::netboot::next_cmdline(&b.cmdline, append, &floors);
     let carried = carried_for(b.arch, programs);
-    let image = crate::boot::netboot::BootImage::carrying(release, trusted, &carried, cmdline).map_err(|err| PxeError::Initrd(err.to_string()))?;
+    let image = crate::boot::netboot::BootImage::carrying(release, trusted, &carried, cmdline).map_err(PxeError::Initrd)?;
     // The kernel itself is served from the store by the boot provider.
     Ok(Boot { arch: b.arch, channel: b.channel, version: b.version, kernel: b.kernel.name, cmdline: image.cmdline, initrd: Arc::from(image.initrd) })
 }

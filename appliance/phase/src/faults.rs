@@ -126,8 +126,8 @@ impl Executor for FaultyExecutor {
             PeerFault::Stall => return Box::pin(futures::future::pending()),
             PeerFault::Garbage => return Box::pin(async { b"\x00not json at all".to_vec() }),
             PeerFault::Cancelled => {
-                let e = phase_core::job::error::error_json(409, "cancelled", "the job was cancelled before it finished; no receipt was signed");
-                return Box::pin(async move { e.into_bytes() });
+                let frame = crate::api::peer::error_frame(&crate::jobs::JobError::Cancelled);
+                return Box::pin(async move { frame });
             }
             _ => {}
         }

@@ -62,6 +62,15 @@ codes! {
     AlreadyEnded = "already_ended",
     MethodNotAllowed = "method_not_allowed",
     Stopping = "stopping",
+    // The HTTP front's own (a request it could not take as HTTP).
+    BadRequest = "bad_request",
+    HeadTooLarge = "head_too_large",
+    HttpVersion = "http_version",
+    LengthRequired = "length_required",
+    ExpectationFailed = "expectation_failed",
+    Timeout = "timeout",
+    TooManyConnections = "too_many_connections",
+    Internal = "internal",
 }
 
 impl fmt::Display for ErrorCode {
@@ -70,9 +79,9 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// The JSON of an error answer (`code`: an `ErrorCode`'s text, or one of the HTTP front's).
-pub fn error_json(status: u16, code: &str, message: &str) -> String {
-    format!("{{\"status\":{status},\"error\":{},\"message\":{}}}", json::to_string(&code.to_string()), json::to_string(&message.to_string()))
+/// The JSON of an error answer.
+pub fn error_json(status: u16, code: ErrorCode, message: &str) -> String {
+    format!("{{\"status\":{status},\"error\":\"{code}\",\"message\":{}}}", json::to_string(&message.to_string()))
 }
 
 #[cfg(test)]
@@ -85,6 +94,6 @@ mod tests {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(*c));
         }
         assert_eq!(ErrorCode::parse("melted"), None);
-        assert_eq!(error_json(429, ErrorCode::Busy.as_str(), "a \"b\"\n"), r#"{"status":429,"error":"busy","message":"a \"b\"\n"}"#);
+        assert_eq!(error_json(429, ErrorCode::Busy, "a \"b\"\n"), r#"{"status":429,"error":"busy","message":"a \"b\"\n"}"#);
     }
 }

@@ -19,22 +19,30 @@ pub fn status(code: ErrorCode) -> u16 {
         InvalidModule | LimitOutOfRange | InvalidArgsEnv | P2pDisabled => 422,
         Busy | QueueFull => 429,
         PeerUnreachable | BadReceipt | BadPeerAnswer | PeerError => 502,
-        NoMemory | HostFailure | IdempotencyPending | P2pUnavailable | NoPeer | NotEnoughPeers | Stopping => 503,
+        NoMemory | HostFailure | IdempotencyPending | P2pUnavailable | NoPeer | NotEnoughPeers | Stopping | TooManyConnections => 503,
         PeerTimeout => 504,
         Storage => 507,
+        // The front's own: what it answers a request it could not take as HTTP.
+        BadRequest => 400,
+        Timeout => 408,
+        LengthRequired => 411,
+        ExpectationFailed => 417,
+        HeadTooLarge => 431,
+        HttpVersion => 505,
+        Internal => 500,
     }
 }
 
 /// The answer to a job error.
 pub fn job(e: &JobError) -> Response {
     let code = e.code();
-    Response::error(status(code), code.as_str(), &e.to_string())
+    Response::error(status(code), code, &e.to_string())
 }
 
 /// The error body of a job error, as the job protocol carries it to a peer.
 pub fn job_json(e: &JobError) -> String {
     let code = e.code();
-    phase_core::job::error::error_json(status(code), code.as_str(), &e.to_string())
+    phase_core::job::error::error_json(status(code), code, &e.to_string())
 }
 
 #[cfg(test)]
@@ -46,7 +54,7 @@ mod tests {
         for code in ErrorCode::ALL {
             let s = status(*code);
             assert!((400..600).contains(&s), "{code}: {s}");
-            let r = Response::error(s, code.as_str(), "why");
+            let r = Response::error(s, *code, "why");
             let retry = r.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1");
             assert_eq!(retry, s == 429 || s == 503, "{code}");
         }

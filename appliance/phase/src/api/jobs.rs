@@ -3,6 +3,7 @@
 //! the request, calls `Jobs`, and writes what came back; the status documents of asynchronous
 //! jobs are written here (docs/schemas/async-job-status.schema.json).
 
+use phase_core::job::error::ErrorCode;
 use phase_core::encoding::hex_encode;
 use phase_core::net::http::{Method, RequestHead};
 
@@ -100,20 +101,20 @@ pub struct OutputRead {
 pub fn output_request(head: &RequestHead, rest: &str) -> Result<OutputRead, Response> {
     let id = rest.strip_suffix("/output").unwrap_or(rest);
     if !matches!(head.method, Method::Get | Method::Head) {
-        return Err(Response::error(405, "method_not_allowed", "GET"));
+        return Err(Response::error(405, ErrorCode::MethodNotAllowed, "GET"));
     }
     if !valid_id(id) {
-        return Err(Response::error(404, "not_found", "a job id is 64 lowercase hex digits"));
+        return Err(Response::error(404, ErrorCode::NotFound, "a job id is 64 lowercase hex digits"));
     }
     let stderr = match head.query("stream") {
         None | Some("stdout") => false,
         Some("stderr") => true,
-        Some(other) => return Err(Response::error(400, "invalid_request", &format!("stream {other:?}: stdout or stderr"))),
+        Some(other) => return Err(Response::error(400, ErrorCode::InvalidRequest, &format!("stream {other:?}: stdout or stderr"))),
     };
     let number = |key: &str, default: usize| -> Result<usize, Response> {
         match head.query(key) {
             None => Ok(default),
-            Some(v) => v.parse::<usize>().map_err(|_| Response::error(400, "invalid_request", &format!("{key} {v:?}: a whole number of bytes"))),
+            Some(v) => v.parse::<usize>().map_err(|_| Response::error(400, ErrorCode::InvalidRequest, &format!("{key} {v:?}: a whole number of bytes"))),
         }
     };
     Ok(OutputRead { id: id.to_string(), stderr, offset: number("offset", 0)?, max: number("max", MAX_OUTPUT_CHUNK)? })
@@ -133,7 +134,7 @@ pub fn read_output(jobs: &Jobs, r: OutputRead) -> Response {
 /// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it.
 pub fn job_route(jobs: &Jobs, head: &RequestHead, id: &str) -> Response {
     if !valid_id(id) {
-        return Response::error(404, "not_found", "a job id is 64 lowercase hex digits");
+        return Response::error(404, ErrorCode::NotFound, "a job id is 64 lowercase hex digits");
     }
     let result = match head.method {
         Method::Get | Method::Head => jobs.status(id).map(|s| Response::new(200, "application/json", status_body(id, &s))),
@@ -142,7 +143,7 @@ pub fn job_route(jobs: &Jobs, head: &RequestHead, id: &str) -> Response {
             let code = if s == Status::Cancelled { 200 } else { 202 };
             Response::json(code, status_json(id, &s))
         }),
-        _ => return Response::error(405, "method_not_allowed", "GET or DELETE"),
+        _ => return Response::error(405, ErrorCode::MethodNotAllowed, "GET or DELETE"),
     };
     result.unwrap_or_else(|e| error::job(&e))
 }

@@ -11,6 +11,7 @@ mod jobs;
 pub mod peer;
 mod status;
 
+use phase_core::job::error::ErrorCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,7 +68,7 @@ impl Handler for Api {
         }
         if len > cap as u64 {
             let msg = format!("body is {len} bytes, the limit for {} {} is {cap}", head.method_name, head.path());
-            return Err(Response::error(413, "body_too_large", &msg));
+            return Err(Response::error(413, ErrorCode::BodyTooLarge, &msg));
         }
         let hold = jobs.reserve_body(len, factor).map_err(|e| error::job(&e))?;
         Ok(Admission { hold })
@@ -91,11 +92,11 @@ impl Handler for Api {
             (_, "/v1/boot/providers") if get => status::boot_providers(p, &req.head).await,
             (_, rest) if rest.starts_with("/v1/boot/") => match &p.boot {
                 Some(b) => b.serve(&req.head, &rest["/v1/boot/".len()..]),
-                None => Response::error(404, "not_found", "this node serves no boot artifacts (phase node --boot-store)"),
+                None => Response::error(404, ErrorCode::NotFound, "this node serves no boot artifacts (phase node --boot-store)"),
             },
             (_, rest) if rest.starts_with("/v1/pxe/") && get => match (&p.pxe, &p.boot) {
                 (Some(pxe), Some(boot)) => pxe_route(pxe, boot, &rest["/v1/pxe/".len()..]),
-                _ => Response::error(404, "not_found", "this node answers no PXE clients (phase node --pxe)"),
+                _ => Response::error(404, ErrorCode::NotFound, "this node answers no PXE clients (phase node --pxe)"),
             },
             (Method::Post, "/v1/jobs") => {
                 let jobs = p.jobs.clone();
@@ -115,9 +116,9 @@ impl Handler for Api {
                 p.workers.run(move || jobs::put_module(&jobs, req)).await.unwrap_or_else(stopped)
             }
             (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules" | "/v1/boot" | "/v1/boot/providers") => {
-                Response::error(405, "method_not_allowed", &format!("{} is not allowed on {path}", req.head.method_name))
+                Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on {path}", req.head.method_name))
             }
-            _ => Response::error(404, "not_found", &format!("no route {path}")),
+            _ => Response::error(404, ErrorCode::NotFound, &format!("no route {path}")),
         }
     }
 }
@@ -141,11 +142,11 @@ fn pxe_route(pxe: &Pxe, boot: &Provider, rest: &str) -> Response {
     } else if let Some(program) = pxe.program(rest) {
         return shared(program, "application/efi");
     }
-    Response::error(404, "not_found", &format!("no PXE file {rest:?}"))
+    Response::error(404, ErrorCode::NotFound, &format!("no PXE file {rest:?}"))
 }
 
 fn stopped() -> Response {
-    Response::error(503, "stopping", "the node is stopping").closing()
+    Response::error(503, ErrorCode::Stopping, "the node is stopping").closing()
 }
 
 fn json_str(s: &str) -> String {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::error;
-use crate::jobs::Jobs;
+use crate::jobs::{JobError, Jobs};
 use crate::p2p::{Executor, Load, PeerId};
 use crate::workers::Workers;
 
@@ -40,8 +40,12 @@ impl Executor for PeerApi {
 /// The answer frame for a job peer `from` sent.
 pub fn answer(jobs: &Jobs, from: PeerId, frame: &[u8]) -> Vec<u8> {
     match jobs.run_for_peer(from, frame) {
-        Ok(finished) => finished.to_json(),
-        Err(e) => error::job_json(&e),
+        Ok(finished) => finished.to_json().into_bytes(),
+        Err(e) => error_frame(&e),
     }
-    .into_bytes()
+}
+
+/// The answer frame of a job that gave no answer.
+pub fn error_frame(e: &JobError) -> Vec<u8> {
+    error::job_json(e).into_bytes()
 }

@@ -2,6 +2,7 @@
 //! `/v1/providers`, `/v1/boot/providers`. Peer-network answers are awaited from the swarm
 //! (each bounded: 5 s for the peer table, 12 s for a DHT lookup) without holding a thread.
 
+use phase_core::job::error::ErrorCode;
 use std::sync::atomic::Ordering::Relaxed;
 
 use phase_core::net::http::RequestHead;
@@ -12,7 +13,7 @@ use super::{json_str, Api, Parts};
 use crate::http::Response;
 
 fn p2p_disabled() -> Response {
-    Response::error(404, "p2p_disabled", "this node has not joined the peer network (phase node --p2p)")
+    Response::error(404, ErrorCode::P2pDisabled, "this node has not joined the peer network (phase node --p2p)")
 }
 
 pub async fn status(api: &Api) -> String {
@@ -130,7 +131,7 @@ pub async fn peers(parts: &Parts) -> Response {
     let Some(p2p) = &parts.network else { return p2p_disabled() };
     match p2p.peers_async().await {
         Ok(list) => Response::json(200, peers_json(&list)),
-        Err(e) => Response::error(503, "p2p_unavailable", &e.to_string()),
+        Err(e) => Response::error(503, ErrorCode::P2pUnavailable, &e.to_string()),
     }
 }
 
@@ -138,7 +139,7 @@ pub async fn peers(parts: &Parts) -> Response {
 pub async fn providers(parts: &Parts, head: &RequestHead) -> Response {
     let cap = head.query("cap").unwrap_or("wasm").to_string();
     if !cap.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_' || b == b'-') || cap.is_empty() || cap.len() > 64 {
-        return Response::error(400, "invalid_request", "cap must be like wasm or wasm/x86_64");
+        return Response::error(400, ErrorCode::InvalidRequest, "cap must be like wasm or wasm/x86_64");
     }
     let Some(p2p) = &parts.network else { return p2p_disabled() };
     let started = std::time::Instant::now();
@@ -148,7 +149,7 @@ pub async fn providers(parts: &Parts, head: &RequestHead) -> Response {
             let body = format!("{{\"cap\":{},\"providers\":[{}],\"lookup_us\":{}}}", json_str(&cap), ids.join(","), started.elapsed().as_micros());
             Response::json(200, body)
         }
-        Err(e) => Response::error(503, "p2p_unavailable", &e.to_string()),
+        Err(e) => Response::error(503, ErrorCode::P2pUnavailable, &e.to_string()),
     }
 }
 
@@ -159,16 +160,16 @@ pub async fn boot_providers(parts: &Parts, head: &RequestHead) -> Response {
     let channel = head.query("channel").unwrap_or(phase_core::boot::cmdline::DEFAULT_CHANNEL).to_string();
     let arch_name = head.query("arch").unwrap_or(std::env::consts::ARCH);
     let Some(arch) = phase_core::boot::manifest::Arch::parse(arch_name) else {
-        return Response::error(400, "invalid_request", "arch must be x86_64, amd64, aarch64 or arm64");
+        return Response::error(400, ErrorCode::InvalidRequest, "arch must be x86_64, amd64, aarch64 or arm64");
     };
     if !phase_core::boot::cmdline::valid_channel(&channel) {
-        return Response::error(400, "invalid_request", "channel must be 1-32 of a-z, 0-9, -");
+        return Response::error(400, ErrorCode::InvalidRequest, "channel must be 1-32 of a-z, 0-9, -");
     }
     let Some(p2p) = &parts.network else { return p2p_disabled() };
     let providers = p2p.find_providers(&crate::boot::provider_key(&channel, arch)).await.unwrap_or_default();
     let (peers, own) = match (p2p.peers_async().await, p2p.listen_addrs().await) {
         (Ok(p), Ok(o)) => (p, o),
-        (Err(e), _) | (_, Err(e)) => return Response::error(503, "p2p_unavailable", &e.to_string()),
+        (Err(e), _) | (_, Err(e)) => return Response::error(503, ErrorCode::P2pUnavailable, &e.to_string()),
     };
     let ip_of = |a: &crate::p2p::Multiaddr| {
         a.iter().find_map(|p| match p {

@@ -7,6 +7,7 @@
 //! the front writes them, under its write timeouts: a client that stops reading loses its
 //! download slot.
 
+use phase_core::job::error::ErrorCode;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -75,7 +76,7 @@ impl<R: Read> Read for Faulty<R> {
 }
 
 fn not_found(message: &str) -> Response {
-    Response::error(404, "not_found", message)
+    Response::error(404, ErrorCode::NotFound, message)
 }
 
 impl Provider {
@@ -105,7 +106,7 @@ impl Provider {
         if self.active.fetch_add(1, Relaxed) >= self.max_downloads {
             self.active.fetch_sub(1, Relaxed);
             let message = format!("{} downloads in progress, the limit", self.max_downloads);
-            return Err(Response::error(503, "busy", &message));
+            return Err(Response::error(503, ErrorCode::Busy, &message));
         }
         Ok(Slot(self.active.clone()))
     }
@@ -135,7 +136,7 @@ impl Provider {
     /// Answers `/v1/boot/<channel>/<arch>/<file>` (`rest` is the part after `/v1/boot/`).
     pub fn serve(&self, head: &RequestHead, rest: &str) -> Response {
         if !matches!(head.method, Method::Get | Method::Head) {
-            return Response::error(405, "method_not_allowed", &format!("{} is not allowed on boot artifacts (GET, HEAD)", head.method_name));
+            return Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on boot artifacts (GET, HEAD)", head.method_name));
         }
         let parts: Vec<&str> = rest.split('/').collect();
         let [channel, arch, file] = parts[..] else {
@@ -168,13 +169,13 @@ impl Provider {
         };
         let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) => return Response::error(500, "internal", &format!("{}: {e}", path.display())),
+            Err(e) => return Response::error(500, ErrorCode::Internal, &format!("{}: {e}", path.display())),
         };
         let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
         let len = if size == 0 { 0 } else { end - start + 1 };
         if start > 0 {
             if let Err(e) = f.seek(SeekFrom::Start(start)) {
-                return Response::error(500, "internal", &format!("{}: seek: {e}", path.display()));
+                return Response::error(500, ErrorCode::Internal, &format!("{}: seek: {e}", path.display()));
             }
         }
         let reader: Box<dyn Read + Send> = match self.fault {

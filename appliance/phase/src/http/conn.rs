@@ -2,6 +2,7 @@
 //! body (bounded by its admitted length and a minimum rate), answer (bounded by a minimum rate
 //! and a stall timeout), and go round again while the client keeps the connection alive.
 
+use phase_core::job::error::ErrorCode;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -49,11 +50,11 @@ enum End {
 
 fn head_error(e: &HeadError) -> Response {
     let code = match e {
-        HeadError::TooLarge | HeadError::TooManyHeaders => "head_too_large",
-        HeadError::Version => "http_version",
-        HeadError::Chunked => "length_required",
-        HeadError::Expectation => "expectation_failed",
-        HeadError::Malformed(_) | HeadError::Length(_) => "bad_request",
+        HeadError::TooLarge | HeadError::TooManyHeaders => ErrorCode::HeadTooLarge,
+        HeadError::Version => ErrorCode::HttpVersion,
+        HeadError::Chunked => ErrorCode::LengthRequired,
+        HeadError::Expectation => ErrorCode::ExpectationFailed,
+        HeadError::Malformed(_) | HeadError::Length(_) => ErrorCode::BadRequest,
     };
     Response::error(e.status(), code, &e.to_string()).closing()
 }
@@ -134,7 +135,7 @@ async fn read_head(stream: &Async<TcpStream>, buf: &mut Vec<u8>, first: bool, li
         }
         match until(deadline, (&*stream).read(&mut chunk)).await {
             None if buf.is_empty() => return Err(End::Quiet),
-            None => return Err(End::Answer(Response::error(408, "timeout", &format!("the request head did not arrive within {}s", limits.head_timeout.as_secs())).closing())),
+            None => return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &format!("the request head did not arrive within {}s", limits.head_timeout.as_secs())).closing())),
             Some(Ok(0)) | Some(Err(_)) => return Err(End::Quiet),
             Some(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
@@ -151,11 +152,11 @@ async fn read_head(stream: &Async<TcpStream>, buf: &mut Vec<u8>, first: bool, li
 /// already in `buf`; bytes past it (a pipelined request) stay in `buf`.
 async fn read_body(stream: &Async<TcpStream>, buf: &mut Vec<u8>, len: u64, limits: &Limits) -> Result<Vec<u8>, End> {
     let Ok(len) = usize::try_from(len) else {
-        return Err(End::Answer(Response::error(413, "body_too_large", "body length beyond this machine").closing()));
+        return Err(End::Answer(Response::error(413, ErrorCode::BodyTooLarge, "body length beyond this machine").closing()));
     };
     let mut body = Vec::new();
     if body.try_reserve_exact(len).is_err() {
-        return Err(End::Answer(Response::error(503, "no_memory", &format!("cannot allocate {len} bytes for the body")).closing()));
+        return Err(End::Answer(Response::error(503, ErrorCode::NoMemory, &format!("cannot allocate {len} bytes for the body")).closing()));
     }
     let take = buf.len().min(len);
     body.extend(buf.drain(..take));
@@ -166,7 +167,7 @@ async fn read_body(stream: &Async<TcpStream>, buf: &mut Vec<u8>, len: u64, limit
         match until(deadline, (&*stream).read(&mut body[start..])).await {
             None => {
                 let why = format!("the body arrived too slowly: {start} of {len} bytes in {}s (at least {} KiB/s after {}s)", allowance(limits, len as u64).as_secs(), limits.min_rate >> 10, limits.grace.as_secs());
-                return Err(End::Answer(Response::error(408, "timeout", &why).closing()));
+                return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &why).closing()));
             }
             Some(Ok(0)) | Some(Err(_)) => return Err(End::Quiet),
             Some(Ok(n)) => body.truncate(start + n),

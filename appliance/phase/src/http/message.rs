@@ -68,7 +68,7 @@ impl Response {
     /// The node's one error answer: `{"status":S,"error":"<code>","message":"<one line>"}`.
     /// Every 429 and 503 says when to come back (`Retry-After: 1`): the caps and the memory
     /// that refused it are freed within about that long.
-    pub fn error(status: u16, code: &str, message: &str) -> Response {
+    pub fn error(status: u16, code: phase_core::job::error::ErrorCode, message: &str) -> Response {
         let r = Response::json(status, phase_core::job::error::error_json(status, code, message));
         match status {
             429 | 503 => r.header("Retry-After", "1"),

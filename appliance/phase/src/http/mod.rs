@@ -13,6 +13,7 @@
 mod conn;
 mod message;
 
+use phase_core::job::error::ErrorCode;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -183,7 +184,7 @@ impl Drop for Place {
 const MAX_LINGERING: usize = 64;
 /// The canned answer to a connection beyond the caps, made once.
 fn refused_answer() -> Vec<u8> {
-    let mut r = Response::error(503, "too_many_connections", "this node is at its connection limit");
+    let mut r = Response::error(503, ErrorCode::TooManyConnections, "this node is at its connection limit");
     let mut bytes = r.head_bytes(false);
     if let Body::Bytes(body) = &r.body {
         bytes.extend_from_slice(body);

@@ -126,10 +126,11 @@ impl Node {
             limits.max_connections_per_ip = n;
         }
         let (max_conn, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
-        let api = Api::new(Parts { jobs: jobs.clone(), network: network.clone(), boot, pxe, workers: workers.clone(), http_port });
+        let connections = crate::http::Places::for_limits(&limits);
+        let api = Api::new(Parts { jobs: jobs.clone(), network: network.clone(), boot, pxe, workers: workers.clone(), http_port, connections: connections.clone() });
         let server = match config.fault {
-            Some(Fault::ExitAfterJob) => crate::http::Server::serve(listener, Arc::new(ExitAfterJob(api)), limits),
-            _ => crate::http::Server::serve(listener, Arc::new(api), limits),
+            Some(Fault::ExitAfterJob) => crate::http::Server::serve(listener, Arc::new(ExitAfterJob(api)), limits, connections),
+            _ => crate::http::Server::serve(listener, Arc::new(api), limits, connections),
         }
         .map_err(NodeError::Http)?;
         log!("node key {}", jobs.identity().public_key_hex());

@@ -163,53 +163,171 @@ fn slow_and_idle_connections_cost_no_worker_and_are_cut() {
     alive(&mut node);
 }
 
+/// A silent connection from `source`, old enough to be displaced.
+fn silent_from(a: SocketAddr, source: [u8; 4]) -> Raw {
+    Raw::connect_from(a, source)
+}
+
+/// How many of `conns` the node has closed within `within`.
+fn closed(conns: &mut [Raw], within: Duration) -> usize {
+    let until = Instant::now() + within;
+    conns.iter_mut().map(|c| c.closed_within(until.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)))).filter(|&gone| gone).count()
+}
+
 #[test]
-fn connections_beyond_the_caps_are_refused_and_other_hosts_still_served() {
-    let mut node = Node::start(&["--max-connections", "8", "--max-connections-per-ip", "4"]);
+fn at_the_caps_a_newcomer_displaces_the_least_active_connection_never_one_being_served() {
+    let mut node = Node::start(&["--max-connections", "8", "--max-connections-per-ip", "4", "--max-concurrent", "4"]);
     let a = node.addr;
-    let mine: Vec<Raw> = (0..4).map(|_| Raw::connect(a)).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    // A fifth from the same host: refused at once with a 503, never queued.
+    // The per-address cap: four silent connections, then a fifth from the same host that
+    // speaks is served, and one silent connection is closed to make room.
+    let mut mine: Vec<Raw> = (0..4).map(|_| silent_from(a, [127, 0, 0, 1])).collect();
+    std::thread::sleep(Duration::from_millis(400));
     let mut fifth = Raw::connect(a);
-    fifth.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    fifth.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(fifth.status(), Some(200));
+    assert_eq!(closed(&mut mine, Duration::from_secs(1)), 1, "one silent connection made room");
+    // Connections being served are never displaced: four slow jobs fill another host's cap;
+    // its fifth connection is refused with the canned 503, at once.
+    let slow = job_body(&guest("hostile-loop"), b"", ",\"limits\":{\"deadline_ms\":3000,\"fuel\":1000000000000}");
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let body = slow.clone();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect_from(a, [127, 0, 0, 5]);
+                c.send(format!("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+                c.send(&body).unwrap();
+                c.status()
+            })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(2);
+    while metric(&node, "phase_jobs_in_flight") < 4 {
+        assert!(Instant::now() < until, "the four slow jobs did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut refused = Raw::connect_from(a, [127, 0, 0, 5]);
+    refused.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let t = Instant::now();
-    let refused = fifth.read_all();
-    assert_eq!(status_of(&refused), Some(503));
+    let raw = refused.read_all();
+    assert_eq!(status_of(&raw), Some(503), "{}", String::from_utf8_lossy(&raw));
     assert!(t.elapsed() < Duration::from_secs(2));
-    // A well-formed answer: its body is as long as it says.
-    let text = String::from_utf8_lossy(&refused).into_owned();
+    let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();
     assert_eq!((len, json_string(body, "error").as_str()), (body.len(), "too_many_connections"), "{text}");
-    // Another host is served.
-    let mut other = Raw::connect_from(a, [127, 0, 0, 2]);
-    other.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    assert_eq!(other.status(), Some(200));
-    // The total cap: 4 more from a third host fill it, and then a fourth host is refused too.
-    // Each of the four is known to hold its place (a kept-alive answer came back on it): the
-    // other host's closed connection frees its place just after the close the client sees, so
-    // one of them may be refused first and retried.
-    drop(other);
-    let third: Vec<Raw> = (0..4)
-        .map(|_| {
-            let until = Instant::now() + Duration::from_secs(5);
-            loop {
-                let mut c = Raw::connect_from(a, [127, 0, 0, 3]);
-                c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-                match c.one_response() {
-                    Some(200) => return c,
-                    got => assert!(Instant::now() < until, "a third host's connection was not served within the total cap: {got:?}"),
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+    assert!(head.contains("Retry-After: 1"), "{head}");
+    for b in busy {
+        assert_eq!(b.join().unwrap(), Some(200), "a job being served was never cut");
+    }
+    // The total cap: eight silent connections from two more hosts fill it; a newcomer from a
+    // fourth host is served, and one silent connection goes.
+    drop(mine);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut silent: Vec<Raw> = (0..8).map(|i| silent_from(a, [127, 0, 0, 6 + (i % 2) as u8])).collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let mut newcomer = Raw::connect_from(a, [127, 0, 0, 8]);
+    newcomer.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(newcomer.status(), Some(200));
+    assert!(closed(&mut silent, Duration::from_secs(1)) >= 1, "a silent connection made room");
+    assert!(metric(&node, "phase_http_connections_displaced_total") >= 2);
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(200));
+    alive(&mut node);
+}
+
+fn metric(node: &Node, name: &str) -> u64 {
+    let text = node.request("GET", "/metrics", b"").text();
+    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn bodies_that_never_come_hold_no_memory_and_slow_ones_are_cut_at_the_minimum_rate() {
+    // An appliance's budget: 192 MiB.
+    let mut node = Node::start(&["--memory-budget", "201326592", "--max-concurrent", "2"]);
+    let a = node.addr;
+    let free = memory(&node, "free_bytes");
+    let max_input = json_u64(&node.request("GET", "/v1/status", b"").text(), "max_input_bytes").unwrap();
+    let declared = max_input / 3 * 4 + 1000;
+    // Forty heads of large job bodies, from five hosts, that send no body byte: the memory
+    // their bodies would take is not held while nothing comes.
+    let mut waiting: Vec<Raw> = (0..40)
+        .map(|i| {
+            let mut c = Raw::connect_from(a, [127, 0, 1, (i % 5) as u8 + 1]);
+            c.send(format!("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n").as_bytes()).unwrap();
+            c
         })
         .collect();
-    let mut fourth = Raw::connect_from(a, [127, 0, 0, 4]);
-    fourth.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(fourth.status(), Some(503));
-    drop(mine);
-    drop(third);
-    std::thread::sleep(Duration::from_millis(200));
+    // And four that trickle a byte a second (far below 64 KiB/s).
+    let trickles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Raw::connect_from(a, [127, 0, 2, i + 1]);
+                c.send(format!("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n").as_bytes()).unwrap();
+                let t0 = Instant::now();
+                while c.send(b"{").is_ok() && t0.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(1000));
+                }
+                t0.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(memory(&node, "free_bytes") >= free - (8 << 20), "bodies that did not come hold no memory: {} of {free} free", memory(&node, "free_bytes"));
+    // Honest jobs are served meanwhile, a large one too.
+    let (st, body) = honest(a, "POST", "/v1/jobs", &job_body(&guest("hello"), b"honest", ""), Duration::from_secs(5));
+    assert_eq!(st, 200, "{body}");
+    let big = job_body(&guest("sha256sum"), &vec![7u8; (max_input / 2) as usize], "");
+    let (st, body) = honest(a, "POST", "/v1/jobs", &big, Duration::from_secs(20));
+    assert_eq!(st, 200, "{body}");
+    // After the 10 s grace, a body below the minimum rate is cut within a second or two.
+    for c in waiting.iter_mut() {
+        assert!(c.closed_within(Duration::from_secs(16)), "a body that never came was not cut");
+    }
+    for t in trickles {
+        let cut = t.join().unwrap();
+        assert!(cut >= Duration::from_secs(9) && cut < Duration::from_secs(16), "a trickled body was cut after {cut:?}");
+    }
+    alive(&mut node);
+}
+
+#[test]
+fn a_refused_connection_lingers_briefly_and_outside_the_caps() {
+    let mut node = Node::start(&["--max-connections", "8", "--max-connections-per-ip", "8"]);
+    let a = node.addr;
+    // Eight heads whose bodies are above the cap: each is answered 413 and its connection
+    // leaves the caps at once, lingers at most 2 s while its client keeps sending, and closes.
+    let mut refused: Vec<Raw> = (0..8)
+        .map(|_| {
+            let mut c = Raw::connect(a);
+            c.send(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    let senders: Vec<_> = refused
+        .iter()
+        .map(|c| {
+            let mut s = c.stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while s.write_all(&[b'x'; 1024]).is_ok() && started.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The caps are free for others at once.
+    assert_eq!(honest(a, "GET", "/health", b"", Duration::from_secs(1)).0, 200);
+    for c in refused.iter_mut() {
+        let raw = c.read_all();
+        assert_eq!(status_of(&raw), Some(413));
+    }
+    for s in senders {
+        let stopped = s.join().unwrap();
+        assert!(stopped < Duration::from_secs(4), "a refused client could keep sending for {stopped:?}");
+    }
     alive(&mut node);
 }
 

@@ -3,8 +3,8 @@
 //! the request, calls `Jobs`, and writes what came back; the status documents of asynchronous
 //! jobs are written here (docs/schemas/async-job-status.schema.json).
 
-use phase_core::job::error::ErrorCode;
 use phase_core::encoding::hex_encode;
+use phase_core::job::error::ErrorCode;
 use phase_core::net::http::{Method, RequestHead};
 
 use super::{error, json_str};

@@ -11,11 +11,11 @@ mod jobs;
 pub mod peer;
 mod status;
 
-use phase_core::job::error::ErrorCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
+use phase_core::job::error::ErrorCode;
 use phase_core::net::http::{Method, RequestHead};
 
 use crate::boot::provider::Provider;
@@ -34,6 +34,8 @@ pub struct Parts {
     pub workers: Arc<Workers>,
     /// The port the API listens on (boot discovery leaves this node's own address out).
     pub http_port: u16,
+    /// The front's connections (for /metrics).
+    pub connections: Arc<crate::http::Places>,
 }
 
 /// The API's handler: the front calls it for every request.
@@ -70,8 +72,8 @@ impl Handler for Api {
             let msg = format!("body is {len} bytes, the limit for {} {} is {cap}", head.method_name, head.path());
             return Err(Response::error(413, ErrorCode::BodyTooLarge, &msg));
         }
-        let hold = jobs.reserve_body(len, factor).map_err(|e| error::job(&e))?;
-        Ok(Admission { hold })
+        jobs.body_fits(len, factor).map_err(|e| error::job(&e))?;
+        Ok(Admission { pay: (len > 0).then(|| (jobs.pool().clone(), factor)) })
     }
 
     async fn handle(&self, req: Request) -> Response {

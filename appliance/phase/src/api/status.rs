@@ -2,9 +2,9 @@
 //! `/v1/providers`, `/v1/boot/providers`. Peer-network answers are awaited from the swarm
 //! (each bounded: 5 s for the peer table, 12 s for a DHT lookup) without holding a thread.
 
-use phase_core::job::error::ErrorCode;
 use std::sync::atomic::Ordering::Relaxed;
 
+use phase_core::job::error::ErrorCode;
 use phase_core::net::http::RequestHead;
 
 use phase_core::net::peer::Capabilities;
@@ -104,6 +104,9 @@ pub fn metrics(api: &Api) -> String {
     metric("phase_modules_stored", "gauge", "Modules held in memory.", &[("", s.cached_modules() as u64)]);
     metric("phase_memory_free_bytes", "gauge", "Memory left in the pool for requests and jobs.", &[("", s.pool().free())]);
     metric("phase_http_requests_total", "counter", "HTTP requests received.", &[("", api.requests.load(Relaxed))]);
+    let (open, displaced) = api.parts.connections.counts();
+    metric("phase_http_connections", "gauge", "HTTP connections open.", &[("", open as u64)]);
+    metric("phase_http_connections_displaced_total", "counter", "HTTP connections closed to make room for a newcomer (they had done the least).", &[("", displaced)]);
     if let Some(b) = &api.parts.boot {
         metric("phase_boot_served_bytes_total", "counter", "Boot artifact bytes served (GET).", &[("", b.served_bytes.load(Relaxed))]);
     }

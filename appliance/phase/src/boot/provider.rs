@@ -7,7 +7,6 @@
 //! the front writes them, under its write timeouts: a client that stops reading loses its
 //! download slot.
 
-use phase_core::job::error::ErrorCode;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use std::sync::Arc;
 use phase_core::encoding::hex_encode;
 use phase_core::net::http::{parse_range, Method, Range, RequestHead};
 use phase_core::boot::manifest::{Arch, MANIFEST_FILE};
+use phase_core::job::error::ErrorCode;
 
 use super::store::BootStore;
 use crate::http::{Body, Response};

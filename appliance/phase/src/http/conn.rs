@@ -1,39 +1,80 @@
 //! One connection: read a head (bounded in bytes and time), let the handler admit it, read the
-//! body (bounded by its admitted length and a minimum rate), answer (bounded by a minimum rate
-//! and a stall timeout), and go round again while the client keeps the connection alive.
+//! body (its memory paid as its bytes arrive, at a minimum rate checked on a timer), answer
+//! (bounded by a minimum rate and a stall timeout), and go round again while the client keeps
+//! the connection alive. Every wait also ends when the connection is displaced (places.rs).
 
-use phase_core::job::error::ErrorCode;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use phase_core::job::error::ErrorCode;
 use phase_core::net::http::{parse_request, HeadError, Method, RequestHead};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
+use super::places::{Phase, Place, Places};
 use super::{Body, Handler, Limits, Request, Response};
+use crate::memory::{Budget, Reservation};
 
 /// Bytes read from a socket at a time while reading a head.
 const HEAD_CHUNK: usize = 4096;
-/// Bytes read (or written from a reader body) at a time.
+/// Bytes written from a reader body at a time.
 const BODY_CHUNK: usize = 256 << 10;
+/// Bytes of a request body read at a time (into the stack), and the first capacity a body
+/// gets once its bytes start to come.
+const STEP: usize = 16 << 10;
+const BODY_START: usize = 16 << 10;
 /// Bodies this small go out in the same write as their head.
 const COALESCE: usize = 64 << 10;
-/// After an answer that leaves a body unread, what is still read and dropped before closing, so
-/// the close does not reset the connection under the client's feet before it reads the answer:
-/// the declared body (up to 64 MiB) at the minimum rate, or 2 s when the length is unknown.
+/// After an answer that leaves request bytes unread, how long what still comes is read and
+/// dropped before closing, so the close does not reset the connection under the client's feet
+/// before it reads the answer.
 const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: u64 = 64 << 20;
+/// How often a body's progress is judged against the minimum rate.
+const RATE_CHECK: Duration = Duration::from_secs(1);
 
-/// `fut`, unless `deadline` comes first.
-async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(fut.await) }, async {
-        smol::Timer::at(deadline).await;
-        None
-    })
-    .await
+/// How a wait ended.
+enum Wait<T> {
+    Done(T),
+    /// Its deadline passed.
+    Late,
+    /// The connection was displaced by a newcomer: close without a word.
+    Displaced,
+}
+
+/// What a connection task holds: its place (displacement ends every wait) and the limits.
+struct Connection {
+    stream: Async<TcpStream>,
+    place: Place,
+    limits: Arc<Limits>,
+}
+
+impl Connection {
+    /// `fut`, unless `deadline` comes first or the connection is displaced.
+    async fn wait<T>(&self, deadline: Instant, fut: impl Future<Output = T>) -> Wait<T> {
+        let displaced = self.place.displaced.clone();
+        smol::future::or(
+            smol::future::or(async { Wait::Done(fut.await) }, async {
+                smol::Timer::at(deadline).await;
+                Wait::Late
+            }),
+            async move {
+                let _ = displaced.recv().await;
+                Wait::Displaced
+            },
+        )
+        .await
+    }
+
+    async fn read(&self, buf: &mut [u8], deadline: Instant) -> Wait<io::Result<usize>> {
+        let got = self.wait(deadline, (&self.stream).read(buf)).await;
+        if let Wait::Done(Ok(n)) = got {
+            self.place.conn.received(n);
+        }
+        got
+    }
 }
 
 /// The time a transfer of `len` bytes may take at the minimum rate, after the grace period.
@@ -42,7 +83,7 @@ fn allowance(limits: &Limits, len: u64) -> Duration {
 }
 
 enum End {
-    /// Close without a word: the client left, or idled out between requests.
+    /// Close without a word: the client left, idled out between requests, or was displaced.
     Quiet,
     /// Answer, then close.
     Answer(Response),
@@ -59,18 +100,15 @@ fn head_error(e: &HeadError) -> Response {
     Response::error(e.status(), code, &e.to_string()).closing()
 }
 
-pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr, handler: Arc<H>, limits: Arc<Limits>) {
+pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr, handler: Arc<H>, limits: Arc<Limits>, place: Place, places: Arc<Places>) {
+    let c = Connection { stream, place, limits };
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
-        let (head, used) = match read_head(&stream, &mut buf, first, &limits).await {
+        let (head, used) = match read_head(&c, &mut buf, first).await {
             Ok(h) => h,
             Err(End::Quiet) => return,
-            Err(End::Answer(mut resp)) => {
-                let written = write_response(&stream, &mut resp, false, false, &limits).await.is_ok();
-                resp.finish(written);
-                return linger(&stream, LINGER_BYTES, Instant::now() + LINGER).await;
-            }
+            Err(End::Answer(resp)) => return answer_and_close(c, resp, &places).await,
         };
         first = false;
         buf.drain(..used);
@@ -79,35 +117,36 @@ pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr
             Ok(a) => a,
             Err(mut resp) => {
                 // The body was not read: the connection can only go on if there is none.
-                let keep = head.keep_alive && head.content_length == 0 && !resp.close;
-                let written = write_response(&stream, &mut resp, keep, head_only, &limits).await.is_ok();
-                resp.finish(written);
-                if !keep || !written {
-                    let unread = head.content_length.saturating_sub(buf.len() as u64).min(LINGER_BYTES);
-                    return linger(&stream, unread, Instant::now() + allowance(&limits, unread)).await;
+                if head.keep_alive && head.content_length == 0 && !resp.close {
+                    c.place.conn.set(Phase::Writing);
+                    let written = write_response(&c, &mut resp, true, head_only).await.is_ok();
+                    resp.finish(written);
+                    if written {
+                        continue;
+                    }
+                    return;
                 }
-                continue;
+                return answer_and_close(c, resp, &places).await;
             }
         };
         if head.expect_continue && head.content_length > buf.len() as u64 {
-            let deadline = Instant::now() + limits.write_stall;
-            if write_all_timed(&stream, b"HTTP/1.1 100 Continue\r\n\r\n", deadline, limits.write_stall).await.is_err() {
+            let deadline = Instant::now() + c.limits.write_stall;
+            if write_all_timed(&c, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await.is_err() {
                 return;
             }
         }
-        let body = match read_body(&stream, &mut buf, head.content_length, &limits).await {
+        c.place.conn.set(Phase::Body);
+        let (body, hold) = match read_body(&c, &mut buf, head.content_length, admission.pay).await {
             Ok(b) => b,
             Err(End::Quiet) => return,
-            Err(End::Answer(mut resp)) => {
-                let written = write_response(&stream, &mut resp, false, false, &limits).await.is_ok();
-                resp.finish(written);
-                return;
-            }
+            Err(End::Answer(resp)) => return answer_and_close(c, resp, &places).await,
         };
         let keep_alive = head.keep_alive;
-        let mut resp = handler.handle(Request { head, body, peer, hold: admission.hold }).await;
+        c.place.conn.set(Phase::Busy);
+        let mut resp = handler.handle(Request { head, body, peer, hold }).await;
         let keep = keep_alive && !resp.close;
-        let written = write_response(&stream, &mut resp, keep, head_only, &limits).await.is_ok();
+        c.place.conn.set(Phase::Writing);
+        let written = write_response(&c, &mut resp, keep, head_only).await.is_ok();
         resp.finish(written);
         if !keep || !written {
             return;
@@ -115,12 +154,39 @@ pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr
     }
 }
 
+/// Answers and closes: the answer goes out with `Connection: close`, then the connection gives
+/// its place back and lingers in a lingering place (if one is free) for at most `LINGER`,
+/// reading and dropping what the client still sends, so the close does not reset the answer.
+async fn answer_and_close(c: Connection, mut resp: Response, places: &Places) {
+    c.place.conn.set(Phase::Writing);
+    let written = write_response(&c, &mut resp, false, false).await.is_ok();
+    resp.finish(written);
+    let Connection { stream, place, .. } = c;
+    drop(place);
+    let Some(_lingering) = places.linger() else { return };
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut chunk = [0u8; HEAD_CHUNK];
+    loop {
+        let read = smol::future::or(async { Some((&stream).read(&mut chunk).await) }, async {
+            smol::Timer::at(deadline).await;
+            None
+        });
+        match read.await {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
 /// Reads until `buf` starts with a whole request head. The first request of a connection has
 /// `head_timeout` from the connection's start; a later one may idle `idle_timeout` before its
 /// first byte and then has `head_timeout` for the rest.
-async fn read_head(stream: &Async<TcpStream>, buf: &mut Vec<u8>, first: bool, limits: &Limits) -> Result<(RequestHead, usize), End> {
+async fn read_head(c: &Connection, buf: &mut Vec<u8>, first: bool) -> Result<(RequestHead, usize), End> {
+    let limits = &c.limits;
     let now = Instant::now();
     let mut begun = first || !buf.is_empty();
+    c.place.conn.set(if buf.is_empty() { Phase::Idle } else { Phase::Head });
     let mut deadline = now + if begun { limits.head_timeout } else { limits.idle_timeout };
     let mut chunk = [0u8; HEAD_CHUNK];
     loop {
@@ -133,12 +199,14 @@ async fn read_head(stream: &Async<TcpStream>, buf: &mut Vec<u8>, first: bool, li
             Ok(None) => {}
             Err(e) => return Err(End::Answer(head_error(&e))),
         }
-        match until(deadline, (&*stream).read(&mut chunk)).await {
-            None if buf.is_empty() => return Err(End::Quiet),
-            None => return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &format!("the request head did not arrive within {}s", limits.head_timeout.as_secs())).closing())),
-            Some(Ok(0)) | Some(Err(_)) => return Err(End::Quiet),
-            Some(Ok(n)) => {
+        match c.read(&mut chunk, deadline).await {
+            Wait::Displaced => return Err(End::Quiet),
+            Wait::Late if buf.is_empty() => return Err(End::Quiet),
+            Wait::Late => return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &format!("the request head did not arrive within {}s", limits.head_timeout.as_secs())).closing())),
+            Wait::Done(Ok(0)) | Wait::Done(Err(_)) => return Err(End::Quiet),
+            Wait::Done(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
+                c.place.conn.set(Phase::Head);
                 if !begun {
                     begun = true;
                     deadline = Instant::now() + limits.head_timeout;
@@ -148,69 +216,118 @@ async fn read_head(stream: &Async<TcpStream>, buf: &mut Vec<u8>, first: bool, li
     }
 }
 
-/// Reads a body of `len` bytes (its memory was reserved at admission), starting with what is
-/// already in `buf`; bytes past it (a pipelined request) stay in `buf`.
-async fn read_body(stream: &Async<TcpStream>, buf: &mut Vec<u8>, len: u64, limits: &Limits) -> Result<Vec<u8>, End> {
+/// Reads a body of `len` bytes, starting with what is already in `buf`; bytes past it (a
+/// pipelined request) stay in `buf`. Its memory is paid as its bytes arrive: they are read into
+/// a small buffer on the stack, then moved into the body, whose capacity (and, with `pay` (a
+/// pool, and what each body byte costs from it), its reservation) grows at most to twice the
+/// bytes received; a body that does not come costs nothing, and one that outgrows the pool is
+/// refused (503). The body must arrive at `min_rate` on average once `grace` has passed,
+/// judged every second whether bytes come or not.
+async fn read_body(c: &Connection, buf: &mut Vec<u8>, len: u64, pay: Option<(Arc<Budget>, u64)>) -> Result<(Vec<u8>, Option<Reservation>), End> {
+    let limits = &c.limits;
     let Ok(len) = usize::try_from(len) else {
         return Err(End::Answer(Response::error(413, ErrorCode::BodyTooLarge, "body length beyond this machine").closing()));
     };
-    let mut body = Vec::new();
-    if body.try_reserve_exact(len).is_err() {
-        return Err(End::Answer(Response::error(503, ErrorCode::NoMemory, &format!("cannot allocate {len} bytes for the body")).closing()));
-    }
-    let take = buf.len().min(len);
-    body.extend(buf.drain(..take));
-    let deadline = Instant::now() + allowance(limits, len as u64);
-    while body.len() < len {
-        let start = body.len();
-        body.resize((start + BODY_CHUNK).min(len), 0);
-        match until(deadline, (&*stream).read(&mut body[start..])).await {
-            None => {
-                let why = format!("the body arrived too slowly: {start} of {len} bytes in {}s (at least {} KiB/s after {}s)", allowance(limits, len as u64).as_secs(), limits.min_rate >> 10, limits.grace.as_secs());
-                return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &why).closing()));
+    let no_memory = |have: usize| End::Answer(Response::error(503, ErrorCode::NoMemory, &format!("the request body ({have} of {len} bytes read) outgrew the memory left")).closing());
+    let mut hold = match &pay {
+        Some((pool, _)) if len > 0 => Some(pool.try_reserve(0).ok_or_else(|| no_memory(0))?),
+        _ => None,
+    };
+    let factor = pay.as_ref().map_or(0, |(_, f)| *f);
+    let mut body: Vec<u8> = Vec::new();
+    // Moves `bytes` into the body, paying for the capacity it grows to first.
+    let mut take = |body: &mut Vec<u8>, bytes: &[u8]| -> Result<(), End> {
+        let need = body.len() + bytes.len();
+        if body.capacity() < need {
+            let want = (body.capacity() * 2).max(need).max(BODY_START).min(len);
+            if let Some(h) = hold.as_mut() {
+                if !h.try_grow(((want - body.capacity()) as u64).saturating_mul(factor)) {
+                    return Err(no_memory(body.len()));
+                }
             }
-            Some(Ok(0)) | Some(Err(_)) => return Err(End::Quiet),
-            Some(Ok(n)) => body.truncate(start + n),
+            body.try_reserve_exact(want - body.len()).map_err(|_| no_memory(body.len()))?;
+        }
+        body.extend_from_slice(bytes);
+        Ok(())
+    };
+    // What came with the head first.
+    let early = buf.len().min(len);
+    take(&mut body, &buf[..early])?;
+    buf.drain(..early);
+    let started = Instant::now();
+    let mut chunk = [0u8; STEP];
+    while body.len() < len {
+        let (have, spare) = (body.len(), body.capacity() - body.len());
+        if spare >= STEP {
+            // Capacity paid for already (it doubled with what came): read straight into it.
+            body.resize(have + spare.min(len - have), 0);
+            let got = c.read(&mut body[have..], Instant::now() + RATE_CHECK).await;
+            body.truncate(have + if let Wait::Done(Ok(n)) = got { n } else { 0 });
+            if matches!(got, Wait::Displaced | Wait::Done(Ok(0)) | Wait::Done(Err(_))) {
+                return Err(End::Quiet);
+            }
+        } else {
+            let want = (len - have).min(STEP);
+            match c.read(&mut chunk[..want], Instant::now() + RATE_CHECK).await {
+                Wait::Displaced | Wait::Done(Ok(0)) | Wait::Done(Err(_)) => return Err(End::Quiet),
+                Wait::Done(Ok(n)) => take(&mut body, &chunk[..n])?,
+                Wait::Late => {}
+            }
+        }
+        // The minimum rate, on a timer: after the grace period, the bytes so far must be what
+        // `min_rate` would have brought since then.
+        let late = started.elapsed().saturating_sub(limits.grace);
+        let owed = (late.as_millis() as u64).saturating_mul(limits.min_rate) / 1000;
+        if (body.len() as u64) < owed {
+            let why = format!(
+                "the body arrived too slowly: {} of {len} bytes in {}s (at least {} KiB/s after {}s)",
+                body.len(),
+                started.elapsed().as_secs(),
+                limits.min_rate >> 10,
+                limits.grace.as_secs()
+            );
+            return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &why).closing()));
         }
     }
-    Ok(body)
+    drop(take);
+    Ok((body, hold))
 }
 
 /// Writes all of `data`: each write must make progress within `stall`, and all of it must be
 /// out by `deadline`.
-async fn write_all_timed(stream: &Async<TcpStream>, mut data: &[u8], deadline: Instant, stall: Duration) -> io::Result<()> {
+async fn write_all_timed(c: &Connection, mut data: &[u8], deadline: Instant) -> io::Result<()> {
     while !data.is_empty() {
-        let by = deadline.min(Instant::now() + stall);
-        match until(by, (&*stream).write(data)).await {
-            None => return Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")),
-            Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Some(Ok(n)) => data = &data[n..],
-            Some(Err(e)) => return Err(e),
+        let by = deadline.min(Instant::now() + c.limits.write_stall);
+        match c.wait(by, (&c.stream).write(data)).await {
+            Wait::Late => return Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")),
+            Wait::Displaced => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "displaced")),
+            Wait::Done(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Wait::Done(Ok(n)) => data = &data[n..],
+            Wait::Done(Err(e)) => return Err(e),
         }
     }
     Ok(())
 }
 
 /// Writes a response (the head only for HEAD), bounded by the minimum rate over its size.
-async fn write_response(stream: &Async<TcpStream>, resp: &mut Response, keep_alive: bool, head_only: bool, limits: &Limits) -> io::Result<()> {
+async fn write_response(c: &Connection, resp: &mut Response, keep_alive: bool, head_only: bool) -> io::Result<()> {
     let mut head = resp.head_bytes(keep_alive);
     let body_len = if head_only { 0 } else { resp.body.len() };
-    let deadline = Instant::now() + allowance(limits, head.len() as u64 + body_len);
-    let stall = limits.write_stall;
+    let deadline = Instant::now() + allowance(&c.limits, head.len() as u64 + body_len);
     if head_only {
-        return write_all_timed(stream, &head, deadline, stall).await;
+        return write_all_timed(c, &head, deadline).await;
     }
     match &mut resp.body {
         Body::Bytes(b) if b.len() <= COALESCE => {
             head.extend_from_slice(b);
-            write_all_timed(stream, &head, deadline, stall).await
+            write_all_timed(c, &head, deadline).await
         }
         Body::Bytes(b) => {
-            write_all_timed(stream, &head, deadline, stall).await?;
-            write_all_timed(stream, b, deadline, stall).await
+            write_all_timed(c, &head, deadline).await?;
+            write_all_timed(c, b, deadline).await
         }
         Body::Reader { reader, len } => {
-            write_all_timed(stream, &head, deadline, stall).await?;
+            write_all_timed(c, &head, deadline).await?;
             let mut left = *len;
             let mut chunk = vec![0u8; BODY_CHUNK.min(left as usize)];
             while left > 0 {
@@ -220,25 +337,10 @@ async fn write_response(stream: &Async<TcpStream>, resp: &mut Response, keep_ali
                 if n == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body ended before its length"));
                 }
-                write_all_timed(stream, &chunk[..n], deadline, stall).await?;
+                write_all_timed(c, &chunk[..n], deadline).await?;
                 left -= n as u64;
             }
             Ok(())
-        }
-    }
-}
-
-/// Closes after an answer that left request bytes unread: stops writing, then reads and drops
-/// what still comes for a moment, so the close does not reset the connection before the client
-/// has read the answer.
-async fn linger(stream: &Async<TcpStream>, bytes: u64, deadline: Instant) {
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    let mut chunk = [0u8; HEAD_CHUNK];
-    let mut dropped = 0u64;
-    while dropped <= bytes {
-        match until(deadline, (&*stream).read(&mut chunk)).await {
-            Some(Ok(n)) if n > 0 => dropped += n as u64,
-            _ => return,
         }
     }
 }

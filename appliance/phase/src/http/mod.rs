@@ -7,25 +7,26 @@
 //!   route (cap, memory reserved) before a byte of it is read;
 //! - every wait has a bound: the head, a body below a minimum rate, an idle keep-alive
 //!   connection, a write that makes no progress or falls below a minimum rate;
-//! - connections are bounded in total and per source address; the excess is refused at accept
-//!   with a canned 503.
+//! - connections are bounded in total and per source address; at a cap a newcomer displaces the
+//!   connection that has done the least among those only waiting for their client (places.rs),
+//!   and is refused with a canned 503 only when every connection in the way is being served.
 
 mod conn;
 mod message;
+mod places;
 
-use phase_core::job::error::ErrorCode;
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use phase_core::job::error::ErrorCode;
 use phase_core::net::http::RequestHead;
 
 pub use message::{reason, Body, Request, Response};
+pub use places::Places;
 
-use crate::memory::Reservation;
 
 /// The front's limits (docs/api.md lists each with its default).
 #[derive(Debug, Clone)]
@@ -67,10 +68,11 @@ impl Limits {
     }
 }
 
-/// What a handler says about a request from its head alone.
+/// What a handler says about a request from its head alone: where the memory for its body
+/// comes from, and how many bytes of it each body byte costs (reading and parsing it). The
+/// front reserves it as the body arrives and hands the reservation over with the request.
 pub struct Admission {
-    /// Memory reserved for the request while it is read and handled.
-    pub hold: Option<Reservation>,
+    pub pay: Option<(Arc<crate::memory::Budget>, u64)>,
 }
 
 /// The application behind the front: the node's API.
@@ -138,50 +140,6 @@ impl Listener {
     }
 }
 
-/// Open connections, in total and per source address.
-struct Counts {
-    max_total: usize,
-    max_per_ip: usize,
-    inner: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-/// One admitted connection; gives its place back when dropped.
-struct Place {
-    counts: Arc<Counts>,
-    ip: IpAddr,
-}
-
-impl Counts {
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Place> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per_ip) = &mut *g;
-        let mine = per_ip.get(&ip).copied().unwrap_or(0);
-        if *total >= self.max_total || mine >= self.max_per_ip {
-            return None;
-        }
-        *total += 1;
-        per_ip.insert(ip, mine + 1);
-        Some(Place { counts: self.clone(), ip })
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut g = self.counts.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per_ip) = &mut *g;
-        *total -= 1;
-        match per_ip.get_mut(&self.ip) {
-            Some(n) if *n > 1 => *n -= 1,
-            _ => {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Refused connections kept open at most at once to deliver their 503 before closing (beyond
-/// this they are closed at once).
-const MAX_LINGERING: usize = 64;
 /// The canned answer to a connection beyond the caps, made once.
 fn refused_answer() -> Vec<u8> {
     let mut r = Response::error(503, ErrorCode::TooManyConnections, "this node is at its connection limit");
@@ -201,16 +159,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `listener` with `handler` until stopped.
-    pub fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits) -> Result<Server, HttpError> {
+    /// Serves `listener` with `handler` until stopped, within `places` (made from the same
+    /// limits: `Places::for_limits`).
+    pub fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, places: Arc<Places>) -> Result<Server, HttpError> {
         let addr = listener.addr;
         let listener = smol::Async::new(listener.inner).map_err(|e| HttpError::Start(e.to_string()))?;
         let ex = Arc::new(smol::Executor::<'static>::new());
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-        let counts = Arc::new(Counts { max_total: limits.max_connections.max(1), max_per_ip: limits.max_connections_per_ip.max(1), inner: Mutex::new((0, HashMap::new())) });
         let limits = Arc::new(limits);
         let spawner = ex.clone();
-        ex.spawn(accept_loop(listener, handler, limits.clone(), counts, spawner)).detach();
+        ex.spawn(accept_loop(listener, handler, limits.clone(), places, spawner)).detach();
         let mut threads = Vec::new();
         for i in 0..limits.threads.max(1) {
             let (ex, stop) = (ex.clone(), stop_rx.clone());
@@ -243,10 +201,9 @@ async fn accept_loop<H: Handler>(
     listener: smol::Async<TcpListener>,
     handler: Arc<H>,
     limits: Arc<Limits>,
-    counts: Arc<Counts>,
+    places: Arc<Places>,
     ex: Arc<smol::Executor<'static>>,
 ) {
-    let lingering = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let refused = refused_answer();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -258,16 +215,12 @@ async fn accept_loop<H: Handler>(
                 continue;
             }
         };
-        match counts.admit(peer.ip().to_canonical()) {
+        match places.admit(peer.ip().to_canonical()) {
             Some(place) => {
-                let (handler, limits) = (handler.clone(), limits.clone());
-                ex.spawn(async move {
-                    conn::serve(stream, peer, handler, limits).await;
-                    drop(place);
-                })
-                .detach();
+                let (handler, limits, places) = (handler.clone(), limits.clone(), places.clone());
+                ex.spawn(conn::serve(stream, peer, handler, limits, place, places)).detach();
             }
-            None => refuse(stream, &refused, &lingering, &ex),
+            None => refuse(stream, &refused, &places, &ex),
         }
     }
 }
@@ -275,18 +228,13 @@ async fn accept_loop<H: Handler>(
 /// Answers a connection beyond the caps with a canned 503 and closes it. The answer goes out
 /// at once (a fresh socket's send buffer is empty); the socket then lingers briefly, reading
 /// what the client sends, so that closing does not reset the connection before the client has
-/// read the answer. Lingering is itself capped.
-fn refuse(stream: smol::Async<TcpStream>, answer: &[u8], lingering: &Arc<std::sync::atomic::AtomicUsize>, ex: &smol::Executor<'static>) {
+/// read the answer. Lingering is itself capped (places.rs).
+fn refuse(stream: smol::Async<TcpStream>, answer: &[u8], places: &Places, ex: &smol::Executor<'static>) {
     use std::io::Write;
-    use std::sync::atomic::Ordering::Relaxed;
     let mut socket: &TcpStream = stream.get_ref();
     let _ = socket.write(answer);
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    if lingering.fetch_add(1, Relaxed) >= MAX_LINGERING {
-        lingering.fetch_sub(1, Relaxed);
-        return;
-    }
-    let lingering = lingering.clone();
+    let Some(lingering) = places.linger() else { return };
     ex.spawn(async move {
         let drain = async {
             let mut buf = [0u8; 1024];
@@ -300,7 +248,7 @@ fn refuse(stream: smol::Async<TcpStream>, answer: &[u8], lingering: &Arc<std::sy
             smol::Timer::after(Duration::from_secs(2)).await;
         };
         smol::future::or(drain, timeout).await;
-        lingering.fetch_sub(1, Relaxed);
+        drop(lingering);
     })
     .detach();
 }

@@ -285,19 +285,16 @@ impl Jobs {
         Ok(())
     }
 
-    /// Memory for a request body of `len` bytes that takes `factor` times its length to read
-    /// and parse, reserved before a byte of it is read.
-    pub fn reserve_body(&self, len: u64, factor: u64) -> Result<Option<Reservation>, JobError> {
-        if len == 0 {
-            return Ok(None);
-        }
+    /// Whether a request body of `len` bytes, which takes `factor` times its length to read and
+    /// parse, fits in the memory left now: what does not is refused before a byte of it is
+    /// read. (The front then reserves it as its bytes arrive: a body that never comes holds
+    /// nothing.)
+    pub fn body_fits(&self, len: u64, factor: u64) -> Result<(), JobError> {
         let need = len.saturating_mul(factor);
-        self.reserve(need, "the request body").map(Some)
-    }
-
-    /// Reserves `need` bytes of the pool for `what`, or says how much is free.
-    fn reserve(&self, need: u64, what: &'static str) -> Result<Reservation, JobError> {
-        self.pool.try_reserve(need).ok_or_else(|| self.count(JobError::NoMemory { what, need, free: self.pool.free() }))
+        match need <= self.pool.free() {
+            true => Ok(()),
+            false => Err(self.count(JobError::NoMemory { what: "the request body", need, free: self.pool.free() })),
+        }
     }
 
     /// Counts a refusal by its kind, and gives it back.

@@ -2,6 +2,7 @@
 //! commands from the node and timers here, the behaviours' events by protocol in `events`.
 
 mod events;
+mod one_relayed_path;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +50,9 @@ const REDIAL_AFTER: Duration = Duration::from_secs(10);
 struct Behaviour {
     /// Refuses connections beyond the caps before any other behaviour sees them.
     limits: connection_limits::Behaviour,
+    /// Second: a connection refused after request_response counted it stays in its table, and
+    /// requests sent on it are never answered. Only `limits` may refuse before it.
+    one_relayed_path: one_relayed_path::OneRelayedPath,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -225,6 +229,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),
         autonat: autonat.into(),
+        one_relayed_path: one_relayed_path::OneRelayedPath::new(peer_id),
     };
     let swarm_config = libp2p::swarm::Config::with_executor(|f| {
         smol::spawn(f).detach();
@@ -346,10 +351,9 @@ pub(super) struct State {
     punching: HashMap<PeerId, (Instant, u32)>,
 }
 
-/// DCUtR gives up silently when both sides' simultaneous TCP opens cross badly (seen under
-/// load: each side's inbound connection fails to negotiate, and the dialer's failure is not
-/// retried). A new relayed connection starts a new attempt; this many, `PUNCH_AGAIN` apart,
-/// doubling.
+/// libp2p-dcutr does not retry a failure on the dialer's side (crossed attempts are prevented
+/// in `one_relayed_path`). A new relayed connection starts a new attempt; this many,
+/// `PUNCH_AGAIN` apart, doubling.
 const PUNCH_RETRIES: u32 = 3;
 const PUNCH_AGAIN: Duration = Duration::from_secs(5);
 

@@ -90,13 +90,21 @@ fn a_full_queue_answers_429_and_queued_and_running_jobs_can_be_cancelled() {
         })
         .unzip();
     let cancel = |i: usize| node.request("DELETE", &format!("/v1/jobs/{}?token={}", ids[i], tokens[i]), b"");
-    // Only the submitter can cancel: an identical submission gets no token, a wrong one is refused.
-    let again = submit(&node, &body(&spin, b"2", long));
-    assert!(again.text().contains("\"existing\":true") && !again.text().contains("cancel_token"), "{}", again.text());
+    // Only a submitter can cancel: a wrong token is refused.
     for wrong in [String::new(), "0".repeat(32), tokens[1].clone()] {
         let r = node.request("DELETE", &format!("/v1/jobs/{}?token={wrong}", ids[2]), b"");
         assert_eq!((r.status, json_string(&r.text(), "error")), (403, "forbidden".to_string()), "{wrong}");
     }
+    // Job ids are computable, so a squatter may have submitted first: an identical submission
+    // gets a token of its own, and the first submitter's cancel only releases its own hold.
+    let again = submit(&node, &body(&spin, b"2", long));
+    assert!(again.text().contains("\"existing\":true"), "{}", again.text());
+    let second = json_string(&again.text(), "cancel_token");
+    assert_ne!(second, tokens[2]);
+    let c = cancel(2);
+    assert_eq!((c.status, status(&c.text())), (202, "queued".to_string()), "{}", c.text());
+    assert!(c.text().contains("\"released\":true,\"holders\":1"), "{}", c.text());
+    assert_eq!(status(&node.request("GET", &format!("/v1/jobs/{}", ids[2]), b"").text()), "queued", "it goes on for the other submitter");
     // The first runs (fuel grows), the other two wait: the queue holds 2.
     let running = poll(&node, &ids[0], Duration::from_secs(10), |t| status(t) == "running" && json_u64(t, "fuel_used").unwrap_or(0) > 0);
     assert_eq!(json_string(&poll(&node, &ids[2], Duration::from_secs(5), |_| true), "status"), "queued");
@@ -104,8 +112,8 @@ fn a_full_queue_answers_429_and_queued_and_running_jobs_can_be_cancelled() {
     assert_eq!(full.status, 429, "{}", full.text());
     assert_eq!(json_string(&full.text(), "error"), "queue_full");
     assert_eq!(full.header("Retry-After"), Some("1"));
-    // Cancel a queued job: it never runs.
-    let c = cancel(2);
+    // Cancel a queued job (its last holder): it never runs.
+    let c = node.request("DELETE", &format!("/v1/jobs/{}?token={second}", ids[2]), b"");
     assert_eq!((c.status, status(&c.text())), (200, "cancelled".to_string()), "{}", c.text());
     // Cancel the running one: it stops within a fuel slice, with no receipt.
     let c = cancel(0);

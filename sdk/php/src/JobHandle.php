@@ -95,9 +95,11 @@ final class JobHandle
     }
 
     /**
-     * Asks the node to stop the job; returns the status it answered (cancelled or cancelling).
-     * Only the submitter holds the cancel token: a handle for a job that was already queued by
-     * an identical submission has none (NodeException 403 `forbidden`).
+     * Asks the node to stop the job; returns the status it answered: cancelled or cancelling,
+     * or queued/running while other submitters of the same job still hold it (each submission
+     * gets a token of its own; the job stops once all have cancelled). A handle without a
+     * token (the job had ended, or too many submitters hold it) gets NodeException 403
+     * `forbidden`.
      */
     public function cancel(): string
     {

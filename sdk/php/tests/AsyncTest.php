@@ -87,7 +87,7 @@ final class AsyncTest extends TestCase
             self::fail('a wait shorter than the job ends in a timeout');
         } catch (TimeoutException) {
         }
-        // Another handle for the same job (an identical submission) holds no cancel token.
+        // A handle without a cancel token cannot cancel.
         $t = json_decode($ticker->token(), true);
         $t['cancel_token'] = null;
         try {
@@ -96,7 +96,13 @@ final class AsyncTest extends TestCase
         } catch (NodeException $e) {
             self::assertSame('forbidden', $e->errorCode);
         }
-        // The submitter's handle, resumed from its token, can.
+        // An identical submission (anyone can compute a job's id) holds a token of its own:
+        // its cancel releases only its own hold, and the job runs on for the first submitter.
+        $twin = $client->submit(Job::fromFile(guest('ticker'))->withInput('400 3000000')->withLimits(fuel: 1_000_000_000_000, deadlineMs: 120_000));
+        self::assertSame($ticker->id, $twin->id);
+        self::assertSame('running', $twin->cancel());
+        self::assertSame('running', $ticker->status()['status']);
+        // The first submitter's handle, resumed from its token, stops it.
         self::assertSame('cancelling', $client->resume($ticker->token())->cancel());
         try {
             $ticker->wait(30);

@@ -9,7 +9,7 @@ use phase_core::net::http::{Method, RequestHead};
 
 use super::{error, json_str};
 use crate::http::{Body, Request, Response};
-use crate::jobs::{valid_id, Jobs, Status, Submitted, MAX_OUTPUT_CHUNK};
+use crate::jobs::{valid_id, Cancelled, Jobs, Status, Submitted, MAX_OUTPUT_CHUNK};
 
 pub fn post(jobs: &Jobs, req: Request) -> Response {
     // `Prefer: respond-async` (RFC 7240): queue it and answer at once.
@@ -38,14 +38,14 @@ pub fn post(jobs: &Jobs, req: Request) -> Response {
     }
 }
 
-/// 202 for a queued job: its status, where to look, and its cancel token (none for a job that
-/// was there already).
+/// 202 for a queued job: its status, where to look, and the submitter's own cancel token (none
+/// for a job that ended or is being cancelled).
 fn accepted(s: &Submitted) -> Response {
     let location = format!("/v1/jobs/{}", s.id);
     let body = status_json(&s.id, &s.status);
     let extra = match &s.cancel_token {
-        Some(t) => format!("\"existing\":false,\"cancel_token\":\"{t}\""),
-        None => "\"existing\":true".to_string(),
+        Some(t) => format!("\"existing\":{},\"cancel_token\":\"{t}\"", s.existing),
+        None => format!("\"existing\":{}", s.existing),
     };
     let body = format!("{},\"location\":\"{location}\",{extra}}}", &body[..body.len() - 1]);
     Response::json(202, body).header("Location", location)
@@ -138,10 +138,14 @@ pub fn job_route(jobs: &Jobs, head: &RequestHead, id: &str) -> Response {
     }
     let result = match head.method {
         Method::Get | Method::Head => jobs.status(id).map(|s| Response::new(200, "application/json", status_body(id, &s))),
-        // A queued job is cancelled now (200); a running one is stopping (202).
-        Method::Delete => jobs.cancel(id, head.query("token").unwrap_or("")).map(|s| {
-            let code = if s == Status::Cancelled { 200 } else { 202 };
-            Response::json(code, status_json(id, &s))
+        // A queued job is cancelled now (200); a running one is stopping (202); one other
+        // submitters still hold goes on (202, `released`).
+        Method::Delete => jobs.cancel(id, head.query("token").unwrap_or("")).map(|c| match c {
+            Cancelled::Stopped(s) => Response::json(if s == Status::Cancelled { 200 } else { 202 }, status_json(id, &s)),
+            Cancelled::Released { status, others } => {
+                let body = status_json(id, &status);
+                Response::json(202, format!("{},\"released\":true,\"holders\":{others}}}", &body[..body.len() - 1]))
+            }
         }),
         _ => return Response::error(405, ErrorCode::MethodNotAllowed, "GET or DELETE"),
     };

@@ -33,7 +33,7 @@ use phase_core::Limits;
 pub use error::JobError;
 pub use phase_core::job::request::{JobRequest, ModuleSource, Placement};
 pub use queue::{valid_id, QueueConfig, Status, Submitted};
-pub use runner::{OutputChunk, MAX_OUTPUT_CHUNK};
+pub use runner::{Cancelled, OutputChunk, MAX_OUTPUT_CHUNK};
 pub use slots::Slot;
 
 use crate::data_dir::DataDir;

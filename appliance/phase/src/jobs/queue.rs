@@ -26,6 +26,9 @@ use crate::p2p::PeerId;
 
 /// Ended jobs remembered at most, whatever their size.
 pub const MAX_KEPT: usize = 10_000;
+/// Submitters of one job holding a cancel token each, at most (a submitter beyond them gets
+/// its status but no token).
+pub const MAX_HOLDERS: usize = 64;
 /// What an ended entry costs beyond its answer (id, map entry, order entry).
 const ENTRY_OVERHEAD: usize = 256;
 
@@ -126,10 +129,18 @@ pub struct Taken {
     pub hold: Option<Reservation>,
 }
 
+/// A submitter's cancel token, and whether it has cancelled.
+struct Holder {
+    token: String,
+    released: bool,
+}
+
 struct Entry {
     status: Status,
-    /// Who may cancel: the submitter got it; an identical submission does not.
-    cancel_token: String,
+    /// Who may cancel: every submission of the job while it is queued or running got a token
+    /// of its own (up to `MAX_HOLDERS`); the job stops when all of them have cancelled, so no
+    /// submitter can cancel a job under another one (job ids are computable from requests).
+    holders: Vec<Holder>,
     progress: Arc<Progress>,
     /// Queued only: the request and its memory.
     request: Option<(JobRequest, Option<Reservation>)>,
@@ -149,12 +160,14 @@ struct Inner {
     kept_bytes: usize,
 }
 
-/// A submission as the submitter sees it: the job's id and status, and its cancel token
-/// (None when an identical job was there already: `existing`).
+/// A submission as the submitter sees it: the job's id and status, whether an identical job
+/// was there already, and its own cancel token (None once the job has ended or is being
+/// cancelled, or beyond `MAX_HOLDERS` submitters).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Submitted {
     pub id: String,
     pub status: Status,
+    pub existing: bool,
     pub cancel_token: Option<String>,
 }
 
@@ -168,6 +181,9 @@ pub enum Cancel {
     /// It is running on `peer`, which is to be told to stop the request that hashes to
     /// `request`.
     Placed { peer: PeerId, request: [u8; 32] },
+    /// This token's hold is released; the job goes on for the `others` submitters still
+    /// holding one.
+    Released { others: usize },
     /// It has ended already (as `Status::name`).
     Ended(&'static str),
     /// The cancel token is not this job's.
@@ -180,6 +196,11 @@ pub struct Queue {
     ready: Condvar,
     /// `<data>/results`, where finished answers are kept across restarts.
     dir: Option<PathBuf>,
+}
+
+/// A cancel token: 128 random bits in hex.
+fn new_token() -> String {
+    phase_core::encoding::hex_encode(&ed25519_compact::Seed::generate()[..16])
 }
 
 /// A job id as it appears in paths and file names: 64 lowercase hex digits.
@@ -203,14 +224,22 @@ impl Queue {
     /// Queues job `id`, or finds it: an identical job (same id) that is queued, running or
     /// done is not queued again (`true`: it was there); one that failed or was cancelled is
     /// queued afresh.
-    /// A new job's cancel token comes back with it (None when it was there already).
+    /// Each submission of a job that is queued or running gets a cancel token of its own.
     pub fn submit(&self, id: String, request: JobRequest, hold: Option<Reservation>) -> Result<Submitted, JobError> {
         let mut inner = self.lock();
         self.expire(&mut inner);
-        if let Some(e) = inner.jobs.get(&id) {
+        if let Some(e) = inner.jobs.get_mut(&id) {
             if !matches!(e.status, Status::Failed { .. } | Status::Cancelled) {
+                let cancel_token = match e.status {
+                    Status::Queued { .. } | Status::Running { .. } if e.holders.len() < MAX_HOLDERS => {
+                        let token = new_token();
+                        e.holders.push(Holder { token: token.clone(), released: false });
+                        Some(token)
+                    }
+                    _ => None,
+                };
                 let status = self.status_of(&inner, &id).unwrap_or(Status::Cancelled);
-                return Ok(Submitted { id, status, cancel_token: None });
+                return Ok(Submitted { id, status, existing: true, cancel_token });
             }
             self.forget(&mut inner, &id);
         }
@@ -218,13 +247,13 @@ impl Queue {
             return Err(JobError::QueueFull { max: self.config.max_queued });
         }
         let position = inner.queue.len();
-        let cancel_token = phase_core::encoding::hex_encode(&ed25519_compact::Seed::generate()[..16]);
+        let cancel_token = new_token();
         inner.queue.push_back(id.clone());
         inner.jobs.insert(
             id.clone(),
             Entry {
                 status: Status::Queued { position },
-                cancel_token: cancel_token.clone(),
+                holders: vec![Holder { token: cancel_token.clone(), released: false }],
                 progress: Arc::new(Progress::watched()),
                 request: Some((request, hold)),
                 peer: None,
@@ -234,7 +263,7 @@ impl Queue {
         );
         drop(inner);
         self.ready.notify_one();
-        Ok(Submitted { id, status: Status::Queued { position }, cancel_token: Some(cancel_token) })
+        Ok(Submitted { id, status: Status::Queued { position }, existing: false, cancel_token: Some(cancel_token) })
     }
 
     /// The job's status now, or None for an id this node does not know (or no longer keeps).
@@ -263,19 +292,27 @@ impl Queue {
         })
     }
 
-    /// Cancels job `id` for the holder of its cancel token (None: unknown).
+    /// Releases the hold of `token` on job `id`, and cancels the job once no submitter holds
+    /// it any more (None: unknown id).
     pub fn cancel(&self, id: &str, token: &str) -> Option<Cancel> {
         let mut inner = self.lock();
         let e = inner.jobs.get_mut(id)?;
         if e.status.ended() {
             return Some(Cancel::Ended(e.status.name()));
         }
-        // Compared in constant time: the token is a secret.
-        let same = !e.cancel_token.is_empty()
-            && e.cancel_token.len() == token.len()
-            && e.cancel_token.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
-        if !same {
-            return Some(Cancel::Forbidden);
+        // Compared in constant time (every holder, whatever matches): tokens are secrets.
+        let mut found = None;
+        for (i, h) in e.holders.iter().enumerate() {
+            let same = h.token.len() == token.len() && h.token.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+            if same {
+                found = Some(i);
+            }
+        }
+        let Some(i) = found else { return Some(Cancel::Forbidden) };
+        e.holders[i].released = true;
+        let others = e.holders.iter().filter(|h| !h.released).count();
+        if others > 0 {
+            return Some(Cancel::Released { others });
         }
         let result = match &e.status {
             Status::Queued { .. } => {
@@ -435,7 +472,7 @@ impl Queue {
         for (at, id, answer) in found {
             let size = answer.len() + ENTRY_OVERHEAD;
             // An ended job cannot be cancelled: no token is kept for it.
-            let entry = Entry { status: Status::Done { answer: answer.into() }, cancel_token: String::new(), progress: Arc::default(), request: None, peer: None, ended_at: at, size };
+            let entry = Entry { status: Status::Done { answer: answer.into() }, holders: Vec::new(), progress: Arc::default(), request: None, peer: None, ended_at: at, size };
             inner.jobs.insert(id.clone(), entry);
             inner.ended.push_back(id);
             inner.kept_bytes += size;
@@ -508,7 +545,6 @@ mod tests {
     fn the_queue_is_bounded_identical_jobs_are_one_and_only_the_token_cancels() {
         let q = Queue::new(QueueConfig { max_queued: 2, ..QueueConfig::default() }, None);
         let t1 = q.submit(id(1), request(b"1"), None).unwrap().cancel_token;
-        assert_eq!(q.submit(id(1), request(b"1"), None).unwrap(), Submitted { id: id(1), status: Status::Queued { position: 0 }, cancel_token: None }, "the same job, no token");
         q.submit(id(2), request(b"2"), None).unwrap();
         assert!(matches!(q.submit(id(3), request(b"3"), None), Err(JobError::QueueFull { max: 2 })));
         assert_eq!(q.cancel(&id(1), ""), Some(Cancel::Forbidden));
@@ -521,5 +557,33 @@ mod tests {
         let Submitted { status: s, cancel_token: t, .. } = q.submit(id(1), request(b"1"), None).unwrap();
         assert_eq!(s, Status::Queued { position: 1 });
         assert!(t.is_some() && t != t1);
+    }
+
+    #[test]
+    fn every_submitter_holds_its_own_token_and_the_job_stops_only_when_all_have_cancelled() {
+        let q = Queue::new(QueueConfig::default(), None);
+        // The squatter submits first, then an honest client the same job (ids are computable).
+        let squatter = q.submit(id(1), request(b"1"), None).unwrap().cancel_token.unwrap();
+        let honest = q.submit(id(1), request(b"1"), None).unwrap();
+        assert!(honest.existing && honest.status == Status::Queued { position: 0 });
+        let honest = honest.cancel_token.expect("an identical submission gets a token of its own");
+        assert_ne!(honest, squatter);
+        assert_eq!(q.cancel(&id(1), &squatter), Some(Cancel::Released { others: 1 }));
+        assert_eq!(q.cancel(&id(1), &squatter), Some(Cancel::Released { others: 1 }), "twice is once");
+        assert_eq!(q.status(&id(1)), Some(Status::Queued { position: 0 }), "the job goes on for the honest one");
+        let t = q.take();
+        assert_eq!(q.cancel(&id(1), &honest), Some(Cancel::Stopping), "the last holder stops it");
+        assert!(t.progress.cancel.load(Relaxed));
+        // Holders are bounded; beyond them a submitter gets the status and no token.
+        for _ in 0..MAX_HOLDERS {
+            q.submit(id(2), request(b"2"), None).unwrap();
+        }
+        let late = q.submit(id(2), request(b"2"), None).unwrap();
+        assert!(late.existing && late.cancel_token.is_none());
+        // A done job hands out no token: there is nothing left to cancel.
+        let q = Queue::new(QueueConfig::default(), None);
+        done(&q, 3, 10);
+        let again = q.submit(id(3), request(b"3"), None).unwrap();
+        assert!(again.existing && again.cancel_token.is_none() && matches!(again.status, Status::Done { .. }));
     }
 }

@@ -24,6 +24,16 @@ const SLOT_POLL: Duration = Duration::from_millis(20);
 /// Output bytes one read answers at most.
 pub const MAX_OUTPUT_CHUNK: usize = 1 << 20;
 
+/// What a cancel did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job stops: `Cancelled` (it was queued) or `Cancelling`.
+    Stopped(Status),
+    /// The caller's hold is released; the job goes on, in `status`, for the `others`
+    /// submitters still holding a token.
+    Released { status: Status, others: usize },
+}
+
 /// Up to `max` bytes of one stream of a job's output from `offset`.
 pub struct OutputChunk {
     pub bytes: Vec<u8>,
@@ -59,21 +69,24 @@ impl Jobs {
         self.queue.status(id).ok_or_else(|| JobError::UnknownJob(id.to_string()))
     }
 
-    /// Cancels an asynchronous job for the holder of its cancel token: `Cancelled` if it was
-    /// queued (it never runs), `Cancelling` if it runs (here it stops within a fuel slice; on a
-    /// peer the peer is told, and the job ends cancelled, or done if the peer finished first).
-    pub fn cancel(&self, id: &str, token: &str) -> Result<Status, JobError> {
+    /// Cancels an asynchronous job for the holder of a cancel token. The job stops once every
+    /// submitter holding a token has cancelled: `Cancelled` if it was queued (it never runs),
+    /// `Cancelling` if it runs (here it stops within a fuel slice; on a peer the peer is told,
+    /// and the job ends cancelled, or done if the peer finished first). Before that, only this
+    /// token's hold is released.
+    pub fn cancel(&self, id: &str, token: &str) -> Result<Cancelled, JobError> {
         match self.queue.cancel(id, token) {
             None => Err(JobError::UnknownJob(id.to_string())),
             Some(Cancel::Forbidden) => Err(JobError::Forbidden),
             Some(Cancel::Ended(how)) => Err(JobError::AlreadyEnded(how)),
-            Some(Cancel::Cancelled) => Ok(Status::Cancelled),
-            Some(Cancel::Stopping) => Ok(Status::Cancelling),
+            Some(Cancel::Released { others }) => Ok(Cancelled::Released { status: self.status(id)?, others }),
+            Some(Cancel::Cancelled) => Ok(Cancelled::Stopped(Status::Cancelled)),
+            Some(Cancel::Stopping) => Ok(Cancelled::Stopped(Status::Cancelling)),
             Some(Cancel::Placed { peer, request }) => {
                 if !self.network().is_some_and(|n| n.cancel_job(peer, request)) {
                     log!("jobs: {}: the cancel could not be sent to {peer}; its answer decides", &id[..id.len().min(12)]);
                 }
-                Ok(Status::Cancelling)
+                Ok(Cancelled::Stopped(Status::Cancelling))
             }
         }
     }

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use phase_core::job::answer::Answer;
 use phase_core::job::error::ErrorCode;
 
 use super::{JobError, JobRequest};
@@ -82,22 +83,14 @@ impl Status {
 }
 
 /// What `GET /v1/jobs/<id>/output` reads from: the live buffers of a job not done, or a done
-/// job's answer. Taken under the lock (two reference counts); read outside it.
+/// job's answer as a value (decoded once when it ended, so a read copies its chunk and nothing
+/// else). Taken under the lock (two reference counts); read outside it.
 pub enum Stream {
     Live(Arc<Progress>, &'static str),
-    Answer(Arc<str>),
+    Done(Option<Arc<Answer>>),
 }
 
 impl Stream {
-    /// Bytes a read may allocate besides the chunk: parsing a done answer holds its parse
-    /// tree and the decoded output (the answer's size twice at most).
-    pub fn read_cost(&self) -> usize {
-        match self {
-            Stream::Live(..) => 0,
-            Stream::Answer(a) => 2 * a.len(),
-        }
-    }
-
     /// Up to `max` bytes of stdout (`stderr`: stderr) from `offset`, the stream's length so
     /// far, and the job's status name. A failed or cancelled job has no output.
     pub fn read(&self, stderr: bool, offset: usize, max: usize) -> (Vec<u8>, usize, &'static str) {
@@ -108,13 +101,11 @@ impl Stream {
                 let (bytes, total) = slice(if stderr { &out.stderr } else { &out.stdout });
                 (bytes, total, status)
             }
-            Stream::Answer(answer) => {
-                let (bytes, total) = match phase_core::job::answer::Answer::parse(answer) {
-                    Ok(a) => slice(if stderr { &a.stderr } else { &a.stdout }),
-                    Err(_) => (Vec::new(), 0),
-                };
+            Stream::Done(Some(a)) => {
+                let (bytes, total) = slice(if stderr { &a.stderr } else { &a.stdout });
                 (bytes, total, "done")
             }
+            Stream::Done(None) => (Vec::new(), 0, "done"),
         }
     }
 }
@@ -144,6 +135,8 @@ struct Entry {
     progress: Arc<Progress>,
     /// Queued only: the request and its memory.
     request: Option<(JobRequest, Option<Reservation>)>,
+    /// Done only: the answer as a value, for output reads (the status carries its JSON).
+    output: Option<Arc<Answer>>,
     /// Placed only: the peer its request went to last, and the request frame's SHA-256.
     peer: Option<(PeerId, [u8; 32])>,
     /// Ended only: when (unix seconds) and what it costs to keep.
@@ -256,6 +249,7 @@ impl Queue {
                 holders: vec![Holder { token: cancel_token.clone(), released: false }],
                 progress: Arc::new(Progress::watched()),
                 request: Some((request, hold)),
+                output: None,
                 peer: None,
                 ended_at: 0,
                 size: 0,
@@ -287,7 +281,7 @@ impl Queue {
         let inner = self.lock();
         let e = inner.jobs.get(id)?;
         Some(match &e.status {
-            Status::Done { answer } => Stream::Answer(answer.clone()),
+            Status::Done { .. } => Stream::Done(e.output.clone()),
             status => Stream::Live(e.progress.clone(), status.name()),
         })
     }
@@ -318,7 +312,7 @@ impl Queue {
             Status::Queued { .. } => {
                 e.request = None; // its memory goes back now
                 inner.queue.retain(|q| q != id);
-                self.end(&mut inner, id, Status::Cancelled);
+                self.end(&mut inner, id, Status::Cancelled, None);
                 Cancel::Cancelled
             }
             Status::Running { placed: true, .. } => {
@@ -371,8 +365,9 @@ impl Queue {
         true
     }
 
-    /// Records how a job ended; a done job's answer goes to the data dir too.
-    pub fn finish(&self, id: &str, status: Status) {
+    /// Records how a job ended (`output`: a done job's answer as a value); a done job's answer
+    /// goes to the data dir too.
+    pub fn finish(&self, id: &str, status: Status, output: Option<Arc<Answer>>) {
         if let (Status::Done { answer }, Some(dir)) = (&status, &self.dir) {
             let write = std::fs::create_dir_all(dir).and_then(|_| crate::durable::replace(&dir.join(format!("{id}.json")), format!("{}\n{answer}", now()).as_bytes()));
             if let Err(e) = write {
@@ -381,7 +376,7 @@ impl Queue {
         }
         let mut inner = self.lock();
         if inner.jobs.contains_key(id) {
-            self.end(&mut inner, id, status);
+            self.end(&mut inner, id, status, output);
         }
     }
 
@@ -392,14 +387,16 @@ impl Queue {
         (inner.queue.len(), running, inner.ended.len(), inner.kept_bytes)
     }
 
-    fn end(&self, inner: &mut Inner, id: &str, status: Status) {
+    fn end(&self, inner: &mut Inner, id: &str, status: Status, output: Option<Arc<Answer>>) {
         let size = match &status {
             Status::Done { answer } => answer.len(),
             Status::Failed { message, .. } => message.len(),
             _ => 0,
-        } + ENTRY_OVERHEAD;
+        } + output.as_ref().map_or(0, |a| output_size(a))
+            + ENTRY_OVERHEAD;
         if let Some(e) = inner.jobs.get_mut(id) {
             e.status = status;
+            e.output = output;
             e.request = None;
             // The answer holds the output now (a cancelled or failed job's partial output goes).
             *e.progress.output.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
@@ -447,32 +444,59 @@ impl Queue {
     }
 
     /// Reads back the answers a previous run kept: `<id>.json` files holding the time they
-    /// ended and the answer. Unreadable, misnamed or expired files are removed.
+    /// ended and the answer. Files are read newest first (by modification time) while their
+    /// sizes fit the byte cap, so a full results dir is never read whole; unreadable,
+    /// misnamed, expired and unkept files are removed.
     fn load(&self) {
         let Some(dir) = &self.dir else { return };
         let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut found = Vec::new();
+        let remove = |path: &std::path::Path, why: &str| {
+            log!("jobs: {}: {why}; removed", path.display());
+            let _ = std::fs::remove_file(path);
+        };
+        let mut files = Vec::new();
         for e in entries.flatten() {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            let id = name.strip_suffix(".json").filter(|i| valid_id(i)).map(str::to_string);
-            let read = std::fs::read_to_string(&path).ok();
-            let parsed = read.as_deref().and_then(|t| t.split_once('\n')).and_then(|(at, answer)| Some((at.parse::<u64>().ok()?, answer.to_string())));
-            match (id, parsed) {
-                (Some(id), Some((at, answer))) if miniserde::json::from_str::<miniserde::json::Value>(&answer).is_ok() => found.push((at, id, answer)),
-                _ => {
-                    log!("jobs: {}: not a kept result; removed", path.display());
-                    let _ = std::fs::remove_file(&path);
-                }
+            match (name.strip_suffix(".json").filter(|i| valid_id(i)), e.metadata()) {
+                (Some(id), Ok(m)) if m.is_file() => files.push((m.modified().ok(), m.len(), id.to_string(), path)),
+                _ => remove(&path, "not a kept result"),
             }
         }
-        found.sort();
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        let (mut found, mut bytes) = (Vec::new(), 0u64);
+        for (_, len, id, path) in files {
+            bytes = bytes.saturating_add(len.saturating_mul(2));
+            if bytes > self.config.max_result_bytes as u64 || found.len() >= MAX_KEPT {
+                remove(&path, "beyond the kept results' cap");
+                continue;
+            }
+            let read = std::fs::read_to_string(&path).ok();
+            let parsed = read.as_deref().and_then(|t| t.split_once('\n')).and_then(|(at, json)| {
+                let answer = Answer::parse(json).ok()?;
+                Some((at.parse::<u64>().ok()?, json.to_string(), answer))
+            });
+            match parsed {
+                Some((at, json, answer)) => found.push((at, id, json, answer)),
+                None => remove(&path, "not a kept result"),
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         let mut inner = self.lock();
         let n = found.len();
-        for (at, id, answer) in found {
-            let size = answer.len() + ENTRY_OVERHEAD;
+        for (at, id, json, answer) in found {
+            let size = json.len() + output_size(&answer) + ENTRY_OVERHEAD;
             // An ended job cannot be cancelled: no token is kept for it.
-            let entry = Entry { status: Status::Done { answer: answer.into() }, holders: Vec::new(), progress: Arc::default(), request: None, peer: None, ended_at: at, size };
+            let entry = Entry {
+                status: Status::Done { answer: json.into() },
+                holders: Vec::new(),
+                progress: Arc::default(),
+                request: None,
+                output: Some(Arc::new(answer)),
+                peer: None,
+                ended_at: at,
+                size,
+            };
             inner.jobs.insert(id.clone(), entry);
             inner.ended.push_back(id);
             inner.kept_bytes += size;
@@ -482,6 +506,11 @@ impl Queue {
             log!("jobs: {} kept results read back from {} ({} still kept)", n, dir.display(), inner.ended.len());
         }
     }
+}
+
+/// What a kept answer's decoded value holds besides its JSON.
+fn output_size(a: &Answer) -> usize {
+    a.stdout.len() + a.stderr.len() + a.trap_detail.as_ref().map_or(0, String::len)
 }
 
 #[cfg(test)]
@@ -501,7 +530,7 @@ mod tests {
         assert!(token.is_some());
         let t = q.take();
         assert_eq!(t.id, id(n));
-        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() });
+        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() }, None);
     }
 
     #[test]
@@ -585,5 +614,36 @@ mod tests {
         done(&q, 3, 10);
         let again = q.submit(id(3), request(b"3"), None).unwrap();
         assert!(again.existing && again.cancel_token.is_none() && matches!(again.status, Status::Done { .. }));
+    }
+
+    #[test]
+    fn kept_results_are_read_back_newest_first_within_the_cap_and_their_output_is_a_value() {
+        let vectors: miniserde::json::Value = miniserde::json::from_str(include_str!("../../../../docs/test-vectors/answer-v1.json")).unwrap();
+        let miniserde::json::Value::Object(top) = vectors else { panic!() };
+        let Some(miniserde::json::Value::Array(v)) = top.get("vectors") else { panic!() };
+        let miniserde::json::Value::Object(first) = &v[0] else { panic!() };
+        let answer = miniserde::json::to_string(first.get("answer").unwrap());
+        let dir = std::env::temp_dir().join(format!("phase-queue-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!("{}\n{answer}", now());
+        let t0 = std::time::SystemTime::now();
+        for n in 1..=3u8 {
+            let path = dir.join(format!("{}.json", id(n)));
+            std::fs::write(&path, &text).unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(t0 - Duration::from_secs(10 - n as u64)).unwrap();
+        }
+        std::fs::write(dir.join("stray.json"), "x").unwrap();
+        // Room for two files (each counted twice: its JSON and its decoded value).
+        let cap = 2 * 2 * text.len() + 100;
+        let q = Queue::new(QueueConfig { max_result_bytes: cap, ..QueueConfig::default() }, Some(dir.clone()));
+        assert_eq!(q.status(&id(1)), None, "the oldest is beyond the cap");
+        assert!(!dir.join(format!("{}.json", id(1))).exists() && !dir.join("stray.json").exists());
+        assert!(matches!(q.status(&id(3)), Some(Status::Done { .. })));
+        let stream = q.stream(&id(3)).unwrap();
+        assert_eq!(stream.read(false, 0, 5), (b"dlroW".to_vec(), 12, "done"));
+        assert_eq!(stream.read(false, 10, 100), (b"eH".to_vec(), 12, "done"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,7 +12,7 @@ use phase_core::job::error::ErrorCode;
 
 use super::place::Watch;
 use super::queue::{Cancel, Taken};
-use super::{JobError, JobRequest, Jobs, Placement, Status, Submitted};
+use super::{Answered, JobError, JobRequest, Jobs, Placement, Status, Submitted};
 use crate::memory::Reservation;
 use crate::p2p::PeerId;
 
@@ -92,12 +92,12 @@ impl Jobs {
     }
 
     /// Up to `max` (at most `MAX_OUTPUT_CHUNK`) bytes of a job's stdout (`stderr`: stderr) from
-    /// `offset`: what the guest has written while it runs, its answer's once done. The chunk,
-    /// and for a done job the parse of its answer, are reserved from the pool first.
+    /// `offset`: what the guest has written while it runs, its answer's once done. The chunk
+    /// is reserved from the pool first.
     pub fn output(&self, id: &str, stderr: bool, offset: usize, max: usize) -> Result<OutputChunk, JobError> {
         let stream = self.queue.stream(id).ok_or_else(|| JobError::UnknownJob(id.to_string()))?;
         let max = max.min(MAX_OUTPUT_CHUNK);
-        let need = (max + stream.read_cost()) as u64;
+        let need = max as u64;
         let hold = self.pool.try_reserve(need).ok_or(JobError::NoMemory { what: "reading the job's output", need, free: self.pool.free() })?;
         let (bytes, total, status) = stream.read(stderr, offset, max);
         Ok(OutputChunk { bytes, total, status, hold })
@@ -130,7 +130,7 @@ impl Jobs {
             match self.slots.run() {
                 Ok(s) => slot = Some(s),
                 Err(_) if t.progress.cancel.load(Relaxed) => {
-                    self.queue.finish(&t.id, Status::Cancelled);
+                    self.queue.finish(&t.id, Status::Cancelled, None);
                     return;
                 }
                 Err(_) => std::thread::sleep(SLOT_POLL),
@@ -138,12 +138,19 @@ impl Jobs {
         }
         drop(t.hold);
         let watch = Followed { jobs: self, id: &t.id, progress: &t.progress };
-        let status = match self.run_in(t.request, slot, t.progress.clone(), &watch) {
-            Ok(finished) => Status::Done { answer: finished.to_json().into() },
-            Err(e) if e.code() == ErrorCode::Cancelled => Status::Cancelled,
-            Err(e) => Status::Failed { code: e.code(), message: e.to_string() },
+        let (status, output) = match self.run_in(t.request, slot, t.progress.clone(), &watch) {
+            Ok(finished) => {
+                // Kept as a value too, so output reads never parse the JSON again.
+                let output = match &finished.answer {
+                    Answered::One(a) => Some(a.clone()),
+                    Answered::Many(_) => None,
+                };
+                (Status::Done { answer: finished.to_json().into() }, output)
+            }
+            Err(e) if e.code() == ErrorCode::Cancelled => (Status::Cancelled, None),
+            Err(e) => (Status::Failed { code: e.code(), message: e.to_string() }, None),
         };
-        self.queue.finish(&t.id, status);
+        self.queue.finish(&t.id, status, output);
     }
 }
 

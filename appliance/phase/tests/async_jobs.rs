@@ -221,7 +221,8 @@ fn a_queued_job_to_run_here_waits_for_a_slot_instead_of_failing_busy() {
     }
     let r = submit(&node, &body(&guest("hello"), b"waits", ",\"placement\":\"local\""));
     assert_eq!(r.status, 202, "{}", r.text());
-    let id = json_string(&r.text(), "job_id");
+    let id = format!("{}.local", json_string(&r.text(), "job_id"));
+    assert_eq!(json_string(&r.text(), "location"), format!("/v1/jobs/{id}"));
     let done = poll(&node, &id, Duration::from_secs(30), |t| !["queued", "running"].contains(&status(t).as_str()));
     assert_eq!(status(&done), "done", "{done}");
     assert_eq!(holder.join().unwrap(), 200, "the synchronous job ended at its deadline");

@@ -215,29 +215,48 @@ fn an_async_job_placed_on_a_peer_is_tracked_by_the_node_it_was_submitted_to() {
     let (a, b) = pair();
     let spin = guest("hostile-loop");
     let place = format!(",\"placement\":\"{}\"", peer_id(&b));
-    let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&guest("hello"), b"async remote", &place));
-    assert_eq!(r.status, 202, "{}", r.text());
-    let id = json_string(&r.text(), "job_id");
-    let give_up = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();
-        if json_string(&s, "status") == "done" {
-            break s;
-        }
-        assert!(Instant::now() < give_up, "{s}");
-        std::thread::sleep(Duration::from_millis(20));
+    let submit = |placement: &str| {
+        let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&guest("hello"), b"async remote", placement));
+        assert_eq!(r.status, 202, "{}", r.text());
+        (json_string(&r.text(), "job_id"), json_string(&r.text(), "location"), r.text())
     };
-    let result = &done[done.find("\"result\":").unwrap() + 9..done.len() - 1];
-    let answer = phase_core::job::answer::Answer::parse(result).unwrap();
+    let done_at = |location: &str| {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        let done = loop {
+            let s = a.request("GET", location, b"").text();
+            if json_string(&s, "status") == "done" {
+                break s;
+            }
+            assert!(Instant::now() < give_up, "{s}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let result = done[done.find("\"result\":").unwrap() + 9..done.len() - 1].to_string();
+        (phase_core::job::answer::Answer::parse(&result).unwrap(), result)
+    };
+    let (id, location, _) = submit(&place);
+    // Where a job was asked to run is part of its handle.
+    assert_eq!(location, format!("/v1/jobs/{id}.{}", peer_id(&b)));
+    let (answer, result) = done_at(&location);
     assert_eq!(answer.stdout, b"etomer cnysa");
-    assert_eq!(json_string(result, "executor"), peer_id(&b));
+    assert_eq!(json_string(&result, "executor"), peer_id(&b));
     assert_eq!(phase_core::encoding::hex_encode(&answer.signer()), json_string(&status(&b), "node_key"), "signed by B");
+    assert_eq!(phase_core::encoding::hex_encode(&answer.job_id), id, "the receipt names the job the URL names (limits sent explicit)");
     assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 1);
+    // The same job asked to run here is another queue entry: it is never answered by the
+    // peer's run (whoever placed that one), and runs here, signed by A.
+    let (same_id, here, text) = submit(",\"placement\":\"local\"");
+    assert_eq!((same_id.as_str(), here.as_str()), (id.as_str(), format!("/v1/jobs/{id}.local").as_str()));
+    assert!(text.contains("\"existing\":false"), "{text}");
+    let (answer, result) = done_at(&here);
+    assert!(!result.contains("executor"), "{result}");
+    assert_eq!(phase_core::encoding::hex_encode(&answer.signer()), json_string(&status(&a), "node_key"), "signed by A");
+    assert_eq!(a.request("GET", &format!("/v1/jobs/{id}"), b"").status, 404, "nothing was asked without a placement");
     // While on the peer it shows as placed; cancelled, the peer stops it (no receipt) long
     // before its deadline, and the job ends cancelled on the node it was submitted to.
     let long = format!("{place},\"limits\":{{\"fuel\":1000000000000,\"deadline_ms\":120000}}");
     let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&spin, b"", &long));
-    let (id, token) = (json_string(&r.text(), "job_id"), json_string(&r.text(), "cancel_token"));
+    let (id, token) = (json_string(&r.text(), "location"), json_string(&r.text(), "cancel_token"));
+    let id = id.strip_prefix("/v1/jobs/").unwrap().to_string();
     let give_up = Instant::now() + Duration::from_secs(10);
     while !a.request("GET", &format!("/v1/jobs/{id}"), b"").text().contains("\"placed\":true") || metric(&b, "phase_jobs_in_flight") != 1 {
         assert!(Instant::now() < give_up, "the job never ran on b");
@@ -384,7 +403,7 @@ fn a_peer_that_says_cancelled_unasked_is_failing_and_the_job_goes_to_another() {
     assert!(json_string(&r.text(), "message").contains("never asked"), "{}", r.text());
     // Asynchronous: the job fails there by the peer's fault; it is not `cancelled`.
     let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&guest("hello"), b"y", &format!(",\"placement\":\"{}\"", peer_id(&b))));
-    let id = json_string(&r.text(), "job_id");
+    let id = format!("{}.{}", json_string(&r.text(), "job_id"), peer_id(&b));
     let give_up = Instant::now() + Duration::from_secs(30);
     let s = loop {
         let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();
@@ -497,6 +516,9 @@ fn a_retried_idempotency_key_returns_the_placed_answer_even_after_the_executor_i
     assert_eq!(metric(&c, "phase_jobs_total{outcome=\"exited\"}"), 0, "c never ran it");
     let other = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"twice", ",\"placement\":\"remote\",\"idempotency_key\":\"k-1\""));
     assert_eq!(other.status, 409);
+    // B's kept answer satisfies "any peer", never a request for another one.
+    let for_c = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"once", &format!(",\"placement\":\"{}\",\"idempotency_key\":\"k-1\"", peer_id(&c))));
+    assert_eq!((for_c.status, json_string(&for_c.text(), "error")), (409, "idempotency_conflict".to_string()), "{}", for_c.text());
 }
 
 #[test]
@@ -764,7 +786,7 @@ fn a_padded_answer_claiming_another_executor_reaches_the_client_as_the_answer_ve
     assert!(check(&again.text()).replayed, "the kept answer, marked as a replay: {}", again.text());
     let body = job(&hello, b"x", &format!(",\"placement\":\"{}\"", peer_id(&b)));
     let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &body);
-    let id = json_string(&r.text(), "job_id");
+    let id = format!("{}.{}", json_string(&r.text(), "job_id"), peer_id(&b));
     let give_up = Instant::now() + Duration::from_secs(30);
     let status = loop {
         let s = a.request("GET", &format!("/v1/jobs/{id}"), b"").text();

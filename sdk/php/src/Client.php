@@ -172,7 +172,12 @@ final class Client
                 throw new ProtocolException("node {$endpoint}: HTTP {$status} to an asynchronous job, not 202 with its id");
             }
             $token = is_string($data['cancel_token'] ?? null) ? $data['cancel_token'] : null;
-            return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked(), $token);
+            $location = is_string($data['location'] ?? null) ? $data['location'] : null;
+            try {
+                return new JobHandle($this, $endpoint, strtolower($data['job_id']), $job->asked(), $token, $location);
+            } catch (\InvalidArgumentException $e) {
+                throw new ProtocolException("node {$endpoint}: " . $e->getMessage());
+            }
         });
     }
 
@@ -191,12 +196,13 @@ final class Client
             || !$hex($t['input_sha256'] ?? null) || !$strings($t['args'] ?? null) || !$strings($t['env'] ?? null)
             || !is_array($t['limits'] ?? null) || array_filter($t['limits'], 'is_int') !== $t['limits']
             || !(($t['cancel_token'] ?? null) === null || is_string($t['cancel_token']))
+            || !(($t['location'] ?? null) === null || is_string($t['location']))
         ) {
             throw new \InvalidArgumentException('not a job handle token (node, job_id, module_sha256, input_sha256, args, env, limits)');
         }
         $asked = ['module_sha256' => $t['module_sha256'], 'input_sha256' => $t['input_sha256'], 'args' => $t['args'],
             'env' => $t['env'], 'limits' => $t['limits']];
-        return new JobHandle($this, $t['node'], $t['job_id'], $asked, $t['cancel_token'] ?? null);
+        return new JobHandle($this, $t['node'], $t['job_id'], $asked, $t['cancel_token'] ?? null, $t['location'] ?? null);
     }
 
     /**

@@ -24,22 +24,33 @@ final class JobHandle
         public readonly string $id,
         private readonly array $asked,
         private readonly ?string $cancelToken = null,
+        ?string $location = null,
     ) {
         if (!preg_match('/^[0-9a-f]{64}$/', $id)) {
             throw new \InvalidArgumentException('a job id is 64 lowercase hex digits');
         }
+        // The node names a job by its id and, when it was placed, where (`.local`, `.<peer>`):
+        // only a path of that shape for this id is followed.
+        $location ??= "/v1/jobs/{$id}";
+        if (!preg_match('#^/v1/jobs/' . $id . '(\.[A-Za-z0-9]{1,128})?$#', $location)) {
+            throw new \InvalidArgumentException("a job's location is /v1/jobs/<its id>[.<placement>], not " . json_encode($location));
+        }
+        $this->location = $location;
     }
+
+    /** Where the node answers for this job: `/v1/jobs/<id>[.<placement>]`. */
+    public readonly string $location;
 
     public function token(): string
     {
-        $t = ['node' => $this->node, 'job_id' => $this->id] + $this->asked + ['cancel_token' => $this->cancelToken];
+        $t = ['node' => $this->node, 'job_id' => $this->id, 'location' => $this->location] + $this->asked + ['cancel_token' => $this->cancelToken];
         return json_encode($t, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
     }
 
     /** The node's status object: `status` is queued, running, cancelling, done, failed or cancelled. */
     public function status(): array
     {
-        [$status, , $body] = $this->client->nodeRequest($this->node, 'GET', "/v1/jobs/{$this->id}");
+        [$status, , $body] = $this->client->nodeRequest($this->node, 'GET', $this->location);
         $data = \Phase\Sdk\Transport\HttpTransport::decode($this->node, $status, $body);
         if (!is_string($data['status'] ?? null)) {
             throw new ProtocolException("node {$this->node}: job status without a status");
@@ -104,7 +115,7 @@ final class JobHandle
     public function cancel(): string
     {
         $token = rawurlencode($this->cancelToken ?? '');
-        [$status, , $body] = $this->client->nodeRequest($this->node, 'DELETE', "/v1/jobs/{$this->id}?token={$token}");
+        [$status, , $body] = $this->client->nodeRequest($this->node, 'DELETE', "{$this->location}?token={$token}");
         // 202: it is running and stops at its next fuel slice (status "cancelling").
         return (string) (\Phase\Sdk\Transport\HttpTransport::decode($this->node, $status === 202 ? 200 : $status, $body)['status'] ?? '');
     }
@@ -115,7 +126,7 @@ final class JobHandle
      */
     public function output(string $stream = 'stdout', int $offset = 0): string
     {
-        $path = "/v1/jobs/{$this->id}/output?stream=" . rawurlencode($stream) . "&offset={$offset}";
+        $path = "{$this->location}/output?stream=" . rawurlencode($stream) . "&offset={$offset}";
         [$status, , $body] = $this->client->nodeRequest($this->node, 'GET', $path);
         if ($status !== 200) {
             \Phase\Sdk\Transport\HttpTransport::decode($this->node, $status, $body);

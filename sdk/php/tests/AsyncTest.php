@@ -62,6 +62,31 @@ final class AsyncTest extends TestCase
         $this->client()->resume(json_encode($t))->wait(30);
     }
 
+    public function testWhereAJobWasAskedToRunIsPartOfItsHandle(): void
+    {
+        $job = Job::fromFile(guest('hello'))->withInput('placed here');
+        $here = $this->client()->submit($job->withPlacement('local'));
+        $anywhere = $this->client()->submit($job);
+        self::assertSame($here->id, $anywhere->id, 'one job id: the receipt names the job');
+        self::assertSame("/v1/jobs/{$here->id}.local", $here->location);
+        self::assertSame("/v1/jobs/{$here->id}", $anywhere->location);
+        // The handle's token keeps where the node answers for it.
+        $resumed = $this->client()->resume($here->token());
+        self::assertSame($here->location, $resumed->location);
+        self::assertSame('ereh decalp', $resumed->wait(30)->stdout());
+        self::assertSame('ereh decalp', $anywhere->wait(30)->stdout());
+        // A location that is not this job's is never followed.
+        $t = json_decode($here->token(), true);
+        foreach (["/v1/jobs/{$here->id}/../../metrics", '/v1/jobs/' . str_repeat('0', 64), "/v1/jobs/{$here->id}.a/b"] as $bad) {
+            $t['location'] = $bad;
+            try {
+                $this->client()->resume(json_encode($t));
+                self::fail("followed {$bad}");
+            } catch (\InvalidArgumentException) {
+            }
+        }
+    }
+
     public function testAMalformedTokenIsRefused(): void
     {
         $this->expectException(\InvalidArgumentException::class);

@@ -9,7 +9,9 @@ use phase_core::net::http::{Method, RequestHead};
 
 use super::{error, json_str};
 use crate::http::{Body, Request, Response};
-use crate::jobs::{valid_id, Cancelled, Jobs, Status, Submitted, MAX_OUTPUT_CHUNK};
+use crate::jobs::{job_id_of_handle, valid_handle, Cancelled, Jobs, Status, Submitted, MAX_OUTPUT_CHUNK};
+
+const NOT_A_HANDLE: &str = "a job is named by its id (64 lowercase hex digits) and, if it was placed, .<placement>";
 
 pub fn post(jobs: &Jobs, req: Request) -> Response {
     // `Prefer: respond-async` (RFC 7240): queue it and answer at once.
@@ -51,10 +53,10 @@ fn accepted(s: &Submitted) -> Response {
     Response::json(202, body).header("Location", location)
 }
 
-/// The status object of docs/api.md for job `id`, without a done job's answer (`status_body`
-/// adds it).
-fn status_json(id: &str, status: &Status) -> String {
-    let head = format!("{{\"job_id\":\"{id}\",\"status\":\"{}\"", status.name());
+/// The status object of docs/api.md for the job `handle` names, without a done job's answer
+/// (`status_body` adds it).
+fn status_json(handle: &str, status: &Status) -> String {
+    let head = format!("{{\"job_id\":\"{}\",\"status\":\"{}\"", job_id_of_handle(handle), status.name());
     match status {
         Status::Queued { position } => format!("{head},\"position\":{position}}}"),
         Status::Running { fuel_used, placed } => format!("{head},\"fuel_used\":{fuel_used},\"placed\":{placed}}}"),
@@ -67,16 +69,16 @@ fn status_json(id: &str, status: &Status) -> String {
 
 /// The whole status object as a body: a done job's answer (up to megabytes) is read from the
 /// kept copy as it is sent, never copied per request.
-fn status_body(id: &str, status: &Status) -> Body {
+fn status_body(handle: &str, status: &Status) -> Body {
     use std::io::Read;
     match status {
         Status::Done { answer } => {
-            let head = format!("{{\"job_id\":\"{id}\",\"status\":\"done\",\"result\":").into_bytes();
+            let head = format!("{{\"job_id\":\"{}\",\"status\":\"done\",\"result\":", job_id_of_handle(handle)).into_bytes();
             let len = (head.len() + answer.len() + 1) as u64;
             let reader = std::io::Cursor::new(head).chain(std::io::Cursor::new(Shared(answer.clone()))).chain(&b"}"[..]);
             Body::Reader { reader: Box::new(reader), len }
         }
-        s => Body::Bytes(status_json(id, s).into_bytes()),
+        s => Body::Bytes(status_json(handle, s).into_bytes()),
     }
 }
 
@@ -103,8 +105,8 @@ pub fn output_request(head: &RequestHead, rest: &str) -> Result<OutputRead, Resp
     if !matches!(head.method, Method::Get | Method::Head) {
         return Err(Response::error(405, ErrorCode::MethodNotAllowed, "GET"));
     }
-    if !valid_id(id) {
-        return Err(Response::error(404, ErrorCode::NotFound, "a job id is 64 lowercase hex digits"));
+    if !valid_handle(id) {
+        return Err(Response::error(404, ErrorCode::NotFound, NOT_A_HANDLE));
     }
     let stderr = match head.query("stream") {
         None | Some("stdout") => false,
@@ -133,8 +135,8 @@ pub fn read_output(jobs: &Jobs, r: OutputRead) -> Response {
 
 /// `GET /v1/jobs/<id>`: the job's status; `DELETE`: cancel it.
 pub fn job_route(jobs: &Jobs, head: &RequestHead, id: &str) -> Response {
-    if !valid_id(id) {
-        return Response::error(404, ErrorCode::NotFound, "a job id is 64 lowercase hex digits");
+    if !valid_handle(id) {
+        return Response::error(404, ErrorCode::NotFound, NOT_A_HANDLE);
     }
     let result = match head.method {
         Method::Get | Method::Head => jobs.status(id).map(|s| Response::new(200, "application/json", status_body(id, &s))),

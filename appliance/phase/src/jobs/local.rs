@@ -36,8 +36,13 @@ impl Jobs {
         self.spec(module, &req.input, req.args.clone(), req.env.clone(), &req.limits)
     }
 
+    /// `asked` resolved against this node's defaults and maxima.
+    pub(super) fn limits_of(&self, asked: &RequestedLimits) -> Result<Limits, JobError> {
+        Limits::resolve(asked, &self.config.default_limits, &self.config.max_limits).map_err(JobError::Limit)
+    }
+
     fn spec(&self, module: Digest, input: &[u8], args: Vec<String>, env: Vec<String>, asked: &RequestedLimits) -> Result<JobSpec, JobError> {
-        let limits = Limits::resolve(asked, &self.config.default_limits, &self.config.max_limits).map_err(JobError::Limit)?;
+        let limits = self.limits_of(asked)?;
         JobSpec::new(module, sha256(input), args, env, limits).map_err(JobError::Spec)
     }
 

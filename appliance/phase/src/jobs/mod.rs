@@ -32,7 +32,7 @@ use phase_core::Limits;
 
 pub use error::JobError;
 pub use phase_core::job::request::{JobRequest, ModuleSource, Placement};
-pub use queue::{valid_id, QueueConfig, Status, Submitted};
+pub use queue::{job_id_of_handle, valid_handle, QueueConfig, Status, Submitted};
 pub use runner::{Cancelled, OutputChunk, MAX_OUTPUT_CHUNK};
 pub use slots::Slot;
 

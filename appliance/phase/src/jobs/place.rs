@@ -174,6 +174,17 @@ impl Jobs {
         let fingerprint = sha256(&by_hash);
         if let Some(key) = &req.idempotency_key {
             if let Some(kept) = self.kept.placed(key, false, &fingerprint)? {
+                // A kept answer from one peer satisfies "any peer" (a retry once the executor is
+                // gone), never a request for another peer.
+                let ran_on = |a: &Answered| match a {
+                    Answered::One(a) => a.executor.as_ref().map(|e| e.as_str().to_string()),
+                    Answered::Many(_) => None,
+                };
+                if let Some(peer) = target {
+                    if ran_on(&kept) != Some(peer.to_string()) {
+                        return Err(JobError::IdempotencyConflict(key.clone()));
+                    }
+                }
                 self.stats.replays.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok((kept, true));
             }

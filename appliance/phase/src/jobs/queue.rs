@@ -19,7 +19,7 @@ use std::time::Duration;
 use phase_core::job::answer::Answer;
 use phase_core::job::error::ErrorCode;
 
-use super::{JobError, JobRequest};
+use super::{JobError, JobRequest, Placement};
 use crate::clock::unix_now as now;
 use crate::engine::Progress;
 use crate::memory::Reservation;
@@ -196,9 +196,34 @@ fn new_token() -> String {
     phase_core::encoding::hex_encode(&ed25519_compact::Seed::generate()[..16])
 }
 
-/// A job id as it appears in paths and file names: 64 lowercase hex digits.
-pub fn valid_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+/// An asynchronous job's handle, what the queue, its URL (`/v1/jobs/<handle>`) and its results
+/// file are named by: the job's id (64 lowercase hex digits, the receipt's), and where it was
+/// asked to run when the request said (`.local`, `.remote`, `.<peer id>`). Where a job runs
+/// is part of what was asked: a job queued for one peer never answers for the same job asked
+/// to run here or on another peer.
+pub fn handle(job_id: &str, placement: Option<&Placement>) -> String {
+    match placement {
+        None => job_id.to_string(),
+        Some(Placement::Local) => format!("{job_id}.local"),
+        Some(Placement::Remote) => format!("{job_id}.remote"),
+        Some(Placement::Peer(name)) => format!("{job_id}.{}", name.as_str()),
+    }
+}
+
+/// Whether `h` is a handle as `handle` makes them (a peer id is at most 128 alphanumerics).
+pub fn valid_handle(h: &str) -> bool {
+    let (id, place) = match h.split_once('.') {
+        Some((id, place)) => (id, Some(place)),
+        None => (h, None),
+    };
+    id.len() == 64
+        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && place.is_none_or(|p| (1..=128).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// The job id a valid handle names.
+pub fn job_id_of_handle(h: &str) -> &str {
+    &h[..h.len().min(64)]
 }
 
 impl Queue {
@@ -458,7 +483,7 @@ impl Queue {
         for e in entries.flatten() {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            match (name.strip_suffix(".json").filter(|i| valid_id(i)), e.metadata()) {
+            match (name.strip_suffix(".json").filter(|i| valid_handle(i)), e.metadata()) {
                 (Some(id), Ok(m)) if m.is_file() => files.push((m.modified().ok(), m.len(), id.to_string(), path)),
                 _ => remove(&path, "not a kept result"),
             }

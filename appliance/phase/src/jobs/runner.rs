@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use phase_core::encoding::hex_encode;
 use phase_core::job::error::ErrorCode;
+use phase_core::job::RequestedLimits;
 
 use super::place::Watch;
-use super::queue::{Cancel, Taken};
+use super::queue::{self, Cancel, Taken};
 use super::{Answered, JobError, JobRequest, Jobs, Placement, Status, Submitted};
 use crate::memory::Reservation;
 use crate::p2p::PeerId;
@@ -49,12 +50,16 @@ impl Jobs {
     /// Queues a job, or finds the identical one (same id) queued, running or done. `hold` is
     /// the memory its request was read with; while it waits it holds what it keeps instead
     /// (module bytes and input).
-    pub fn submit(&self, req: JobRequest, hold: Option<Reservation>) -> Result<Submitted, JobError> {
+    pub fn submit(&self, mut req: JobRequest, hold: Option<Reservation>) -> Result<Submitted, JobError> {
         if req.redundancy.is_some_and(|k| k != 1) {
             // Its answer is k answers, not one a status can hold and a handle verify as one.
             return Err(JobError::InvalidRequest("redundancy is for synchronous jobs; submit each asynchronous job once".into()));
         }
-        let id = hex_encode(&self.job_id_of(&req)?);
+        // Resolved here and sent explicit: a peer with other defaults runs (and signs) the job
+        // this id names, or refuses it; it never answers for another.
+        let l = self.limits_of(&req.limits)?;
+        req.limits = RequestedLimits { fuel: Some(l.fuel), memory_bytes: Some(l.memory_bytes), output_bytes: Some(l.output_bytes), deadline_ms: Some(l.deadline_ms) };
+        let id = queue::handle(&hex_encode(&self.job_id_of(&req)?), req.placement.as_ref());
         drop(hold);
         let keep = (req.input.len() + req.module.inline_len()) as u64;
         let hold = match keep {

@@ -432,6 +432,46 @@ fn a_peer_that_takes_a_job_and_never_answers_is_given_up_on() {
 }
 
 #[test]
+fn async_jobs_on_a_silent_peer_hold_neither_local_runners_nor_forwards_and_a_cancel_frees_them_at_once() {
+    let (a, b, c) = trio("peer-stall");
+    let async_job = |input: &[u8], placement: &str| {
+        let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &job(&guest("hello"), input, placement));
+        assert_eq!(r.status, 202, "{}", r.text());
+        (json_string(&r.text(), "location"), json_string(&r.text(), "cancel_token"))
+    };
+    let wait_for = |location: &str, within: Duration, until: &dyn Fn(&str) -> bool| {
+        let give_up = Instant::now() + within;
+        loop {
+            let s = a.request("GET", location, b"").text();
+            if until(&s) {
+                return s;
+            }
+            assert!(Instant::now() < give_up, "{location}: still {s}\n--- a ---\n{}", a.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // As many jobs placed on the silent peer as A has job slots (2), each with a long deadline.
+    let silent = format!(",\"placement\":\"{}\",\"limits\":{{\"deadline_ms\":60000}}", peer_id(&b));
+    let held: Vec<(String, String)> = (0..2).map(|i| async_job(format!("held {i}").as_bytes(), &silent)).collect();
+    for (location, _) in &held {
+        wait_for(location, Duration::from_secs(10), &|s| s.contains("\"placed\":true"));
+    }
+    // A job asked to run here is not queued behind them, and a synchronous job placed on another
+    // peer finds a forward permit.
+    let (here, _) = async_job(b"here", ",\"placement\":\"local\"");
+    wait_for(&here, Duration::from_secs(10), &|s| s.contains("\"status\":\"done\""));
+    let sync = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"sync", &format!(",\"placement\":\"{}\"", peer_id(&c))));
+    assert_eq!((sync.status, json_string(&sync.text(), "executor")), (200, peer_id(&c)), "{}", sync.text());
+    // The submitter's cancel ends the wait for the silent peer at once, not after 70 s.
+    let (location, token) = &held[0];
+    let cancelled_at = Instant::now();
+    let r = a.request("DELETE", &format!("{location}?token={token}"), b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_for(location, Duration::from_secs(5), &|s| s.contains("\"status\":\"cancelled\""));
+    assert!(cancelled_at.elapsed() < Duration::from_secs(5), "{:?}", cancelled_at.elapsed());
+}
+
+#[test]
 fn redundancy_three_on_three_nodes_agrees() {
     let (a, _b, _c) = trio("none");
     let r = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"200000", ",\"redundancy\":3"));

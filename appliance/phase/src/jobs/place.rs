@@ -37,6 +37,11 @@ pub(super) trait Watch {
     fn cancelled(&self) -> bool {
         false
     }
+    /// True for a queued job: its runner is its place (the runners are bounded), so it takes
+    /// no forward permit and cannot crowd synchronous forwards out.
+    fn holds_runner(&self) -> bool {
+        false
+    }
 }
 
 /// A synchronous job: nobody watches, nobody cancels.
@@ -189,9 +194,12 @@ impl Jobs {
                 return Ok((kept, true));
             }
         }
-        let _permit = self.slots.forward()?;
+        let _permit = match watch.holds_runner() {
+            true => None,
+            false => Some(self.slots.forward()?),
+        };
         // Asked only now: a replayed key needs no peer (and no round trip to the swarm).
-        let candidates: Vec<PeerId> = match target {
+        let mut candidates: Vec<PeerId> = match target {
             Some(peer) => vec![peer],
             None => self.executors(&req.limits)?,
         };
@@ -204,7 +212,7 @@ impl Jobs {
         let asked = asked(req, &module_sha256, &input_sha256);
         let mut last: Option<JobError> = None;
         for attempt in 0..MAX_ATTEMPTS {
-            let peer = candidates[attempt % candidates.len()];
+            let Some(&peer) = candidates.get(attempt % candidates.len().max(1)) else { break };
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(100 << attempt));
             }
@@ -223,8 +231,10 @@ impl Jobs {
                 if !watch.sending(peer, sha256(&body)) {
                     return Err(JobError::Cancelled);
                 }
-                let raw = match network.run_job(peer, body, wait) {
+                let raw = match network.run_job(peer, body, wait, &|| watch.cancelled()) {
                     Ok(raw) => raw,
+                    Err(P2pError::Abandoned) => return Err(JobError::Cancelled),
+                    Err(P2pError::Silent { .. }) => break Err(JobError::PeerTimeout { peer, deadline_ms }),
                     Err(P2pError::Remote { reason, .. }) => break Err(JobError::PeerUnreachable { peer, reason }),
                     Err(other) => break Err(JobError::PeerUnreachable { peer, reason: other.to_string() }),
                 };
@@ -270,6 +280,11 @@ impl Jobs {
                 return Err(error);
             }
             log!("p2p: job attempt {} on {peer} failed ({}): {error}", attempt + 1, error.code());
+            // A peer that took the job and said nothing for its whole deadline is not asked
+            // again: another attempt there would hold this wait (and a runner) as long again.
+            if matches!(error, JobError::PeerTimeout { .. }) {
+                candidates.retain(|p| *p != peer);
+            }
             last = Some(worse(last, error));
         }
         Err(last.unwrap_or(JobError::NoPeer))

@@ -135,6 +135,9 @@ struct Entry {
     progress: Arc<Progress>,
     /// Queued only: the request and its memory.
     request: Option<(JobRequest, Option<Reservation>)>,
+    /// Which runners take it: those for jobs that run here (true), or those for jobs that may
+    /// go to a peer, so peers that never answer cannot hold the runners of jobs that run here.
+    here: bool,
     /// Done only: the answer as a value, for output reads (the status carries its JSON).
     output: Option<Arc<Answer>>,
     /// Placed only: the peer its request went to last, and the request frame's SHA-256.
@@ -243,7 +246,7 @@ impl Queue {
     /// done is not queued again (`true`: it was there); one that failed or was cancelled is
     /// queued afresh.
     /// Each submission of a job that is queued or running gets a cancel token of its own.
-    pub fn submit(&self, id: String, request: JobRequest, hold: Option<Reservation>) -> Result<Submitted, JobError> {
+    pub fn submit(&self, id: String, request: JobRequest, hold: Option<Reservation>, here: bool) -> Result<Submitted, JobError> {
         let mut inner = self.lock();
         self.expire(&mut inner);
         if let Some(e) = inner.jobs.get_mut(&id) {
@@ -274,6 +277,7 @@ impl Queue {
                 holders: vec![Holder { token: cancel_token.clone(), released: false }],
                 progress: Arc::new(Progress::watched()),
                 request: Some((request, hold)),
+                here,
                 output: None,
                 peer: None,
                 ended_at: 0,
@@ -281,7 +285,8 @@ impl Queue {
             },
         );
         drop(inner);
-        self.ready.notify_one();
+        // Runners of both kinds wait on the one condition: wake them all, the right one takes it.
+        self.ready.notify_all();
         Ok(Submitted { id, status: Status::Queued { position }, existing: false, cancel_token: Some(cancel_token) })
     }
 
@@ -358,12 +363,14 @@ impl Queue {
         Some(result)
     }
 
-    /// The next queued job, marked running (`placed`: decided by the runner after); waits
-    /// for one (runners live as long as the node).
-    pub fn take(&self) -> Taken {
+    /// The next queued job that runs here (`here`) or may go to a peer, marked running
+    /// (`placed`: decided by the runner after); waits for one (runners live as long as the
+    /// node). The queue holds `max_queued` jobs at most: the scan is short.
+    pub fn take(&self, here: bool) -> Taken {
         let mut inner = self.lock();
         loop {
-            if let Some(id) = inner.queue.pop_front() {
+            let next = inner.queue.iter().position(|id| inner.jobs.get(id).is_some_and(|e| e.here == here));
+            if let Some(id) = next.and_then(|i| inner.queue.remove(i)) {
                 let e = inner.jobs.get_mut(&id).expect("a queued id has its entry");
                 let (request, hold) = e.request.take().expect("a queued entry has its request");
                 e.status = Status::Running { fuel_used: 0, placed: false };
@@ -517,6 +524,7 @@ impl Queue {
                 holders: Vec::new(),
                 progress: Arc::default(),
                 request: None,
+                here: true,
                 output: Some(Arc::new(answer)),
                 peer: None,
                 ended_at: at,
@@ -551,9 +559,9 @@ mod tests {
     }
 
     fn done(q: &Queue, n: u8, answer_bytes: usize) {
-        let token = q.submit(id(n), request(&[n]), None).unwrap().cancel_token;
+        let token = q.submit(id(n), request(&[n]), None, true).unwrap().cancel_token;
         assert!(token.is_some());
-        let t = q.take();
+        let t = q.take(true);
         assert_eq!(t.id, id(n));
         q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() }, None);
     }
@@ -563,13 +571,13 @@ mod tests {
         let q = Queue::new(QueueConfig::default(), None);
         let peer = PeerId::random();
         // Cancelled before the request goes out: nothing is sent.
-        let token = q.submit(id(1), request(b"1"), None).unwrap().cancel_token;
-        let _t = q.take();
+        let token = q.submit(id(1), request(b"1"), None, true).unwrap().cancel_token;
+        let _t = q.take(true);
         assert_eq!(q.cancel(&id(1), &token.unwrap()), Some(Cancel::Stopping));
         assert!(!q.sent_to(&id(1), peer, [1; 32]));
         // Sent first: the cancel names the peer and the request, and the job is cancelling.
-        let token = q.submit(id(2), request(b"2"), None).unwrap().cancel_token;
-        let t = q.take();
+        let token = q.submit(id(2), request(b"2"), None, true).unwrap().cancel_token;
+        let t = q.take(true);
         assert!(q.sent_to(&id(2), peer, [2; 32]));
         assert_eq!(q.status(&id(2)), Some(Status::Running { fuel_used: 0, placed: true }));
         assert_eq!(q.cancel(&id(2), &token.unwrap()), Some(Cancel::Placed { peer, request: [2; 32] }));
@@ -598,9 +606,9 @@ mod tests {
     #[test]
     fn the_queue_is_bounded_identical_jobs_are_one_and_only_the_token_cancels() {
         let q = Queue::new(QueueConfig { max_queued: 2, ..QueueConfig::default() }, None);
-        let t1 = q.submit(id(1), request(b"1"), None).unwrap().cancel_token;
-        q.submit(id(2), request(b"2"), None).unwrap();
-        assert!(matches!(q.submit(id(3), request(b"3"), None), Err(JobError::QueueFull { max: 2 })));
+        let t1 = q.submit(id(1), request(b"1"), None, true).unwrap().cancel_token;
+        q.submit(id(2), request(b"2"), None, true).unwrap();
+        assert!(matches!(q.submit(id(3), request(b"3"), None, true), Err(JobError::QueueFull { max: 2 })));
         assert_eq!(q.cancel(&id(1), ""), Some(Cancel::Forbidden));
         assert_eq!(q.cancel(&id(1), &"0".repeat(32)), Some(Cancel::Forbidden));
         assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Cancelled));
@@ -608,7 +616,7 @@ mod tests {
         assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Ended("cancelled")));
         assert_eq!(q.cancel(&id(9), ""), None);
         // A cancelled job submitted again is queued afresh, with a new token.
-        let Submitted { status: s, cancel_token: t, .. } = q.submit(id(1), request(b"1"), None).unwrap();
+        let Submitted { status: s, cancel_token: t, .. } = q.submit(id(1), request(b"1"), None, true).unwrap();
         assert_eq!(s, Status::Queued { position: 1 });
         assert!(t.is_some() && t != t1);
     }
@@ -617,27 +625,27 @@ mod tests {
     fn every_submitter_holds_its_own_token_and_the_job_stops_only_when_all_have_cancelled() {
         let q = Queue::new(QueueConfig::default(), None);
         // The squatter submits first, then an honest client the same job (ids are computable).
-        let squatter = q.submit(id(1), request(b"1"), None).unwrap().cancel_token.unwrap();
-        let honest = q.submit(id(1), request(b"1"), None).unwrap();
+        let squatter = q.submit(id(1), request(b"1"), None, true).unwrap().cancel_token.unwrap();
+        let honest = q.submit(id(1), request(b"1"), None, true).unwrap();
         assert!(honest.existing && honest.status == Status::Queued { position: 0 });
         let honest = honest.cancel_token.expect("an identical submission gets a token of its own");
         assert_ne!(honest, squatter);
         assert_eq!(q.cancel(&id(1), &squatter), Some(Cancel::Released { others: 1 }));
         assert_eq!(q.cancel(&id(1), &squatter), Some(Cancel::Released { others: 1 }), "twice is once");
         assert_eq!(q.status(&id(1)), Some(Status::Queued { position: 0 }), "the job goes on for the honest one");
-        let t = q.take();
+        let t = q.take(true);
         assert_eq!(q.cancel(&id(1), &honest), Some(Cancel::Stopping), "the last holder stops it");
         assert!(t.progress.cancel.load(Relaxed));
         // Holders are bounded; beyond them a submitter gets the status and no token.
         for _ in 0..MAX_HOLDERS {
-            q.submit(id(2), request(b"2"), None).unwrap();
+            q.submit(id(2), request(b"2"), None, true).unwrap();
         }
-        let late = q.submit(id(2), request(b"2"), None).unwrap();
+        let late = q.submit(id(2), request(b"2"), None, true).unwrap();
         assert!(late.existing && late.cancel_token.is_none());
         // A done job hands out no token: there is nothing left to cancel.
         let q = Queue::new(QueueConfig::default(), None);
         done(&q, 3, 10);
-        let again = q.submit(id(3), request(b"3"), None).unwrap();
+        let again = q.submit(id(3), request(b"3"), None, true).unwrap();
         assert!(again.existing && again.cancel_token.is_none() && matches!(again.status, Status::Done { .. }));
     }
 

@@ -66,7 +66,8 @@ impl Jobs {
             0 => None,
             _ => Some(self.pool.try_reserve(keep).ok_or(JobError::NoMemory { what: "the queued request", need: keep, free: self.pool.free() })?),
         };
-        self.queue.submit(id, req, hold).map_err(|e| self.count(e))
+        let here = self.runs_here(&req);
+        self.queue.submit(id, req, hold, here).map_err(|e| self.count(e))
     }
 
     /// An asynchronous job's status now.
@@ -108,28 +109,37 @@ impl Jobs {
         Ok(OutputChunk { bytes, total, status, hold })
     }
 
-    /// Starts `n` runner threads that take queued jobs and run them.
+    /// Starts `n` runner threads for queued jobs that run here and `n` for those that may go to
+    /// a peer: a peer that never answers holds only runners of the second kind (each for the
+    /// job's deadline + 10 s at most, or until its job is cancelled).
     pub fn start_runners(self: &Arc<Self>, n: usize) -> Result<(), std::io::Error> {
-        for i in 0..n {
-            let jobs = self.clone();
-            std::thread::Builder::new().name(format!("job-runner-{i}")).stack_size(RUNNER_STACK).spawn(move || loop {
-                jobs.run_queued(jobs.queue.take());
-            })?;
+        for (kind, here) in [("here", true), ("placed", false)] {
+            for i in 0..n {
+                let jobs = self.clone();
+                std::thread::Builder::new().name(format!("job-runner-{kind}-{i}")).stack_size(RUNNER_STACK).spawn(move || loop {
+                    jobs.run_queued(jobs.queue.take(here), here);
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether a queued job runs on this node whatever happens (its runner waits for a slot),
+    /// or may go to a peer (placed, redundant, or no placement on a node with peers).
+    fn runs_here(&self, req: &JobRequest) -> bool {
+        match &req.placement {
+            _ if req.redundancy.is_some_and(|k| k != 1) => false,
+            Some(Placement::Local) => true,
+            Some(_) => false,
+            None => self.network().is_none(),
+        }
     }
 
     /// Runs a job taken from the queue as a synchronous one runs. A job that will run here
     /// takes its slot first, waiting for one, so a queued job never ends as `busy`; one that
     /// may go to a peer (placed, or no placement on a node with peers) does not wait:
     /// placement decides.
-    fn run_queued(&self, t: Taken) {
-        let here = match &t.request.placement {
-            _ if t.request.redundancy.is_some_and(|k| k != 1) => false,
-            Some(Placement::Local) => true,
-            Some(_) => false,
-            None => self.network().is_none(),
-        };
+    fn run_queued(&self, t: Taken, here: bool) {
         let mut slot = None;
         while here && slot.is_none() {
             match self.slots.run() {
@@ -168,6 +178,9 @@ struct Followed<'a> {
 }
 
 impl Watch for Followed<'_> {
+    fn holds_runner(&self) -> bool {
+        true
+    }
     fn sending(&self, peer: PeerId, request: [u8; 32]) -> bool {
         self.jobs.queue.sent_to(self.id, peer, request)
     }

@@ -13,7 +13,7 @@ mod swarm;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use libp2p::{Multiaddr, PeerId};
 pub use load::Load;
@@ -108,6 +108,9 @@ impl Default for P2pConfig {
     }
 }
 
+/// How often a wait for a peer's answer asks whether to go on.
+const ABANDON_CHECK: Duration = Duration::from_millis(100);
+
 #[derive(Debug)]
 pub enum P2pError {
     Key(String),
@@ -117,6 +120,10 @@ pub enum P2pError {
     Mdns(String),
     /// A job sent to a peer failed in transit (not a job error: those come back as answers).
     Remote { peer: PeerId, reason: String },
+    /// A peer that took a job and did not answer within the wait.
+    Silent { peer: PeerId, waited: Duration },
+    /// The caller stopped waiting for a job's answer (its job was cancelled).
+    Abandoned,
     Stopped,
 }
 
@@ -131,6 +138,8 @@ impl fmt::Display for P2pError {
             P2pError::Bootstrap { addr, reason } => write!(f, "bootstrap peer {addr}: {reason}"),
             P2pError::Mdns(e) => write!(f, "mDNS: {e}"),
             P2pError::Remote { peer, reason } => write!(f, "job to peer {peer}: {reason}"),
+            P2pError::Silent { peer, waited } => write!(f, "job to peer {peer}: no answer within {}s", waited.as_secs()),
+            P2pError::Abandoned => f.write_str("stopped waiting for the peer's answer"),
             P2pError::Stopped => f.write_str("the p2p service has stopped"),
         }
     }
@@ -216,14 +225,42 @@ impl P2p {
         smol::block_on(self.ask_async(wait, make))
     }
 
-    /// Sends a job (a `POST /v1/jobs` body) to `peer` and waits up to `wait` for its answer.
-    pub fn run_job(&self, peer: PeerId, body: Vec<u8>, wait: Duration) -> Result<Vec<u8>, P2pError> {
-        match self.ask(wait, |reply| swarm::Command::RunJob { peer, body, reply }) {
-            Ok(answer) => answer.map_err(|reason| P2pError::Remote { peer, reason }),
-            // A peer that took the job and stalls: give up on it, the caller tries another.
-            Err(P2pError::Stopped) => Err(P2pError::Remote { peer, reason: format!("no answer within {}s", wait.as_secs()) }),
-            Err(e) => Err(e),
-        }
+    /// Sends a job (a `POST /v1/jobs` body) to `peer` and waits up to `wait` for its answer,
+    /// or until `abandon` says to stop (asked every `ABANDON_CHECK`): a cancelled job's wait
+    /// ends at once, whatever the peer does.
+    pub fn run_job(&self, peer: PeerId, body: Vec<u8>, wait: Duration, abandon: &dyn Fn() -> bool) -> Result<Vec<u8>, P2pError> {
+        let give_up = Instant::now() + wait;
+        let (tx, rx) = smol::channel::bounded(1);
+        let command = swarm::Command::RunJob { peer, body, reply: tx };
+        // A peer that took the job and stalls: give up on it, the caller tries another.
+        let silent = P2pError::Silent { peer, waited: wait };
+        smol::block_on(async {
+            let queued = smol::future::or(async { self.commands.send(command).await.is_ok() }, async {
+                smol::Timer::at(give_up).await;
+                false
+            });
+            if !queued.await {
+                return Err(P2pError::Stopped);
+            }
+            loop {
+                if abandon() {
+                    return Err(P2pError::Abandoned);
+                }
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(silent);
+                }
+                let step = smol::future::or(async { Some(rx.recv().await) }, async {
+                    smol::Timer::after(left.min(ABANDON_CHECK)).await;
+                    None
+                });
+                match step.await {
+                    Some(Ok(answer)) => return answer.map_err(|reason| P2pError::Remote { peer, reason }),
+                    Some(Err(_)) => return Err(P2pError::Stopped),
+                    None => {}
+                }
+            }
+        })
     }
 
     /// Peers providing a capability key (e.g. `/phase/cap/wasm/x86_64`), by a DHT lookup

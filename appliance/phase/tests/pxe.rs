@@ -300,16 +300,33 @@ fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
     }
     assert_eq!(l.pxe.stats.tftp_completed.load(Relaxed), 4);
 
-    // Silent clients: each transfer gives up after its retries; two per address, then refused.
+    // Clients that never acknowledge hold no place: their transfers are pending, and let go
+    // after 1 + tftp_first_retries sends; an honest client is served meanwhile.
     let silent: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
     for c in &silent {
         c.send_to(&rrq("undionly.kpxe", &[]), server).unwrap();
     }
-    let third = recv(&silent[2], 2000).unwrap();
-    assert_eq!(&third[..4], &[0, 5, 0, 2], "the third transfer for one address is refused");
-    // 200 ms x (1 + 2 retries) and the transfers are gone.
+    assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "not refused behind them");
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(l.pxe.stats.tftp_failed.load(Relaxed), 2);
+    assert_eq!(l.pxe.stats.tftp_failed.load(Relaxed), 3);
+    // A place is taken at the client's first ACK: two per address, the third is refused then.
+    let stalled: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let mut answers = Vec::new();
+    for c in &stalled {
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.send_to(&rrq("undionly.kpxe", &[]), server).unwrap();
+        let mut buf = [0u8; 600];
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "block 1");
+        c.send_to(&[0, 4, 0, 1], from).unwrap();
+        let (n2, _) = c.recv_from(&mut buf).unwrap();
+        answers.push((n, buf[..4.min(n2)].to_vec()));
+    }
+    assert_eq!(answers[0].1, vec![0, 3, 0, 2], "the first acknowledged transfer goes on");
+    assert_eq!(answers[1].1, vec![0, 3, 0, 2], "the second too");
+    assert_eq!(answers[2].1, vec![0, 5, 0, 2], "the third for one address is refused at its ACK");
+    // 200 ms x (1 + 2 retries) and the stalled transfers are gone.
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "slots given back");
     std::fs::remove_dir_all(&l.dir).unwrap();
 }
@@ -449,5 +466,45 @@ fn the_http_routes_serve_script_initrd_and_programs_within_the_download_cap() {
     assert_eq!(status, 200, "the slot comes back when the stalled client is gone");
     assert_eq!(&initrd[..], &l.pxe.initrd("x86_64").unwrap()[..]);
     node.stop();
+    std::fs::remove_dir_all(&l.dir).unwrap();
+}
+
+#[test]
+fn tftp_requests_nobody_acknowledges_hold_no_place_whatever_their_source() {
+    // Default limits: 8 places, 2 per address, 1 s timeouts.
+    let l = lab("tftp-flood", Limits::default());
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.tftp));
+    let want = l.programs.iter().find(|(p, _)| p == "undionly.kpxe").unwrap().1.clone();
+    // Read requests from 40 source addresses, re-sent and never acknowledged (as a forger's
+    // would be: it never sees the answers), all through the honest transfers below.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sources: Vec<UdpSocket> = (2..42u8).map(|i| UdpSocket::bind((Ipv4Addr::new(127, 0, 0, i), 0)).unwrap()).collect();
+            let mut sent = 0u64;
+            while !stop.load(Relaxed) {
+                for s in &sources {
+                    let _ = s.send_to(&rrq("undionly.kpxe", &[("blksize", "1468")]), server);
+                    sent += 1;
+                }
+                // 160 requests a second: an honest client has 0.4 s to answer before 64 newer
+                // ones displace its transfer (on loopback it needs well under a millisecond).
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut served = 0;
+    for _ in 0..10 {
+        if tftp_get(server, "undionly.kpxe", &[("blksize", "1468")]).is_ok_and(|got| got == want) {
+            served += 1;
+        }
+    }
+    stop.store(true, Relaxed);
+    let sent = flood.join().unwrap();
+    assert_eq!(served, 10, "every honest transfer through a flood of {sent} unacknowledged requests");
+    assert!(l.pxe.stats.tftp_displaced.load(Relaxed) > 0, "the flood outgrew the pending list ({sent} requests)");
     std::fs::remove_dir_all(&l.dir).unwrap();
 }

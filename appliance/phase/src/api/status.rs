@@ -125,6 +125,7 @@ pub fn metrics(api: &Api) -> String {
             ("{outcome=\"aborted\"}", x.tftp_aborted.load(Relaxed)),
             ("{outcome=\"refused\"}", x.tftp_refused.load(Relaxed)),
             ("{outcome=\"malformed\"}", x.tftp_malformed.load(Relaxed)),
+            ("{outcome=\"displaced\"}", x.tftp_displaced.load(Relaxed)),
         ]);
     }
     out

@@ -100,6 +100,9 @@ pub struct Limits {
     /// Wait for an ACK before sending the window again, and how often.
     pub tftp_timeout: Duration,
     pub tftp_retries: u32,
+    /// Sending again before the client's first ACK: a transfer nobody acknowledges is let go
+    /// sooner.
+    pub tftp_first_retries: u32,
     /// A transfer ends after this long whatever the client does.
     pub tftp_session_max: Duration,
 }
@@ -113,6 +116,7 @@ impl Default for Limits {
             tftp_sessions_per_client: 2,
             tftp_timeout: Duration::from_secs(1),
             tftp_retries: 5,
+            tftp_first_retries: 2,
             tftp_session_max: Duration::from_secs(120),
         }
     }
@@ -134,6 +138,8 @@ pub struct Stats {
     /// Read requests refused: unknown file, write requests, too many sessions.
     pub tftp_refused: AtomicU64,
     pub tftp_malformed: AtomicU64,
+    /// Transfers nobody had acknowledged, displaced by newer requests (`tftp::MAX_PENDING`).
+    pub tftp_displaced: AtomicU64,
 }
 
 /// What a booted machine fetches over HTTP, built once when the server starts.

@@ -95,7 +95,17 @@ impl Node {
             Some(dir) => {
                 let fault = Fault::provider(config.fault);
                 let max = config.max_downloads.unwrap_or(DEFAULT_MAX_DOWNLOADS);
-                Some(Arc::new(Provider::open(dir, &config.trust, data_dir.as_ref(), max, fault).map_err(NodeError::BootStore)?))
+                match Provider::open(dir, &config.trust, data_dir.as_ref(), max, fault) {
+                    Ok(p) => Some(Arc::new(p)),
+                    // A release below a floor this node recorded is refused, and only it: the
+                    // node serves jobs without it rather than exit (an appliance's supervisor
+                    // would restart it into the same refusal, forever).
+                    Err(e @ crate::boot::BootError::Floors(_)) => {
+                        log!("boot: not serving {}: {e}", dir.display());
+                        None
+                    }
+                    Err(e) => return Err(NodeError::BootStore(e)),
+                }
             }
             None => None,
         };

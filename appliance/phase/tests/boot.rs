@@ -518,9 +518,15 @@ fn a_node_with_a_data_dir_never_serves_a_release_older_than_one_it_served() {
     lab.publish(&lab.p("pub.key"), &v5, 5, &[]);
     lab.publish(&lab.p("pub.key"), &v4, 4, &[]);
     drop(Node::start(&["--boot-store", &v5, "--trust", &publisher, "--data-dir", &data]));
-    // Restarted on an older signed release: refused, by name.
-    let err = Node::start_expect_failure(&["--boot-store", &v4, "--trust", &publisher, "--data-dir", &data]);
-    assert!(err.contains("boot store stable/x86_64: version 4 is below the floor 5"), "{err}");
+    // Restarted on an older signed release: refused, by name, and only it: the node still
+    // serves jobs (an appliance's supervisor would otherwise restart it into the same refusal).
+    let refused = Node::start(&["--boot-store", &v4, "--trust", &publisher, "--data-dir", &data]);
+    let log = refused.log();
+    assert!(log.contains("boot: not serving") && log.contains("boot store stable/x86_64: version 4 is below the floor 5"), "{log}");
+    assert_eq!(refused.request("GET", "/v1/boot/stable/x86_64/manifest.json", b"").status, 404, "version 4 is not served");
+    let job = format!("{{\"module\":\"{}\",\"input\":\"\"}}", phase_core::encoding::base64_encode(&common::guest("hello")));
+    assert_eq!(refused.request("POST", "/v1/jobs", job.as_bytes()).status, 200, "jobs are still served");
+    drop(refused);
     // The same or newer serves; without the data dir there is nothing to remember.
     drop(Node::start(&["--boot-store", &v5, "--trust", &publisher, "--data-dir", &data]));
     drop(Node::start(&["--boot-store", &v4, "--trust", &publisher]));

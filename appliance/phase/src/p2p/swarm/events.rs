@@ -43,13 +43,21 @@ pub(super) fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mu
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+            let me = *swarm.local_peer_id();
             for (id, addr) in list {
                 let p = entry(peers, state.max_peers, id, "mdns");
                 remember_addr(p, &addr);
                 swarm.behaviour_mut().kad.add_address(&id, addr.clone());
-                if p.due_for_dial() {
-                    let _ = swarm.dial(addr);
+                if !swarm.is_connected(&id) {
+                    state.found(me, id, [addr], true);
                 }
+            }
+            // The smaller peer id's dial goes at once; the rest at their time (mod.rs, LAN_YIELD).
+            state.dial_found(swarm);
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(list))) => {
+            for (id, _) in list {
+                state.lost_on_lan(&id);
             }
         }
         other => connections(swarm, peers, state, other),
@@ -177,7 +185,9 @@ fn dht(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State, event
             }
             // Know a peer, talk to it: a connection brings identify and ping.
             if p.due_for_dial() {
-                let _ = swarm.dial(peer);
+                let me = *swarm.local_peer_id();
+                state.found(me, peer, addresses.iter().cloned(), false);
+                state.dial_found(swarm);
             }
         }
         kad::Event::OutboundQueryProgressed { result: kad::QueryResult::Bootstrap(Ok(kad::BootstrapOk { num_remaining: 0, .. })), .. } => {

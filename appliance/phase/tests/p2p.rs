@@ -472,6 +472,28 @@ fn async_jobs_on_a_silent_peer_hold_neither_local_runners_nor_forwards_and_a_can
 }
 
 #[test]
+fn silent_connections_to_the_peer_port_do_not_keep_an_honest_peer_out() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let port: u16 = boot.split("/tcp/").nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    // 1 000 TCP connections from another address that never say a word, kept open.
+    let silent: Vec<std::net::TcpStream> = (0..1000)
+        .filter_map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into()).ok()?;
+            s.connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into(), Duration::from_secs(2)).ok()?;
+            Some(s.into())
+        })
+        .collect();
+    assert!(silent.len() >= 100, "only {} silent connections", silent.len());
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    assert!(wait_connected(&a, &peer_id(&b), Duration::from_secs(10)), "the honest peer was kept out\n--- a ---\n{}", a.log());
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"through", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(silent);
+}
+
+#[test]
 fn redundancy_three_on_three_nodes_agrees() {
     let (a, _b, _c) = trio("none");
     let r = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"200000", ",\"redundancy\":3"));

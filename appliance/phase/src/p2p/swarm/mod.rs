@@ -3,6 +3,7 @@
 
 mod events;
 mod one_relayed_path;
+mod pending_per_ip;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ struct Behaviour {
     /// Second: a connection refused after request_response counted it stays in its table, and
     /// requests sent on it are never answered. Only `limits` may refuse before it.
     one_relayed_path: one_relayed_path::OneRelayedPath,
+    /// Incoming handshakes per source address (`pending_per_ip::MAX_PER_IP`).
+    pending_per_ip: pending_per_ip::PendingPerIp,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -121,7 +124,9 @@ fn transport(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, P2pError> {
     let noise = noise::Config::new(key).map_err(|e| P2pError::Key(e.to_string()))?;
     let tcp = tcp::async_io::Transport::new(tcp::Config::default().nodelay(true));
-    let timeout = Duration::from_secs(20);
+    // The whole handshake (TCP, Noise, Yamux; or a circuit's): one that says nothing holds an
+    // incoming place this long. Milliseconds on a LAN, a few round trips through a relay.
+    let timeout = Duration::from_secs(10);
     Ok(match psk {
         Some(psk) => relayed
             .or_transport(tcp.and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket)))
@@ -230,6 +235,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         dcutr: dcutr::Behaviour::new(peer_id),
         autonat: autonat.into(),
         one_relayed_path: one_relayed_path::OneRelayedPath::new(peer_id),
+        pending_per_ip: pending_per_ip::PendingPerIp::default(),
     };
     let swarm_config = libp2p::swarm::Config::with_executor(|f| {
         smol::spawn(f).detach();

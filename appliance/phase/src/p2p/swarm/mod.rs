@@ -2,6 +2,7 @@
 //! commands from the node and timers here, the behaviours' events by protocol in `events`.
 
 mod events;
+mod gates;
 mod one_relayed_path;
 mod pending_per_ip;
 
@@ -51,11 +52,8 @@ const REDIAL_AFTER: Duration = Duration::from_secs(10);
 struct Behaviour {
     /// Refuses connections beyond the caps before any other behaviour sees them.
     limits: connection_limits::Behaviour,
-    /// Second: a connection refused after request_response counted it stays in its table, and
-    /// requests sent on it are never answered. Only `limits` may refuse before it.
-    one_relayed_path: one_relayed_path::OneRelayedPath,
-    /// Incoming handshakes per source address (`pending_per_ip::MAX_PER_IP`).
-    pending_per_ip: pending_per_ip::PendingPerIp,
+    /// Second: it refuses connections too (gates.rs says why it must come before the others).
+    gates: gates::Gates,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -234,8 +232,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),
         autonat: autonat.into(),
-        one_relayed_path: one_relayed_path::OneRelayedPath::new(peer_id),
-        pending_per_ip: pending_per_ip::PendingPerIp::default(),
+        gates: gates::Gates::new(peer_id),
     };
     let swarm_config = libp2p::swarm::Config::with_executor(|f| {
         smol::spawn(f).detach();

@@ -16,15 +16,10 @@
 //! connection reaches it. Retries of the smaller peer (same direction) are never refused.
 
 use std::collections::HashMap;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use libp2p::core::transport::PortUse;
-use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{
-    dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
-};
+use libp2p::swarm::{ConnectionDenied, ConnectionId};
 use libp2p::{Multiaddr, PeerId};
 
 pub struct OneRelayedPath {
@@ -82,76 +77,43 @@ impl OneRelayedPath {
     }
 }
 
-impl NetworkBehaviour for OneRelayedPath {
-    type ConnectionHandler = dummy::ConnectionHandler;
-    type ToSwarm = std::convert::Infallible;
-
-    fn handle_pending_outbound_connection(
-        &mut self,
-        id: ConnectionId,
-        peer: Option<PeerId>,
-        _: &[Multiaddr],
-        _: Endpoint,
-    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        if let Some(peer) = peer {
-            self.dialing.entry(peer).or_default().insert(id, Instant::now());
-        }
-        Ok(vec![])
+impl OneRelayedPath {
+    /// We dial `peer` (any address: the dial may end on a circuit).
+    pub fn dialing(&mut self, id: ConnectionId, peer: PeerId) {
+        self.dialing.entry(peer).or_default().insert(id, Instant::now());
     }
 
-    fn handle_established_inbound_connection(
-        &mut self,
-        id: ConnectionId,
-        peer: PeerId,
-        local_addr: &Multiaddr,
-        _: &Multiaddr,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        if is_relayed(local_addr) {
-            self.admit(id, peer, false)?;
+    /// A connection `peer` dialed is up (`local_addr`: ours); refused if it is a crossing
+    /// relayed one.
+    pub fn inbound(&mut self, id: ConnectionId, peer: PeerId, local_addr: &Multiaddr) -> Result<(), ConnectionDenied> {
+        match is_relayed(local_addr) {
+            true => self.admit(id, peer, false),
+            false => Ok(()),
         }
-        Ok(dummy::ConnectionHandler)
     }
 
-    fn handle_established_outbound_connection(
-        &mut self,
-        id: ConnectionId,
-        peer: PeerId,
-        addr: &Multiaddr,
-        _: Endpoint,
-        _: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
+    /// A connection we dialed is up (to `addr`); refused if it is a crossing relayed one.
+    pub fn outbound(&mut self, id: ConnectionId, peer: PeerId, addr: &Multiaddr) -> Result<(), ConnectionDenied> {
         self.dial_over(&peer, id);
-        if is_relayed(addr) {
-            self.admit(id, peer, true)?;
-        }
-        Ok(dummy::ConnectionHandler)
-    }
-
-    fn on_swarm_event(&mut self, event: FromSwarm) {
-        match event {
-            FromSwarm::DialFailure(f) => {
-                if let Some(peer) = f.peer_id {
-                    self.dial_over(&peer, f.connection_id);
-                }
-            }
-            FromSwarm::ConnectionClosed(c) => {
-                if let Some(conns) = self.relayed.get_mut(&c.peer_id) {
-                    conns.remove(&c.connection_id);
-                    if conns.is_empty() {
-                        self.relayed.remove(&c.peer_id);
-                    }
-                }
-            }
-            _ => {}
+        match is_relayed(addr) {
+            true => self.admit(id, peer, true),
+            false => Ok(()),
         }
     }
 
-    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
-        match event {}
+    pub fn dial_failed(&mut self, peer: Option<PeerId>, id: ConnectionId) {
+        if let Some(peer) = peer {
+            self.dial_over(&peer, id);
+        }
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        Poll::Pending
+    pub fn closed(&mut self, peer: PeerId, id: ConnectionId) {
+        if let Some(conns) = self.relayed.get_mut(&peer) {
+            conns.remove(&id);
+            if conns.is_empty() {
+                self.relayed.remove(&peer);
+            }
+        }
     }
 }
 
@@ -171,7 +133,7 @@ mod tests {
         let (by_small, by_large) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
         // Both dial at once: the smaller end sees the larger's connection while its own dial
         // is under way, the larger end sees the smaller's after its own was established.
-        s.dialing.entry(large).or_default().insert(by_small, Instant::now());
+        s.dialing(by_small, large);
         assert!(s.admit(by_large, large, false).is_err(), "the smaller end refuses the larger's dial");
         assert!(l.admit(by_large, small, true).is_ok());
         assert!(l.admit(by_small, small, false).is_ok(), "the smaller's dial is always taken");

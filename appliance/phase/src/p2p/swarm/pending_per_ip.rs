@@ -7,15 +7,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::task::{Context, Poll};
 
-use libp2p::core::transport::PortUse;
-use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{
-    dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
-};
-use libp2p::{Multiaddr, PeerId};
+use libp2p::swarm::{ConnectionDenied, ConnectionId};
+use libp2p::Multiaddr;
 
 /// Incoming connections in their handshake from one address, at most.
 pub const MAX_PER_IP: usize = 4;
@@ -47,7 +42,8 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 }
 
 impl PendingPerIp {
-    fn done(&mut self, id: ConnectionId) {
+    /// The handshake ended: established, failed, timed out or refused.
+    pub fn done(&mut self, id: ConnectionId) {
         if let Some(ip) = self.pending.remove(&id) {
             if let Some(n) = self.per_ip.get_mut(&ip) {
                 *n -= 1;
@@ -59,11 +55,9 @@ impl PendingPerIp {
     }
 }
 
-impl NetworkBehaviour for PendingPerIp {
-    type ConnectionHandler = dummy::ConnectionHandler;
-    type ToSwarm = std::convert::Infallible;
-
-    fn handle_pending_inbound_connection(&mut self, id: ConnectionId, _: &Multiaddr, remote: &Multiaddr) -> Result<(), ConnectionDenied> {
+impl PendingPerIp {
+    /// An incoming connection from `remote` starts its handshake: refused beyond `MAX_PER_IP`.
+    pub fn incoming(&mut self, id: ConnectionId, remote: &Multiaddr) -> Result<(), ConnectionDenied> {
         let Some(ip) = ip_of(remote) else { return Ok(()) };
         let n = self.per_ip.entry(ip).or_insert(0);
         if *n >= MAX_PER_IP {
@@ -72,32 +66,6 @@ impl NetworkBehaviour for PendingPerIp {
         *n += 1;
         self.pending.insert(id, ip);
         Ok(())
-    }
-
-    fn handle_established_inbound_connection(&mut self, id: ConnectionId, _: PeerId, _: &Multiaddr, _: &Multiaddr) -> Result<THandler<Self>, ConnectionDenied> {
-        self.done(id);
-        Ok(dummy::ConnectionHandler)
-    }
-
-    fn handle_established_outbound_connection(&mut self, _: ConnectionId, _: PeerId, _: &Multiaddr, _: Endpoint, _: PortUse) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(dummy::ConnectionHandler)
-    }
-
-    fn on_swarm_event(&mut self, event: FromSwarm) {
-        match event {
-            // Failed or timed out in its handshake, or refused by a behaviour after us.
-            FromSwarm::ListenFailure(f) => self.done(f.connection_id),
-            FromSwarm::ConnectionEstablished(c) => self.done(c.connection_id),
-            _ => {}
-        }
-    }
-
-    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
-        match event {}
-    }
-
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        Poll::Pending
     }
 }
 
@@ -108,14 +76,13 @@ mod tests {
     #[test]
     fn one_address_gets_its_share_of_handshake_places_and_they_come_back() {
         let mut g = PendingPerIp::default();
-        let (local, a, b): (Multiaddr, Multiaddr, Multiaddr) =
-            ("/ip4/10.0.0.1/tcp/4001".parse().unwrap(), "/ip4/10.0.0.9/tcp/5000".parse().unwrap(), "/ip4/10.0.0.7/tcp/5000".parse().unwrap());
+        let (a, b): (Multiaddr, Multiaddr) = ("/ip4/10.0.0.9/tcp/5000".parse().unwrap(), "/ip4/10.0.0.7/tcp/5000".parse().unwrap());
         for i in 0..MAX_PER_IP {
-            assert!(g.handle_pending_inbound_connection(ConnectionId::new_unchecked(i), &local, &a).is_ok());
+            assert!(g.incoming(ConnectionId::new_unchecked(i), &a).is_ok());
         }
-        assert!(g.handle_pending_inbound_connection(ConnectionId::new_unchecked(100), &local, &a).is_err(), "the fifth from one address");
-        assert!(g.handle_pending_inbound_connection(ConnectionId::new_unchecked(101), &local, &b).is_ok(), "another address is not held up");
+        assert!(g.incoming(ConnectionId::new_unchecked(100), &a).is_err(), "the fifth from one address");
+        assert!(g.incoming(ConnectionId::new_unchecked(101), &b).is_ok(), "another address is not held up");
         g.done(ConnectionId::new_unchecked(0));
-        assert!(g.handle_pending_inbound_connection(ConnectionId::new_unchecked(102), &local, &a).is_ok(), "a place given back");
+        assert!(g.incoming(ConnectionId::new_unchecked(102), &a).is_ok(), "a place given back");
     }
 }

@@ -527,6 +527,28 @@ fn redundancy_three_on_three_nodes_agrees() {
 }
 
 #[test]
+fn redundancy_above_the_job_slots_is_admitted_on_an_idle_node() {
+    // One job slot, so one forward permit: a run on 4 nodes waits on 3 peers at once.
+    let a = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--max-concurrent", "1"]);
+    let boot = listen_addr(&a);
+    let peers: Vec<Node> = (0..3).map(|_| Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot])).collect();
+    for p in &peers {
+        assert!(wait_connected(&a, &peer_id(p), Duration::from_secs(10)));
+    }
+    let give_up = Instant::now() + Duration::from_secs(10);
+    // Peers are identified (and so placeable) shortly after they connect.
+    let r = loop {
+        let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"four", ",\"redundancy\":4"));
+        if r.status != 503 || Instant::now() > give_up {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"k\":4") && r.text().contains("\"agree\":true"), "{}", r.text());
+}
+
+#[test]
 fn redundancy_exposes_a_peer_that_signs_a_lie_with_its_own_key() {
     let (a, b, _c) = trio("peer-lie");
     // Alone, the lie is self-consistent: a valid receipt from b's own key.

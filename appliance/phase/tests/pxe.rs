@@ -155,10 +155,14 @@ fn proxy_dhcp_answers_boot_clients_only_and_never_leases() {
     sender.send_to(&dhcp(1, 7, b"PXEClient:Arch:00010:UNDI:003016", Some(10), &[]), server).unwrap();
     sender.send_to(b"\x01\x01\x06\x00garbage", server).unwrap();
     sender.send_to(&dhcp(1, 8, b"PXEClient", Some(7), &[93, 3, 0, 7, 0]), server).unwrap();
+    // A relay address (giaddr) the request did not come from: no unicast answer to it.
+    let mut relayed = dhcp(1, 13, b"PXEClient:Arch:00007:UNDI:003016", Some(7), &[]);
+    relayed[24..28].copy_from_slice(&[127, 0, 0, 9]);
+    sender.send_to(&relayed, server).unwrap();
     assert_eq!(recv(&client, 700), None, "no answer to anything but a boot client's DISCOVER");
     let s = &l.pxe.stats;
     assert_eq!(s.dhcp_answered.load(Relaxed), before);
-    assert_eq!(s.dhcp_ignored.load(Relaxed), 4);
+    assert_eq!(s.dhcp_ignored.load(Relaxed), 5);
     assert_eq!(s.dhcp_malformed.load(Relaxed), 2);
 
     // The REQUEST on the boot server port gets an ACK, to the sender.

@@ -37,10 +37,20 @@ pub(super) trait Watch {
     fn cancelled(&self) -> bool {
         false
     }
-    /// True for a queued job: its runner is its place (the runners are bounded), so it takes
-    /// no forward permit and cannot crowd synchronous forwards out.
-    fn holds_runner(&self) -> bool {
+    /// True when the caller holds this placement's place already: a queued job's runner (the
+    /// runners are bounded), or a redundant run's one forward permit for all its parts. Then
+    /// no forward permit is taken, so queued jobs cannot crowd synchronous forwards out and a
+    /// redundant run is admitted by the one permit it needs, whatever its k.
+    fn holds_place(&self) -> bool {
         false
+    }
+}
+
+/// A part of a redundant run: the run holds the forward permit.
+struct Part;
+impl Watch for Part {
+    fn holds_place(&self) -> bool {
+        true
     }
 }
 
@@ -194,7 +204,7 @@ impl Jobs {
                 return Ok((kept, true));
             }
         }
-        let _permit = match watch.holds_runner() {
+        let _permit = match watch.holds_place() {
             true => None,
             false => Some(self.slots.forward()?),
         };
@@ -320,12 +330,17 @@ impl Jobs {
             return Err(JobError::NotEnoughPeers { k, connected: peers.len() });
         }
         peers.truncate(k - 1);
+        // One forward permit for the run: its k - 1 parts wait on peers together.
+        let _permit = match peers.is_empty() {
+            true => None,
+            false => Some(self.slots.forward()?),
+        };
         let results: Vec<Result<Answered, JobError>> = std::thread::scope(|scope| {
             let remote: Vec<_> = peers
                 .iter()
                 .map(|peer| {
                     let r = part.clone();
-                    scope.spawn(move || self.place_one(&r, Some(*peer), &Unwatched).map(|(answer, _)| answer))
+                    scope.spawn(move || self.place_one(&r, Some(*peer), &Part).map(|(answer, _)| answer))
                 })
                 .collect();
             let local = self.run_here(None, part.clone(), Default::default()).map(|f| f.answer);

@@ -178,7 +178,7 @@ struct Followed<'a> {
 }
 
 impl Watch for Followed<'_> {
-    fn holds_runner(&self) -> bool {
+    fn holds_place(&self) -> bool {
         true
     }
     fn sending(&self, peer: PeerId, request: [u8; 32]) -> bool {

@@ -14,7 +14,7 @@ use super::{Limits, Ports, Pxe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Port {
-    /// 67: DISCOVER -> OFFER, broadcast (or to the relay in giaddr).
+    /// 67: DISCOVER -> OFFER, broadcast (or to the relay in giaddr, if it sent the request).
     Dhcp,
     /// 4011: REQUEST -> ACK, to the sender.
     Proxy,
@@ -81,6 +81,12 @@ pub fn answer(pxe: &Pxe, packet: &[u8], from: SocketAddr, port: Port, ports: Por
             return None;
         }
     };
+    // A relay agent sends from the address it names in giaddr; anything else naming a giaddr
+    // would turn this server into a reflector towards any address.
+    if port == Port::Dhcp && m.giaddr != [0; 4] && from.ip() != std::net::IpAddr::V4(Ipv4Addr::from(m.giaddr)) {
+        stats.dhcp_ignored.fetch_add(1, Relaxed);
+        return None;
+    }
     if !rate.admit(m.mac, now) {
         stats.dhcp_rate_limited.fetch_add(1, Relaxed);
         return None;

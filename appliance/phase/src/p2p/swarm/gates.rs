@@ -14,6 +14,26 @@ use libp2p::{Multiaddr, PeerId};
 use super::one_relayed_path::OneRelayedPath;
 use super::pending_per_ip::PendingPerIp;
 
+/// Why a gate refused a connection (libp2p logs it with the failed connection).
+#[derive(Debug)]
+pub enum Refused {
+    /// A relayed connection the larger peer id dialed, while the smaller one's is kept.
+    CrossedRelayedDial(PeerId),
+    /// `pending_per_ip::MAX_PER_IP` incoming handshakes from this address already.
+    TooManyHandshakes(std::net::IpAddr),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::CrossedRelayedDial(peer) => write!(f, "a relayed connection with {peer} dialed by the smaller peer id is kept instead"),
+            Refused::TooManyHandshakes(ip) => write!(f, "{} incoming connections from {ip} already in their handshake", super::pending_per_ip::MAX_PER_IP),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 pub struct Gates {
     relayed: OneRelayedPath,
     pending: PendingPerIp,

@@ -22,6 +22,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ConnectionDenied, ConnectionId};
 use libp2p::{Multiaddr, PeerId};
 
+use super::gates::Refused;
+
 pub struct OneRelayedPath {
     me: PeerId,
     /// Relayed connections established, by peer: which, and whether the smaller id dialed it.
@@ -33,17 +35,6 @@ pub struct OneRelayedPath {
 /// How long our own pending dial to a larger peer holds its relayed connections off: a relayed
 /// dial succeeds within a few round trips through the relay.
 const DIAL_WINDOW: Duration = Duration::from_secs(5);
-
-#[derive(Debug)]
-struct CrossedRelayedDial(PeerId);
-
-impl std::fmt::Display for CrossedRelayedDial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a relayed connection with {} dialed by the smaller peer id is kept instead", self.0)
-    }
-}
-
-impl std::error::Error for CrossedRelayedDial {}
 
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
@@ -61,7 +52,7 @@ impl OneRelayedPath {
         let kept = self.relayed.get(&peer).is_some_and(|c| c.values().any(|s| *s));
         let our_dial_pending = we_are_smaller && self.dialing.get(&peer).is_some_and(|d| d.iter().any(|(c, at)| *c != id && at.elapsed() < DIAL_WINDOW));
         if !by_smaller && (kept || our_dial_pending) {
-            return Err(ConnectionDenied::new(CrossedRelayedDial(peer)));
+            return Err(ConnectionDenied::new(Refused::CrossedRelayedDial(peer)));
         }
         self.relayed.entry(peer).or_default().insert(id, by_smaller);
         Ok(())

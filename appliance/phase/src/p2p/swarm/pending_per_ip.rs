@@ -12,6 +12,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ConnectionDenied, ConnectionId};
 use libp2p::Multiaddr;
 
+use super::gates::Refused;
+
 /// Incoming connections in their handshake from one address, at most.
 pub const MAX_PER_IP: usize = 4;
 
@@ -20,17 +22,6 @@ pub struct PendingPerIp {
     pending: HashMap<ConnectionId, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
 }
-
-#[derive(Debug)]
-struct TooManyFrom(IpAddr);
-
-impl std::fmt::Display for TooManyFrom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{MAX_PER_IP} incoming connections from {} already in their handshake", self.0)
-    }
-}
-
-impl std::error::Error for TooManyFrom {}
 
 /// The IP address a multiaddr starts with (none for a relay circuit's `/p2p/…`).
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
@@ -61,7 +52,7 @@ impl PendingPerIp {
         let Some(ip) = ip_of(remote) else { return Ok(()) };
         let n = self.per_ip.entry(ip).or_insert(0);
         if *n >= MAX_PER_IP {
-            return Err(ConnectionDenied::new(TooManyFrom(ip)));
+            return Err(ConnectionDenied::new(Refused::TooManyHandshakes(ip)));
         }
         *n += 1;
         self.pending.insert(id, ip);

@@ -43,21 +43,20 @@ pub(super) fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mu
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
-            let me = *swarm.local_peer_id();
             for (id, addr) in list {
                 let p = entry(peers, state.max_peers, id, "mdns");
                 remember_addr(p, &addr);
                 swarm.behaviour_mut().kad.add_address(&id, addr.clone());
                 if !swarm.is_connected(&id) {
-                    state.found(me, id, [addr], true);
+                    state.discovered.found(id, [addr], true, Instant::now());
                 }
             }
-            // The smaller peer id's dial goes at once; the rest at their time (mod.rs, LAN_YIELD).
+            // The smaller peer id's dial goes at once; the rest at their time (discovered.rs).
             state.dial_found(swarm);
         }
         SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(list))) => {
             for (id, _) in list {
-                state.lost_on_lan(&id);
+                state.discovered.lost(&id);
             }
         }
         other => connections(swarm, peers, state, other),
@@ -185,8 +184,7 @@ fn dht(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State, event
             }
             // Know a peer, talk to it: a connection brings identify and ping.
             if p.due_for_dial() {
-                let me = *swarm.local_peer_id();
-                state.found(me, peer, addresses.iter().cloned(), false);
+                state.discovered.found(peer, addresses.iter().cloned(), false, Instant::now());
                 state.dial_found(swarm);
             }
         }

@@ -1,6 +1,7 @@
 //! The swarm thread: builds the transport and behaviours, then runs the event loop on smol:
 //! commands from the node and timers here, the behaviours' events by protocol in `events`.
 
+mod discovered;
 mod events;
 mod gates;
 mod one_relayed_path;
@@ -292,7 +293,7 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         dial_later,
         max_peers: config.max_peers.max(16),
         punching: HashMap::new(),
-        found: HashMap::new(),
+        discovered: discovered::Discovered::new(peer_id, config.max_peers.max(16), MAX_ADDRS),
     };
     std::thread::Builder::new()
         .name("p2p".into())
@@ -353,30 +354,9 @@ pub(super) struct State {
     /// Peers we reach only through a relay, waiting for DCUtR's direct connection: when to
     /// ask again, attempts made.
     punching: HashMap<PeerId, (Instant, u32)>,
-    /// Peers found (mDNS, the DHT) and not connected yet: their addresses, when to dial next,
-    /// dials made, and dials allowed (None: until connected, for LAN peers). Bounded by
-    /// `max_peers`.
-    found: HashMap<PeerId, Found>,
+    /// Peers found (mDNS, the DHT) and not connected yet: when to dial them (discovered.rs).
+    discovered: discovered::Discovered,
 }
-
-struct Found {
-    addrs: Vec<Multiaddr>,
-    next: Instant,
-    tries: u32,
-    max_tries: Option<u32>,
-}
-
-/// Two peers that find each other in the same instant (mDNS on a LAN, or the same DHT answer)
-/// and dial each other from their listening ports make one TCP connection by simultaneous
-/// open, on which both start the Noise handshake as initiator, and both fail. So the smaller
-/// peer id dials at once and the larger only after `LAN_YIELD` if still unconnected (a one-way
-/// firewall); failed dials are retried, `LAN_RETRY` apart doubling up to `LAN_RETRY_MAX`: LAN
-/// peers until connected (mDNS reports a peer once, so nothing else would try again), DHT
-/// peers `DHT_TRIES` times in all.
-const LAN_YIELD: Duration = Duration::from_secs(3);
-const LAN_RETRY: Duration = Duration::from_secs(1);
-const LAN_RETRY_MAX: Duration = Duration::from_secs(30);
-const DHT_TRIES: u32 = 3;
 
 /// libp2p-dcutr does not retry a failure on the dialer's side (crossed attempts are prevented
 /// in `one_relayed_path`). A new relayed connection starts a new attempt; this many,
@@ -406,44 +386,13 @@ impl State {
         }
     }
 
-    /// Takes note of a peer found at `addrs`, to dial (see `LAN_YIELD`); `lan`: retried until
-    /// connected.
-    fn found(&mut self, me: PeerId, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>, lan: bool) {
-        if !self.found.contains_key(&peer) && self.found.len() >= self.max_peers {
-            return;
-        }
-        let first = if me < peer { Instant::now() } else { Instant::now() + LAN_YIELD };
-        let f = self.found.entry(peer).or_insert_with(|| Found { addrs: Vec::new(), next: first, tries: 0, max_tries: Some(DHT_TRIES) });
-        if lan {
-            f.max_tries = None;
-        }
-        for a in addrs {
-            if !f.addrs.contains(&a) && f.addrs.len() < MAX_ADDRS {
-                f.addrs.push(a);
-            }
-        }
-    }
-
-    /// Dials the found peers that are due and still not connected, then schedules the next
-    /// try; forgets those connected or out of tries.
+    /// Dials the found peers that are due (discovered.rs).
     fn dial_found(&mut self, swarm: &mut Swarm<Behaviour>) {
-        let now = Instant::now();
-        self.found.retain(|peer, f| !swarm.is_connected(peer) && f.max_tries.is_none_or(|m| f.tries < m));
-        for (peer, f) in self.found.iter_mut() {
-            if f.next > now {
-                continue;
-            }
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer).addresses(f.addrs.clone()).build();
+        for (peer, addrs) in self.discovered.due(Instant::now(), |p| swarm.is_connected(p)) {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
             // DisconnectedAndNotDialing (the default) refuses while a dial is under way: fine.
             let _ = swarm.dial(opts);
-            f.next = now + (LAN_RETRY * 2u32.saturating_pow(f.tries)).min(LAN_RETRY_MAX);
-            f.tries = f.tries.saturating_add(1);
         }
-    }
-
-    /// mDNS says the peer's records expired: it is no longer retried as a LAN peer.
-    fn lost_on_lan(&mut self, peer: &PeerId) {
-        self.found.remove(peer);
     }
 
     fn dial_bootstrap_peers(&mut self, swarm: &mut Swarm<Behaviour>) {
@@ -521,7 +470,7 @@ async fn run(
     let mut next_load_check = Instant::now() + load::CHECK_EVERY;
     loop {
         let next_punch = state.punching.values().map(|(at, _)| *at).min().unwrap_or(next_load_check);
-        let next_lan = state.found.values().map(|f| f.next).min().unwrap_or(next_load_check);
+        let next_lan = state.discovered.next().unwrap_or(next_load_check);
         let wake = next_bootstrap.min(next_load_check).min(next_punch).min(next_lan).min(state.dial_by.unwrap_or(next_load_check)).saturating_duration_since(Instant::now());
         let event = smol::future::or(
             async { Some(Ev::Swarm(swarm.select_next_some().await)) },

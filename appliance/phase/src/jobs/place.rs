@@ -191,12 +191,9 @@ impl Jobs {
             if let Some(kept) = self.kept.placed(key, false, &fingerprint)? {
                 // A kept answer from one peer satisfies "any peer" (a retry once the executor is
                 // gone), never a request for another peer.
-                let ran_on = |a: &Answered| match a {
-                    Answered::One(a) => a.executor.as_ref().map(|e| e.as_str().to_string()),
-                    Answered::Many(_) => None,
-                };
                 if let Some(peer) = target {
-                    if ran_on(&kept) != Some(peer.to_string()) {
+                    let name = peer.to_string();
+                    if !matches!(&kept, Answered::One(a) if a.executor.as_ref().is_some_and(|e| e.as_str() == name)) {
                         return Err(JobError::IdempotencyConflict(key.clone()));
                     }
                 }

@@ -277,7 +277,8 @@ fn tftp_get(server: SocketAddr, name: &str, options: &[(&str, &str)]) -> Result<
 
 #[test]
 fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
-    let l = lab("tftp", Limits { tftp_timeout: Duration::from_millis(200), tftp_retries: 2, ..Limits::default() });
+    // Unacknowledged transfers are sent 2 times (300 ms apart), acknowledged ones 5 times.
+    let l = lab("tftp", Limits { tftp_timeout: Duration::from_millis(300), tftp_retries: 4, tftp_first_retries: 1, ..Limits::default() });
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, l.ports.tftp));
     let want = |n: &str| l.programs.iter().find(|(p, _)| p == n).unwrap().1.clone();
     assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "RFC 1350: 512-byte blocks, no options");
@@ -311,7 +312,9 @@ fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
         c.send_to(&rrq("undionly.kpxe", &[]), server).unwrap();
     }
     assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "not refused behind them");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Gone after 2 x 300 ms (tftp_first_retries), long before the 5 x 300 ms an acknowledged
+    // transfer gets.
+    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(l.pxe.stats.tftp_failed.load(Relaxed), 3);
     // A place is taken at the client's first ACK: two per address, the third is refused then.
     let stalled: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
@@ -329,8 +332,8 @@ fn tftp_sends_the_programs_with_negotiated_blocks_and_refuses_the_rest() {
     assert_eq!(answers[0].1, vec![0, 3, 0, 2], "the first acknowledged transfer goes on");
     assert_eq!(answers[1].1, vec![0, 3, 0, 2], "the second too");
     assert_eq!(answers[2].1, vec![0, 5, 0, 2], "the third for one address is refused at its ACK");
-    // 200 ms x (1 + 2 retries) and the stalled transfers are gone.
-    std::thread::sleep(Duration::from_millis(1500));
+    // 300 ms x (1 + 4 retries) and the stalled transfers are gone.
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(tftp_get(server, "undionly.kpxe", &[]).unwrap(), want("undionly.kpxe"), "slots given back");
     std::fs::remove_dir_all(&l.dir).unwrap();
 }

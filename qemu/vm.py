@@ -142,10 +142,14 @@ def run_tests(tests, name):
         except Exception as e:
             failed += 1
             print(f"FAIL {arch} {test.__name__}: {e}", flush=True)
-            # The consoles of the VMs this test started are the evidence.
+            # The consoles of the VMs this test started are the evidence: every line of PID 1
+            # (each kernel's, across kexecs), then the console's tail.
             for vm in STARTED[first:]:
+                log = vm.log()
                 print(f"---- console of {vm.arch} VM on port {vm.port} ({vm.console}) ----")
-                print(vm.log()[-6000:])
+                print("\n".join(line for line in log.splitlines() if line.startswith("phase: ")))
+                print("---- its last 3000 characters ----")
+                print(log[-3000:])
                 print("---- end of console ----", flush=True)
         finally:
             for vm in STARTED[first:]:

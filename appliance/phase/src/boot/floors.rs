@@ -79,6 +79,9 @@ impl FloorFile {
         }
         self.floors.insert(release.to_string(), next);
         let text: String = self.floors.iter().map(|(r, f)| format!("{r} {} {}\n", f.version, f.time)).collect();
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|error| FloorError::Io { path: dir.to_path_buf(), error })?;
+        }
         crate::durable::replace(&self.path, text.as_bytes()).map_err(|error| FloorError::Io { path: self.path.clone(), error })
     }
 

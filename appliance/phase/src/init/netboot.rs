@@ -79,13 +79,13 @@ impl std::fmt::Display for SearchError {
 impl std::error::Error for SearchError {}
 
 /// Starts the search; the supervisor polls the receiver.
-/// With `floors` (a file on the data partition), the search starts from the floors it
-/// recorded and records the ones of the release it boots before the hop.
-pub fn start(config: &BootConfig, trusted: Vec<[u8; 32]>, floors: Option<std::path::PathBuf>) -> Receiver<Result<BootImage, SearchError>> {
+/// The search starts from the floors recorded in `floors` (this boot's floors file: on the data
+/// partition, or in RAM) and records the ones of the release it boots before the hop.
+pub fn start(config: &BootConfig, trusted: Vec<[u8; 32]>, floors: std::path::PathBuf) -> Receiver<Result<BootImage, SearchError>> {
     let (tx, rx) = mpsc::channel();
     let config = config.clone();
     let spawned = std::thread::Builder::new().name("netboot".into()).spawn(move || {
-        let _ = tx.send(search(&config, trusted, floors.as_deref()));
+        let _ = tx.send(search(&config, trusted, &floors));
     });
     if let Err(e) = spawned {
         let (tx, rx2) = mpsc::channel();
@@ -95,15 +95,15 @@ pub fn start(config: &BootConfig, trusted: Vec<[u8; 32]>, floors: Option<std::pa
     rx
 }
 
-fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: Option<&std::path::Path>) -> Result<BootImage, SearchError> {
+fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: &std::path::Path) -> Result<BootImage, SearchError> {
     let arch = Arch::parse(std::env::consts::ARCH).ok_or(SearchError::Arch)?;
     if trusted.is_empty() {
         return Err(SearchError::NoTrust);
     }
     let release = format!("{}/{}", config.channel, arch.name());
     // A floor file that cannot be read stops the netboot: floors are never silently lowered.
-    let mut kept = floor_file.map(boot::floors::FloorFile::open).transpose().map_err(SearchError::Floors)?;
-    let on_disk = kept.as_ref().map(|f| f.get(&release)).unwrap_or_default();
+    let mut kept = boot::floors::FloorFile::open(floor_file).map_err(SearchError::Floors)?;
+    let on_disk = kept.get(&release);
     let floors = phase_core::boot::manifest::Floors {
         version: config.version_floor.max(on_disk.version),
         time: boot::build_time().max(config.time_floor).max(on_disk.time),
@@ -123,9 +123,7 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: Option<&std::
     let channel = plan.channel.clone();
     let deadline = Duration::from_secs(config.boot_timeout);
     let f = netboot::find_release(&config.providers, &mut |give_up| discover(port, &channel, arch, give_up), &mut plan, deadline).map_err(SearchError::Netboot)?;
-    if let Some(file) = kept.as_mut() {
-        file.raise(&release, f.floors).map_err(SearchError::Floors)?;
-    }
+    kept.raise(&release, f.floors).map_err(SearchError::Floors)?;
     // The network boot programs this machine carries go on with the release (a node without
     // them just does not answer PXE clients).
     let programs = crate::pxe::load_programs(std::path::Path::new(netboot::PROGRAMS_DIR)).unwrap_or_default();

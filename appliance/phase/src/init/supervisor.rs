@@ -157,7 +157,9 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
         log!("boot: the carried release is not served: no trusted publisher key to verify it (phase.trust= or /etc/phase/trust/*.pub)");
     }
     let carried = carrying && !trusted.is_empty();
-    let floors = state.persistent.then(|| crate::data_dir::DataDir::new(&state.dir).floors());
+    // The floors file of this boot's state, also when it is in RAM: a write-protected or full
+    // partition's floors were copied there (data.rs) and must hold the search as firmly.
+    let floors = crate::data_dir::DataDir::new(&state.dir).floors();
     let mut netboot = (config.netboot && !carrying).then(|| super::netboot::start(&config, trusted.clone(), floors));
     // With phase.pxe=on the node starts once the boot LAN has its address (ProxyDHCP answers
     // name it); otherwise at once.

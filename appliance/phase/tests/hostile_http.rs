@@ -290,44 +290,57 @@ fn bodies_that_never_come_hold_no_memory_and_slow_ones_are_cut_at_the_minimum_ra
     alive(&mut node);
 }
 
+/// Sends 1 KiB every `every` on a clone of `c`'s socket until a write fails or `until` has
+/// passed since `started`; the time it stopped and whether a write failed.
+fn sender(c: &Raw, every: Duration, chunk: usize, started: Instant, until: Duration) -> std::thread::JoinHandle<(Duration, bool)> {
+    let mut s = c.stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let bytes = vec![b'x'; chunk];
+        loop {
+            if s.write_all(&bytes).is_err() {
+                return (started.elapsed(), true);
+            }
+            if started.elapsed() >= until {
+                return (started.elapsed(), false);
+            }
+            std::thread::sleep(every);
+        }
+    })
+}
+
 #[test]
-fn a_refused_connection_lingers_briefly_and_outside_the_caps() {
+fn a_refused_connection_lingers_outside_the_caps_while_its_client_keeps_sending() {
     let mut node = Node::start(&["--max-connections", "8", "--max-connections-per-ip", "8"]);
     let a = node.addr;
+    let head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n";
     // Eight heads whose bodies are above the cap: each is answered 413 and its connection
-    // leaves the caps at once, lingers at most 2 s while its client keeps sending, and closes.
+    // leaves the caps at once. Seven trickle (10 KiB/s, below the minimum rate): cut once the
+    // 2 s grace has passed. One sends as an honest client does, 2.5 MiB/s for 6 s, longer than
+    // the grace, and only then reads: its writes never fail and the answer is there.
     let mut refused: Vec<Raw> = (0..8)
         .map(|_| {
             let mut c = Raw::connect(a);
-            c.send(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n").unwrap();
+            c.send(head).unwrap();
             c
         })
         .collect();
     let started = Instant::now();
-    let senders: Vec<_> = refused
-        .iter()
-        .map(|c| {
-            let mut s = c.stream.try_clone().unwrap();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                while s.write_all(&[b'x'; 1024]).is_ok() && started.elapsed() < Duration::from_secs(20) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                started.elapsed()
-            })
-        })
-        .collect();
+    let fast = sender(&refused[0], Duration::from_millis(100), 256 << 10, started, Duration::from_secs(6));
+    let slow: Vec<_> = refused[1..].iter().map(|c| sender(c, Duration::from_millis(100), 1024, started, Duration::from_secs(20))).collect();
     std::thread::sleep(Duration::from_millis(300));
     // The caps are free for others at once.
     assert_eq!(honest(a, "GET", "/health", b"", Duration::from_secs(1)).0, 200);
-    for c in refused.iter_mut() {
-        let raw = c.read_all();
-        assert_eq!(status_of(&raw), Some(413));
+    for c in refused[1..].iter_mut() {
+        assert_eq!(status_of(&c.read_all()), Some(413));
     }
-    for s in senders {
-        let stopped = s.join().unwrap();
-        assert!(stopped < Duration::from_secs(4), "a refused client could keep sending for {stopped:?}");
+    for s in slow {
+        let (stopped, failed) = s.join().unwrap();
+        assert!(failed && stopped < Duration::from_secs(8), "a trickling refused client could keep sending for {stopped:?}");
     }
+    let (stopped, failed) = fast.join().unwrap();
+    assert!(!failed, "the node cut a refused client sending at 2.5 MiB/s after {stopped:?}");
+    assert_eq!(status_of(&refused[0].read_all()), Some(413), "the answer to a client that read after sending was lost");
     alive(&mut node);
 }
 

@@ -28,10 +28,13 @@ const STEP: usize = 16 << 10;
 const BODY_START: usize = 16 << 10;
 /// Bodies this small go out in the same write as their head.
 const COALESCE: usize = 64 << 10;
-/// After an answer that leaves request bytes unread, how long what still comes is read and
-/// dropped before closing, so the close does not reset the connection under the client's feet
-/// before it reads the answer.
-const LINGER: Duration = Duration::from_secs(2);
+/// After an answer that leaves request bytes unread, what still comes is read and dropped
+/// before closing, so the close does not reset the connection under the client's feet before
+/// it reads the answer (a client that sends its whole body before reading, as most do, would
+/// lose the answer). It goes on while the bytes keep the minimum rate after `LINGER_GRACE`,
+/// for `LINGER_MAX` at most (nginx's lingering close, bounded by rate as well as time).
+const LINGER_GRACE: Duration = Duration::from_secs(2);
+const LINGER_MAX: Duration = Duration::from_secs(30);
 /// How often a body's progress is judged against the minimum rate.
 const RATE_CHECK: Duration = Duration::from_secs(1);
 
@@ -155,26 +158,39 @@ pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr
 }
 
 /// Answers and closes: the answer goes out with `Connection: close`, then the connection gives
-/// its place back and lingers in a lingering place (if one is free) for at most `LINGER`,
-/// reading and dropping what the client still sends, so the close does not reset the answer.
+/// its place back and lingers in a lingering place (if one is free; none: closed at once).
 async fn answer_and_close(c: Connection, mut resp: Response, places: &Places) {
     c.place.conn.set(Phase::Writing);
     let written = write_response(&c, &mut resp, false, false).await.is_ok();
     resp.finish(written);
-    let Connection { stream, place, .. } = c;
+    let Connection { stream, place, limits } = c;
     drop(place);
     let Some(_lingering) = places.linger() else { return };
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut chunk = [0u8; HEAD_CHUNK];
+    linger(&stream, limits.min_rate).await;
+}
+
+/// Reads and drops what the client still sends (see `LINGER_GRACE`), until it stops, falls
+/// below `min_rate` on average after the grace, or `LINGER_MAX` has passed; judged every
+/// second whether bytes come or not.
+pub(super) async fn linger(stream: &Async<TcpStream>, min_rate: u64) {
+    let started = Instant::now();
+    let mut drained: u64 = 0;
+    let mut chunk = [0u8; STEP];
     loop {
-        let read = smol::future::or(async { Some((&stream).read(&mut chunk).await) }, async {
-            smol::Timer::at(deadline).await;
+        let read = smol::future::or(async { Some((&*stream).read(&mut chunk).await) }, async {
+            smol::Timer::after(RATE_CHECK).await;
             None
         });
         match read.await {
-            Some(Ok(n)) if n > 0 => {}
-            _ => return,
+            Some(Ok(0)) | Some(Err(_)) => return,
+            Some(Ok(n)) => drained += n as u64,
+            None => {}
+        }
+        let elapsed = started.elapsed();
+        let owed = (elapsed.saturating_sub(LINGER_GRACE).as_millis() as u64).saturating_mul(min_rate) / 1000;
+        if elapsed >= LINGER_MAX || drained < owed {
+            return;
         }
     }
 }

@@ -220,34 +220,23 @@ async fn accept_loop<H: Handler>(
                 let (handler, limits, places) = (handler.clone(), limits.clone(), places.clone());
                 ex.spawn(conn::serve(stream, peer, handler, limits, place, places)).detach();
             }
-            None => refuse(stream, &refused, &places, &ex),
+            None => refuse(stream, &refused, &places, limits.min_rate, &ex),
         }
     }
 }
 
 /// Answers a connection beyond the caps with a canned 503 and closes it. The answer goes out
-/// at once (a fresh socket's send buffer is empty); the socket then lingers briefly, reading
-/// what the client sends, so that closing does not reset the connection before the client has
-/// read the answer. Lingering is itself capped (places.rs).
-fn refuse(stream: smol::Async<TcpStream>, answer: &[u8], places: &Places, ex: &smol::Executor<'static>) {
+/// at once (a fresh socket's send buffer is empty); the socket then lingers as an answered
+/// connection does (conn::linger), so that closing does not reset the connection before the
+/// client has read the answer. Lingering is itself capped (places.rs).
+fn refuse(stream: smol::Async<TcpStream>, answer: &[u8], places: &Places, min_rate: u64, ex: &smol::Executor<'static>) {
     use std::io::Write;
     let mut socket: &TcpStream = stream.get_ref();
     let _ = socket.write(answer);
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
     let Some(lingering) = places.linger() else { return };
     ex.spawn(async move {
-        let drain = async {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = smol::io::AsyncReadExt::read(&mut &stream, &mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        let timeout = async {
-            smol::Timer::after(Duration::from_secs(2)).await;
-        };
-        smol::future::or(drain, timeout).await;
+        conn::linger(&stream, min_rate).await;
         drop(lingering);
     })
     .detach();

@@ -123,6 +123,28 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
+/// What strict base64 `text` decodes to from `offset`, `max` bytes at most, decoding only the
+/// quads that hold them (a chunk of a large kept output costs its own size); and the length of
+/// the whole decoded text. The quads decoded are checked as `base64_decode` checks them.
+pub fn base64_decode_range(text: &str, offset: usize, max: usize) -> Result<(Vec<u8>, usize), DecodeError> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return Err(DecodeError::Length { expected: bytes.len().div_ceil(4) * 4, found: bytes.len() });
+    }
+    let pad = bytes.iter().rev().take(2).take_while(|&&c| c == b'=').count();
+    let total = bytes.len() / 4 * 3 - pad;
+    let start = offset.min(total);
+    let end = total.min(start.saturating_add(max));
+    if start == end {
+        return Ok((Vec::new(), total));
+    }
+    let (q0, q1) = (start / 3, end.div_ceil(3));
+    let quads = text.get(q0 * 4..q1 * 4).ok_or(DecodeError::Character { offset: q0 * 4 })?;
+    let decoded = base64_decode(quads)?;
+    let skip = start - q0 * 3;
+    Ok((decoded[skip..skip + (end - start)].to_vec(), total))
+}
+
 const B58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
 /// Bitcoin-alphabet base58 (how libp2p writes peer ids), at most `max` bytes decoded: text
@@ -158,6 +180,24 @@ pub fn base58_decode(text: &str, max: usize) -> Result<Vec<u8>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_of_base64_decodes_only_its_quads_and_agrees_with_the_whole() {
+        for len in 0..20usize {
+            let data: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            let text = base64_encode(&data);
+            for offset in 0..len + 2 {
+                for max in 0..len + 2 {
+                    let want = &data[offset.min(len)..len.min(offset + max)];
+                    assert_eq!(base64_decode_range(&text, offset, max), Ok((want.to_vec(), len)), "len {len} offset {offset} max {max}");
+                }
+            }
+        }
+        assert!(base64_decode_range("QUJD!", 0, 3).is_err());
+        assert!(base64_decode_range("QU*D", 0, 3).is_err());
+        assert!(base64_decode_range("QUJ\u{e9}UJD", 3, 3).is_err(), "a character boundary inside a quad is an error, not a panic");
+        assert_eq!(base64_decode_range("QUJD", usize::MAX, usize::MAX), Ok((Vec::new(), 3)));
+    }
 
     #[test]
     fn hex_round_trip_and_errors() {

@@ -227,3 +227,52 @@ fn a_queued_job_to_run_here_waits_for_a_slot_instead_of_failing_busy() {
     assert_eq!(status(&done), "done", "{done}");
     assert_eq!(holder.join().unwrap(), 200, "the synchronous job ended at its deadline");
 }
+
+/// Submits `body` asynchronously from source address `source` (any of 127/8 stands for
+/// another host): (status, body text).
+fn submit_from(node: &Node, source: [u8; 4], body: &[u8]) -> (u16, String) {
+    let mut c = common::Raw::connect_from(node.addr, source);
+    let head = format!("POST /v1/jobs HTTP/1.1\r\nHost: x\r\n{ASYNC}Connection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    c.send(head.as_bytes()).unwrap();
+    c.send(body).unwrap();
+    let raw = c.read_all();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an answer");
+    (common::status_of(&raw).unwrap(), String::from_utf8_lossy(&raw[split + 4..]).into_owned())
+}
+
+#[test]
+fn a_client_filling_the_kept_answers_cannot_take_another_clients_answer_away() {
+    // 4 MiB of kept results: 3 MiB for asynchronous answers, 768 KiB per address that holds
+    // some; the largest output limit is what 3 MiB can keep (2.1875 MiB).
+    let node = Node::start(&["--max-result-bytes", "4194304", "--max-concurrent", "2"]);
+    let st = node.request("GET", "/v1/status", b"").text();
+    let max_output = json_u64(&miniserde::json::to_string(&common::json_field(&st, "max_limits")), "output_bytes").unwrap();
+    assert_eq!(max_output, 35 * 65536, "{st}");
+    // The honest client's job: done, its answer kept.
+    let module = guest("hello");
+    let (code, text) = submit_from(&node, [127, 0, 0, 1], &body(&module, b"mine", ""));
+    assert_eq!(code, 202, "{text}");
+    let honest = json_string(&text, "job_id");
+    let kept = poll(&node, &honest, Duration::from_secs(30), |t| status(t) == "done");
+    // Another address: a job at the output cap is taken (its first), and runs to the cap.
+    let flood = guest("hostile-output");
+    let at_cap = format!(",\"limits\":{{\"output_bytes\":{max_output}}}");
+    let (code, text) = submit_from(&node, [127, 0, 0, 2], &body(&flood, b"1", &at_cap));
+    assert_eq!(code, 202, "{text}");
+    let big = json_string(&text, "job_id");
+    let done = poll(&node, &big, Duration::from_secs(60), |t| status(t) == "done");
+    assert!(done.len() > max_output as usize, "the flood's answer holds its output");
+    // Its second is beyond its share; a third address finds the node full. Nothing kept went.
+    for (source, why) in [([127, 0, 0, 2], "address"), ([127, 0, 0, 3], "kept answers")] {
+        let (code, text) = submit_from(&node, source, &body(&flood, source[3].to_string().as_bytes(), &at_cap));
+        assert_eq!((code, json_string(&text, "error")), (503, "results_full".to_string()), "{text}");
+        assert!(json_string(&text, "message").contains(why), "{text}");
+    }
+    let r = node.request("GET", &format!("/v1/jobs/{honest}"), b"");
+    assert_eq!((r.status, r.text()), (200, kept), "the honest answer was taken away");
+    // Output reads decode the chunk asked for from the kept JSON.
+    let out = node.request("GET", &format!("/v1/jobs/{big}/output?offset={}&max=5", max_output - 3), b"");
+    assert_eq!((out.status, out.body.as_slice(), out.header("Phase-Output-Total")), (200, &b"xxx"[..], Some(max_output.to_string().as_str())));
+    let out = node.request("GET", &format!("/v1/jobs/{honest}/output"), b"");
+    assert_eq!(out.body, b"enim");
+}

@@ -296,6 +296,23 @@ impl Reply {
     }
 }
 
+/// Where an answer's JSON, as `to_json` writes it, holds its output: the byte ranges of the
+/// stdout and stderr base64 texts (between their quotes). A node keeps a done job's answer as
+/// JSON alone and decodes only the chunk an output read asks for
+/// (`encoding::base64_decode_range`). None when the text is not of that shape.
+pub fn output_spans(json: &str) -> Option<(core::ops::Range<usize>, core::ops::Range<usize>)> {
+    // The first `"stdout":"` is the key: inside a JSON string every quote is escaped, so the
+    // pattern cannot start in one, and no nested object (the receipt) has such a key. Key
+    // order does not matter (a file written by another encoder may sort them).
+    let span = |key: &str| -> Option<core::ops::Range<usize>> {
+        let start = json.find(key)? + key.len();
+        let len = json.get(start..)?.find('"')?;
+        let text = &json.as_bytes()[start..start + len];
+        (len % 4 == 0 && text.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')).then_some(start..start + len)
+    };
+    Some((span("\"stdout\":\"")?, span("\"stderr\":\"")?))
+}
+
 /// The answer to a job run on k nodes (`redundancy`, docs/api.md): each node's answer, and
 /// whether they agree (job id, output hashes, exit status and fuel).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,5 +433,18 @@ mod tests {
         assert!(Redundant::agreement(&[a.clone(), a.clone()]) && !Redundant::agreement(&[a.clone(), b.clone()]));
         let r = Redundant { agree: false, replayed: true, answers: vec![a, b] };
         assert_eq!(r.to_json(), format!("{{\"k\":2,\"agree\":false,\"replayed\":true,\"answers\":[{json},{other}]}}"));
+    }
+
+    #[test]
+    fn output_spans_point_at_the_base64_of_stdout_and_stderr() {
+        let (_, r) = signed(&[], b"out", 1);
+        let mut a = Answer::new(r, b"hello, world".to_vec(), b"err".to_vec(), Some("\"stdout\":\"x\" in a trap".into()));
+        a.executor = None;
+        let json = a.to_json();
+        let (o, e) = output_spans(&json).unwrap();
+        assert_eq!(crate::encoding::base64_decode(&json[o]).unwrap(), b"hello, world");
+        assert_eq!(crate::encoding::base64_decode(&json[e]).unwrap(), b"err");
+        assert_eq!(output_spans("{\"stdout\":\"ab\",\"stderr\":\"\"}"), None, "not base64");
+        assert_eq!(output_spans("{}"), None);
     }
 }

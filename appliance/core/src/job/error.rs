@@ -42,6 +42,8 @@ codes! {
     InvalidArgsEnv = "invalid_args_env",
     Busy = "busy",
     QueueFull = "queue_full",
+    ResultsFull = "results_full",
+    ResultTooLarge = "result_too_large",
     NoMemory = "no_memory",
     HostFailure = "host_failure",
     IdempotencyConflict = "idempotency_conflict",

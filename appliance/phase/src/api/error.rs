@@ -16,10 +16,10 @@ pub fn status(code: ErrorCode) -> u16 {
         MethodNotAllowed => 405,
         IdempotencyConflict | Cancelled | AlreadyEnded => 409,
         BodyTooLarge | ModuleTooLarge | InputTooLarge => 413,
-        InvalidModule | LimitOutOfRange | InvalidArgsEnv | P2pDisabled => 422,
+        InvalidModule | LimitOutOfRange | InvalidArgsEnv | P2pDisabled | ResultTooLarge => 422,
         Busy | QueueFull => 429,
         PeerUnreachable | BadReceipt | BadPeerAnswer | PeerError => 502,
-        NoMemory | HostFailure | IdempotencyPending | P2pUnavailable | NoPeer | NotEnoughPeers | Stopping | TooManyConnections => 503,
+        NoMemory | HostFailure | IdempotencyPending | P2pUnavailable | NoPeer | NotEnoughPeers | Stopping | TooManyConnections | ResultsFull => 503,
         PeerTimeout => 504,
         Storage => 507,
         // The front's own: what it answers a request it could not take as HTTP.

@@ -21,7 +21,7 @@ pub fn post(jobs: &Jobs, req: Request) -> Response {
         Err(e) => return error::job(&e),
     };
     if asynchronous {
-        return match jobs.submit(job, req.hold) {
+        return match jobs.submit(job, req.hold, req.peer.ip()) {
             Ok(submitted) => accepted(&submitted),
             Err(e) => error::job(&e),
         };

@@ -26,7 +26,7 @@ pub struct NodeCmd {
     /// quarters of the memory available at start); limits below derive from it
     #[argh(option)]
     memory_budget: Option<u64>,
-    /// bytes of job answers kept, half for idempotency keys and half for asynchronous jobs
+    /// bytes of job answers kept, a quarter for idempotency keys and three quarters for asynchronous jobs
     /// (default: a sixteenth of the budget)
     #[argh(option)]
     max_result_bytes: Option<u64>,

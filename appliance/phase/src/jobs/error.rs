@@ -13,6 +13,17 @@ use crate::engine::ModuleError;
 use crate::modules::StoreError;
 use crate::p2p::{P2pError, PeerId};
 
+/// What leaves no room for a kept answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptFull {
+    /// The node's kept answers and the reservations of jobs not ended.
+    Node,
+    /// The submitter's address's share.
+    Address,
+    /// The count of jobs kept (queued, running and ended), at most this many.
+    Count(usize),
+}
+
 #[derive(Debug)]
 pub enum JobError {
     /// The request is not one this node takes (the message names the field or the rule).
@@ -27,6 +38,11 @@ pub enum JobError {
     /// Every job slot (or every place to wait on a running idempotency key) is taken.
     Busy { max: usize },
     QueueFull { max: usize },
+    /// Keeping this asynchronous job's answer (`need` bytes at its output limit) does not fit
+    /// in what is left (`free`) for kept answers, in all or within the submitter's share.
+    ResultsFull { need: usize, free: usize, why: KeptFull },
+    /// An asynchronous job whose answer at its output limit could never be kept here.
+    ResultTooLarge { need: usize, max: usize },
     /// What the request needs does not fit in the memory left (`what`: a job, a compilation …).
     NoMemory { what: &'static str, need: u64, free: u64 },
     IdempotencyConflict(String),
@@ -74,6 +90,8 @@ impl JobError {
             JobError::Spec(_) => ErrorCode::InvalidArgsEnv,
             JobError::Busy { .. } => ErrorCode::Busy,
             JobError::QueueFull { .. } => ErrorCode::QueueFull,
+            JobError::ResultsFull { .. } => ErrorCode::ResultsFull,
+            JobError::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
             JobError::NoMemory { .. } => ErrorCode::NoMemory,
             JobError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             JobError::IdempotencyPending(_) => ErrorCode::IdempotencyPending,
@@ -108,6 +126,18 @@ impl fmt::Display for JobError {
             JobError::Spec(e) => write!(f, "{e}"),
             JobError::Busy { max } => write!(f, "all {max} job slots are busy; retry later"),
             JobError::QueueFull { max } => write!(f, "all {max} queue places are taken; retry later"),
+            JobError::ResultsFull { need, free, why: KeptFull::Node } => {
+                write!(f, "keeping this job's answer may take {need} bytes and {free} are left for kept answers; retry when older ones expire, or lower limits.output_bytes")
+            }
+            JobError::ResultsFull { need, free, why: KeptFull::Address } => write!(
+                f,
+                "keeping this job's answer may take {need} bytes and this address's share of kept answers has {free} left; retry when its older ones expire, or lower limits.output_bytes"
+            ),
+            JobError::ResultsFull { why: KeptFull::Count(max), .. } => write!(f, "this node keeps {max} asynchronous jobs at most; retry when older ones expire"),
+            JobError::ResultTooLarge { need, max } => write!(
+                f,
+                "keeping this job's answer at its output limit may take {need} bytes and this node keeps {max} at most: lower limits.output_bytes, or run it synchronously"
+            ),
             JobError::NoMemory { what, need, free } => write!(f, "{what} needs {need} bytes of memory and {free} are free now; retry later"),
             JobError::IdempotencyConflict(k) => write!(f, "idempotency key {k:?} was used for a different job"),
             JobError::IdempotencyPending(k) => write!(f, "a job with idempotency key {k:?} is still running; retry later"),

@@ -75,10 +75,11 @@ impl Kept {
         Kept {
             running: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
-            // Half the results' share is for asynchronous jobs (queue.rs); of the rest, three
-            // quarters for jobs run here, a quarter for placed jobs.
-            here: SizedCache::new(MAX_KEPT, (plan.results / 8 * 3) as usize),
-            placed: SizedCache::new(MAX_KEPT, (plan.results / 8) as usize),
+            // Three quarters of the results' share are for asynchronous jobs (queue.rs: their
+            // only copy); of the rest, three quarters for jobs run here, a quarter for placed
+            // jobs (replays, evicted least recently used first).
+            here: SizedCache::new(MAX_KEPT, (plan.results / 16 * 3) as usize),
+            placed: SizedCache::new(MAX_KEPT, (plan.results / 16) as usize),
         }
     }
 

@@ -80,9 +80,12 @@ impl JobsConfig {
             output_bytes: page(pool / 32).min(Limits::DEFAULT.output_bytes),
             ..Limits::DEFAULT
         };
+        let async_queue = QueueConfig { max_result_bytes: (memory.results / 4 * 3) as usize, ..QueueConfig::default() };
+        // No output limit whose answer an asynchronous job could not keep.
+        let keepable = queue::max_keepable_output(async_queue.max_result_bytes);
         let max_limits = Limits {
             memory_bytes: page(pool / 8 * 3).min(Limits::MAX.memory_bytes),
-            output_bytes: page(pool / 16).min(Limits::MAX.output_bytes),
+            output_bytes: page((pool / 16).min(keepable)).min(Limits::MAX.output_bytes),
             ..Limits::MAX
         };
         JobsConfig {
@@ -93,7 +96,7 @@ impl JobsConfig {
             max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             max_disk_module_bytes: crate::modules::DEFAULT_MAX_DISK_BYTES,
             memory,
-            queue: QueueConfig { max_result_bytes: (memory.results / 2) as usize, ..QueueConfig::default() },
+            queue: async_queue,
         }
     }
 
@@ -369,5 +372,17 @@ mod tests {
         let big = JobsConfig::for_memory(MemoryPlan::new(16 << 30, None));
         assert_eq!((big.default_limits, big.max_limits.memory_bytes), (Limits::DEFAULT, Limits::MAX.memory_bytes));
         assert_eq!((big.max_module_bytes, big.max_input_bytes), (DEFAULT_MAX_MODULE_BYTES, DEFAULT_MAX_INPUT_BYTES));
+        assert_eq!(big.max_limits.output_bytes, Limits::MAX.output_bytes);
+    }
+
+    #[test]
+    fn the_largest_output_limit_is_one_an_asynchronous_job_can_keep() {
+        for budget in [32u64 << 20, 64 << 20, 192 << 20, 1 << 30, 16 << 30] {
+            let c = JobsConfig::for_memory(MemoryPlan::new(budget, None));
+            assert!(queue::keep_cost(c.max_limits.output_bytes) <= c.queue.max_result_bytes, "budget {budget}");
+        }
+        // docs/api.md and decisions.md D38 give this figure: 6.69 MiB, not pool/16 (8.25 MiB).
+        let appliance = JobsConfig::for_memory(MemoryPlan::new(192 << 20, None));
+        assert_eq!((appliance.queue.max_result_bytes, appliance.max_limits.output_bytes), (9 << 20, 107 * 65536));
     }
 }

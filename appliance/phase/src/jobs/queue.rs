@@ -5,20 +5,27 @@
 //! `runner.rs`.
 //!
 //! Bounds: queued jobs by count (`max_queued`) and by memory (each holds a reservation of the
-//! node's pool for its request until it runs); ended jobs by age (`result_ttl`), total bytes
-//! (`max_result_bytes`) and count (`MAX_KEPT`). With a data dir, finished answers are also
-//! written to `<data>/results/` and read back at start, so a restarted node still answers
-//! for them.
+//! node's pool for its request until it runs); ended jobs by age (`result_ttl`) and count
+//! (`MAX_KEPT`). Kept answers are never evicted for newer ones (docs/decisions.md, "Kept
+//! answers are reserved, not evicted"): a job reserves what keeping its answer may cost when it
+//! is queued (`keep_cost`), within `max_result_bytes` and, for an address that already holds
+//! some, a quarter of it per submitter address; what cannot be reserved is refused
+//! (`results_full`). A done answer is kept as its JSON alone; output reads decode the chunk
+//! they ask for. With a data dir, finished answers are also written to `<data>/results/` and
+//! read back at start, so a restarted node still answers for them.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use phase_core::job::answer::Answer;
+use phase_core::job::answer::{output_spans, Answer};
 use phase_core::job::error::ErrorCode;
 
+use super::error::KeptFull;
 use super::{JobError, JobRequest, Placement};
 use crate::clock::unix_now as now;
 use crate::engine::Progress;
@@ -32,6 +39,25 @@ pub const MAX_KEPT: usize = 10_000;
 pub const MAX_HOLDERS: usize = 64;
 /// What an ended entry costs beyond its answer (id, map entry, order entry).
 const ENTRY_OVERHEAD: usize = 256;
+/// An answer's JSON beyond the base64 of its output: field names, job id, receipt, executor,
+/// trap detail (the engine's, at most 1 KiB), with room to spare.
+const ANSWER_OVERHEAD: usize = 8 << 10;
+/// An address that already holds reserved or kept answers holds at most 1/`SUBMITTER_SHARE`
+/// of `max_result_bytes`.
+const SUBMITTER_SHARE: usize = 4;
+
+/// What keeping the answer of a job with `output_bytes` of output at most may cost: its JSON
+/// (stdout and stderr in base64, each padded) and the entry.
+pub fn keep_cost(output_bytes: u64) -> usize {
+    let out = usize::try_from(output_bytes).unwrap_or(usize::MAX);
+    out.div_ceil(3).saturating_add(2).saturating_mul(4).saturating_add(ANSWER_OVERHEAD + ENTRY_OVERHEAD)
+}
+
+/// The largest output limit whose answer `max_result_bytes` can keep (`keep_cost`'s inverse).
+pub fn max_keepable_output(max_result_bytes: usize) -> u64 {
+    let quads = max_result_bytes.saturating_sub(ANSWER_OVERHEAD + ENTRY_OVERHEAD) / 4;
+    (quads.saturating_sub(2) * 3) as u64
+}
 
 /// The queue's bounds (`--max-queued`, `--result-ttl`, and half the results' share of the
 /// memory budget for kept answers).
@@ -83,11 +109,11 @@ impl Status {
 }
 
 /// What `GET /v1/jobs/<id>/output` reads from: the live buffers of a job not done, or a done
-/// job's answer as a value (decoded once when it ended, so a read copies its chunk and nothing
-/// else). Taken under the lock (two reference counts); read outside it.
+/// job's answer JSON and where its stdout and stderr are in it (a read decodes its chunk and
+/// nothing else). Taken under the lock (reference counts); read outside it.
 pub enum Stream {
     Live(Arc<Progress>, &'static str),
-    Done(Option<Arc<Answer>>),
+    Done { json: Arc<str>, spans: Option<(Range<usize>, Range<usize>)> },
 }
 
 impl Stream {
@@ -101,11 +127,14 @@ impl Stream {
                 let (bytes, total) = slice(if stderr { &out.stderr } else { &out.stdout });
                 (bytes, total, status)
             }
-            Stream::Done(Some(a)) => {
-                let (bytes, total) = slice(if stderr { &a.stderr } else { &a.stdout });
+            Stream::Done { json, spans: Some((out, err)) } => {
+                let text = &json[if stderr { err.clone() } else { out.clone() }];
+                // The span was checked as base64 when the answer was kept; a chunk that does
+                // not decode reads as empty rather than failing the node.
+                let (bytes, total) = phase_core::encoding::base64_decode_range(text, offset, max).unwrap_or_default();
                 (bytes, total, "done")
             }
-            Stream::Done(None) => (Vec::new(), 0, "done"),
+            Stream::Done { spans: None, .. } => (Vec::new(), 0, "done"),
         }
     }
 }
@@ -138,13 +167,16 @@ struct Entry {
     /// Which runners take it: those for jobs that run here (true), or those for jobs that may
     /// go to a peer, so peers that never answer cannot hold the runners of jobs that run here.
     here: bool,
-    /// Done only: the answer as a value, for output reads (the status carries its JSON).
-    output: Option<Arc<Answer>>,
+    /// Done only: where stdout and stderr are in the answer's JSON, for output reads.
+    spans: Option<(Range<usize>, Range<usize>)>,
     /// Placed only: the peer its request went to last, and the request frame's SHA-256.
     peer: Option<(PeerId, [u8; 32])>,
-    /// Ended only: when (unix seconds) and what it costs to keep.
+    /// Ended only: when (unix seconds). What it costs: reserved for its answer (`keep_cost`)
+    /// until it ends, then what its answer costs to keep.
     ended_at: u64,
     size: usize,
+    /// The address that queued it, charged for `size` (None: read back from the data dir).
+    submitter: Option<IpAddr>,
 }
 
 #[derive(Default)]
@@ -153,7 +185,23 @@ struct Inner {
     queue: VecDeque<String>,
     /// Ended jobs, oldest first.
     ended: VecDeque<String>,
+    /// What the ended entries cost, and what the others reserved for their answers.
     kept_bytes: usize,
+    reserved_bytes: usize,
+    /// Reserved and kept bytes by submitter address (entries at zero are removed).
+    by_submitter: HashMap<IpAddr, usize>,
+}
+
+impl Inner {
+    /// Moves `who`'s charge from `from` bytes to `to`.
+    fn recharge(&mut self, who: Option<IpAddr>, from: usize, to: usize) {
+        let Some(ip) = who else { return };
+        let held = self.by_submitter.entry(ip).or_default();
+        *held = held.saturating_sub(from).saturating_add(to);
+        if *held == 0 {
+            self.by_submitter.remove(&ip);
+        }
+    }
 }
 
 /// A submission as the submitter sees it: the job's id and status, whether an identical job
@@ -242,11 +290,12 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues job `id`, or finds it: an identical job (same id) that is queued, running or
-    /// done is not queued again (`true`: it was there); one that failed or was cancelled is
-    /// queued afresh.
-    /// Each submission of a job that is queued or running gets a cancel token of its own.
-    pub fn submit(&self, id: String, request: JobRequest, hold: Option<Reservation>, here: bool) -> Result<Submitted, JobError> {
+    /// Queues job `id` for `submitter`, reserving `keep` bytes (`keep_cost`) for its answer, or
+    /// finds it: an identical job (same id) that is queued, running or done is not queued again
+    /// (`true`: it was there) and reserves nothing more; one that failed or was cancelled is
+    /// queued afresh. Each submission of a job that is queued or running gets a cancel token of
+    /// its own.
+    pub fn submit(&self, id: String, request: JobRequest, hold: Option<Reservation>, here: bool, submitter: IpAddr, keep: usize) -> Result<Submitted, JobError> {
         let mut inner = self.lock();
         self.expire(&mut inner);
         if let Some(e) = inner.jobs.get_mut(&id) {
@@ -267,6 +316,9 @@ impl Queue {
         if inner.queue.len() >= self.config.max_queued {
             return Err(JobError::QueueFull { max: self.config.max_queued });
         }
+        self.room_for(&inner, submitter, keep)?;
+        inner.reserved_bytes += keep;
+        inner.recharge(Some(submitter), 0, keep);
         let position = inner.queue.len();
         let cancel_token = new_token();
         inner.queue.push_back(id.clone());
@@ -278,16 +330,39 @@ impl Queue {
                 progress: Arc::new(Progress::watched()),
                 request: Some((request, hold)),
                 here,
-                output: None,
+                spans: None,
                 peer: None,
                 ended_at: 0,
-                size: 0,
+                size: keep,
+                submitter: Some(submitter),
             },
         );
         drop(inner);
         // Runners of both kinds wait on the one condition: wake them all, the right one takes it.
         self.ready.notify_all();
         Ok(Submitted { id, status: Status::Queued { position }, existing: false, cancel_token: Some(cancel_token) })
+    }
+
+    /// Whether `keep` more bytes of answers can be reserved for `submitter`: within the cap in
+    /// all, within its share once it holds some, and within the count of entries.
+    fn room_for(&self, inner: &Inner, submitter: IpAddr, keep: usize) -> Result<(), JobError> {
+        let max = self.config.max_result_bytes;
+        if keep > max {
+            return Err(JobError::ResultTooLarge { need: keep, max });
+        }
+        if inner.jobs.len() >= MAX_KEPT {
+            return Err(JobError::ResultsFull { need: keep, free: 0, why: KeptFull::Count(MAX_KEPT) });
+        }
+        let held = inner.by_submitter.get(&submitter).copied().unwrap_or(0);
+        let share = max / SUBMITTER_SHARE;
+        if held > 0 && held + keep > share {
+            return Err(JobError::ResultsFull { need: keep, free: share.saturating_sub(held), why: KeptFull::Address });
+        }
+        let free = max.saturating_sub(inner.kept_bytes + inner.reserved_bytes);
+        if keep > free {
+            return Err(JobError::ResultsFull { need: keep, free, why: KeptFull::Node });
+        }
+        Ok(())
     }
 
     /// The job's status now, or None for an id this node does not know (or no longer keeps).
@@ -311,7 +386,7 @@ impl Queue {
         let inner = self.lock();
         let e = inner.jobs.get(id)?;
         Some(match &e.status {
-            Status::Done { .. } => Stream::Done(e.output.clone()),
+            Status::Done { answer } => Stream::Done { json: answer.clone(), spans: e.spans.clone() },
             status => Stream::Live(e.progress.clone(), status.name()),
         })
     }
@@ -342,7 +417,7 @@ impl Queue {
             Status::Queued { .. } => {
                 e.request = None; // its memory goes back now
                 inner.queue.retain(|q| q != id);
-                self.end(&mut inner, id, Status::Cancelled, None);
+                self.end(&mut inner, id, Status::Cancelled);
                 Cancel::Cancelled
             }
             Status::Running { placed: true, .. } => {
@@ -397,9 +472,8 @@ impl Queue {
         true
     }
 
-    /// Records how a job ended (`output`: a done job's answer as a value); a done job's answer
-    /// goes to the data dir too.
-    pub fn finish(&self, id: &str, status: Status, output: Option<Arc<Answer>>) {
+    /// Records how a job ended; a done job's answer goes to the data dir too.
+    pub fn finish(&self, id: &str, status: Status) {
         if let (Status::Done { answer }, Some(dir)) = (&status, &self.dir) {
             let write = std::fs::create_dir_all(dir).and_then(|_| crate::durable::replace(&dir.join(format!("{id}.json")), format!("{}\n{answer}", now()).as_bytes()));
             if let Err(e) = write {
@@ -408,7 +482,7 @@ impl Queue {
         }
         let mut inner = self.lock();
         if inner.jobs.contains_key(id) {
-            self.end(&mut inner, id, status, output);
+            self.end(&mut inner, id, status);
         }
     }
 
@@ -419,33 +493,40 @@ impl Queue {
         (inner.queue.len(), running, inner.ended.len(), inner.kept_bytes)
     }
 
-    fn end(&self, inner: &mut Inner, id: &str, status: Status, output: Option<Arc<Answer>>) {
+    /// Ends an entry that has not ended: its reservation becomes what its answer costs.
+    fn end(&self, inner: &mut Inner, id: &str, status: Status) {
         let size = match &status {
             Status::Done { answer } => answer.len(),
             Status::Failed { message, .. } => message.len(),
             _ => 0,
-        } + output.as_ref().map_or(0, |a| output_size(a))
-            + ENTRY_OVERHEAD;
-        if let Some(e) = inner.jobs.get_mut(id) {
-            e.status = status;
-            e.output = output;
-            e.request = None;
-            // The answer holds the output now (a cancelled or failed job's partial output goes).
-            *e.progress.output.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
-            e.ended_at = now();
-            e.size = size;
+        } + ENTRY_OVERHEAD;
+        let Some(e) = inner.jobs.get_mut(id) else { return };
+        if e.status.ended() {
+            return;
         }
-        inner.ended.push_back(id.to_string());
+        e.spans = match &status {
+            Status::Done { answer } => output_spans(answer),
+            _ => None,
+        };
+        e.status = status;
+        e.request = None;
+        // The answer holds the output now (a cancelled or failed job's partial output goes).
+        *e.progress.output.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
+        e.ended_at = now();
+        let (reserved, who) = (std::mem::replace(&mut e.size, size), e.submitter);
+        inner.reserved_bytes -= reserved.min(inner.reserved_bytes);
         inner.kept_bytes += size;
+        inner.recharge(who, reserved, size);
+        inner.ended.push_back(id.to_string());
         self.expire(inner);
     }
 
-    /// Drops ended jobs past the TTL, then the oldest while over the byte or count cap.
+    /// Drops ended jobs past the TTL (never one within it for a newer one: see `room_for`).
     fn expire(&self, inner: &mut Inner) {
         let oldest_kept = now().saturating_sub(self.config.result_ttl.as_secs());
         while let Some(id) = inner.ended.front().cloned() {
             let old = inner.jobs.get(&id).map(|e| e.ended_at < oldest_kept || !e.status.ended()).unwrap_or(true);
-            if old || inner.kept_bytes > self.config.max_result_bytes || inner.ended.len() > MAX_KEPT {
+            if old {
                 inner.ended.pop_front();
                 self.remove(inner, &id);
             } else {
@@ -467,6 +548,7 @@ impl Queue {
         }
         if let Some(e) = inner.jobs.remove(id) {
             inner.kept_bytes -= e.size.min(inner.kept_bytes);
+            inner.recharge(e.submitter, e.size, 0);
             if matches!(e.status, Status::Done { .. }) {
                 if let Some(dir) = &self.dir {
                     let _ = std::fs::remove_file(dir.join(format!("{id}.json")));
@@ -498,26 +580,27 @@ impl Queue {
         files.sort_by(|a, b| b.0.cmp(&a.0));
         let (mut found, mut bytes) = (Vec::new(), 0u64);
         for (_, len, id, path) in files {
-            bytes = bytes.saturating_add(len.saturating_mul(2));
+            bytes = bytes.saturating_add(len).saturating_add(ENTRY_OVERHEAD as u64);
             if bytes > self.config.max_result_bytes as u64 || found.len() >= MAX_KEPT {
                 remove(&path, "beyond the kept results' cap");
                 continue;
             }
             let read = std::fs::read_to_string(&path).ok();
+            // Checked as an answer once, then kept as its JSON (and where its output is).
             let parsed = read.as_deref().and_then(|t| t.split_once('\n')).and_then(|(at, json)| {
-                let answer = Answer::parse(json).ok()?;
-                Some((at.parse::<u64>().ok()?, json.to_string(), answer))
+                Answer::parse(json).ok()?;
+                Some((at.parse::<u64>().ok()?, json.to_string(), output_spans(json)?))
             });
             match parsed {
-                Some((at, json, answer)) => found.push((at, id, json, answer)),
+                Some((at, json, spans)) => found.push((at, id, json, spans)),
                 None => remove(&path, "not a kept result"),
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let mut inner = self.lock();
         let n = found.len();
-        for (at, id, json, answer) in found {
-            let size = json.len() + output_size(&answer) + ENTRY_OVERHEAD;
+        for (at, id, json, spans) in found {
+            let size = json.len() + ENTRY_OVERHEAD;
             // An ended job cannot be cancelled: no token is kept for it.
             let entry = Entry {
                 status: Status::Done { answer: json.into() },
@@ -525,10 +608,11 @@ impl Queue {
                 progress: Arc::default(),
                 request: None,
                 here: true,
-                output: Some(Arc::new(answer)),
+                spans: Some(spans),
                 peer: None,
                 ended_at: at,
                 size,
+                submitter: None,
             };
             inner.jobs.insert(id.clone(), entry);
             inner.ended.push_back(id);
@@ -539,11 +623,6 @@ impl Queue {
             log!("jobs: {} kept results read back from {} ({} still kept)", n, dir.display(), inner.ended.len());
         }
     }
-}
-
-/// What a kept answer's decoded value holds besides its JSON.
-fn output_size(a: &Answer) -> usize {
-    a.stdout.len() + a.stderr.len() + a.trap_detail.as_ref().map_or(0, String::len)
 }
 
 #[cfg(test)]
@@ -558,12 +637,22 @@ mod tests {
         phase_core::encoding::hex_encode(&[n; 32])
     }
 
-    fn done(q: &Queue, n: u8, answer_bytes: usize) {
-        let token = q.submit(id(n), request(&[n]), None, true).unwrap().cancel_token;
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    /// Job `n` from address `from`, reserving `keep`, run and done with an answer of
+    /// `answer_bytes`.
+    fn done_from(q: &Queue, n: u8, from: u8, keep: usize, answer_bytes: usize) {
+        let token = q.submit(id(n), request(&[n]), None, true, ip(from), keep).unwrap().cancel_token;
         assert!(token.is_some());
         let t = q.take(true);
         assert_eq!(t.id, id(n));
-        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() }, None);
+        q.finish(&id(n), Status::Done { answer: format!("\"{}\"", "x".repeat(answer_bytes)).into() });
+    }
+
+    fn done(q: &Queue, n: u8, answer_bytes: usize) {
+        done_from(q, n, 1, 1000, answer_bytes)
     }
 
     #[test]
@@ -571,12 +660,12 @@ mod tests {
         let q = Queue::new(QueueConfig::default(), None);
         let peer = PeerId::random();
         // Cancelled before the request goes out: nothing is sent.
-        let token = q.submit(id(1), request(b"1"), None, true).unwrap().cancel_token;
+        let token = q.submit(id(1), request(b"1"), None, true, ip(1), 1000).unwrap().cancel_token;
         let _t = q.take(true);
         assert_eq!(q.cancel(&id(1), &token.unwrap()), Some(Cancel::Stopping));
         assert!(!q.sent_to(&id(1), peer, [1; 32]));
         // Sent first: the cancel names the peer and the request, and the job is cancelling.
-        let token = q.submit(id(2), request(b"2"), None, true).unwrap().cancel_token;
+        let token = q.submit(id(2), request(b"2"), None, true, ip(1), 1000).unwrap().cancel_token;
         let t = q.take(true);
         assert!(q.sent_to(&id(2), peer, [2; 32]));
         assert_eq!(q.status(&id(2)), Some(Status::Running { fuel_used: 0, placed: true }));
@@ -588,27 +677,52 @@ mod tests {
     }
 
     #[test]
-    fn ended_answers_are_dropped_oldest_first_beyond_the_byte_cap_and_at_once_with_no_ttl() {
-        let q = Queue::new(QueueConfig { max_queued: 4, result_ttl: Duration::from_secs(3600), max_result_bytes: 3 * (1000 + ENTRY_OVERHEAD) }, None);
-        for n in 1..=4 {
-            done(&q, n, 998); // 1000 bytes with its quotes
+    fn kept_answers_are_reserved_never_evicted_and_an_address_keeps_within_its_share() {
+        let cap = 40_000;
+        let q = Queue::new(QueueConfig { max_queued: 16, result_ttl: Duration::from_secs(3600), max_result_bytes: cap }, None);
+        // An honest client's answer, done and kept.
+        done_from(&q, 1, 1, 8_000, 100);
+        let kept = q.status(&id(1));
+        assert!(matches!(kept, Some(Status::Done { .. })));
+        // Another address reserves up to its share: its first job whatever it holds, then
+        // within a quarter of the cap.
+        q.submit(id(2), request(b"2"), None, true, ip(2), 8_000).unwrap();
+        let refused = q.submit(id(3), request(b"3"), None, true, ip(2), 8_000);
+        assert!(matches!(refused, Err(JobError::ResultsFull { need: 8_000, free: 2_000, why: KeptFull::Address })), "{refused:?}");
+        // Other addresses fill the rest; then the node is full for everyone, and nothing kept
+        // was evicted to make room.
+        for n in 3..=5u8 {
+            q.submit(id(10 + n), request(&[n]), None, true, ip(n), 8_000).unwrap();
         }
-        assert_eq!(q.status(&id(1)), None, "the oldest went");
-        assert!(matches!(q.status(&id(4)), Some(Status::Done { .. })));
-        assert_eq!(q.counts().2, 3);
+        let full = q.submit(id(20), request(b"20"), None, true, ip(9), 8_000);
+        assert!(matches!(full, Err(JobError::ResultsFull { why: KeptFull::Node, .. })), "{full:?}");
+        assert_eq!(q.status(&id(1)), kept, "a kept answer was evicted for a newer job");
+        // A job that ends gives back what its answer does not take.
+        let t = q.take(true);
+        assert_eq!(t.id, id(2));
+        q.finish(&id(2), Status::Done { answer: "\"small\"".into() });
+        q.submit(id(20), request(b"20"), None, true, ip(9), 8_000).unwrap();
+        // More than the whole cap can never be kept; a zero-output job still reserves its
+        // answer's JSON.
+        let huge = q.submit(id(21), request(b"21"), None, true, ip(10), cap + 1);
+        assert!(matches!(huge, Err(JobError::ResultTooLarge { max: 40_000, .. })), "{huge:?}");
+        assert!(keep_cost(0) > ENTRY_OVERHEAD && keep_cost(1 << 20) >= (1 << 20) / 3 * 4);
+        assert!(keep_cost(max_keepable_output(cap)) <= cap && keep_cost(max_keepable_output(cap) + 3) > cap);
+        // A TTL of zero keeps an answer until the clock moves on.
         let q = Queue::new(QueueConfig { result_ttl: Duration::ZERO, ..QueueConfig::default() }, None);
         done(&q, 1, 10);
-        // Ended in this second: a TTL of zero keeps it until the clock moves on.
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(q.status(&id(1)), None);
+        let (queued, running, ended, bytes) = q.counts();
+        assert_eq!((queued, running, ended, bytes), (0, 0, 0, 0), "an expired answer gives its bytes back");
     }
 
     #[test]
     fn the_queue_is_bounded_identical_jobs_are_one_and_only_the_token_cancels() {
         let q = Queue::new(QueueConfig { max_queued: 2, ..QueueConfig::default() }, None);
-        let t1 = q.submit(id(1), request(b"1"), None, true).unwrap().cancel_token;
-        q.submit(id(2), request(b"2"), None, true).unwrap();
-        assert!(matches!(q.submit(id(3), request(b"3"), None, true), Err(JobError::QueueFull { max: 2 })));
+        let t1 = q.submit(id(1), request(b"1"), None, true, ip(1), 1000).unwrap().cancel_token;
+        q.submit(id(2), request(b"2"), None, true, ip(1), 1000).unwrap();
+        assert!(matches!(q.submit(id(3), request(b"3"), None, true, ip(1), 1000), Err(JobError::QueueFull { max: 2 })));
         assert_eq!(q.cancel(&id(1), ""), Some(Cancel::Forbidden));
         assert_eq!(q.cancel(&id(1), &"0".repeat(32)), Some(Cancel::Forbidden));
         assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Cancelled));
@@ -616,7 +730,7 @@ mod tests {
         assert_eq!(q.cancel(&id(1), t1.as_deref().unwrap()), Some(Cancel::Ended("cancelled")));
         assert_eq!(q.cancel(&id(9), ""), None);
         // A cancelled job submitted again is queued afresh, with a new token.
-        let Submitted { status: s, cancel_token: t, .. } = q.submit(id(1), request(b"1"), None, true).unwrap();
+        let Submitted { status: s, cancel_token: t, .. } = q.submit(id(1), request(b"1"), None, true, ip(1), 1000).unwrap();
         assert_eq!(s, Status::Queued { position: 1 });
         assert!(t.is_some() && t != t1);
     }
@@ -625,8 +739,8 @@ mod tests {
     fn every_submitter_holds_its_own_token_and_the_job_stops_only_when_all_have_cancelled() {
         let q = Queue::new(QueueConfig::default(), None);
         // The squatter submits first, then an honest client the same job (ids are computable).
-        let squatter = q.submit(id(1), request(b"1"), None, true).unwrap().cancel_token.unwrap();
-        let honest = q.submit(id(1), request(b"1"), None, true).unwrap();
+        let squatter = q.submit(id(1), request(b"1"), None, true, ip(1), 1000).unwrap().cancel_token.unwrap();
+        let honest = q.submit(id(1), request(b"1"), None, true, ip(1), 1000).unwrap();
         assert!(honest.existing && honest.status == Status::Queued { position: 0 });
         let honest = honest.cancel_token.expect("an identical submission gets a token of its own");
         assert_ne!(honest, squatter);
@@ -638,14 +752,14 @@ mod tests {
         assert!(t.progress.cancel.load(Relaxed));
         // Holders are bounded; beyond them a submitter gets the status and no token.
         for _ in 0..MAX_HOLDERS {
-            q.submit(id(2), request(b"2"), None, true).unwrap();
+            q.submit(id(2), request(b"2"), None, true, ip(1), 1000).unwrap();
         }
-        let late = q.submit(id(2), request(b"2"), None, true).unwrap();
+        let late = q.submit(id(2), request(b"2"), None, true, ip(1), 1000).unwrap();
         assert!(late.existing && late.cancel_token.is_none());
         // A done job hands out no token: there is nothing left to cancel.
         let q = Queue::new(QueueConfig::default(), None);
         done(&q, 3, 10);
-        let again = q.submit(id(3), request(b"3"), None, true).unwrap();
+        let again = q.submit(id(3), request(b"3"), None, true, ip(1), 1000).unwrap();
         assert!(again.existing && again.cancel_token.is_none() && matches!(again.status, Status::Done { .. }));
     }
 
@@ -668,8 +782,8 @@ mod tests {
             f.set_modified(t0 - Duration::from_secs(10 - n as u64)).unwrap();
         }
         std::fs::write(dir.join("stray.json"), "x").unwrap();
-        // Room for two files (each counted twice: its JSON and its decoded value).
-        let cap = 2 * 2 * text.len() + 100;
+        // Room for two files.
+        let cap = 2 * (text.len() + ENTRY_OVERHEAD) + 100;
         let q = Queue::new(QueueConfig { max_result_bytes: cap, ..QueueConfig::default() }, Some(dir.clone()));
         assert_eq!(q.status(&id(1)), None, "the oldest is beyond the cap");
         assert!(!dir.join(format!("{}.json", id(1))).exists() && !dir.join("stray.json").exists());

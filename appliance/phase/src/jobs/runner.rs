@@ -13,7 +13,7 @@ use phase_core::job::RequestedLimits;
 
 use super::place::Watch;
 use super::queue::{self, Cancel, Taken};
-use super::{Answered, JobError, JobRequest, Jobs, Placement, Status, Submitted};
+use super::{JobError, JobRequest, Jobs, Placement, Status, Submitted};
 use crate::memory::Reservation;
 use crate::p2p::PeerId;
 
@@ -47,10 +47,11 @@ pub struct OutputChunk {
 }
 
 impl Jobs {
-    /// Queues a job, or finds the identical one (same id) queued, running or done. `hold` is
-    /// the memory its request was read with; while it waits it holds what it keeps instead
-    /// (module bytes and input).
-    pub fn submit(&self, mut req: JobRequest, hold: Option<Reservation>) -> Result<Submitted, JobError> {
+    /// Queues a job for `submitter` (an address), or finds the identical one (same id)
+    /// queued, running or done. `hold` is the memory its request was read with; while it waits
+    /// it holds what it keeps instead (module bytes and input), and its place among the kept
+    /// answers is reserved (queue.rs).
+    pub fn submit(&self, mut req: JobRequest, hold: Option<Reservation>, submitter: std::net::IpAddr) -> Result<Submitted, JobError> {
         if req.redundancy.is_some_and(|k| k != 1) {
             // Its answer is k answers, not one a status can hold and a handle verify as one.
             return Err(JobError::InvalidRequest("redundancy is for synchronous jobs; submit each asynchronous job once".into()));
@@ -67,7 +68,8 @@ impl Jobs {
             _ => Some(self.pool.try_reserve(keep).ok_or(JobError::NoMemory { what: "the queued request", need: keep, free: self.pool.free() })?),
         };
         let here = self.runs_here(&req);
-        self.queue.submit(id, req, hold, here).map_err(|e| self.count(e))
+        let keep = queue::keep_cost(l.output_bytes);
+        self.queue.submit(id, req, hold, here, submitter.to_canonical(), keep).map_err(|e| self.count(e))
     }
 
     /// An asynchronous job's status now.
@@ -145,7 +147,7 @@ impl Jobs {
             match self.slots.run() {
                 Ok(s) => slot = Some(s),
                 Err(_) if t.progress.cancel.load(Relaxed) => {
-                    self.queue.finish(&t.id, Status::Cancelled, None);
+                    self.queue.finish(&t.id, Status::Cancelled);
                     return;
                 }
                 Err(_) => std::thread::sleep(SLOT_POLL),
@@ -153,19 +155,12 @@ impl Jobs {
         }
         drop(t.hold);
         let watch = Followed { jobs: self, id: &t.id, progress: &t.progress };
-        let (status, output) = match self.run_in(t.request, slot, t.progress.clone(), &watch) {
-            Ok(finished) => {
-                // Kept as a value too, so output reads never parse the JSON again.
-                let output = match &finished.answer {
-                    Answered::One(a) => Some(a.clone()),
-                    Answered::Many(_) => None,
-                };
-                (Status::Done { answer: finished.to_json().into() }, output)
-            }
-            Err(e) if e.code() == ErrorCode::Cancelled => (Status::Cancelled, None),
-            Err(e) => (Status::Failed { code: e.code(), message: e.to_string() }, None),
+        let status = match self.run_in(t.request, slot, t.progress.clone(), &watch) {
+            Ok(finished) => Status::Done { answer: finished.to_json().into() },
+            Err(e) if e.code() == ErrorCode::Cancelled => Status::Cancelled,
+            Err(e) => Status::Failed { code: e.code(), message: e.to_string() },
         };
-        self.queue.finish(&t.id, status, output);
+        self.queue.finish(&t.id, status);
     }
 }
 

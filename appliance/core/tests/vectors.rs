@@ -253,6 +253,8 @@ mod answer {
         let other_job = answered(1, &Ask { args: vec!["--another-job".into()], ..hello() }, b"dlroW ,olleH", b"", Outcome::Exited(0), 121_949, None);
         let fuel = Answer { fuel_used: ok.fuel_used + 1, ..ok.clone() };
         let exit = Answer { outcome: Outcome::Exited(1), ..ok.clone() };
+        let small = Ask { limits: RequestedLimits { output_bytes: Some(4), ..Default::default() }, ..hello() };
+        let over = answered(1, &small, b"dlroW ,olleH", b"", Outcome::Exited(0), 121_949, None);
         let mut resigned = ok.clone();
         resigned.receipt.body.fuel_used += 1;
         vec![
@@ -264,6 +266,7 @@ mod answer {
             ("exit status other than signed", Some("exit status"), hello(), exit.to_json()),
             ("limits other than asked", Some("limits"), Ask { limits: RequestedLimits { fuel: Some(5), ..Default::default() }, ..hello() }, ok.to_json()),
             ("receipt changed after signing", Some("signature"), hello(), resigned.to_json()),
+            ("output beyond the output limit its receipt names", Some("output limit"), small, over.to_json()),
         ]
     }
 
@@ -297,10 +300,11 @@ mod answer {
                 Some("job") => assert!(matches!(result, Err(AnswerError::OtherJob(_))), "{name}: {result:?}"),
                 Some("limits") => assert_eq!(result, Err(AnswerError::OtherJob("set of limits")), "{name}"),
                 Some("signature") => assert!(matches!(result, Err(AnswerError::Receipt(_))), "{name}: {result:?}"),
+                Some("output limit") => assert_eq!(result, Err(AnswerError::OverLimit { len: 12, limit: 4 }), "{name}"),
                 Some(other) => panic!("{name}: no check named {other}"),
             }
             checked += 1;
         }
-        assert_eq!(checked, 8);
+        assert_eq!(checked, 9);
     }
 }

@@ -57,9 +57,12 @@ pub enum PeerFault {
     /// Answers with its genuine answer after white space, claiming another executor in a field
     /// of its own: what a node forwards must be the answer it verified, not these bytes.
     Padded,
+    /// Answers with one byte more output than the job's output limit, signed with its own key:
+    /// an answer that would cost more than its limit says.
+    Oversized,
 }
 
-const NAMES: [(&str, Fault); 13] = [
+const NAMES: [(&str, Fault); 14] = [
     ("exit-after-job", Fault::ExitAfterJob),
     ("peer-wrong-key", Fault::Peer(PeerFault::WrongKey)),
     ("peer-garbage", Fault::Peer(PeerFault::Garbage)),
@@ -69,6 +72,7 @@ const NAMES: [(&str, Fault); 13] = [
     ("peer-other-job", Fault::Peer(PeerFault::OtherJob)),
     ("peer-cancelled", Fault::Peer(PeerFault::Cancelled)),
     ("peer-padded-answer", Fault::Peer(PeerFault::Padded)),
+    ("peer-oversized-answer", Fault::Peer(PeerFault::Oversized)),
     ("peer-bad-load", Fault::PeerBadLoad),
     ("peer-big-frames", Fault::PeerBigFrames),
     ("boot-tamper", Fault::BootTamper),
@@ -184,6 +188,14 @@ fn lie(fault: PeerFault, mut a: Answer, key: &ed25519_compact::KeyPair) -> Answe
             body.stdout_sha256 = sha256(b"a lie");
             a.receipt = Receipt::sign(body, key);
             a.stdout = b"a lie".to_vec();
+        }
+        PeerFault::Oversized => {
+            let mut body = a.receipt.body.clone();
+            a.stdout = vec![b'x'; usize::try_from(body.limits.output_bytes).unwrap_or(0).saturating_add(1).min(32 << 20)];
+            a.stderr.clear();
+            body.stdout_sha256 = sha256(&a.stdout);
+            body.stderr_sha256 = sha256(b"");
+            a.receipt = Receipt::sign(body, key);
         }
         PeerFault::WrongKey => {
             let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([0x42; 32]));

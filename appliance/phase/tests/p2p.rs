@@ -804,9 +804,14 @@ fn connections_beyond_the_peer_connection_cap_are_refused() {
 
 #[test]
 fn an_executor_whose_answer_is_not_what_its_receipt_signs_is_caught() {
-    // A genuine receipt with a forged stdout, and the genuine answer of another job with the
-    // same module and input: the forwarding node recomputes the job id and hashes the bodies.
-    for (fault, why) in [("peer-forge-stdout", "stdout is not what the receipt signs"), ("peer-other-job", "receipt is for another job")] {
+    // A genuine receipt with a forged stdout, the genuine answer of another job with the same
+    // module and input, and a self-signed answer one byte over the job's output limit: the
+    // forwarding node recomputes the job id, hashes the bodies and holds the limit.
+    for (fault, why) in [
+        ("peer-forge-stdout", "stdout is not what the receipt signs"),
+        ("peer-other-job", "receipt is for another job"),
+        ("peer-oversized-answer", "beyond the output limit its receipt names"),
+    ] {
         let (a, b, c) = trio(fault);
         let hello = guest("hello");
         let r = a.request("POST", "/v1/jobs", &job(&hello, b"x", &format!(",\"placement\":\"{}\"", peer_id(&b))));

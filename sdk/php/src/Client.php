@@ -462,6 +462,14 @@ final class Client
         ($receipt->exitCode === $exit && $receipt->trap === $trap) || $fail('the exit status received');
         $receipt->fuelUsed === $a['fuel_used'] || $fail('the fuel reported');
         hash_equals($receipt->jobId, strtolower($a['job_id'])) || $fail('the job id reported');
+        // An honest executor stops at the output limit it signs.
+        $outputLimit = $receipt->limits['output_bytes'];
+        if (strlen($stdout) + strlen($stderr) > $outputLimit) {
+            throw new VerificationException(
+                "{$where}: the output received (" . (strlen($stdout) + strlen($stderr)) . " bytes) is beyond the output limit "
+                . "of the signed receipt of job {$receipt->jobId} ({$outputLimit})"
+            );
+        }
         foreach ($asked['limits'] as $name => $value) {
             ($receipt->limits[$name] ?? null) === $value || $fail("the limit {$name} asked for");
         }

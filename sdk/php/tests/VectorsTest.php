@@ -106,6 +106,6 @@ final class VectorsTest extends TestCase
             $valid++;
         }
         self::assertSame(2, $valid);
-        self::assertCount(8, $v['vectors']);
+        self::assertCount(9, $v['vectors']);
     }
 }

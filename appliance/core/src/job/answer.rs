@@ -29,6 +29,10 @@ use crate::net::peer::PeerName;
 use crate::job::receipt::{Outcome, Receipt, TrapKind};
 use crate::{sha256, Digest};
 
+/// The longest trap detail an answer carries (bytes of UTF-8): the detail is not signed, so
+/// an executor's (or a peer's) words cost the node and the client a bounded amount.
+pub const MAX_TRAP_DETAIL: usize = 1024;
+
 /// A job answer (docs/api.md, docs/formats.md "Answer"). A value that parsed re-emits itself
 /// (`to_json`) with every field it holds: a node forwards what it verified, never the bytes it
 /// received, and marks a replay or the executor on the value.
@@ -75,6 +79,9 @@ pub enum AnswerError {
     OtherJob(&'static str),
     /// The answer's bodies or figures are not what the receipt signed; names which.
     NotSigned(&'static str),
+    /// Stdout and stderr together are more than the output limit the receipt names (an honest
+    /// executor stops at it): `len` bytes against `limit`.
+    OverLimit { len: usize, limit: u64 },
 }
 
 impl fmt::Display for AnswerError {
@@ -86,6 +93,7 @@ impl fmt::Display for AnswerError {
             AnswerError::Signer { got } => write!(f, "receipt signed by node key {got}, not the expected one"),
             AnswerError::OtherJob(what) => write!(f, "the receipt is for another {what}"),
             AnswerError::NotSigned(what) => write!(f, "the answer's {what} is not what the receipt signs"),
+            AnswerError::OverLimit { len, limit } => write!(f, "the answer's output ({len} bytes) is beyond the output limit its receipt names ({limit})"),
         }
     }
 }
@@ -128,8 +136,16 @@ fn parse_object(text: &str) -> Result<Object, AnswerError> {
 }
 
 impl Answer {
-    /// The answer to a job that ran here: its receipt, its output, what the engine said.
-    pub fn new(receipt: Receipt, stdout: Vec<u8>, stderr: Vec<u8>, trap_detail: Option<String>) -> Answer {
+    /// The answer to a job that ran here: its receipt, its output, what the engine said (cut
+    /// to `MAX_TRAP_DETAIL` bytes).
+    pub fn new(receipt: Receipt, stdout: Vec<u8>, stderr: Vec<u8>, mut trap_detail: Option<String>) -> Answer {
+        if let Some(d) = trap_detail.as_mut() {
+            let mut end = d.len().min(MAX_TRAP_DETAIL);
+            while !d.is_char_boundary(end) {
+                end -= 1;
+            }
+            d.truncate(end);
+        }
         let b = &receipt.body;
         Answer {
             executor: None,
@@ -180,7 +196,10 @@ impl Answer {
             executor,
             job_id,
             outcome,
-            trap_detail: string(top, "trap_detail")?.map(str::to_string),
+            trap_detail: match string(top, "trap_detail")? {
+                Some(d) if d.len() > MAX_TRAP_DETAIL => return Err(AnswerError::Shape("trap_detail (at most 1024 bytes)")),
+                d => d.map(str::to_string),
+            },
             stdout: bytes(top, "stdout")?,
             stderr: bytes(top, "stderr")?,
             fuel_used: uint(top, "fuel_used")?.ok_or(AnswerError::Shape("fuel_used"))?,
@@ -247,6 +266,10 @@ impl Answer {
         }
         if self.job_id != b.job_id {
             return Err(AnswerError::NotSigned("job_id"));
+        }
+        let len = self.stdout.len().saturating_add(self.stderr.len());
+        if len as u64 > b.limits.output_bytes {
+            return Err(AnswerError::OverLimit { len, limit: b.limits.output_bytes });
         }
         if sha256(&self.stdout) != b.stdout_sha256 {
             return Err(AnswerError::NotSigned("stdout"));
@@ -446,5 +469,22 @@ mod tests {
         assert_eq!(crate::encoding::base64_decode(&json[e]).unwrap(), b"err");
         assert_eq!(output_spans("{\"stdout\":\"ab\",\"stderr\":\"\"}"), None, "not base64");
         assert_eq!(output_spans("{}"), None);
+    }
+
+    #[test]
+    fn output_beyond_the_signed_limit_and_long_trap_details_are_refused() {
+        let (_, r) = signed(&[], b"out", 1);
+        let limit = r.body.limits.output_bytes as usize;
+        let a = Answer::new(r.clone(), vec![b'x'; limit], b"!".to_vec(), Some("\u{e9}".repeat(600)));
+        assert_eq!(a.trap_detail.as_ref().map(String::len), Some(MAX_TRAP_DETAIL), "cut at a character boundary");
+        let mut body = r.body.clone();
+        (body.stdout_sha256, body.stderr_sha256) = (sha256(&a.stdout), sha256(&a.stderr));
+        let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([1; 32]));
+        let over = Answer { receipt: Receipt::sign(body, &key), ..a };
+        let (module, input, limits) = (over.receipt.body.module_sha256, over.receipt.body.input_sha256, RequestedLimits::default());
+        let asked = Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None };
+        assert_eq!(over.verify(&asked), Err(AnswerError::OverLimit { len: limit + 1, limit: limit as u64 }));
+        let long = over.to_json().replacen("\"trap_detail\":\"", "\"trap_detail\":\"x", 1);
+        assert_eq!(Answer::parse(&long), Err(AnswerError::Shape("trap_detail (at most 1024 bytes)")));
     }
 }

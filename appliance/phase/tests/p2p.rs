@@ -496,6 +496,48 @@ fn silent_connections_to_the_peer_port_do_not_keep_an_honest_peer_out() {
 }
 
 #[test]
+fn silent_connections_from_many_addresses_never_keep_a_speaking_peer_out() {
+    let a = Node::start(LOOPBACK);
+    let boot = listen_addr(&a);
+    let port: u16 = boot.split("/tcp/").nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    // Ten addresses (more than the 32 handshake places hold at 4 each) open 40 silent
+    // connections every 100 ms and keep them all: every place is always wanted by a newcomer.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && held.len() < 1600 {
+                for ip in 2..12u8 {
+                    for _ in 0..4 {
+                        let Ok(s) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None) else { continue };
+                        if s.bind(&std::net::SocketAddr::from(([127, 0, 0, ip], 0)).into()).is_ok()
+                            && s.connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into(), Duration::from_secs(1)).is_ok()
+                        {
+                            held.push(s);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            held.len()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let b = Node::start(&["--p2p", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot]);
+    let joined = wait_connected(&a, &peer_id(&b), Duration::from_secs(15));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = attacker.join().unwrap();
+    assert!(opened >= 200, "only {opened} silent connections");
+    assert!(joined, "the speaking peer was kept out by {opened} silent connections\n--- a ---\n{}", a.log());
+    let r = a.request("POST", "/v1/jobs", &job(&guest("hello"), b"through", &format!(",\"placement\":\"{}\"", peer_id(&b))));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
 fn redundancy_three_on_three_nodes_agrees() {
     let (a, _b, _c) = trio("none");
     let r = a.request("POST", "/v1/jobs", &job(&guest("cpu-bench"), b"200000", ",\"redundancy\":3"));

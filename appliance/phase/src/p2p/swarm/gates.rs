@@ -11,6 +11,7 @@ use libp2p::core::Endpoint;
 use libp2p::swarm::{dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm};
 use libp2p::{Multiaddr, PeerId};
 
+use super::handshakes::Handshakes;
 use super::one_relayed_path::OneRelayedPath;
 use super::pending_per_ip::PendingPerIp;
 
@@ -19,8 +20,11 @@ use super::pending_per_ip::PendingPerIp;
 pub enum Refused {
     /// A relayed connection the larger peer id dialed, while the smaller one's is kept.
     CrossedRelayedDial(PeerId),
-    /// `pending_per_ip::MAX_PER_IP` incoming handshakes from this address already.
+    /// `pending_per_ip::MAX_PER_IP` incoming handshakes from this address already, all
+    /// younger than the grace a handshake gets.
     TooManyHandshakes(std::net::IpAddr),
+    /// This many incoming handshakes in all already, all younger than that grace.
+    AllHandshakePlacesBusy(usize),
 }
 
 impl std::fmt::Display for Refused {
@@ -28,6 +32,7 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::CrossedRelayedDial(peer) => write!(f, "a relayed connection with {peer} dialed by the smaller peer id is kept instead"),
             Refused::TooManyHandshakes(ip) => write!(f, "{} incoming connections from {ip} already in their handshake", super::pending_per_ip::MAX_PER_IP),
+            Refused::AllHandshakePlacesBusy(n) => write!(f, "{n} incoming connections already in their handshake, none old enough to end"),
         }
     }
 }
@@ -37,11 +42,13 @@ impl std::error::Error for Refused {}
 pub struct Gates {
     relayed: OneRelayedPath,
     pending: PendingPerIp,
+    handshakes: Handshakes,
 }
 
 impl Gates {
-    pub fn new(me: PeerId) -> Gates {
-        Gates { relayed: OneRelayedPath::new(me), pending: PendingPerIp::default() }
+    /// `max_pending`: incoming handshakes at most; `handshakes`: the transport's table of them.
+    pub fn new(me: PeerId, max_pending: usize, handshakes: Handshakes) -> Gates {
+        Gates { relayed: OneRelayedPath::new(me), pending: PendingPerIp::new(max_pending, handshakes.clone()), handshakes }
     }
 }
 
@@ -60,8 +67,9 @@ impl NetworkBehaviour for Gates {
         Ok(vec![])
     }
 
-    fn handle_established_inbound_connection(&mut self, id: ConnectionId, peer: PeerId, local_addr: &Multiaddr, _: &Multiaddr) -> Result<THandler<Self>, ConnectionDenied> {
+    fn handle_established_inbound_connection(&mut self, id: ConnectionId, peer: PeerId, local_addr: &Multiaddr, remote: &Multiaddr) -> Result<THandler<Self>, ConnectionDenied> {
         self.pending.done(id);
+        self.handshakes.ended(remote);
         self.relayed.inbound(id, peer, local_addr)?;
         Ok(dummy::ConnectionHandler)
     }
@@ -74,7 +82,10 @@ impl NetworkBehaviour for Gates {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             // Failed or timed out in its handshake, or refused by a behaviour after this one.
-            FromSwarm::ListenFailure(f) => self.pending.done(f.connection_id),
+            FromSwarm::ListenFailure(f) => {
+                self.pending.done(f.connection_id);
+                self.handshakes.ended(f.send_back_addr);
+            }
             FromSwarm::ConnectionEstablished(c) => self.pending.done(c.connection_id),
             FromSwarm::DialFailure(f) => self.relayed.dial_failed(f.peer_id, f.connection_id),
             FromSwarm::ConnectionClosed(c) => self.relayed.closed(c.peer_id, c.connection_id),

@@ -4,6 +4,7 @@
 mod discovered;
 mod events;
 mod gates;
+mod handshakes;
 mod one_relayed_path;
 mod pending_per_ip;
 
@@ -120,9 +121,12 @@ fn transport(
     key: &Keypair,
     psk: Option<pnet::PreSharedKey>,
     relayed: relay::client::Transport,
+    handshakes: handshakes::Handshakes,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, P2pError> {
     let noise = noise::Config::new(key).map_err(|e| P2pError::Key(e.to_string()))?;
-    let tcp = tcp::async_io::Transport::new(tcp::Config::default().nodelay(true));
+    // Incoming sockets are registered and counted, so the gates can end a silent handshake
+    // for a newcomer (handshakes.rs).
+    let tcp = tcp::async_io::Transport::new(tcp::Config::default().nodelay(true)).map(move |socket, endpoint| handshakes.watch(socket, endpoint));
     // The whole handshake (TCP, Noise, Yamux; or a circuit's): one that says nothing holds an
     // incoming place this long. Milliseconds on a LAN, a few round trips through a relay.
     let timeout = Duration::from_secs(10);
@@ -193,7 +197,11 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
         .with_max_established_per_peer(Some(config.max_connections_per_peer))
-        .with_max_pending_incoming(Some(config.max_pending_incoming));
+        // The gates hold incoming handshakes to `max_pending_incoming`, ending silent ones for
+        // newcomers; an ended one counts here until its failure is processed, so this backstop
+        // is twice that.
+        .with_max_pending_incoming(Some(config.max_pending_incoming.saturating_mul(2)));
+    let handshakes = handshakes::Handshakes::default();
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         identify: identify::Behaviour::new(
@@ -233,13 +241,13 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),
         autonat: autonat.into(),
-        gates: gates::Gates::new(peer_id),
+        gates: gates::Gates::new(peer_id, config.max_pending_incoming as usize, handshakes.clone()),
     };
     let swarm_config = libp2p::swarm::Config::with_executor(|f| {
         smol::spawn(f).detach();
     })
     .with_idle_connection_timeout(Duration::from_secs(120));
-    let mut swarm = Swarm::new(transport(&key, psk, relayed)?, behaviour, peer_id, swarm_config);
+    let mut swarm = Swarm::new(transport(&key, psk, relayed, handshakes)?, behaviour, peer_id, swarm_config);
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())

@@ -1,26 +1,41 @@
-//! Incoming connections still in their handshake, capped per source address.
-//!
-//! connection_limits caps them in all (32): an attacker who opens TCP connections to the peer
-//! port and says nothing keeps that many places taken, each for the handshake timeout, and an
-//! honest peer that dials meanwhile is refused. Per address, such connections get
-//! `MAX_PER_IP` places, so one address (or a few) cannot take them all.
+//! Incoming connections still in their handshake: at most `max_total` (32 by default), and
+//! `MAX_PER_IP` per source address. When a newcomer finds its address's places or all places
+//! taken, it displaces the handshake in its way that has received least (ties: the oldest),
+//! among those older than `GRACE`; only when every one in the way is younger is it refused. An
+//! attacker who opens TCP connections to the peer port and says nothing, from however many
+//! addresses, therefore never keeps out a peer that speaks: a silent connection is ended for
+//! the next newcomer (handshakes.rs ends it, libp2p cannot).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ConnectionDenied, ConnectionId};
 use libp2p::Multiaddr;
 
 use super::gates::Refused;
+use super::handshakes::Handshakes;
 
 /// Incoming connections in their handshake from one address, at most.
 pub const MAX_PER_IP: usize = 4;
+/// A handshake younger than this is never ended for a newcomer: an honest one takes
+/// milliseconds on a LAN, and every newcomer gets at least this long.
+const GRACE: Duration = Duration::from_millis(200);
 
-#[derive(Default)]
+struct Pending {
+    ip: IpAddr,
+    from: Multiaddr,
+    since: Instant,
+}
+
 pub struct PendingPerIp {
-    pending: HashMap<ConnectionId, IpAddr>,
+    max_total: usize,
+    handshakes: Handshakes,
+    pending: HashMap<ConnectionId, Pending>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Handshakes ended to make room (for the tests).
+    displaced: u64,
 }
 
 /// The IP address a multiaddr starts with (none for a relay circuit's `/p2p/…`).
@@ -33,30 +48,55 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 }
 
 impl PendingPerIp {
-    /// The handshake ended: established, failed, timed out or refused.
+    pub fn new(max_total: usize, handshakes: Handshakes) -> PendingPerIp {
+        PendingPerIp { max_total: max_total.max(1), handshakes, pending: HashMap::new(), per_ip: HashMap::new(), displaced: 0 }
+    }
+
+    /// The handshake ended: established, failed, timed out, refused or displaced.
     pub fn done(&mut self, id: ConnectionId) {
-        if let Some(ip) = self.pending.remove(&id) {
-            if let Some(n) = self.per_ip.get_mut(&ip) {
+        if let Some(p) = self.pending.remove(&id) {
+            if let Some(n) = self.per_ip.get_mut(&p.ip) {
                 *n -= 1;
                 if *n == 0 {
-                    self.per_ip.remove(&ip);
+                    self.per_ip.remove(&p.ip);
                 }
             }
         }
     }
-}
 
-impl PendingPerIp {
-    /// An incoming connection from `remote` starts its handshake: refused beyond `MAX_PER_IP`.
+    /// An incoming connection from `remote` starts its handshake, displacing one in its way
+    /// if it must; refused when every one in its way is younger than `GRACE`.
     pub fn incoming(&mut self, id: ConnectionId, remote: &Multiaddr) -> Result<(), ConnectionDenied> {
         let Some(ip) = ip_of(remote) else { return Ok(()) };
-        let n = self.per_ip.entry(ip).or_insert(0);
-        if *n >= MAX_PER_IP {
+        if self.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_PER_IP && !self.displace(Some(ip)) {
             return Err(ConnectionDenied::new(Refused::TooManyHandshakes(ip)));
         }
-        *n += 1;
-        self.pending.insert(id, ip);
+        if self.pending.len() >= self.max_total && !self.displace(None) {
+            return Err(ConnectionDenied::new(Refused::AllHandshakePlacesBusy(self.max_total)));
+        }
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.pending.insert(id, Pending { ip, from: remote.clone(), since: Instant::now() });
         Ok(())
+    }
+
+    /// Ends the handshake (from `ip`, or from anywhere) that has received least, among those
+    /// older than `GRACE` whose socket the transport registered.
+    fn displace(&mut self, ip: Option<IpAddr>) -> bool {
+        let now = Instant::now();
+        let victim = self
+            .pending
+            .iter()
+            .filter(|(_, p)| ip.is_none_or(|i| p.ip == i) && now.duration_since(p.since) >= GRACE)
+            .filter_map(|(id, p)| Some((*id, self.handshakes.received(&p.from)?, p.since)))
+            .min_by_key(|&(_, received, since)| (received, since))
+            .map(|(id, ..)| id);
+        let Some(id) = victim else { return false };
+        if let Some(p) = self.pending.get(&id) {
+            self.handshakes.end(&p.from);
+        }
+        self.done(id);
+        self.displaced += 1;
+        true
     }
 }
 
@@ -64,16 +104,42 @@ impl PendingPerIp {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_address_gets_its_share_of_handshake_places_and_they_come_back() {
-        let mut g = PendingPerIp::default();
-        let (a, b): (Multiaddr, Multiaddr) = ("/ip4/10.0.0.9/tcp/5000".parse().unwrap(), "/ip4/10.0.0.7/tcp/5000".parse().unwrap());
-        for i in 0..MAX_PER_IP {
-            assert!(g.incoming(ConnectionId::new_unchecked(i), &a).is_ok());
+    fn addr(ip: u8, port: u16) -> Multiaddr {
+        format!("/ip4/10.0.0.{ip}/tcp/{port}").parse().unwrap()
+    }
+
+    /// `n` handshakes from 10.0.0.`ip` that have received `got` bytes, registered as the
+    /// transport would, ids from `first`.
+    fn open(g: &mut PendingPerIp, h: &Handshakes, ip: u8, n: usize, got: u64, first: usize) -> Result<(), ()> {
+        for i in 0..n {
+            let a = addr(ip, (first + i) as u16);
+            h.fake(&a.to_string(), got);
+            g.incoming(ConnectionId::new_unchecked(first + i), &a).map_err(|_| ())?;
         }
-        assert!(g.incoming(ConnectionId::new_unchecked(100), &a).is_err(), "the fifth from one address");
-        assert!(g.incoming(ConnectionId::new_unchecked(101), &b).is_ok(), "another address is not held up");
-        g.done(ConnectionId::new_unchecked(0));
-        assert!(g.incoming(ConnectionId::new_unchecked(102), &a).is_ok(), "a place given back");
+        Ok(())
+    }
+
+    #[test]
+    fn newcomers_displace_the_silent_handshakes_in_their_way_never_young_ones() {
+        let h = Handshakes::default();
+        let mut g = PendingPerIp::new(8, h.clone());
+        // One address: its four places, then a fifth while they are young is refused.
+        open(&mut g, &h, 9, MAX_PER_IP, 0, 0).unwrap();
+        assert!(open(&mut g, &h, 9, 1, 0, 100).is_err(), "young handshakes are not displaced");
+        // Another address fills the rest; all places taken and young: refused.
+        open(&mut g, &h, 7, 4, 5, 10).unwrap();
+        assert!(open(&mut g, &h, 6, 1, 0, 101).is_err());
+        // Once past the grace, a newcomer ends the one that said least (the silent ones of
+        // 10.0.0.9, oldest first), never one that spoke.
+        std::thread::sleep(GRACE + Duration::from_millis(20));
+        open(&mut g, &h, 6, 4, 0, 200).unwrap();
+        assert_eq!(g.displaced, 4);
+        assert!((10..14).all(|i| h.received(&addr(7, i as u16)) == Some(5)), "the speaking handshakes stay");
+        assert!((0..4).all(|i| h.received(&addr(9, i as u16)).is_none()), "the silent ones were ended");
+        // Its own address's places: a newcomer from 10.0.0.6 displaces nothing young.
+        assert!(open(&mut g, &h, 6, 1, 0, 300).is_err());
+        // A handshake that ended gives its place back.
+        g.done(ConnectionId::new_unchecked(200));
+        open(&mut g, &h, 6, 1, 0, 301).unwrap();
     }
 }

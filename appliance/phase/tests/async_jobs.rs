@@ -275,4 +275,9 @@ fn a_client_filling_the_kept_answers_cannot_take_another_clients_answer_away() {
     assert_eq!((out.status, out.body.as_slice(), out.header("Phase-Output-Total")), (200, &b"xxx"[..], Some(max_output.to_string().as_str())));
     let out = node.request("GET", &format!("/v1/jobs/{honest}/output"), b"");
     assert_eq!(out.body, b"enim");
+    // Both jobs ended: nothing is reserved any more, and the kept bytes are their answers.
+    let metrics = node.request("GET", "/metrics", b"").text();
+    assert!(metrics.contains("\nphase_async_reserved_bytes 0\n"), "{metrics}");
+    let kept: u64 = metrics.lines().find_map(|l| l.strip_prefix("phase_async_kept_bytes ")).unwrap().parse().unwrap();
+    assert!(kept > max_output / 3 * 4 && kept < max_output / 3 * 4 + 64 * 1024, "kept {kept}");
 }

@@ -92,7 +92,7 @@ pub fn metrics(api: &Api) -> String {
     metric("phase_jobs_replayed_total", "counter", "Results returned again for an idempotency key.", &[("", st.replays.load(Relaxed))]);
     metric("phase_jobs_in_flight", "gauge", "Jobs running now.", &[("", s.in_flight() as u64)]);
     metric("phase_jobs_cancelled_total", "counter", "Jobs stopped on request while running (no receipt).", &[("", st.jobs_cancelled.load(Relaxed))]);
-    let (queued, running, kept, kept_bytes) = s.queue_counts();
+    let (queued, running, kept, kept_bytes, reserved_bytes) = s.queue_counts();
     metric(
         "phase_async_jobs",
         "gauge",
@@ -100,6 +100,7 @@ pub fn metrics(api: &Api) -> String {
         &[("{state=\"queued\"}", queued as u64), ("{state=\"running\"}", running as u64), ("{state=\"ended\"}", kept as u64)],
     );
     metric("phase_async_kept_bytes", "gauge", "Bytes of asynchronous jobs' answers kept.", &[("", kept_bytes as u64)]);
+    metric("phase_async_reserved_bytes", "gauge", "Bytes reserved for the answers of asynchronous jobs not ended.", &[("", reserved_bytes as u64)]);
     metric("phase_fuel_used_total", "counter", "Fuel used by all jobs.", &[("", st.fuel_used.load(Relaxed))]);
     metric("phase_modules_stored", "gauge", "Modules held in memory.", &[("", s.cached_modules() as u64)]);
     metric("phase_memory_free_bytes", "gauge", "Memory left in the pool for requests and jobs.", &[("", s.pool().free())]);

@@ -273,8 +273,8 @@ impl Jobs {
     pub fn cache_bytes(&self) -> (usize, usize, usize) {
         (self.kept.bytes(), self.engine.cached_bytes().0, self.modules.memory_bytes())
     }
-    /// Asynchronous jobs: (queued, running, ended and kept, bytes kept).
-    pub fn queue_counts(&self) -> (usize, usize, usize, usize) {
+    /// Asynchronous jobs: (queued, running, ended and kept, bytes kept, bytes reserved).
+    pub fn queue_counts(&self) -> (usize, usize, usize, usize, usize) {
         self.queue.counts()
     }
 

@@ -486,11 +486,12 @@ impl Queue {
         }
     }
 
-    /// (queued, running, ended kept, bytes kept) for status and metrics.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
+    /// (queued, running, ended kept, bytes kept, bytes reserved for answers to come) for status
+    /// and metrics.
+    pub fn counts(&self) -> (usize, usize, usize, usize, usize) {
         let inner = self.lock();
         let running = inner.jobs.values().filter(|e| matches!(e.status, Status::Running { .. } | Status::Cancelling)).count();
-        (inner.queue.len(), running, inner.ended.len(), inner.kept_bytes)
+        (inner.queue.len(), running, inner.ended.len(), inner.kept_bytes, inner.reserved_bytes)
     }
 
     /// Ends an entry that has not ended: its reservation becomes what its answer costs.
@@ -713,8 +714,7 @@ mod tests {
         done(&q, 1, 10);
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(q.status(&id(1)), None);
-        let (queued, running, ended, bytes) = q.counts();
-        assert_eq!((queued, running, ended, bytes), (0, 0, 0, 0), "an expired answer gives its bytes back");
+        assert_eq!(q.counts(), (0, 0, 0, 0, 0), "an expired answer gives its bytes back");
     }
 
     #[test]

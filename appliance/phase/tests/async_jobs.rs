@@ -242,9 +242,20 @@ fn submit_from(node: &Node, source: [u8; 4], body: &[u8]) -> (u16, String) {
 
 #[test]
 fn a_client_filling_the_kept_answers_cannot_take_another_clients_answer_away() {
+    // At an appliance's memory budget and at a host's.
+    for budget in ["201326592", "0"] {
+        kept_answers_hold_at(budget);
+    }
+}
+
+fn kept_answers_hold_at(budget: &str) {
     // 4 MiB of kept results: 3 MiB for asynchronous answers, 768 KiB per address that holds
     // some; the largest output limit is what 3 MiB can keep (2.1875 MiB).
-    let node = Node::start(&["--max-result-bytes", "4194304", "--max-concurrent", "2"]);
+    let mut args = vec!["--max-result-bytes", "4194304", "--max-concurrent", "2"];
+    if budget != "0" {
+        args.extend(["--memory-budget", budget]);
+    }
+    let node = Node::start(&args);
     let st = node.request("GET", "/v1/status", b"").text();
     let max_output = json_u64(&miniserde::json::to_string(&common::json_field(&st, "max_limits")), "output_bytes").unwrap();
     assert_eq!(max_output, 35 * 65536, "{st}");

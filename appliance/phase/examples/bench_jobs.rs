@@ -21,7 +21,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn job(engine: &Engine, bytes: &[u8], input: &[u8]) -> Job {
     let module = engine.compile(bytes).expect("compiles");
     let spec = JobSpec::new(module.sha256, sha256(input), vec![], vec![], Limits::DEFAULT).unwrap();
-    Job { spec, module, input: Arc::from(input), progress: Default::default() }
+    Job { spec, module, input: Arc::from(input), blobs: Default::default(), progress: Default::default() }
 }
 
 /// One keep-alive HTTP/1.1 connection.

@@ -1,5 +1,6 @@
-//! Hostile guest: calls WASI functions Phase does not provide (sockets, files). Each must
-//! return an errno (ENOSYS = 52, or EBADF), never trap; the guest prints what it got.
+//! Hostile guest: a job given no files reaches for a socket and a host file. Each call must
+//! return an errno (EBADF = 8: there is no descriptor 3), never trap and never reach the host;
+//! the guest prints what it got.
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn sock_accept(fd: i32, flags: i32, out_fd: *mut i32) -> i32;

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod load;
 pub mod receipt;

@@ -169,6 +169,9 @@ pub struct JobSpec {
     /// `KEY=VALUE` entries, in the order the guest sees them.
     pub env: Vec<String>,
     pub limits: Limits,
+    /// The trees the job is given and their limits; a job without files has none (and the
+    /// job id of a job made before files existed).
+    pub files: Option<crate::job::files::Files>,
 }
 
 impl JobSpec {
@@ -202,7 +205,7 @@ impl JobSpec {
                 _ => return Err(SpecError::EnvNotKeyValue { index }),
             }
         }
-        Ok(JobSpec { module_sha256, input_sha256, args, env, limits })
+        Ok(JobSpec { module_sha256, input_sha256, args, env, limits, files: None })
     }
 
     /// The canonical bytes hashed into the job id (docs/formats.md, "Job id").
@@ -219,7 +222,17 @@ impl JobSpec {
             }
         }
         self.limits.write_canonical(&mut out);
+        // Last and only when present: every field before it has a fixed or prefixed length.
+        if let Some(files) = &self.files {
+            out.extend_from_slice(&files.digest());
+        }
         out
+    }
+
+    /// This spec with `files`.
+    pub fn with_files(mut self, files: crate::job::files::Files) -> JobSpec {
+        self.files = Some(files);
+        self
     }
 
     pub fn job_id(&self) -> Digest {
@@ -297,6 +310,9 @@ mod tests {
         let mut s = base.clone();
         s.limits.deadline_ms += 1;
         variants.push(s);
+        // Files, even empty ones, are part of the id.
+        use crate::job::files::{Files, FsLimits};
+        variants.push(base.clone().with_files(Files::new(vec![], FsLimits::DEFAULT).unwrap()));
         for v in variants {
             assert_ne!(v.job_id(), id, "{v:?}");
         }

@@ -78,7 +78,7 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
     let requested = RequestedLimits { fuel: c.fuel, memory_bytes: c.memory_bytes, output_bytes: c.output_bytes, deadline_ms: c.deadline_ms };
     let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX)?;
     let spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)?;
-    let job = Job { spec, module, input: Arc::from(input), progress: Default::default() };
+    let job = Job { spec, module, input: Arc::from(input), blobs: Default::default(), progress: Default::default() };
     let ex = engine.run(&job);
     if let Some(why) = &ex.host_failure {
         return Err(Failure::new(format!("this machine failed the job, no receipt signed: {why}")));

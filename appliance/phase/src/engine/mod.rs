@@ -6,6 +6,7 @@
 //! engine until the engine is dropped, so with one shared engine every module ever compiled
 //! would stay in memory. Per module, evicting it from the cache frees its code.
 
+pub mod fs;
 mod wasi;
 
 use std::fmt;
@@ -114,6 +115,10 @@ pub struct JobState {
     metered: bool,
     deadline: Instant,
     limiter: MemoryLimiter,
+    /// The job's files and descriptors (stdio included).
+    fs: fs::Fs,
+    /// Time the job slept on its own clock (`poll_oneoff`), in ns.
+    slept_ns: u64,
 }
 
 impl JobState {
@@ -206,9 +211,14 @@ pub struct Job {
     pub spec: JobSpec,
     pub module: Arc<CompiledModule>,
     pub input: Arc<[u8]>,
+    /// The bytes of the files `spec.files` names, by SHA-256 (each checked against it).
+    pub blobs: Blobs,
     /// Seen from outside while it runs: fuel so far, and a request to stop.
     pub progress: Arc<Progress>,
 }
+
+/// File bytes by SHA-256.
+pub type Blobs = std::collections::BTreeMap<Digest, Arc<[u8]>>;
 
 /// A running job as others see it (an asynchronous job's status, its cancel). Updated and
 /// checked between fuel slices, so a cancel takes effect within one slice of guest work.
@@ -250,9 +260,27 @@ pub struct Execution {
     pub host_failure: Option<String>,
     /// Stopped on request (`Progress::cancel`): not a result to sign.
     pub cancelled: bool,
+    /// What a job with files left in them (none for a job without files).
+    pub left: Option<fs::Left>,
 }
 
 impl Execution {
+    /// A job the host could not start: a host failure, not a result.
+    fn not_run(job_id: Digest, why: String) -> Execution {
+        Execution {
+            job_id,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            outcome: Outcome::Trapped(TrapKind::Other),
+            fuel_used: 0,
+            wall_time: Duration::ZERO,
+            detail: Some(why.clone()),
+            host_failure: Some(why),
+            cancelled: false,
+            left: None,
+        }
+    }
+
     /// The receipt body for this execution of `spec`.
     pub fn receipt_body(&self, spec: &JobSpec) -> ReceiptBody {
         ReceiptBody {
@@ -409,6 +437,19 @@ impl Engine {
         let limits = job.spec.limits;
         let deadline = started + Duration::from_millis(limits.deadline_ms);
         let job_id = job.spec.job_id();
+        let no_files;
+        let files = match &job.spec.files {
+            Some(f) => f,
+            None => {
+                no_files = phase_core::job::files::Files::new(Vec::new(), phase_core::job::files::FsLimits::DEFAULT)
+                    .expect("no mounts are within any limits");
+                &no_files
+            }
+        };
+        let fs = match fs::Fs::new(files.clone(), wasi::REALTIME_ORIGIN_NS, |d| job.blobs.get(d).cloned()) {
+            Ok(fs) => fs,
+            Err(missing) => return Execution::not_run(job_id, format!("the file {} was not given", phase_core::encoding::hex_encode(&missing))),
+        };
         let state = JobState {
             args: std::iter::once("job")
                 .chain(job.spec.args.iter().map(String::as_str))
@@ -429,6 +470,8 @@ impl Engine {
                 refused: false,
                 host_failed: None,
             },
+            fs,
+            slept_ns: 0,
         };
         let mut store = Store::new(job.module.module.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -442,6 +485,7 @@ impl Engine {
             false => 0,
         };
         let state = store.into_data();
+        let left = job.spec.files.as_ref().map(|_| state.fs.left());
         let (stdout, stderr) = {
             let mut out = state.progress.output.lock().unwrap_or_else(|p| p.into_inner());
             match state.progress.watched {
@@ -460,6 +504,7 @@ impl Engine {
             host_failure: state.limiter.host_failed,
             // Only the engine writes this detail, and only after reading the cancel.
             cancelled: detail_cancelled && job.progress.cancel.load(std::sync::atomic::Ordering::Relaxed),
+            left,
         }
     }
 

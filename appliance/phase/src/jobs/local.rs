@@ -125,7 +125,7 @@ impl Jobs {
         let watched_copy = if progress.watched { limits.output_bytes } else { 0 };
         let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * input.len() as u64).saturating_add(watched_copy);
         let hold = self.pool.try_reserve(need).ok_or(JobError::NoMemory { what: "the job", need, free: self.pool.free() })?;
-        let job = Job { spec, module, input: Arc::from(input), progress };
+        let job = Job { spec, module, input: Arc::from(input), blobs: Default::default(), progress };
         let execution = self.engine.run(&job);
         let short = &hex_encode(&job_id)[..12];
         if execution.cancelled {

@@ -1,17 +1,23 @@
 //! WASI preview 1 as a deterministic shim. The guest gets args, environ, stdin from the job
-//! input, captured stdout/stderr, a clock that advances with fuel, and random bytes derived from
-//! the job id. No filesystem, no sockets, no host time, no host randomness: the same job gives
-//! the same output and fuel on every node. Unsupported functions return ENOSYS, never trap.
+//! input, captured stdout/stderr, the job's files as preopened directories (`../fs`), a clock
+//! that advances with fuel (and with the sleeps it asks for), and random bytes derived from the
+//! job id. No host path, no sockets, no host time, no host randomness: the same job gives the
+//! same output, files and fuel on every node. Every preview 1 function is provided; none traps.
 //!
 //! Host work is paid in fuel before it is done (docs/formats.md, "Fuel"): per iovec walked, per
-//! 8 bytes copied between guest memory and the host, per random byte (each is hashed). So a
-//! loop of host calls ends at its fuel or its deadline like any loop, and what it costs depends
-//! only on the job: the same fuel on every node.
+//! 8 bytes copied between guest memory and the host, per random byte (each is hashed), per
+//! filesystem call and per name it walks. So a loop of host calls ends at its fuel or its
+//! deadline like any loop, and what it costs depends only on the job: the same fuel on every
+//! node.
+
+mod files;
+mod poll;
 
 use std::time::Instant;
 
 use wasmi::{Caller, Error, Extern, FuncType, Linker, Memory, ValType};
 
+use super::fs::Opened;
 use super::{GuestFault, JobState};
 
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -22,8 +28,6 @@ const EBADF: i32 = 8;
 const EFAULT: i32 = 21;
 const EINVAL: i32 = 28;
 pub const ENOSYS: i32 = 52;
-const ENOTSUP: i32 = 58;
-const ESPIPE: i32 = 70;
 
 /// What a guest can ask of one call is capped too: iovecs per read/write (POSIX IOV_MAX) and
 /// bytes per random_get.
@@ -36,6 +40,9 @@ pub const FUEL_PER_IOVEC: u64 = 8;
 pub const FUEL_PER_STRING: u64 = 8;
 pub const BYTES_PER_FUEL: u64 = 8;
 pub const FUEL_PER_RANDOM_BYTE: u64 = 2;
+/// Fuel per filesystem call, and per name it walks or directory entry it visits.
+pub const FUEL_PER_FS_CALL: u64 = 64;
+pub const FUEL_PER_NAME: u64 = 8;
 
 fn copy_cost(bytes: u64) -> u64 {
     bytes.div_ceil(BYTES_PER_FUEL)
@@ -83,7 +90,7 @@ fn strings_cost(list: &[Vec<u8>]) -> u64 {
 }
 
 /// Realtime clock origin: 2024-01-01T00:00:00Z in ns. Clocks then advance 1 ns per fuel unit.
-const REALTIME_ORIGIN_NS: u64 = 1_704_067_200_000_000_000;
+pub const REALTIME_ORIGIN_NS: u64 = 1_704_067_200_000_000_000;
 
 /// Functions the shim implements, with their signatures (`i`=i32, `I`=i64; `>` then results).
 pub const IMPLEMENTED: &[(&str, &str)] = &[
@@ -93,16 +100,46 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("environ_sizes_get", "ii>i"),
     ("clock_res_get", "ii>i"),
     ("clock_time_get", "iIi>i"),
-    ("fd_write", "iiii>i"),
-    ("fd_read", "iiii>i"),
+    ("fd_advise", "iIIi>i"),
+    ("fd_allocate", "iII>i"),
     ("fd_close", "i>i"),
+    ("fd_datasync", "i>i"),
     ("fd_fdstat_get", "ii>i"),
+    ("fd_fdstat_set_flags", "ii>i"),
+    ("fd_fdstat_set_rights", "iII>i"),
+    ("fd_filestat_get", "ii>i"),
+    ("fd_filestat_set_size", "iI>i"),
+    ("fd_filestat_set_times", "iIIi>i"),
+    ("fd_pread", "iiiIi>i"),
     ("fd_prestat_get", "ii>i"),
+    ("fd_prestat_dir_name", "iii>i"),
+    ("fd_pwrite", "iiiIi>i"),
+    ("fd_read", "iiii>i"),
+    ("fd_readdir", "iiiIi>i"),
+    ("fd_renumber", "ii>i"),
     ("fd_seek", "iIii>i"),
+    ("fd_sync", "i>i"),
+    ("fd_tell", "ii>i"),
+    ("fd_write", "iiii>i"),
+    ("path_create_directory", "iii>i"),
+    ("path_filestat_get", "iiiii>i"),
+    ("path_filestat_set_times", "iiiiIIi>i"),
+    ("path_link", "iiiiiii>i"),
+    ("path_open", "iiiiiIIii>i"),
+    ("path_readlink", "iiiiii>i"),
+    ("path_remove_directory", "iii>i"),
+    ("path_rename", "iiiiii>i"),
+    ("path_symlink", "iiiii>i"),
+    ("path_unlink_file", "iii>i"),
+    ("poll_oneoff", "iiii>i"),
     ("proc_exit", "i>"),
+    ("proc_raise", "i>i"),
     ("random_get", "ii>i"),
     ("sched_yield", ">i"),
-    ("poll_oneoff", "iiii>i"),
+    ("sock_accept", "iii>i"),
+    ("sock_recv", "iiiiii>i"),
+    ("sock_send", "iiiii>i"),
+    ("sock_shutdown", "ii>i"),
 ];
 
 /// The signature string of a function type, in the notation of `IMPLEMENTED`.
@@ -188,6 +225,16 @@ fn fuel_consumed(caller: &Caller<'_, JobState>) -> u64 {
     caller.data().fuel_granted.saturating_sub(left)
 }
 
+/// The job's monotonic clock in ns: its fuel, plus the time it slept (`poll_oneoff`).
+fn job_clock(caller: &Caller<'_, JobState>) -> u64 {
+    fuel_consumed(caller).saturating_add(caller.data().slept_ns)
+}
+
+/// The job's realtime clock in ns since 1970.
+fn realtime(caller: &Caller<'_, JobState>) -> u64 {
+    REALTIME_ORIGIN_NS.saturating_add(job_clock(caller))
+}
+
 /// Builds a linker with every implemented function.
 pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors::LinkerError> {
     let mut l = Linker::<JobState>::new(engine);
@@ -217,7 +264,7 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
         MODULE,
         "clock_time_get",
         |mut c: Caller<'_, JobState>, id: i32, _precision: i64, out: i32| {
-            let ns = fuel_consumed(&c);
+            let ns = job_clock(&c);
             let now = match id {
                 0 => REALTIME_ORIGIN_NS.saturating_add(ns), // realtime
                 1..=3 => ns,                                // monotonic, process, thread cputime
@@ -230,9 +277,12 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
         MODULE,
         "fd_write",
         |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, written: i32| -> Result<i32, Error> {
-            if fd != 1 && fd != 2 {
-                return Ok(EBADF);
-            }
+            let fd = match c.data().fs.opened(fd as u32) {
+                Ok(Opened::Stdout) => 1,
+                Ok(Opened::Stderr) => 2,
+                Ok(Opened::File) => return files::write(&mut c, fd, iovs, n, None, written),
+                _ => return Ok(EBADF),
+            };
             if !(0..=IOV_MAX).contains(&n) {
                 return Ok(EINVAL);
             }
@@ -267,8 +317,10 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
         MODULE,
         "fd_read",
         |mut c: Caller<'_, JobState>, fd: i32, iovs: i32, n: i32, read: i32| -> Result<i32, Error> {
-            if fd != 0 {
-                return Ok(EBADF);
+            match c.data().fs.opened(fd as u32) {
+                Ok(Opened::Stdin) => {}
+                Ok(Opened::File) => return files::read(&mut c, fd, iovs, n, None, read),
+                _ => return Ok(EBADF),
             }
             if !(0..=IOV_MAX).contains(&n) {
                 return Ok(EINVAL);
@@ -299,32 +351,6 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
             }))
         },
     )?;
-    l.func_wrap(MODULE, "fd_close", |_: Caller<'_, JobState>, fd: i32| {
-        if (0..=2).contains(&fd) { SUCCESS } else { EBADF }
-    })?;
-    l.func_wrap(MODULE, "fd_fdstat_get", |mut c: Caller<'_, JobState>, fd: i32, out: i32| {
-        if !(0..=2).contains(&fd) {
-            return EBADF;
-        }
-        // filetype character_device; rights fd_read (bit 1) or fd_write (bit 6).
-        let rights: u64 = if fd == 0 { 1 << 1 } else { 1 << 6 };
-        with_mem(&mut c, |m, _| {
-            let d = slice_mut(m, out, 24)?;
-            d.fill(0);
-            d[0] = 2;
-            d[8..16].copy_from_slice(&rights.to_le_bytes());
-            Some(SUCCESS)
-        })
-    })?;
-    // No preopened directories: libc enumerates preopens until EBADF.
-    l.func_wrap(MODULE, "fd_prestat_get", |_: Caller<'_, JobState>, _fd: i32, _out: i32| EBADF)?;
-    l.func_wrap(
-        MODULE,
-        "fd_seek",
-        |_: Caller<'_, JobState>, fd: i32, _off: i64, _whence: i32, _out: i32| {
-            if (0..=2).contains(&fd) { ESPIPE } else { EBADF }
-        },
-    )?;
     l.func_wrap(MODULE, "proc_exit", |_: Caller<'_, JobState>, code: i32| -> Result<(), Error> {
         Err(Error::i32_exit(code))
     })?;
@@ -339,12 +365,8 @@ pub fn linker(engine: &wasmi::Engine) -> Result<Linker<JobState>, wasmi::errors:
         }))
     })?;
     l.func_wrap(MODULE, "sched_yield", |_: Caller<'_, JobState>| SUCCESS)?;
-    // Sleeping would make results depend on host time.
-    l.func_wrap(
-        MODULE,
-        "poll_oneoff",
-        |_: Caller<'_, JobState>, _in: i32, _out: i32, _n: i32, _events: i32| ENOTSUP,
-    )?;
+    files::add(&mut l)?;
+    poll::add(&mut l)?;
     Ok(l)
 }
 

@@ -1,0 +1,120 @@
+//! Jobs with files, through the engine: a real program (Rust `std::fs`, unchanged) reads what
+//! it was given and leaves its results; what it left is the same on every run; a job without
+//! files cannot reach any.
+
+mod common;
+
+use std::sync::Arc;
+
+use phase::engine::{Blobs, Engine, Execution, Job, DEFAULT_MAX_MODULE_BYTES};
+use phase_core::job::files::{Change, Entry, Files, FsLimits, Kind, Mount};
+use phase_core::job::receipt::{Outcome, TrapKind};
+use phase_core::job::JobSpec;
+use phase_core::{sha256, Limits};
+
+fn file(path: &str, bytes: &[u8], blobs: &mut Blobs) -> Entry {
+    blobs.insert(sha256(bytes), Arc::from(bytes));
+    Entry { path: path.into(), kind: Kind::File { sha256: sha256(bytes), size: bytes.len() as u64, executable: false } }
+}
+
+fn work_tree(limits: FsLimits) -> (Files, Blobs) {
+    let mut blobs = Blobs::new();
+    let entries = vec![
+        file("in/data.txt", b"alpha\nbravo\ncharlie\n", &mut blobs),
+        file("in/old.txt", b"old", &mut blobs),
+        file("in/delete-me.txt", b"gone", &mut blobs),
+        Entry { path: "in/link".into(), kind: Kind::Symlink { target: "data.txt".into() } },
+    ];
+    let mount = Mount::new("/work".into(), entries, &limits).unwrap();
+    (Files::new(vec![mount], limits).unwrap(), blobs)
+}
+
+fn run_files(engine: &Engine, guest: &str, args: &[&str], files: Files, blobs: Blobs) -> Execution {
+    let module = engine.compile(&common::guest(guest)).expect("guest compiles");
+    let spec = JobSpec::new(module.sha256, sha256(b""), args.iter().map(|s| s.to_string()).collect(), vec![], Limits::DEFAULT)
+        .unwrap()
+        .with_files(files);
+    engine.run(&Job { spec, module, input: Arc::from(&b""[..]), blobs, progress: Default::default() })
+}
+
+#[test]
+fn a_std_fs_program_reads_its_files_and_leaves_its_results() {
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let (files, blobs) = work_tree(FsLimits::DEFAULT);
+    let ex = run_files(&engine, "files", &["/work"], files.clone(), blobs.clone());
+    let out = String::from_utf8_lossy(&ex.stdout);
+    assert_eq!(ex.outcome, Outcome::Exited(0), "{:?}\n{out}\n{}", ex.detail, String::from_utf8_lossy(&ex.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    let expect_prefix = [
+        "lines: 3",
+        "mkdir out: ok ()",
+        "write result: ok ()",
+        "log: ok \"first\\nsecond\\n\"",
+        "in/ lists [\"data.txt\", \"delete-me.txt\", \"link\", \"old.txt\"]",
+        "in/ sorted [\"data.txt\", \"delete-me.txt\", \"link\", \"old.txt\"]",
+        "rename: ok ()",
+        "remove: ok ()",
+        "hard link: ok ()",
+        "read link: ok \"data.txt\"",
+        "through link: ok \"alpha\\nbravo\\ncharlie\\n\"",
+    ];
+    assert_eq!(&lines[..expect_prefix.len()], expect_prefix, "{out}");
+    let rest = &lines[expect_prefix.len()..];
+    assert!(rest[0].starts_with("result: 20 bytes, dir false, mtime 1704067200."), "{out}");
+    assert_eq!(
+        &rest[1..],
+        [
+            "at 6: \"bravo\"",
+            "missing: err NotFound 44",
+            // (The kinds are the guest's std's names for the errnos.)
+            "rmdir non-empty: err Uncategorized 55",
+            // `..` above the preopen is ENOTCAPABLE; a path no preopen holds is ENOENT from
+            // wasi-libc, which never asks the host.
+            "escape by ..: err Uncategorized 76",
+            "host path: err NotFound 44",
+            "mkdir exists: err AlreadyExists 20",
+            "remove_dir_all: ok ()",
+            "tmp gone: err NotFound 44",
+        ],
+        "{out}"
+    );
+    // What it left: the changes, in canonical order, with the bytes of every file named.
+    let left = ex.left.as_ref().expect("a job with files says what it left");
+    let made = |b: &[u8]| Some(Kind::File { sha256: sha256(b), size: b.len() as u64, executable: false });
+    let expect = vec![
+        Change { mount: 0, path: "in/delete-me.txt".into(), kind: None },
+        Change { mount: 0, path: "in/old.txt".into(), kind: None },
+        Change { mount: 0, path: "out".into(), kind: Some(Kind::Dir) },
+        Change { mount: 0, path: "out/log.txt".into(), kind: made(b"first\nsecond\n") },
+        Change { mount: 0, path: "out/moved.txt".into(), kind: made(b"old") },
+        Change { mount: 0, path: "out/result.txt".into(), kind: made(b"ALPHA\nBRAVO\nCHARLIE\n") },
+        Change { mount: 0, path: "out/same.txt".into(), kind: made(b"ALPHA\nBRAVO\nCHARLIE\n") },
+    ];
+    assert_eq!(left.changes.changes(), expect.as_slice());
+    assert_eq!(left.blobs.get(&sha256(b"old")).map(Vec::as_slice), Some(&b"old"[..]));
+    assert_eq!(left.blobs.len(), 3);
+    // The same job again, on a fresh engine: the same output, fuel and files, byte for byte.
+    let again = run_files(&Engine::new(DEFAULT_MAX_MODULE_BYTES), "files", &["/work"], files, blobs);
+    assert_eq!((again.stdout, again.fuel_used, again.left.unwrap().changes.digest()), (ex.stdout, ex.fuel_used, left.changes.digest()));
+}
+
+#[test]
+fn a_job_that_fills_its_limits_gets_the_errno_of_a_full_disk() {
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    // Room for what it is given and 30 bytes more: writing out/result.txt (20 bytes) fits,
+    // the hard link costs nothing, the log (13 bytes) does not fit whole.
+    let (files, blobs) = work_tree(FsLimits { bytes: 27 + 30, ..FsLimits::DEFAULT });
+    let ex = run_files(&engine, "files", &["/work"], files, blobs);
+    assert_eq!(ex.outcome, Outcome::Trapped(TrapKind::Unreachable), "{:?}", ex.detail);
+    let err = String::from_utf8_lossy(&ex.stderr);
+    assert!(err.contains("StorageFull") || err.contains("No space left"), "{err}");
+}
+
+#[test]
+fn a_job_missing_a_file_it_names_is_not_run() {
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let (files, mut blobs) = work_tree(FsLimits::DEFAULT);
+    blobs.remove(&sha256(b"old"));
+    let ex = run_files(&engine, "files", &["/work"], files, blobs);
+    assert!(ex.host_failure.as_deref().is_some_and(|f| f.contains(&phase_core::encoding::hex_encode(&sha256(b"old")))), "{:?}", ex.host_failure);
+}

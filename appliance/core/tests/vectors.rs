@@ -27,6 +27,7 @@ fn vector(name: &str, seed: u8, spec: &JobSpec, stdout: &[u8], outcome: Outcome,
         fuel_used: fuel,
         limits: spec.limits,
         wall_time_us: 1234,
+        files: None,
     };
     let r = Receipt::sign(body, &key(seed));
     let l = spec.limits;
@@ -223,6 +224,7 @@ mod answer {
             fuel_used: fuel,
             limits,
             wall_time_us: 1234,
+            files: None,
         };
         let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
         Answer::new(Receipt::sign(body, &key), stdout.to_vec(), stderr.to_vec(), detail.map(str::to_string))
@@ -290,7 +292,7 @@ mod answer {
             let answer = Answer::parse(text).unwrap();
             assert_eq!(answer.to_json(), text, "{name}: re-emitted byte for byte");
             let (module, input) = (sha256(&ask.module), sha256(&ask.input));
-            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &ask.args, env: &ask.env, limits: &ask.limits, signer: None };
+            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &ask.args, env: &ask.env, limits: &ask.limits, signer: None, files: None };
             let result = answer.verify(&asked);
             match why {
                 None => assert_eq!(result, Ok(()), "{name}"),

@@ -60,7 +60,7 @@ fn an_async_job_is_queued_polled_and_its_result_verifies() {
     let done = poll(&node, &id, Duration::from_secs(30), |t| status(t) == "done");
     let answer = Answer::parse(&result_of(&done)).unwrap();
     let limits = RequestedLimits::default();
-    let asked = Asked { module_sha256: &sha256(&module), input_sha256: &sha256(b"async hello"), args: &[], env: &[], limits: &limits, signer: Some(&node_key) };
+    let asked = Asked { module_sha256: &sha256(&module), input_sha256: &sha256(b"async hello"), args: &[], env: &[], limits: &limits, signer: Some(&node_key), files: None };
     answer.verify(&asked).unwrap();
     assert_eq!(answer.stdout, b"olleh cnysa");
     assert_eq!(phase_core::encoding::hex_encode(&answer.job_id), id, "the id given at once is the job's id");

@@ -91,8 +91,8 @@ fn a_std_fs_program_reads_its_files_and_leaves_its_results() {
         Change { mount: 0, path: "out/same.txt".into(), kind: made(b"ALPHA\nBRAVO\nCHARLIE\n") },
     ];
     assert_eq!(left.changes.changes(), expect.as_slice());
-    assert_eq!(left.blobs.get(&sha256(b"old")).map(Vec::as_slice), Some(&b"old"[..]));
-    assert_eq!(left.blobs.len(), 3);
+    assert_eq!(left.data.get(&sha256(b"old")).map(Vec::as_slice), Some(&b"old"[..]));
+    assert_eq!(left.data.len(), 3);
     // The same job again, on a fresh engine: the same output, fuel and files, byte for byte.
     let again = run_files(&Engine::new(DEFAULT_MAX_MODULE_BYTES), "files", &["/work"], files, blobs);
     assert_eq!((again.stdout, again.fuel_used, again.left.unwrap().changes.digest()), (ex.stdout, ex.fuel_used, left.changes.digest()));
@@ -117,4 +117,50 @@ fn a_job_missing_a_file_it_names_is_not_run() {
     blobs.remove(&sha256(b"old"));
     let ex = run_files(&engine, "files", &["/work"], files, blobs);
     assert!(ex.host_failure.as_deref().is_some_and(|f| f.contains(&phase_core::encoding::hex_encode(&sha256(b"old")))), "{:?}", ex.host_failure);
+}
+
+#[test]
+fn phase_run_dir_gives_a_host_directory_and_writes_back_what_the_job_left() {
+    let dir = std::env::temp_dir().join(format!("phase-run-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/data.txt"), "alpha\nbravo\ncharlie\n").unwrap();
+    std::fs::write(dir.join("in/old.txt"), "old").unwrap();
+    std::fs::write(dir.join("in/delete-me.txt"), "gone").unwrap();
+    std::os::unix::fs::symlink("data.txt", dir.join("in/link")).unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_phase"))
+            .arg("run")
+            .arg(common::guest_path("files"))
+            .arg("--dir")
+            .arg(format!("{}::/work", dir.display()))
+            .args(["--arg", "/work", "--input", "/dev/null"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("lines: 3\n"), "{stdout}");
+    // The host directory is what a live mount would have left.
+    assert_eq!(std::fs::read_to_string(dir.join("out/result.txt")).unwrap(), "ALPHA\nBRAVO\nCHARLIE\n");
+    assert_eq!(std::fs::read_to_string(dir.join("out/moved.txt")).unwrap(), "old");
+    assert_eq!(std::fs::read_to_string(dir.join("out/log.txt")).unwrap(), "first\nsecond\n");
+    assert!(!dir.join("in/old.txt").exists() && !dir.join("in/delete-me.txt").exists() && !dir.join("tmp").exists());
+    assert_eq!(std::fs::read_link(dir.join("in/link")).unwrap(), std::path::Path::new("data.txt"));
+    // Run again on what it left: out/ exists now, so the program's mkdir fails, and the
+    // answer (JSON) carries the files it changed, verified against its v2 receipt.
+    std::fs::write(dir.join("in/old.txt"), "old").unwrap();
+    std::fs::write(dir.join("in/delete-me.txt"), "gone").unwrap();
+    let out = run(&["--json"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{json}");
+    let answer = phase_core::job::answer::Answer::parse(json.trim()).unwrap();
+    assert!(answer.receipt.body.files.is_some());
+    let paths: Vec<&str> = answer.files.as_ref().unwrap().changes.changes().iter().map(|c| c.path.as_str()).collect();
+    // out/moved.txt and out/result.txt were written again with the bytes they held: no change.
+    assert_eq!(paths, ["in/delete-me.txt", "in/old.txt", "out/log.txt"]);
+    assert_eq!(std::fs::read_to_string(dir.join("out/log.txt")).unwrap(), "first\nsecond\nfirst\nsecond\n");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

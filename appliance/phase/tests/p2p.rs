@@ -900,7 +900,7 @@ fn a_padded_answer_claiming_another_executor_reaches_the_client_as_the_answer_ve
     let hello = guest("hello");
     let (module, input) = (phase_core::sha256(&hello), phase_core::sha256(b"x"));
     let limits = phase_core::job::RequestedLimits::default();
-    let asked = phase_core::job::answer::Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None };
+    let asked = phase_core::job::answer::Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None, files: None };
     let check = |text: &str| {
         let answer = phase_core::job::answer::Answer::parse(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
         answer.verify(&asked).unwrap();

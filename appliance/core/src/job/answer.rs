@@ -26,6 +26,7 @@ use crate::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode
 use crate::job::error::ErrorCode;
 use crate::job::{JobSpec, RequestedLimits};
 use crate::net::peer::PeerName;
+use crate::job::files::{Change, Changes, Files, Kind};
 use crate::job::receipt::{Outcome, Receipt, TrapKind};
 use crate::{sha256, Digest};
 
@@ -52,6 +53,89 @@ pub struct Answer {
     /// True when an idempotency key returned a kept answer.
     pub replayed: bool,
     pub receipt: Receipt,
+    /// What a job with files left in them, with the bytes of every file named.
+    pub files: Option<LeftFiles>,
+}
+
+/// The files an answer carries: the changes the receipt signs the digest of, and the bytes
+/// of each file they name, by SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeftFiles {
+    pub changes: Changes,
+    pub data: alloc::collections::BTreeMap<Digest, Vec<u8>>,
+}
+
+impl LeftFiles {
+    /// Bytes of the files named (what counts against the output limit).
+    pub fn bytes(&self) -> u64 {
+        self.changes.file_bytes()
+    }
+
+    /// The JSON array of the changes, each file with its bytes in base64.
+    fn to_json(&self) -> String {
+        let entries: Vec<String> = self
+            .changes
+            .changes()
+            .iter()
+            .map(|c| {
+                let head = format!("{{\"mount\":{},\"path\":{}", c.mount, json::to_string(&c.path));
+                match &c.kind {
+                    None => format!("{head},\"removed\":true}}"),
+                    Some(Kind::Dir) => format!("{head},\"dir\":true}}"),
+                    Some(Kind::Symlink { target }) => format!("{head},\"symlink\":{}}}", json::to_string(target)),
+                    Some(Kind::File { sha256, size, executable }) => format!(
+                        "{head},\"size\":{size},\"sha256\":\"{}\",\"executable\":{executable},\"data\":\"{}\"}}",
+                        hex_encode(sha256),
+                        base64_encode(self.data.get(sha256).map(Vec::as_slice).unwrap_or_default())
+                    ),
+                }
+            })
+            .collect();
+        format!("[{}]", entries.join(","))
+    }
+
+    fn from_value(v: &Value) -> Result<LeftFiles, AnswerError> {
+        let bad = || AnswerError::Shape("files");
+        let Value::Array(items) = v else { return Err(bad()) };
+        let mut changes = Vec::with_capacity(items.len());
+        let mut data = alloc::collections::BTreeMap::new();
+        for item in items {
+            let Value::Object(o) = item else { return Err(bad()) };
+            let mount = uint(o, "mount").ok().flatten().and_then(|m| u32::try_from(m).ok()).ok_or_else(bad)?;
+            let path = string(o, "path").ok().flatten().ok_or_else(bad)?.to_string();
+            let flag = |name| matches!(o.get(name), Some(Value::Bool(true)));
+            let kind = if flag("removed") {
+                None
+            } else if flag("dir") {
+                Some(Kind::Dir)
+            } else if let Some(target) = string(o, "symlink").ok().flatten() {
+                Some(Kind::Symlink { target: target.to_string() })
+            } else {
+                let size = uint(o, "size").ok().flatten().ok_or_else(bad)?;
+                let sha256: Digest = string(o, "sha256").ok().flatten().and_then(|h| hex_decode_array(h).ok()).ok_or_else(bad)?;
+                let executable = matches!(o.get("executable"), Some(Value::Bool(true)));
+                let bytes = bytes(o, "data").map_err(|_| bad())?;
+                data.insert(sha256, bytes);
+                Some(Kind::File { sha256, size, executable })
+            };
+            changes.push(Change { mount, path, kind });
+        }
+        let changes = Changes::new(changes).map_err(|_| bad())?;
+        Ok(LeftFiles { changes, data })
+    }
+
+    /// Each file's bytes are those its entry names, and there are no others.
+    fn check_data(&self) -> Result<(), AnswerError> {
+        for c in self.changes.changes() {
+            if let Some(Kind::File { sha256: digest, size, .. }) = &c.kind {
+                match self.data.get(digest) {
+                    Some(b) if b.len() as u64 == *size && sha256(b) == *digest => {}
+                    _ => return Err(AnswerError::NotSigned("file data")),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the client sent: the answer must be for exactly this.
@@ -64,6 +148,8 @@ pub struct Asked<'a> {
     pub limits: &'a RequestedLimits,
     /// The node key the receipt must be signed with, if the client knows it.
     pub signer: Option<&'a [u8; 32]>,
+    /// The files the job was given, if any.
+    pub files: Option<&'a Files>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +244,14 @@ impl Answer {
             wall_time_us: b.wall_time_us,
             replayed: false,
             receipt,
+            files: None,
         }
+    }
+
+    /// This answer carrying what the job left in its files.
+    pub fn with_files(mut self, files: LeftFiles) -> Answer {
+        self.files = Some(files);
+        self
     }
 
     /// Parses the JSON of a job answer. Fields it does not know are not kept.
@@ -206,6 +299,10 @@ impl Answer {
             wall_time_us: uint(top, "wall_time_us")?.ok_or(AnswerError::Shape("wall_time_us"))?,
             replayed,
             receipt,
+            files: match top.get("files") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(LeftFiles::from_value(v)?),
+            },
         })
     }
 
@@ -223,9 +320,10 @@ impl Answer {
             Outcome::Trapped(kind) => ("null".to_string(), s(kind.name())),
         };
         let executor = self.executor.as_ref().map(|p| format!("\"executor\":\"{p}\",")).unwrap_or_default();
+        let files = self.files.as_ref().map(|f| format!(",\"files\":{}", f.to_json())).unwrap_or_default();
         format!(
             "{{{executor}\"job_id\":\"{}\",\"exit_code\":{exit_code},\"trap\":{trap},\"trap_detail\":{},\
-             \"stdout\":\"{}\",\"stderr\":\"{}\",\"fuel_used\":{},\"wall_time_us\":{},\
+             \"stdout\":\"{}\",\"stderr\":\"{}\"{files},\"fuel_used\":{},\"wall_time_us\":{},\
              \"replayed\":{},\"receipt\":{}}}",
             hex_encode(&self.job_id),
             self.trap_detail.as_deref().map(s).unwrap_or_else(|| "null".into()),
@@ -259,17 +357,28 @@ impl Answer {
         if applied.iter().any(|(want, got)| want.is_some_and(|w| w != *got)) {
             return Err(AnswerError::OtherJob("set of limits"));
         }
-        let spec = JobSpec::new(b.module_sha256, b.input_sha256, asked.args.to_vec(), asked.env.to_vec(), b.limits)
+        let mut spec = JobSpec::new(b.module_sha256, b.input_sha256, asked.args.to_vec(), asked.env.to_vec(), b.limits)
             .map_err(|_| AnswerError::OtherJob("args or env"))?;
+        match (asked.files, &b.files) {
+            (None, None) => {}
+            (Some(files), Some(signed)) if files.digest() == signed.given => spec = spec.with_files(files.clone()),
+            _ => return Err(AnswerError::OtherJob("set of files")),
+        }
         if spec.job_id() != b.job_id {
             return Err(AnswerError::OtherJob("job (args, env or limits differ)"));
         }
         if self.job_id != b.job_id {
             return Err(AnswerError::NotSigned("job_id"));
         }
-        let len = self.stdout.len().saturating_add(self.stderr.len());
+        let file_bytes = self.files.as_ref().map(LeftFiles::bytes).unwrap_or(0);
+        let len = self.stdout.len().saturating_add(self.stderr.len()).saturating_add(file_bytes.min(usize::MAX as u64) as usize);
         if len as u64 > b.limits.output_bytes {
             return Err(AnswerError::OverLimit { len, limit: b.limits.output_bytes });
+        }
+        match (&self.files, &b.files) {
+            (None, None) => {}
+            (Some(left), Some(signed)) if left.changes.digest() == signed.left => left.check_data()?,
+            _ => return Err(AnswerError::NotSigned("files")),
         }
         if sha256(&self.stdout) != b.stdout_sha256 {
             return Err(AnswerError::NotSigned("stdout"));
@@ -286,10 +395,11 @@ impl Answer {
         Ok(())
     }
 
-    /// What honest executors of one job agree on (job id, output hashes, outcome, fuel).
-    pub fn fingerprint(&self) -> (Digest, Digest, Digest, Outcome, u64) {
+    /// What honest executors of one job agree on (job id, output hashes, outcome, fuel, and
+    /// what it left in its files).
+    pub fn fingerprint(&self) -> (Digest, Digest, Digest, Outcome, u64, Option<Digest>) {
         let b = &self.receipt.body;
-        (b.job_id, b.stdout_sha256, b.stderr_sha256, b.outcome, b.fuel_used)
+        (b.job_id, b.stdout_sha256, b.stderr_sha256, b.outcome, b.fuel_used, b.files.map(|f| f.left))
     }
 
     /// The node key that signed it.
@@ -383,13 +493,75 @@ mod tests {
             fuel_used: 42,
             limits: Limits::DEFAULT,
             wall_time_us: 7,
+            files: None,
         };
         let r = Receipt::sign(body, &kp);
         (Answer::new(r.clone(), stdout.to_vec(), vec![], None).to_json(), r)
     }
 
     fn asked<'a>(args: &'a [String], limits: &'a RequestedLimits, module: &'a Digest, input: &'a Digest) -> Asked<'a> {
-        Asked { module_sha256: module, input_sha256: input, args, env: &[], limits, signer: None }
+        Asked { module_sha256: module, input_sha256: input, args, env: &[], limits, signer: None, files: None }
+    }
+
+    #[test]
+    fn an_answer_with_files_verifies_only_with_the_files_its_receipt_signs() {
+        use crate::job::files::{Entry, FsLimits, Mount};
+        use crate::job::receipt::FileDigests;
+        let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([3; 32]));
+        let given_entry = Entry { path: "in.txt".into(), kind: Kind::File { sha256: sha256(b"in"), size: 2, executable: false } };
+        let mount = Mount::new("/work".into(), vec![given_entry], &FsLimits::DEFAULT).unwrap();
+        let files = Files::new(vec![mount], FsLimits::DEFAULT).unwrap();
+        let out = Kind::File { sha256: sha256(b"result"), size: 6, executable: false };
+        let changes = Changes::new(vec![
+            Change { mount: 0, path: "out.txt".into(), kind: Some(out) },
+            Change { mount: 0, path: "in.txt".into(), kind: None },
+            Change { mount: 0, path: "d".into(), kind: Some(Kind::Dir) },
+            Change { mount: 0, path: "d/l".into(), kind: Some(Kind::Symlink { target: "../out.txt".into() }) },
+        ])
+        .unwrap();
+        let mut data = alloc::collections::BTreeMap::new();
+        data.insert(sha256(b"result"), b"result".to_vec());
+        let left = LeftFiles { changes: changes.clone(), data };
+        let spec = JobSpec::new([1; 32], sha256(b""), vec![], vec![], Limits::DEFAULT).unwrap().with_files(files.clone());
+        let body = ReceiptBody {
+            job_id: spec.job_id(),
+            module_sha256: [1; 32],
+            input_sha256: sha256(b""),
+            stdout_sha256: sha256(b""),
+            stderr_sha256: sha256(b""),
+            outcome: Outcome::Exited(0),
+            fuel_used: 5,
+            limits: Limits::DEFAULT,
+            wall_time_us: 1,
+            files: Some(FileDigests { given: files.digest(), left: changes.digest() }),
+        };
+        let answer = Answer::new(Receipt::sign(body, &kp), vec![], vec![], None).with_files(left);
+        let json = answer.to_json();
+        assert!(json.contains(r#""stderr":"","files":[{"mount":0,"path":"d","dir":true},{"mount":0,"path":"d/l","symlink":"../out.txt"},{"mount":0,"path":"in.txt","removed":true},{"mount":0,"path":"out.txt","size":6,"sha256":""#), "{json}");
+        let parsed = Answer::parse(&json).unwrap();
+        assert_eq!(parsed, answer);
+        assert_eq!(parsed.to_json(), json);
+        let limits = RequestedLimits::default();
+        let (module, input) = ([1u8; 32], sha256(b""));
+        let ask = |files| Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None, files };
+        parsed.verify(&ask(Some(&files))).unwrap();
+        assert_eq!(parsed.verify(&ask(None)), Err(AnswerError::OtherJob("set of files")));
+        let other = Files::new(vec![], FsLimits::DEFAULT).unwrap();
+        assert_eq!(parsed.verify(&ask(Some(&other))), Err(AnswerError::OtherJob("set of files")));
+        // Other bytes for a file, a change left out, no files at all: not what was signed.
+        let forged = json.replace(&crate::encoding::base64_encode(b"result"), &crate::encoding::base64_encode(b"RESULT"));
+        assert_eq!(Answer::parse(&forged).unwrap().verify(&ask(Some(&files))), Err(AnswerError::NotSigned("file data")));
+        let dropped = json.replace(r#"{"mount":0,"path":"in.txt","removed":true},"#, "");
+        assert_eq!(Answer::parse(&dropped).unwrap().verify(&ask(Some(&files))), Err(AnswerError::NotSigned("files")));
+        let none = Answer { files: None, ..parsed.clone() };
+        assert_eq!(none.verify(&ask(Some(&files))), Err(AnswerError::NotSigned("files")));
+        // Files count against the output limit the receipt names.
+        let mut small = parsed.receipt.body.clone();
+        small.limits.output_bytes = 5;
+        let spec5 = JobSpec::new([1; 32], sha256(b""), vec![], vec![], small.limits).unwrap().with_files(files.clone());
+        small.job_id = spec5.job_id();
+        let over = Answer { job_id: small.job_id, receipt: Receipt::sign(small, &kp), ..parsed.clone() };
+        assert_eq!(over.verify(&ask(Some(&files))), Err(AnswerError::OverLimit { len: 6, limit: 5 }));
     }
 
     #[test]
@@ -482,7 +654,7 @@ mod tests {
         let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([1; 32]));
         let over = Answer { receipt: Receipt::sign(body, &key), ..a };
         let (module, input, limits) = (over.receipt.body.module_sha256, over.receipt.body.input_sha256, RequestedLimits::default());
-        let asked = Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None };
+        let asked = Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None, files: None };
         assert_eq!(over.verify(&asked), Err(AnswerError::OverLimit { len: limit + 1, limit: limit as u64 }));
         let long = over.to_json().replacen("\"trap_detail\":\"", "\"trap_detail\":\"x", 1);
         assert_eq!(Answer::parse(&long), Err(AnswerError::Shape("trap_detail (at most 1024 bytes)")));

@@ -2,6 +2,7 @@
 //! domain prefix (docs/formats.md, "Receipt"), never re-serialised JSON; the JSON form is only
 //! the transport, and parsing it yields a value that re-emits the same signed bytes.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -12,12 +13,22 @@ use crate::encoding::{hex_decode_array, hex_encode, DecodeError};
 use crate::job::Limits;
 use crate::Digest;
 
-/// Domain separation for receipt signatures.
+/// Domain separation for receipt signatures: v1 for a job without files, v2 for one with.
 pub const RECEIPT_DOMAIN: &[u8] = b"phase-receipt/v1\n";
-/// The `format` value of a v1 receipt in JSON.
+pub const RECEIPT_DOMAIN_V2: &[u8] = b"phase-receipt/v2\n";
+/// The `format` value of a v1 (v2) receipt in JSON.
 pub const RECEIPT_FORMAT: &str = "phase-receipt/v1";
-/// Length of the signed bytes of a v1 receipt.
+pub const RECEIPT_FORMAT_V2: &str = "phase-receipt/v2";
+/// Length of the signed bytes of a v1 receipt; a v2 receipt's are 64 bytes longer.
 pub const SIGNED_LEN: usize = 17 + 5 * 32 + 1 + 4 + 8 + 4 * 8 + 8 + 32;
+
+/// What a v2 receipt signs of a job's files (docs/formats.md, "Job files"): the digest of the
+/// files it was given (also in its job id) and of what it left in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDigests {
+    pub given: Digest,
+    pub left: Digest,
+}
 
 /// Why a job ended without exiting by itself. Codes are part of the signed bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +115,8 @@ pub struct ReceiptBody {
     pub limits: Limits,
     /// Informational: the only field that differs between nodes for the same job.
     pub wall_time_us: u64,
+    /// For a job with files (a v2 receipt).
+    pub files: Option<FileDigests>,
 }
 
 /// A signed receipt. Only `sign` and `from_json` make one.
@@ -150,8 +163,11 @@ impl core::error::Error for ReceiptError {}
 impl ReceiptBody {
     /// The exact bytes a node signs, given its public key.
     pub fn signed_bytes(&self, node_key: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SIGNED_LEN);
-        out.extend_from_slice(RECEIPT_DOMAIN);
+        let mut out = Vec::with_capacity(SIGNED_LEN + 64);
+        out.extend_from_slice(match self.files {
+            None => RECEIPT_DOMAIN,
+            Some(_) => RECEIPT_DOMAIN_V2,
+        });
         for d in [
             &self.job_id,
             &self.module_sha256,
@@ -160,6 +176,10 @@ impl ReceiptBody {
             &self.stderr_sha256,
         ] {
             out.extend_from_slice(d);
+        }
+        if let Some(f) = &self.files {
+            out.extend_from_slice(&f.given);
+            out.extend_from_slice(&f.left);
         }
         let (tag, code) = match self.outcome {
             Outcome::Exited(code) => (0u8, code),
@@ -171,7 +191,7 @@ impl ReceiptBody {
         self.limits.write_canonical(&mut out);
         out.extend_from_slice(&self.wall_time_us.to_be_bytes());
         out.extend_from_slice(node_key);
-        debug_assert_eq!(out.len(), SIGNED_LEN);
+        debug_assert_eq!(out.len(), SIGNED_LEN + if self.files.is_some() { 64 } else { 0 });
         out
     }
 }
@@ -198,13 +218,26 @@ impl Receipt {
         pk.verify(self.signed_bytes(), &sig).map_err(|_| ReceiptError::BadSignature)
     }
 
+    /// The JSON form: v1's fields, and for a v2 receipt `files_sha256` and `left_sha256`
+    /// after `stderr_sha256`.
     pub fn to_json(&self) -> String {
-        miniserde::json::to_string(&self.to_wire())
+        let v1 = miniserde::json::to_string(&self.to_wire());
+        let Some(f) = &self.body.files else { return v1 };
+        let at = v1.find(",\"exit_code\"").expect("the wire form has exit_code");
+        let v2 = v1.replacen(RECEIPT_FORMAT, RECEIPT_FORMAT_V2, 1);
+        let at = at + RECEIPT_FORMAT_V2.len() - RECEIPT_FORMAT.len();
+        format!(
+            "{},\"files_sha256\":\"{}\",\"left_sha256\":\"{}\"{}",
+            &v2[..at],
+            hex_encode(&f.given),
+            hex_encode(&f.left),
+            &v2[at..]
+        )
     }
 
     /// Parses the JSON form. The result is structurally valid; call `verify_signature`.
     pub fn from_json(text: &str) -> Result<Receipt, ReceiptError> {
-        let wire: ReceiptWire = miniserde::json::from_str(text).map_err(|_| ReceiptError::Json)?;
+        let wire: ReceiptWireIn = miniserde::json::from_str(text).map_err(|_| ReceiptError::Json)?;
         Receipt::from_wire(&wire)
     }
 
@@ -236,13 +269,18 @@ impl Receipt {
         }
     }
 
-    fn from_wire(w: &ReceiptWire) -> Result<Receipt, ReceiptError> {
-        if w.format != RECEIPT_FORMAT {
-            return Err(ReceiptError::UnknownFormat(w.format.clone()));
-        }
+    fn from_wire(w: &ReceiptWireIn) -> Result<Receipt, ReceiptError> {
         fn field<const N: usize>(name: &'static str, v: &str) -> Result<[u8; N], ReceiptError> {
             hex_decode_array::<N>(v).map_err(|error| ReceiptError::Field { name, error })
         }
+        let files = match (w.format.as_str(), &w.files_sha256, &w.left_sha256) {
+            (RECEIPT_FORMAT, None, None) => None,
+            (RECEIPT_FORMAT_V2, Some(given), Some(left)) => {
+                Some(FileDigests { given: field("files_sha256", given)?, left: field("left_sha256", left)? })
+            }
+            (RECEIPT_FORMAT | RECEIPT_FORMAT_V2, _, _) => return Err(ReceiptError::Json),
+            _ => return Err(ReceiptError::UnknownFormat(w.format.clone())),
+        };
         let outcome = match (&w.exit_code, &w.trap) {
             (Some(code), None) => Outcome::Exited(*code),
             (None, Some(name)) => Outcome::Trapped(
@@ -266,6 +304,7 @@ impl Receipt {
                     deadline_ms: w.limits.deadline_ms,
                 },
                 wall_time_us: w.wall_time_us,
+                files,
             },
             node_key: field("node_key", &w.node_key)?,
             signature: field("signature", &w.signature)?,
@@ -281,7 +320,8 @@ struct LimitsWire {
     deadline_ms: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The JSON of a v1 receipt as written (`to_json` adds a v2 receipt's two fields).
+#[derive(Serialize)]
 struct ReceiptWire {
     format: String,
     job_id: String,
@@ -289,6 +329,27 @@ struct ReceiptWire {
     input_sha256: String,
     stdout_sha256: String,
     stderr_sha256: String,
+    exit_code: Option<u32>,
+    trap: Option<String>,
+    fuel_used: u64,
+    limits: LimitsWire,
+    wall_time_us: u64,
+    node_key: String,
+    signature: String,
+}
+
+/// The JSON of a receipt as read: a v2 receipt holds `files_sha256` and `left_sha256`, a v1
+/// neither.
+#[derive(Deserialize)]
+struct ReceiptWireIn {
+    format: String,
+    job_id: String,
+    module_sha256: String,
+    input_sha256: String,
+    stdout_sha256: String,
+    stderr_sha256: String,
+    files_sha256: Option<String>,
+    left_sha256: Option<String>,
     exit_code: Option<u32>,
     trap: Option<String>,
     fuel_used: u64,
@@ -317,7 +378,34 @@ mod tests {
             fuel_used: 12345,
             limits: Limits::DEFAULT,
             wall_time_us: 99,
+            files: None,
         }
+    }
+
+    #[test]
+    fn a_receipt_of_a_job_with_files_is_v2_and_signs_both_digests() {
+        let mut b = body();
+        b.files = Some(FileDigests { given: [8; 32], left: [9; 32] });
+        let r = Receipt::sign(b.clone(), &key());
+        assert_eq!(r.signed_bytes().len(), SIGNED_LEN + 64);
+        assert!(r.signed_bytes().starts_with(RECEIPT_DOMAIN_V2));
+        let json = r.to_json();
+        assert!(json.contains("\"format\":\"phase-receipt/v2\""), "{json}");
+        assert!(json.contains(&format!("\"stderr_sha256\":\"{}\",\"files_sha256\":\"{}\",\"left_sha256\":\"{}\",\"exit_code\"", "05".repeat(32), "08".repeat(32), "09".repeat(32))), "{json}");
+        let back = Receipt::from_json(&json).unwrap();
+        assert_eq!(back, r);
+        back.verify_signature().unwrap();
+        // Each digest is signed; a v2 receipt without them, or a v1 with them, is no receipt.
+        for (from, to) in [("08", "0a"), ("09", "0a")] {
+            let forged = json.replacen(&from.repeat(32), &to.repeat(32), 1);
+            assert_eq!(Receipt::from_json(&forged).unwrap().verify_signature(), Err(ReceiptError::BadSignature));
+        }
+        let v1_with_files = json.replace("phase-receipt/v2", "phase-receipt/v1");
+        assert_eq!(Receipt::from_json(&v1_with_files), Err(ReceiptError::Json));
+        let v1 = Receipt::sign(body(), &key()).to_json();
+        assert!(!v1.contains("files_sha256") && !v1.contains("null,\"left"), "{v1}");
+        let v2_without = v1.replace("phase-receipt/v1", "phase-receipt/v2");
+        assert_eq!(Receipt::from_json(&v2_without), Err(ReceiptError::Json));
     }
 
     #[test]

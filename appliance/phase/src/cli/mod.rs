@@ -2,6 +2,7 @@
 //! flags into the typed values of the component it runs (a `NodeConfig`, a job, a release) and
 //! prints what came back; the logic lives in the components.
 
+mod dirs;
 mod node;
 mod receipt;
 mod release;

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use argh::FromArgs;
 use phase_core::job::answer::Answer;
+use phase_core::job::files::{Files, FsLimits};
 use phase_core::job::{JobSpec, RequestedLimits};
 use phase_core::job::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Limits};
 
+use super::dirs::{self, DirArg, DirError};
 use super::{read, Failure, EXIT_ERROR, EXIT_TRAPPED};
 use crate::data_dir::DataDir;
-use crate::engine::{Engine, Job, DEFAULT_MAX_MODULE_BYTES};
+use crate::engine::{Blobs, Engine, Job, DEFAULT_MAX_MODULE_BYTES};
 use crate::identity::NodeIdentity;
 
 #[derive(FromArgs)]
@@ -31,6 +33,11 @@ pub struct RunCmd {
     /// an environment entry KEY=VALUE for the guest (repeatable)
     #[argh(option)]
     env: Vec<String>,
+    /// a host directory the guest gets as a preopened directory, HOST or HOST::GUEST
+    /// (repeatable): read into the job's files before it runs, and what the job left there
+    /// written back after
+    #[argh(option)]
+    dir: Vec<String>,
     /// fuel budget (about one unit per wasm instruction)
     #[argh(option)]
     fuel: Option<u64>,
@@ -77,8 +84,15 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
     let module = engine.compile(&bytes).map_err(|e| Failure::new(format!("{}: {e}", c.module.display())))?;
     let requested = RequestedLimits { fuel: c.fuel, memory_bytes: c.memory_bytes, output_bytes: c.output_bytes, deadline_ms: c.deadline_ms };
     let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX)?;
-    let spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)?;
-    let job = Job { spec, module, input: Arc::from(input), blobs: Default::default(), progress: Default::default() };
+    let mut spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)?;
+    let dirs: Vec<DirArg> = c.dir.iter().map(|d| DirArg::parse(d)).collect();
+    let mut blobs = Blobs::new();
+    if !dirs.is_empty() {
+        let fs_limits = FsLimits::DEFAULT;
+        let mounts = dirs.iter().map(|d| dirs::read_in(d, &fs_limits, &mut blobs)).collect::<Result<Vec<_>, _>>()?;
+        spec = spec.with_files(Files::new(mounts, fs_limits).map_err(DirError::Files)?);
+    }
+    let job = Job { spec, module, input: Arc::from(input), blobs, progress: Default::default() };
     let ex = engine.run(&job);
     if let Some(why) = &ex.host_failure {
         return Err(Failure::new(format!("this machine failed the job, no receipt signed: {why}")));
@@ -88,8 +102,17 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
         std::fs::write(path, receipt.to_json() + "\n").map_err(|e| Failure::new(format!("receipt {}: {e}", path.display())))?;
     }
     let outcome = ex.outcome;
+    if let Some(left) = &ex.left {
+        for (index, d) in dirs.iter().enumerate() {
+            dirs::write_back(d, index as u32, left)?;
+        }
+    }
     if c.json {
-        println!("{}", Answer::new(receipt, ex.stdout, ex.stderr, ex.detail).to_json());
+        let mut answer = Answer::new(receipt, ex.stdout, ex.stderr, ex.detail);
+        if let Some(left) = ex.left {
+            answer = answer.with_files(left);
+        }
+        println!("{}", answer.to_json());
         return Ok(0);
     }
     let _ = std::io::stdout().write_all(&ex.stdout);

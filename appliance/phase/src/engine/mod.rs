@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phase_core::job::JobSpec;
-use phase_core::job::receipt::{Outcome, ReceiptBody, TrapKind};
+use phase_core::job::files::Changes;
+use phase_core::job::receipt::{FileDigests, Outcome, ReceiptBody, TrapKind};
 use phase_core::{sha256, Digest};
 use wasmi::{CompilationMode, Config, Error, ExternType, Linker, Module, ResourceLimiter, Store, TypedResumableCall};
 
@@ -293,6 +294,10 @@ impl Execution {
             fuel_used: self.fuel_used,
             limits: spec.limits,
             wall_time_us: self.wall_time.as_micros() as u64,
+            files: spec.files.as_ref().map(|f| FileDigests {
+                given: f.digest(),
+                left: self.left.as_ref().map(|l| l.changes.digest()).unwrap_or_else(|| Changes::default().digest()),
+            }),
         }
     }
 }
@@ -485,7 +490,7 @@ impl Engine {
             false => 0,
         };
         let state = store.into_data();
-        let left = job.spec.files.as_ref().map(|_| state.fs.left());
+        let mut left = job.spec.files.as_ref().map(|_| state.fs.left());
         let (stdout, stderr) = {
             let mut out = state.progress.output.lock().unwrap_or_else(|p| p.into_inner());
             match state.progress.watched {
@@ -493,6 +498,17 @@ impl Engine {
                 false => (std::mem::take(&mut out.stdout), std::mem::take(&mut out.stderr)),
             }
         };
+        // The files a job leaves are part of its output: past the cap the job ends as
+        // `output_limit` and leaves nothing (the answer could not carry it).
+        let (mut outcome, mut detail) = (outcome, detail);
+        if let Some(l) = &left {
+            let total = (stdout.len() + stderr.len()) as u64 + l.bytes();
+            if total > limits.output_bytes {
+                outcome = Outcome::Trapped(TrapKind::OutputLimit);
+                detail = Some(format!("output and the files left are {total} bytes, beyond the output limit"));
+                left = Some(fs::Left::default());
+            }
+        }
         Execution {
             job_id,
             stdout,

@@ -155,7 +155,11 @@ impl Jobs {
             execution.wall_time.as_micros(),
             execution.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
         );
-        let answer = Arc::new(Answer::new(receipt, execution.stdout, execution.stderr, execution.detail));
+        let mut answer = Answer::new(receipt, execution.stdout, execution.stderr, execution.detail);
+        if let Some(left) = execution.left {
+            answer = answer.with_files(left);
+        }
+        let answer = Arc::new(answer);
         if let Some(c) = claim.as_mut() {
             c.answer = Some((job_id, answer.clone()));
         }

@@ -136,7 +136,7 @@ fn placement_order(mut peers: Vec<PeerInfo>, limits: &RequestedLimits) -> Vec<Pe
 
 /// What the client asked for, as an answer must match it.
 fn asked<'a>(req: &'a JobRequest, module: &'a [u8; 32], input: &'a [u8; 32]) -> Asked<'a> {
-    Asked { module_sha256: module, input_sha256: input, args: &req.args, env: &req.env, limits: &req.limits, signer: None }
+    Asked { module_sha256: module, input_sha256: input, args: &req.args, env: &req.env, limits: &req.limits, signer: None, files: None }
 }
 
 /// Checks an answer as a client would, and that it is signed by the key `peer`'s PeerId names

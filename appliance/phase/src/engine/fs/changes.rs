@@ -8,12 +8,9 @@ use phase_core::{sha256, Digest};
 
 use super::tree::{Data, Fs, Ino};
 
-/// The changes and the bytes of every file they name, by SHA-256.
-#[derive(Debug, Clone, Default)]
-pub struct Left {
-    pub changes: Changes,
-    pub blobs: BTreeMap<Digest, Vec<u8>>,
-}
+/// What a job left: the changes and the bytes of every file they name (core's type, which an
+/// answer carries).
+pub type Left = phase_core::job::answer::LeftFiles;
 
 impl Fs {
     /// Compares each mount's tree now with the tree it was given. A removed entry is listed
@@ -33,7 +30,7 @@ impl Fs {
                     (None, None) => break,
                     (Some(old), Some((path, kind, ino))) if old.path == *path => {
                         if old.kind != *kind {
-                            self.keep_bytes(kind, *ino, &mut left.blobs);
+                            self.keep_bytes(kind, *ino, &mut left.data);
                             changes.push(Change { mount, path: path.clone(), kind: Some(kind.clone()) });
                         }
                         a.next();
@@ -46,7 +43,7 @@ impl Fs {
                         a.next();
                     }
                     (_, Some((path, kind, ino))) => {
-                        self.keep_bytes(kind, *ino, &mut left.blobs);
+                        self.keep_bytes(kind, *ino, &mut left.data);
                         changes.push(Change { mount, path: path.clone(), kind: Some(kind.clone()) });
                         b.next();
                     }

@@ -269,8 +269,8 @@ fn what_a_job_left_is_the_difference_from_what_it_was_given() {
         Change { mount: 0, path: "sub/new.txt".into(), kind: made(b"result") },
     ];
     assert_eq!(left.changes.changes(), expect.as_slice());
-    assert_eq!(left.blobs.get(&sha256(b"result")).map(Vec::as_slice), Some(&b"result"[..]));
-    assert_eq!(left.blobs.get(&sha256(b"hello")).map(Vec::as_slice), Some(&b"hello"[..]));
+    assert_eq!(left.data.get(&sha256(b"result")).map(Vec::as_slice), Some(&b"result"[..]));
+    assert_eq!(left.data.get(&sha256(b"hello")).map(Vec::as_slice), Some(&b"hello"[..]));
     // A removed directory stands for its contents.
     let mut fs = fs_with(vec![(file("sub/b.txt", b"bee"), b"bee")], FsLimits::DEFAULT);
     fs.unlink_file(ROOT, "sub/b.txt", 0).unwrap();

@@ -932,3 +932,70 @@ fn a_padded_answer_claiming_another_executor_reaches_the_client_as_the_answer_ve
     assert_eq!(json_string(&status, "status"), "done", "{status}");
     check(&miniserde::json::to_string(&json_field(&status, "result")));
 }
+
+/// The `files` of a job request: `/work` holding in/data.txt, in/old.txt, in/delete-me.txt
+/// and in/link, as tests/job_files.rs gives them to the engine.
+fn work_files() -> String {
+    use phase_core::encoding::base64_encode;
+    let file = |path: &str, bytes: &[u8]| format!("{{\"path\":\"{path}\",\"data\":\"{}\"}}", base64_encode(bytes));
+    format!(
+        ",\"args\":[\"/work\"],\"files\":{{\"mounts\":[{{\"guest\":\"/work\",\"entries\":[{},{},{},{{\"path\":\"in/link\",\"symlink\":\"data.txt\"}}]}}]}}",
+        file("in/data.txt", b"alpha\nbravo\ncharlie\n"),
+        file("in/old.txt", b"old"),
+        file("in/delete-me.txt", b"gone")
+    )
+}
+
+#[test]
+fn a_job_with_files_runs_here_queued_on_a_peer_and_redundantly_with_one_verified_result() {
+    use phase_core::job::answer::{Answer, Asked};
+    use phase_core::job::request::JobRequest;
+    let (a, _b, _c) = trio("none");
+    let body = job(&guest("files"), b"", &work_files());
+    let req = JobRequest::parse(&body).unwrap();
+    let (module, input) = (phase_core::sha256(&guest("files")), phase_core::sha256(b""));
+    let asked = Asked { module_sha256: &module, input_sha256: &input, args: &req.args, env: &[], limits: &req.limits, signer: None, files: req.files.as_ref() };
+    let verified = |text: &str| {
+        let answer = Answer::parse(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        answer.verify(&asked).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(String::from_utf8_lossy(&answer.stdout).starts_with("lines: 3\n"), "{text}");
+        answer
+    };
+    // Here, synchronously: the answer carries the files the job left.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("files"), b"", &(work_files() + ",\"placement\":\"local\"")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let here = verified(&r.text());
+    let left = here.files.as_ref().expect("files in the answer");
+    assert_eq!(left.changes.changes().len(), 7);
+    // On a peer (the files travel with the job), and asynchronously: the same files left.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("files"), b"", &(work_files() + ",\"placement\":\"remote\"")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let there = verified(&r.text());
+    assert!(there.executor.is_some() && there.signer() != here.signer());
+    assert_eq!(there.receipt.body.files.map(|f| f.left), here.receipt.body.files.map(|f| f.left));
+    let r = http_with(a.addr, "POST", "/v1/jobs", "Prefer: respond-async\r\n", &body);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let location = json_string(&r.text(), "location");
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let s = a.request("GET", &location, b"").text();
+        if json_string(&s, "status") == "done" {
+            break s;
+        }
+        assert!(Instant::now() < give_up, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let queued = verified(&done[done.find("\"result\":").unwrap() + 9..done.len() - 1]);
+    assert_eq!(queued.files, here.files);
+    // On three nodes: they agree, their files too.
+    let r = a.request("POST", "/v1/jobs", &job(&guest("files"), b"", &(work_files() + ",\"redundancy\":3")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"agree\":true"), "{}", r.text());
+    // A file named by hash that nobody sent, and a tree that leaves its mount, are refused.
+    let unknown = job(&guest("files"), b"", ",\"files\":{\"mounts\":[{\"guest\":\"/w\",\"entries\":[{\"path\":\"x\",\"sha256\":\"0707070707070707070707070707070707070707070707070707070707070707\",\"size\":1}]}]}");
+    let r = a.request("POST", "/v1/jobs", &unknown);
+    assert_eq!((r.status, json_string(&r.text(), "error")), (404, "file_not_found".to_string()), "{}", r.text());
+    let escape = job(&guest("files"), b"", ",\"files\":{\"mounts\":[{\"guest\":\"/w\",\"entries\":[{\"path\":\"../x\",\"dir\":true}]}]}");
+    let r = a.request("POST", "/v1/jobs", &escape);
+    assert_eq!((r.status, json_string(&r.text(), "error")), (422, "invalid_files".to_string()), "{}", r.text());
+}

@@ -26,7 +26,8 @@ use crate::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode
 use crate::job::error::ErrorCode;
 use crate::job::{JobSpec, RequestedLimits};
 use crate::net::peer::PeerName;
-use crate::job::files::{Change, Changes, Files, Kind};
+use crate::job::files::{Change, Changes, Files, Kind, Mount};
+use crate::job::request::RequestedFiles;
 use crate::job::receipt::{Outcome, Receipt, TrapKind};
 use crate::{sha256, Digest};
 
@@ -148,8 +149,9 @@ pub struct Asked<'a> {
     pub limits: &'a RequestedLimits,
     /// The node key the receipt must be signed with, if the client knows it.
     pub signer: Option<&'a [u8; 32]>,
-    /// The files the job was given, if any.
-    pub files: Option<&'a Files>,
+    /// The files the job was given, if any, with the file limits asked (unasked ones are the
+    /// executor's defaults, and signed).
+    pub files: Option<&'a RequestedFiles>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,7 +363,19 @@ impl Answer {
             .map_err(|_| AnswerError::OtherJob("args or env"))?;
         match (asked.files, &b.files) {
             (None, None) => {}
-            (Some(files), Some(signed)) if files.digest() == signed.given => spec = spec.with_files(files.clone()),
+            (Some(files), Some(signed)) => {
+                let (a, l) = (&files.limits, &signed.limits);
+                let applied = [(a.bytes, l.bytes), (a.entries, l.entries), (a.path_bytes, l.path_bytes), (a.depth, l.depth), (a.open_files, l.open_files)];
+                if applied.iter().any(|(want, got)| want.is_some_and(|w| w != *got)) {
+                    return Err(AnswerError::OtherJob("set of file limits"));
+                }
+                let mounts = files.mounts.iter().map(|(g, e)| Mount::new(g.clone(), e.clone(), l)).collect::<Result<Vec<_>, _>>();
+                let given = mounts.and_then(|m| Files::new(m, *l)).map_err(|_| AnswerError::OtherJob("set of files"))?;
+                if given.digest() != signed.given {
+                    return Err(AnswerError::OtherJob("set of files"));
+                }
+                spec = spec.with_files(given);
+            }
             _ => return Err(AnswerError::OtherJob("set of files")),
         }
         if spec.job_id() != b.job_id {
@@ -533,7 +547,7 @@ mod tests {
             fuel_used: 5,
             limits: Limits::DEFAULT,
             wall_time_us: 1,
-            files: Some(FileDigests { given: files.digest(), left: changes.digest() }),
+            files: Some(FileDigests { limits: FsLimits::DEFAULT, given: files.digest(), left: changes.digest() }),
         };
         let answer = Answer::new(Receipt::sign(body, &kp), vec![], vec![], None).with_files(left);
         let json = answer.to_json();
@@ -544,10 +558,15 @@ mod tests {
         let limits = RequestedLimits::default();
         let (module, input) = ([1u8; 32], sha256(b""));
         let ask = |files| Asked { module_sha256: &module, input_sha256: &input, args: &[], env: &[], limits: &limits, signer: None, files };
+        let sent = RequestedFiles::from_files(&files, Default::default());
+        let files = RequestedFiles { limits: Default::default(), ..sent.clone() };
         parsed.verify(&ask(Some(&files))).unwrap();
+        parsed.verify(&ask(Some(&sent))).unwrap();
         assert_eq!(parsed.verify(&ask(None)), Err(AnswerError::OtherJob("set of files")));
-        let other = Files::new(vec![], FsLimits::DEFAULT).unwrap();
+        let other = RequestedFiles::default();
         assert_eq!(parsed.verify(&ask(Some(&other))), Err(AnswerError::OtherJob("set of files")));
+        let tighter = RequestedFiles { limits: crate::job::files::RequestedFsLimits { depth: Some(3), ..Default::default() }, ..sent.clone() };
+        assert_eq!(parsed.verify(&ask(Some(&tighter))), Err(AnswerError::OtherJob("set of file limits")));
         // Other bytes for a file, a change left out, no files at all: not what was signed.
         let forged = json.replace(&crate::encoding::base64_encode(b"result"), &crate::encoding::base64_encode(b"RESULT"));
         assert_eq!(Answer::parse(&forged).unwrap().verify(&ask(Some(&files))), Err(AnswerError::NotSigned("file data")));
@@ -558,7 +577,7 @@ mod tests {
         // Files count against the output limit the receipt names.
         let mut small = parsed.receipt.body.clone();
         small.limits.output_bytes = 5;
-        let spec5 = JobSpec::new([1; 32], sha256(b""), vec![], vec![], small.limits).unwrap().with_files(files.clone());
+        let spec5 = JobSpec::new([1; 32], sha256(b""), vec![], vec![], small.limits).unwrap().with_files(sent.resolve(&FsLimits::MAX).unwrap());
         small.job_id = spec5.job_id();
         let over = Answer { job_id: small.job_id, receipt: Receipt::sign(small, &kp), ..parsed.clone() };
         assert_eq!(over.verify(&ask(Some(&files))), Err(AnswerError::OverLimit { len: 6, limit: 5 }));

@@ -40,6 +40,8 @@ codes! {
     InputTooLarge = "input_too_large",
     LimitOutOfRange = "limit_out_of_range",
     InvalidArgsEnv = "invalid_args_env",
+    InvalidFiles = "invalid_files",
+    FileNotFound = "file_not_found",
     Busy = "busy",
     QueueFull = "queue_full",
     ResultsFull = "results_full",

@@ -43,7 +43,7 @@ pub struct FsLimits {
 
 impl FsLimits {
     pub const DEFAULT: FsLimits =
-        FsLimits { bytes: 64 << 20, entries: 4096, path_bytes: 1024, depth: 64, open_files: 128 };
+        FsLimits { bytes: 16 << 20, entries: 4096, path_bytes: 1024, depth: 64, open_files: 128 };
     pub const MAX: FsLimits =
         FsLimits { bytes: 1 << 30, entries: 1 << 20, path_bytes: 4096, depth: 256, open_files: 4096 };
 
@@ -67,10 +67,53 @@ impl FsLimits {
                 return Err(FilesError::LimitAbove { name, value, max });
             }
         }
-        if self.open_files < 3 {
-            return Err(FilesError::LimitAbove { name: "open_files", value: self.open_files, max: 3 });
+        // Stdio and one mount, and that mount's root.
+        if self.open_files < 4 {
+            return Err(FilesError::LimitBelow { name: "open_files", value: self.open_files, min: 4 });
+        }
+        if self.entries < 1 {
+            return Err(FilesError::LimitBelow { name: "entries", value: self.entries, min: 1 });
         }
         Ok(())
+    }
+}
+
+/// File limits as a client asks for them: unset fields take the defaults (within the node's
+/// maxima).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestedFsLimits {
+    pub bytes: Option<u64>,
+    pub entries: Option<u64>,
+    pub path_bytes: Option<u64>,
+    pub depth: Option<u64>,
+    pub open_files: Option<u64>,
+}
+
+impl FsLimits {
+    /// `asked` with unset fields from `DEFAULT` (capped by `max`), each checked against `max`.
+    pub fn resolve(asked: &RequestedFsLimits, max: &FsLimits) -> Result<FsLimits, FilesError> {
+        let d = FsLimits::DEFAULT;
+        let pick = |v: Option<u64>, default: u64, max: u64| v.unwrap_or(default.min(max));
+        let limits = FsLimits {
+            bytes: pick(asked.bytes, d.bytes, max.bytes),
+            entries: pick(asked.entries, d.entries, max.entries),
+            path_bytes: pick(asked.path_bytes, d.path_bytes, max.path_bytes),
+            depth: pick(asked.depth, d.depth, max.depth),
+            open_files: pick(asked.open_files, d.open_files, max.open_files),
+        };
+        limits.check(max)?;
+        Ok(limits)
+    }
+
+    /// Every field, as a client may ask for it again (what a node sends a peer).
+    pub fn as_requested(&self) -> RequestedFsLimits {
+        RequestedFsLimits {
+            bytes: Some(self.bytes),
+            entries: Some(self.entries),
+            path_bytes: Some(self.path_bytes),
+            depth: Some(self.depth),
+            open_files: Some(self.open_files),
+        }
     }
 }
 
@@ -145,6 +188,7 @@ pub enum FilesError {
     TooManyEntries { count: u64, max: u64 },
     TooManyBytes { bytes: u64, max: u64 },
     LimitAbove { name: &'static str, value: u64, max: u64 },
+    LimitBelow { name: &'static str, value: u64, min: u64 },
 }
 
 impl fmt::Display for FilesError {
@@ -160,9 +204,8 @@ impl fmt::Display for FilesError {
             FilesError::BadTarget(p) => write!(f, "the link {p:?} has an empty, overlong or NUL-holding target"),
             FilesError::TooManyEntries { count, max } => write!(f, "{count} entries (the limit is {max})"),
             FilesError::TooManyBytes { bytes, max } => write!(f, "{bytes} bytes of files (the limit is {max})"),
-            FilesError::LimitAbove { name, value, max } => {
-                write!(f, "file limit {name} = {value} is outside its range (bound {max})")
-            }
+            FilesError::LimitAbove { name, value, max } => write!(f, "file limit {name} = {value} is above the maximum {max}"),
+            FilesError::LimitBelow { name, value, min } => write!(f, "file limit {name} = {value} is below the minimum {min}"),
         }
     }
 }
@@ -295,7 +338,7 @@ impl Files {
             }
         }
         if (3 + mounts.len()) as u64 > limits.open_files {
-            return Err(FilesError::LimitAbove { name: "open_files", value: limits.open_files, max: 3 + mounts.len() as u64 });
+            return Err(FilesError::LimitBelow { name: "open_files", value: limits.open_files, min: 3 + mounts.len() as u64 });
         }
         Ok(Files { mounts, limits })
     }

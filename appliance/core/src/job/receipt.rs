@@ -10,6 +10,7 @@ use core::fmt;
 use miniserde::{Deserialize, Serialize};
 
 use crate::encoding::{hex_decode_array, hex_encode, DecodeError};
+use crate::job::files::FsLimits;
 use crate::job::Limits;
 use crate::Digest;
 
@@ -19,13 +20,16 @@ pub const RECEIPT_DOMAIN_V2: &[u8] = b"phase-receipt/v2\n";
 /// The `format` value of a v1 (v2) receipt in JSON.
 pub const RECEIPT_FORMAT: &str = "phase-receipt/v1";
 pub const RECEIPT_FORMAT_V2: &str = "phase-receipt/v2";
-/// Length of the signed bytes of a v1 receipt; a v2 receipt's are 64 bytes longer.
+/// Length of the signed bytes of a v1 receipt; a v2 receipt's are `V2_EXTRA` bytes longer.
 pub const SIGNED_LEN: usize = 17 + 5 * 32 + 1 + 4 + 8 + 4 * 8 + 8 + 32;
+pub const V2_EXTRA: usize = 2 * 32 + 5 * 8;
 
-/// What a v2 receipt signs of a job's files (docs/formats.md, "Job files"): the digest of the
-/// files it was given (also in its job id) and of what it left in them.
+/// What a v2 receipt signs of a job's files (docs/formats.md, "Job files"): the file limits it
+/// ran under (as applied, like `limits`), the digest of the files it was given (also in its
+/// job id) and of what it left in them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileDigests {
+    pub limits: FsLimits,
     pub given: Digest,
     pub left: Digest,
 }
@@ -163,7 +167,7 @@ impl core::error::Error for ReceiptError {}
 impl ReceiptBody {
     /// The exact bytes a node signs, given its public key.
     pub fn signed_bytes(&self, node_key: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SIGNED_LEN + 64);
+        let mut out = Vec::with_capacity(SIGNED_LEN + V2_EXTRA);
         out.extend_from_slice(match self.files {
             None => RECEIPT_DOMAIN,
             Some(_) => RECEIPT_DOMAIN_V2,
@@ -180,6 +184,9 @@ impl ReceiptBody {
         if let Some(f) = &self.files {
             out.extend_from_slice(&f.given);
             out.extend_from_slice(&f.left);
+            for v in [f.limits.bytes, f.limits.entries, f.limits.path_bytes, f.limits.depth, f.limits.open_files] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
         }
         let (tag, code) = match self.outcome {
             Outcome::Exited(code) => (0u8, code),
@@ -191,7 +198,7 @@ impl ReceiptBody {
         self.limits.write_canonical(&mut out);
         out.extend_from_slice(&self.wall_time_us.to_be_bytes());
         out.extend_from_slice(node_key);
-        debug_assert_eq!(out.len(), SIGNED_LEN + if self.files.is_some() { 64 } else { 0 });
+        debug_assert_eq!(out.len(), SIGNED_LEN + if self.files.is_some() { V2_EXTRA } else { 0 });
         out
     }
 }
@@ -218,19 +225,25 @@ impl Receipt {
         pk.verify(self.signed_bytes(), &sig).map_err(|_| ReceiptError::BadSignature)
     }
 
-    /// The JSON form: v1's fields, and for a v2 receipt `files_sha256` and `left_sha256`
-    /// after `stderr_sha256`.
+    /// The JSON form: v1's fields, and for a v2 receipt `files_sha256`, `left_sha256` and
+    /// `file_limits` after `stderr_sha256`.
     pub fn to_json(&self) -> String {
         let v1 = miniserde::json::to_string(&self.to_wire());
         let Some(f) = &self.body.files else { return v1 };
         let at = v1.find(",\"exit_code\"").expect("the wire form has exit_code");
         let v2 = v1.replacen(RECEIPT_FORMAT, RECEIPT_FORMAT_V2, 1);
         let at = at + RECEIPT_FORMAT_V2.len() - RECEIPT_FORMAT.len();
+        let l = &f.limits;
         format!(
-            "{},\"files_sha256\":\"{}\",\"left_sha256\":\"{}\"{}",
+            "{},\"files_sha256\":\"{}\",\"left_sha256\":\"{}\",\"file_limits\":{{\"bytes\":{},\"entries\":{},\"path_bytes\":{},\"depth\":{},\"open_files\":{}}}{}",
             &v2[..at],
             hex_encode(&f.given),
             hex_encode(&f.left),
+            l.bytes,
+            l.entries,
+            l.path_bytes,
+            l.depth,
+            l.open_files,
             &v2[at..]
         )
     }
@@ -273,12 +286,14 @@ impl Receipt {
         fn field<const N: usize>(name: &'static str, v: &str) -> Result<[u8; N], ReceiptError> {
             hex_decode_array::<N>(v).map_err(|error| ReceiptError::Field { name, error })
         }
-        let files = match (w.format.as_str(), &w.files_sha256, &w.left_sha256) {
-            (RECEIPT_FORMAT, None, None) => None,
-            (RECEIPT_FORMAT_V2, Some(given), Some(left)) => {
-                Some(FileDigests { given: field("files_sha256", given)?, left: field("left_sha256", left)? })
-            }
-            (RECEIPT_FORMAT | RECEIPT_FORMAT_V2, _, _) => return Err(ReceiptError::Json),
+        let files = match (w.format.as_str(), &w.files_sha256, &w.left_sha256, &w.file_limits) {
+            (RECEIPT_FORMAT, None, None, None) => None,
+            (RECEIPT_FORMAT_V2, Some(given), Some(left), Some(l)) => Some(FileDigests {
+                limits: FsLimits { bytes: l.bytes, entries: l.entries, path_bytes: l.path_bytes, depth: l.depth, open_files: l.open_files },
+                given: field("files_sha256", given)?,
+                left: field("left_sha256", left)?,
+            }),
+            (RECEIPT_FORMAT | RECEIPT_FORMAT_V2, _, _, _) => return Err(ReceiptError::Json),
             _ => return Err(ReceiptError::UnknownFormat(w.format.clone())),
         };
         let outcome = match (&w.exit_code, &w.trap) {
@@ -310,6 +325,15 @@ impl Receipt {
             signature: field("signature", &w.signature)?,
         })
     }
+}
+
+#[derive(Deserialize)]
+struct FsLimitsWire {
+    bytes: u64,
+    entries: u64,
+    path_bytes: u64,
+    depth: u64,
+    open_files: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -350,6 +374,7 @@ struct ReceiptWireIn {
     stderr_sha256: String,
     files_sha256: Option<String>,
     left_sha256: Option<String>,
+    file_limits: Option<FsLimitsWire>,
     exit_code: Option<u32>,
     trap: Option<String>,
     fuel_used: u64,
@@ -385,19 +410,19 @@ mod tests {
     #[test]
     fn a_receipt_of_a_job_with_files_is_v2_and_signs_both_digests() {
         let mut b = body();
-        b.files = Some(FileDigests { given: [8; 32], left: [9; 32] });
+        b.files = Some(FileDigests { limits: FsLimits::DEFAULT, given: [8; 32], left: [9; 32] });
         let r = Receipt::sign(b.clone(), &key());
-        assert_eq!(r.signed_bytes().len(), SIGNED_LEN + 64);
+        assert_eq!(r.signed_bytes().len(), SIGNED_LEN + V2_EXTRA);
         assert!(r.signed_bytes().starts_with(RECEIPT_DOMAIN_V2));
         let json = r.to_json();
         assert!(json.contains("\"format\":\"phase-receipt/v2\""), "{json}");
-        assert!(json.contains(&format!("\"stderr_sha256\":\"{}\",\"files_sha256\":\"{}\",\"left_sha256\":\"{}\",\"exit_code\"", "05".repeat(32), "08".repeat(32), "09".repeat(32))), "{json}");
+        assert!(json.contains(&format!("\"stderr_sha256\":\"{}\",\"files_sha256\":\"{}\",\"left_sha256\":\"{}\",\"file_limits\":{{\"bytes\":16777216,", "05".repeat(32), "08".repeat(32), "09".repeat(32))), "{json}");
         let back = Receipt::from_json(&json).unwrap();
         assert_eq!(back, r);
         back.verify_signature().unwrap();
         // Each digest is signed; a v2 receipt without them, or a v1 with them, is no receipt.
-        for (from, to) in [("08", "0a"), ("09", "0a")] {
-            let forged = json.replacen(&from.repeat(32), &to.repeat(32), 1);
+        for (from, to) in [("08".repeat(32), "0a".repeat(32)), ("09".repeat(32), "0a".repeat(32)), ("\"depth\":64".into(), "\"depth\":65".into())] {
+            let forged = json.replacen(&from, &to, 1);
             assert_eq!(Receipt::from_json(&forged).unwrap().verify_signature(), Err(ReceiptError::BadSignature));
         }
         let v1_with_files = json.replace("phase-receipt/v2", "phase-receipt/v1");

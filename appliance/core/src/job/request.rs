@@ -9,7 +9,10 @@ use alloc::vec::Vec;
 
 use miniserde::json::{self, Number, Object, Value};
 
+use alloc::collections::BTreeMap;
+
 use crate::encoding::{base64_decode, base64_encode, hex_decode_array, hex_encode};
+use crate::job::files::{Entry, Files, FilesError, FsLimits, Kind, Mount, RequestedFsLimits, MAX_MOUNTS};
 use crate::job::RequestedLimits;
 use crate::net::peer::PeerName;
 use crate::{sha256, Digest};
@@ -94,10 +97,160 @@ pub struct JobRequest {
     pub placement: Option<Placement>,
     /// Run on this many distinct nodes and compare; None = 1.
     pub redundancy: Option<u64>,
+    /// The job's files, as sent (docs/api.md, "Files").
+    pub files: Option<RequestedFiles>,
 }
 
-const FIELDS: [&str; 9] =
-    ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement", "redundancy"];
+/// A job's files as a request gives them: each mount's guest name and entries, the file
+/// limits asked, and the bytes of the files sent inline (by SHA-256). Files named by SHA-256
+/// alone were uploaded earlier. The node resolves the limits and checks the trees
+/// (`resolve`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestedFiles {
+    pub mounts: Vec<(String, Vec<Entry>)>,
+    pub limits: RequestedFsLimits,
+    pub data: BTreeMap<Digest, Vec<u8>>,
+}
+
+impl RequestedFiles {
+    /// The job's files under limits resolved against `max`.
+    pub fn resolve(&self, max: &FsLimits) -> Result<Files, FilesError> {
+        let limits = FsLimits::resolve(&self.limits, max)?;
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|(guest, entries)| Mount::new(guest.clone(), entries.clone(), &limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        Files::new(mounts, limits)
+    }
+
+    /// `files` as a request gives them again, with the bytes in `data` inline (what a node
+    /// sends a peer: every limit explicit, so the peer runs the same job).
+    pub fn from_files(files: &Files, data: BTreeMap<Digest, Vec<u8>>) -> RequestedFiles {
+        RequestedFiles {
+            mounts: files.mounts().iter().map(|m| (m.guest().to_string(), m.entries().to_vec())).collect(),
+            limits: files.limits.as_requested(),
+            data,
+        }
+    }
+
+    fn parse(v: &Value) -> Result<RequestedFiles, String> {
+        let Value::Object(top) = v else { return Err("files must be an object".into()) };
+        if let Some(k) = top.keys().find(|k| !["mounts", "limits"].contains(&k.as_str())) {
+            return Err(format!("unknown field files.{k}"));
+        }
+        let limits = match opt(top, "limits") {
+            None => RequestedFsLimits::default(),
+            Some(Value::Object(l)) => {
+                if let Some(k) = l.keys().find(|k| !FS_LIMITS.contains(&k.as_str())) {
+                    return Err(format!("unknown field files.limits.{k}"));
+                }
+                let get = |k: &str| opt_u64(l, k, &format!("files.limits.{k}"));
+                RequestedFsLimits {
+                    bytes: get("bytes")?,
+                    entries: get("entries")?,
+                    path_bytes: get("path_bytes")?,
+                    depth: get("depth")?,
+                    open_files: get("open_files")?,
+                }
+            }
+            Some(_) => return Err("files.limits must be an object".into()),
+        };
+        let Some(Value::Array(mounts)) = opt(top, "mounts") else { return Err("files.mounts must be an array".into()) };
+        if mounts.len() > MAX_MOUNTS {
+            return Err(format!("files.mounts holds {} mounts (at most {MAX_MOUNTS})", mounts.len()));
+        }
+        let mut out = RequestedFiles { limits, ..RequestedFiles::default() };
+        for (i, m) in mounts.iter().enumerate() {
+            let Value::Object(m) = m else { return Err(format!("files.mounts[{i}] must be an object")) };
+            if let Some(k) = m.keys().find(|k| !["guest", "entries"].contains(&k.as_str())) {
+                return Err(format!("unknown field files.mounts[{i}].{k}"));
+            }
+            let guest = opt_str(m, "guest")?.ok_or_else(|| format!("files.mounts[{i}].guest must be a string"))?;
+            let entries = match opt(m, "entries") {
+                None => Vec::new(),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(j, e)| parse_entry(e, &format!("files.mounts[{i}].entries[{j}]"), &mut out.data))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(_) => return Err(format!("files.mounts[{i}].entries must be an array")),
+            };
+            out.mounts.push((guest, entries));
+        }
+        Ok(out)
+    }
+
+    fn to_json(&self) -> String {
+        let s = |v: &str| json::to_string(&v.to_string());
+        let mounts: Vec<String> = self
+            .mounts
+            .iter()
+            .map(|(guest, entries)| {
+                let entries: Vec<String> = entries
+                    .iter()
+                    .map(|e| {
+                        let path = s(&e.path);
+                        match &e.kind {
+                            Kind::Dir => format!("{{\"path\":{path},\"dir\":true}}"),
+                            Kind::Symlink { target } => format!("{{\"path\":{path},\"symlink\":{}}}", s(target)),
+                            Kind::File { sha256, size, executable } => match self.data.get(sha256) {
+                                Some(bytes) => format!("{{\"path\":{path},\"data\":\"{}\",\"executable\":{executable}}}", base64_encode(bytes)),
+                                None => format!("{{\"path\":{path},\"sha256\":\"{}\",\"size\":{size},\"executable\":{executable}}}", hex_encode(sha256)),
+                            },
+                        }
+                    })
+                    .collect();
+                format!("{{\"guest\":{},\"entries\":[{}]}}", s(guest), entries.join(","))
+            })
+            .collect();
+        let l = &self.limits;
+        let limits: Vec<String> = [("bytes", l.bytes), ("entries", l.entries), ("path_bytes", l.path_bytes), ("depth", l.depth), ("open_files", l.open_files)]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("\"{k}\":{v}")))
+            .collect();
+        format!("{{\"mounts\":[{}],\"limits\":{{{}}}}}", mounts.join(","), limits.join(","))
+    }
+}
+
+/// One entry of a request's tree: `{"path", "data"}` (a file sent inline), `{"path", "sha256",
+/// "size"}` (uploaded earlier), `{"path", "dir": true}` or `{"path", "symlink"}`; a file may
+/// say `"executable": true`.
+fn parse_entry(v: &Value, at: &str, data: &mut BTreeMap<Digest, Vec<u8>>) -> Result<Entry, String> {
+    let Value::Object(e) = v else { return Err(format!("{at} must be an object")) };
+    if let Some(k) = e.keys().find(|k| !["path", "data", "sha256", "size", "dir", "symlink", "executable"].contains(&k.as_str())) {
+        return Err(format!("unknown field {at}.{k}"));
+    }
+    let path = opt_str(e, "path")?.ok_or_else(|| format!("{at}.path must be a string"))?;
+    let flag = |k: &str| match opt(e, k) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("{at}.{k} must be true or false")),
+    };
+    let executable = flag("executable")?;
+    let kind = match (opt_str(e, "data")?, opt_str(e, "sha256")?, flag("dir")?, opt_str(e, "symlink")?) {
+        (Some(b64), None, false, None) => {
+            let bytes = base64_decode(&b64).map_err(|err| format!("{at}.data is not base64: {err}"))?;
+            let digest = sha256(&bytes);
+            let size = bytes.len() as u64;
+            data.insert(digest, bytes);
+            Kind::File { sha256: digest, size, executable }
+        }
+        (None, Some(hex), false, None) => Kind::File {
+            sha256: hex_decode_array(&hex).map_err(|err| format!("{at}.sha256 is not 64 hex digits: {err}"))?,
+            size: opt_u64(e, "size", &format!("{at}.size"))?.ok_or_else(|| format!("{at}.size is needed with sha256"))?,
+            executable,
+        },
+        (None, None, true, None) => Kind::Dir,
+        (None, None, false, Some(target)) => Kind::Symlink { target },
+        _ => return Err(format!("{at} must be exactly one of a file (data or sha256), a dir or a symlink")),
+    };
+    Ok(Entry { path, kind })
+}
+
+const FIELDS: [&str; 10] =
+    ["module", "module_sha256", "input", "args", "env", "limits", "idempotency_key", "placement", "redundancy", "files"];
+const FS_LIMITS: [&str; 5] = ["bytes", "entries", "path_bytes", "depth", "open_files"];
 const LIMITS: [&str; 4] = ["fuel", "memory_bytes", "output_bytes", "deadline_ms"];
 
 /// A field of a request object: absent and `null` are both "not given".
@@ -187,6 +340,7 @@ impl JobRequest {
             idempotency_key: opt_str(top, "idempotency_key")?,
             placement: opt_str(top, "placement")?.map(|p| Placement::parse(&p)).transpose().map_err(|e| e.0)?,
             redundancy: opt_u64(top, "redundancy", "redundancy")?,
+            files: opt(top, "files").map(RequestedFiles::parse).transpose()?,
         })
     }
 
@@ -212,6 +366,9 @@ impl JobRequest {
         fields.push(format!("\"limits\":{{{}}}", limits.join(",")));
         if let Some(k) = &self.idempotency_key {
             fields.push(format!("\"idempotency_key\":{}", s(k)));
+        }
+        if let Some(f) = &self.files {
+            fields.push(format!("\"files\":{}", f.to_json()));
         }
         format!("{{{}}}", fields.join(","))
     }
@@ -240,6 +397,45 @@ mod tests {
         assert_eq!(again, JobRequest { placement: None, redundancy: None, ..r.clone() });
         let by_hash = JobRequest::parse(r.to_peer_json(PeerModule::Hash(&[7; 32])).as_bytes()).unwrap();
         assert_eq!(by_hash.module, ModuleSource::Sha256([7; 32]));
+    }
+
+    #[test]
+    fn files_parse_resolve_and_travel_to_a_peer_with_their_bytes() {
+        let big = sha256(b"123456789");
+        let body = format!(r#"{{"module":"AA==","files":{{"mounts":[{{"guest":"/work","entries":[{{"path":"in/a.txt","data":"aGk="}},{{"path":"big","sha256":"{}","size":9,"executable":true}},{{"path":"l","symlink":"in/a.txt"}},{{"path":"out","dir":true}}]}}],"limits":{{"bytes":100}}}}}}"#, hex_encode(&big));
+        let r = JobRequest::parse(body.as_bytes()).unwrap();
+        let f = r.files.as_ref().unwrap();
+        assert_eq!(f.limits, RequestedFsLimits { bytes: Some(100), ..Default::default() });
+        assert_eq!(f.data.get(&sha256(b"hi")).map(Vec::as_slice), Some(&b"hi"[..]));
+        let files = f.resolve(&FsLimits::MAX).unwrap();
+        assert_eq!(files.limits, FsLimits { bytes: 100, ..FsLimits::DEFAULT });
+        let paths: Vec<&str> = files.mounts()[0].entries().iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["big", "in", "in/a.txt", "l", "out"]);
+        // To a peer: every limit explicit, the bytes the node holds inline, the same files.
+        let mut data = f.data.clone();
+        data.insert(big, b"123456789".to_vec());
+        let peer = JobRequest { files: Some(RequestedFiles::from_files(&files, data)), ..r.clone() };
+        let again = JobRequest::parse(peer.to_peer_json(PeerModule::Hash(&[1; 32])).as_bytes()).unwrap();
+        let back = again.files.unwrap();
+        assert_eq!(back.resolve(&FsLimits::MAX).unwrap(), files);
+        assert_eq!(back.data.len(), 2);
+        // Limits beyond the node's maxima, and bad trees, are named.
+        let small = FsLimits { bytes: 50, ..FsLimits::MAX };
+        assert!(matches!(f.resolve(&small), Err(FilesError::LimitAbove { name: "bytes", .. })));
+        for (body, says) in [
+            (&br#"{"module":"AA==","files":[]}"#[..], "files must be an object"),
+            (br#"{"module":"AA==","files":{"mounts":[{"guest":"/w","entries":[{"path":"a"}]}]}}"#, "must be exactly one of"),
+            (br#"{"module":"AA==","files":{"mounts":[{"guest":"/w","entries":[{"path":"a","data":"aGk=","dir":true}]}]}}"#, "must be exactly one of"),
+            (br#"{"module":"AA==","files":{"mounts":[{"guest":"/w","entries":[{"path":"a","sha256":"00"}]}]}}"#, "sha256 is not 64 hex digits"),
+            (br#"{"module":"AA==","files":{"mounts":[{"guest":"/w","entries":[{"path":"a","mode":1}]}]}}"#, "unknown field files.mounts[0].entries[0].mode"),
+            (br#"{"module":"AA==","files":{"mounts":[],"limits":{"inodes":1}}}"#, "unknown field files.limits.inodes"),
+            (br#"{"module":"AA==","files":{"mounts":{}}}"#, "files.mounts must be an array"),
+        ] {
+            let e = JobRequest::parse(body).unwrap_err().0;
+            assert!(e.contains(says), "{e} for {:?}", core::str::from_utf8(body));
+        }
+        let bad = JobRequest::parse(br#"{"module":"AA==","files":{"mounts":[{"guest":"/w","entries":[{"path":"../x","dir":true}]}]}}"#).unwrap();
+        assert_eq!(bad.files.unwrap().resolve(&FsLimits::MAX), Err(FilesError::BadPath("../x".into())));
     }
 
     #[test]

@@ -12,11 +12,11 @@ pub fn status(code: ErrorCode) -> u16 {
     match code {
         InvalidRequest | BadBody => 400,
         Forbidden => 403,
-        ModuleNotFound | NotFound => 404,
+        ModuleNotFound | FileNotFound | NotFound => 404,
         MethodNotAllowed => 405,
         IdempotencyConflict | Cancelled | AlreadyEnded => 409,
         BodyTooLarge | ModuleTooLarge | InputTooLarge => 413,
-        InvalidModule | LimitOutOfRange | InvalidArgsEnv | P2pDisabled | ResultTooLarge => 422,
+        InvalidModule | LimitOutOfRange | InvalidArgsEnv | InvalidFiles | P2pDisabled | ResultTooLarge => 422,
         Busy | QueueFull => 429,
         PeerUnreachable | BadReceipt | BadPeerAnswer | PeerError => 502,
         NoMemory | HostFailure | IdempotencyPending | P2pUnavailable | NoPeer | NotEnoughPeers | Stopping | TooManyConnections | ResultsFull => 503,

@@ -295,6 +295,7 @@ impl Execution {
             limits: spec.limits,
             wall_time_us: self.wall_time.as_micros() as u64,
             files: spec.files.as_ref().map(|f| FileDigests {
+                limits: f.limits,
                 given: f.digest(),
                 left: self.left.as_ref().map(|l| l.changes.digest()).unwrap_or_else(|| Changes::default().digest()),
             }),

@@ -6,6 +6,7 @@ use std::fmt;
 
 use phase_core::encoding::hex_encode;
 use phase_core::job::error::ErrorCode;
+use phase_core::job::files::FilesError;
 use phase_core::job::SpecError;
 use phase_core::{Digest, LimitError};
 
@@ -35,6 +36,10 @@ pub enum JobError {
     /// `redundancy` outside 1 to `max`.
     Redundancy { k: usize, max: usize },
     Spec(SpecError),
+    /// The job's files are not a valid tree within the limits.
+    Files(FilesError),
+    /// A file named by SHA-256 that was neither sent nor is held here.
+    FileNotFound(Digest),
     /// Every job slot (or every place to wait on a running idempotency key) is taken.
     Busy { max: usize },
     QueueFull { max: usize },
@@ -88,6 +93,8 @@ impl JobError {
             JobError::InputTooLarge { .. } => ErrorCode::InputTooLarge,
             JobError::Limit(_) | JobError::Redundancy { .. } => ErrorCode::LimitOutOfRange,
             JobError::Spec(_) => ErrorCode::InvalidArgsEnv,
+            JobError::Files(_) => ErrorCode::InvalidFiles,
+            JobError::FileNotFound(_) => ErrorCode::FileNotFound,
             JobError::Busy { .. } => ErrorCode::Busy,
             JobError::QueueFull { .. } => ErrorCode::QueueFull,
             JobError::ResultsFull { .. } => ErrorCode::ResultsFull,
@@ -124,6 +131,8 @@ impl fmt::Display for JobError {
             JobError::Limit(e) => write!(f, "{e}"),
             JobError::Redundancy { k, max } => write!(f, "redundancy {k}: must be 1 to {max}"),
             JobError::Spec(e) => write!(f, "{e}"),
+            JobError::Files(e) => write!(f, "files: {e}"),
+            JobError::FileNotFound(d) => write!(f, "file {} was not sent and is not held here", hex_encode(d)),
             JobError::Busy { max } => write!(f, "all {max} job slots are busy; retry later"),
             JobError::QueueFull { max } => write!(f, "all {max} queue places are taken; retry later"),
             JobError::ResultsFull { need, free, why: KeptFull::Node } => {
@@ -167,6 +176,7 @@ impl std::error::Error for JobError {
             JobError::Module(e) => Some(e),
             JobError::Limit(e) => Some(e),
             JobError::Spec(e) => Some(e),
+            JobError::Files(e) => Some(e),
             JobError::Storage(e) => Some(e),
             JobError::P2pUnavailable(e) => Some(e),
             _ => None,

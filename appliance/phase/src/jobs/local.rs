@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use phase_core::encoding::hex_encode;
 use phase_core::job::answer::Answer;
+use phase_core::job::files::{Files, FsLimits};
+use phase_core::job::request::RequestedFiles;
 use phase_core::job::{JobSpec, RequestedLimits};
 use phase_core::job::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Digest, Limits};
@@ -17,7 +19,8 @@ use phase_core::{sha256, Digest, Limits};
 use super::kept::{Claimed, MAX_KEY_LEN};
 use super::slots::Slot;
 use super::{Answered, Finished, JobError, JobRequest, Jobs, ModuleSource};
-use crate::engine::{CompiledModule, Job, Progress};
+use crate::engine::{Blobs, CompiledModule, Job, Progress};
+use crate::engine::fs::ENTRY_COST;
 use crate::memory::job_reservation;
 
 /// A request waiting for a job under the same key waits at most that job's deadline plus this.
@@ -33,7 +36,40 @@ impl Jobs {
     }
 
     fn spec_of(&self, req: &JobRequest, module: Digest) -> Result<JobSpec, JobError> {
-        self.spec(module, &req.input, req.args.clone(), req.env.clone(), &req.limits)
+        let spec = self.spec(module, &req.input, req.args.clone(), req.env.clone(), &req.limits)?;
+        Ok(match files_of(req)? {
+            Some(files) => spec.with_files(files),
+            None => spec,
+        })
+    }
+
+    /// The bytes of every file `files` names: sent with the request, or held here (sent with
+    /// an earlier job). Each is remembered for later jobs that name it by hash.
+    fn file_bytes(&self, req: &RequestedFiles, files: &Files) -> Result<Blobs, JobError> {
+        let mut blobs = Blobs::new();
+        for (digest, size) in files.blobs() {
+            let bytes: Arc<[u8]> = match req.data.get(&digest) {
+                Some(b) => {
+                    self.modules.remember(digest, b.clone());
+                    Arc::from(b.as_slice())
+                }
+                None => Arc::from(self.modules.get(&digest).ok_or(JobError::FileNotFound(digest))?.as_slice()),
+            };
+            if bytes.len() as u64 != size {
+                return Err(JobError::InvalidRequest(format!("file {} is {} bytes, not the {size} its entry says", hex_encode(&digest), bytes.len())));
+            }
+            blobs.insert(digest, bytes);
+        }
+        Ok(blobs)
+    }
+
+    /// `req` with the bytes of every file it names inline (what a peer is sent: it holds none
+    /// of them).
+    pub(super) fn with_file_bytes(&self, req: &JobRequest) -> Result<JobRequest, JobError> {
+        let (Some(asked), Some(files)) = (&req.files, files_of(req)?) else { return Ok(req.clone()) };
+        let data = self.file_bytes(asked, &files)?.into_iter().map(|(d, b)| (d, b.to_vec())).collect();
+        let files = RequestedFiles { data, ..asked.clone() };
+        Ok(JobRequest { files: Some(files), ..req.clone() })
     }
 
     /// `asked` resolved against this node's defaults and maxima.
@@ -85,6 +121,11 @@ impl Jobs {
 
     fn run_here_counted(&self, slot: Option<Slot<'_>>, req: JobRequest, progress: Arc<Progress>) -> Result<Finished, JobError> {
         self.check_request(&req)?;
+        let files = files_of(&req)?;
+        let blobs = match (&req.files, &files) {
+            (Some(asked), Some(files)) => self.file_bytes(asked, files)?,
+            _ => Blobs::new(),
+        };
         let JobRequest { module, input, args, env, limits: asked, idempotency_key, .. } = req;
         let module = match module {
             ModuleSource::Bytes(bytes) => {
@@ -101,7 +142,16 @@ impl Jobs {
                 }
             },
         };
-        let spec = self.spec(module.sha256, &input, args, env, &asked)?;
+        let mut spec = self.spec(module.sha256, &input, args, env, &asked)?;
+        // What a job's files may hold in memory: the bytes given, what it may write (copies
+        // included), each entry's bookkeeping, and the files it leaves, copied into its answer.
+        let files_need = match &files {
+            Some(f) => f.bytes().saturating_add(f.limits.bytes).saturating_add(f.limits.entries.saturating_mul(ENTRY_COST)).saturating_add(spec.limits.output_bytes),
+            None => 0,
+        };
+        if let Some(f) = files {
+            spec = spec.with_files(f);
+        }
         let limits = spec.limits;
         let job_id = spec.job_id();
         let mut claim = None;
@@ -123,9 +173,9 @@ impl Jobs {
         // job itself may take. A watched job's output is copied once more when it ends
         // (engine::Progress).
         let watched_copy = if progress.watched { limits.output_bytes } else { 0 };
-        let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * input.len() as u64).saturating_add(watched_copy);
+        let need = job_reservation(limits.memory_bytes, limits.output_bytes).saturating_add(2 * input.len() as u64).saturating_add(watched_copy).saturating_add(files_need);
         let hold = self.pool.try_reserve(need).ok_or(JobError::NoMemory { what: "the job", need, free: self.pool.free() })?;
-        let job = Job { spec, module, input: Arc::from(input), blobs: Default::default(), progress };
+        let job = Job { spec, module, input: Arc::from(input), blobs, progress };
         let execution = self.engine.run(&job);
         let short = &hex_encode(&job_id)[..12];
         if execution.cancelled {
@@ -170,4 +220,9 @@ impl Jobs {
     fn modules_get(&self, d: &Digest) -> Result<Arc<Vec<u8>>, JobError> {
         self.modules.get(d).ok_or(JobError::ModuleNotFound(*d))
     }
+}
+
+/// The job's files, resolved against the hard maxima (memory admits what they may take).
+fn files_of(req: &JobRequest) -> Result<Option<Files>, JobError> {
+    req.files.as_ref().map(|f| f.resolve(&FsLimits::MAX)).transpose().map_err(JobError::Files)
 }

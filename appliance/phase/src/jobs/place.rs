@@ -136,7 +136,7 @@ fn placement_order(mut peers: Vec<PeerInfo>, limits: &RequestedLimits) -> Vec<Pe
 
 /// What the client asked for, as an answer must match it.
 fn asked<'a>(req: &'a JobRequest, module: &'a [u8; 32], input: &'a [u8; 32]) -> Asked<'a> {
-    Asked { module_sha256: module, input_sha256: input, args: &req.args, env: &req.env, limits: &req.limits, signer: None, files: None }
+    Asked { module_sha256: module, input_sha256: input, args: &req.args, env: &req.env, limits: &req.limits, signer: None, files: req.files.as_ref() }
 }
 
 /// Checks an answer as a client would, and that it is signed by the key `peer`'s PeerId names
@@ -173,6 +173,7 @@ impl Jobs {
     /// Runs `req` on `target`, or on the peers placement order gives; true with a kept answer.
     fn place_one(&self, req: &JobRequest, target: Option<PeerId>, watch: &dyn Watch) -> Result<(Answered, bool), JobError> {
         let Some(network) = self.network() else { return Err(JobError::P2pDisabled("placement")) };
+        let req = &self.with_file_bytes(req)?;
         let module_sha256 = req.module.sha256();
         let stored = match &req.module {
             super::ModuleSource::Sha256(d) => self.module_bytes(d),

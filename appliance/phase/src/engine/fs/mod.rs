@@ -109,6 +109,10 @@ pub mod fstflags {
     pub const MTIM_NOW: u16 = 8;
 }
 
+/// Host bytes an entry may cost beyond its contents (the inode, its name in a directory, map
+/// nodes): what the node's memory budget admits per entry of `FsLimits::entries`.
+pub const ENTRY_COST: u64 = 256;
+
 /// Symbolic links followed in one resolution before `ELOOP` (Linux's MAXSYMLINKS).
 pub const MAX_SYMLINKS: u32 = 40;
 

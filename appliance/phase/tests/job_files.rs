@@ -164,3 +164,55 @@ fn phase_run_dir_gives_a_host_directory_and_writes_back_what_the_job_left() {
     assert_eq!(std::fs::read_to_string(dir.join("out/log.txt")).unwrap(), "first\nsecond\nfirst\nsecond\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The tree wasm-examples/c/wasi-conformance.c expects in its mount "/t".
+fn conformance_tree() -> (Files, Blobs) {
+    let mut blobs = Blobs::new();
+    let link = |path: &str, target: &str| Entry { path: path.into(), kind: Kind::Symlink { target: target.into() } };
+    let entries = vec![
+        file("f", b"hello", &mut blobs),
+        file("d/g", b"g", &mut blobs),
+        link("ln", "f"),
+        link("dangling", "none"),
+        link("loop", "loop"),
+        link("abs", "/etc/passwd"),
+    ];
+    let mount = Mount::new("/t".into(), entries, &FsLimits::DEFAULT).unwrap();
+    (Files::new(vec![mount], FsLimits::DEFAULT).unwrap(), blobs)
+}
+
+#[test]
+fn every_preview1_file_call_gives_the_errno_the_spec_gives_to_a_c_program() {
+    let (files, blobs) = conformance_tree();
+    let ex = run_files(&Engine::new(DEFAULT_MAX_MODULE_BYTES), "wasi-conformance", &[], files, blobs);
+    let out = String::from_utf8_lossy(&ex.stdout);
+    assert_eq!(ex.outcome, Outcome::Exited(0), "{:?}\n{out}", ex.detail);
+    assert!(out.lines().filter(|l| l.starts_with("ok ")).count() >= 90, "{out}");
+    assert!(out.ends_with("0 failures\n"), "{out}");
+}
+
+#[test]
+fn a_hostile_guest_leaves_its_tree_by_no_path_and_meets_each_limit_as_an_errno() {
+    let limits = FsLimits { bytes: 3 << 20, entries: 500, ..FsLimits::DEFAULT };
+    let mount = Mount::new("/w".into(), vec![], &limits).unwrap();
+    let files = Files::new(vec![mount], limits).unwrap();
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let ex = run_files(&engine, "hostile-files", &[], files.clone(), Blobs::new());
+    let out = String::from_utf8_lossy(&ex.stdout).to_string();
+    assert_eq!(ex.outcome, Outcome::Exited(0), "{:?}\n{out}\n{}", ex.detail, String::from_utf8_lossy(&ex.stderr));
+    assert_eq!(
+        out,
+        // `..` above the preopen and links followed out of it: ENOTCAPABLE (76); a link through
+        // a directory that does not exist ends there (ENOENT, 44) before its `..` is walked.
+        // Entries: 500 less the root and the three links; bytes: 3 MiB; depth 64; 128
+        // descriptors less stdio and the preopen.
+        "up 76, links made (0, 0, 0), read through [76, 76, 44]\n\
+         entries: 496 made, then errno 51\n\
+         bytes: 3145728 written, then errno 51\n\
+         depth: 64 made, then errno 37\n\
+         descriptors: 124 opened, then errno 33\n"
+    );
+    // The same errnos at the same fuel on every run.
+    let again = run_files(&engine, "hostile-files", &[], files, Blobs::new());
+    assert_eq!((again.stdout, again.fuel_used), (ex.stdout, ex.fuel_used));
+}

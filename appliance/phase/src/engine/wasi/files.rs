@@ -233,7 +233,7 @@ pub(super) fn add(l: &mut Linker<JobState>) -> Result<(), wasmi::errors::LinkerE
     l.func_wrap(MODULE, "path_readlink", |mut c: C<'_>, fd: i32, p: i32, len: i32, buf: i32, buf_len: i32, used: i32| -> R {
         call(&mut c, len as u32 as u64, |m, s, _| {
             let target = s.fs.readlink(fd as u32, &path(m, p, len)?)?;
-            // Cut to the buffer, as readlink(2) does.
+            // Cut to the buffer, as readlink(2) and wasmtime do.
             let n = target.len().min(buf_len.max(0) as usize);
             out_bytes(m, buf, &target.as_bytes()[..n])?;
             out_u32(m, used, n as u32).map(|_| n as u64)

@@ -175,19 +175,22 @@ mod boot_manifest {
 /// asked. Valid ones re-emit byte for byte; each invalid one names the check that catches it.
 mod answer {
     use phase_core::encoding::hex_encode;
-    use phase_core::job::answer::{Answer, AnswerError, Asked};
-    use phase_core::job::receipt::{Outcome, Receipt, ReceiptBody, TrapKind};
+    use phase_core::job::answer::{Answer, AnswerError, Asked, LeftFiles};
+    use phase_core::job::files::{Change, Changes, FsLimits, Kind};
+    use phase_core::job::request::{JobRequest, RequestedFiles};
+    use phase_core::job::receipt::{FileDigests, Outcome, Receipt, ReceiptBody, TrapKind};
     use phase_core::job::{JobSpec, Limits, RequestedLimits};
     use phase_core::net::peer::PeerName;
     use phase_core::sha256;
 
-    /// What a client asked: module, input, args, env and the limits it set.
+    /// What a client asked: module, input, args, env, the limits it set and its files.
     struct Ask {
         module: Vec<u8>,
         input: Vec<u8>,
         args: Vec<String>,
         env: Vec<String>,
         limits: RequestedLimits,
+        files: Option<RequestedFiles>,
     }
 
     impl Ask {
@@ -198,8 +201,9 @@ mod answer {
                 .iter()
                 .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {v}")))
                 .collect();
+            let files = self.files.as_ref().map(|f| format!(", \"files\": {}", f.to_json())).unwrap_or_default();
             format!(
-                "{{\"module_sha256\": \"{}\", \"input_sha256\": \"{}\", \"args\": {}, \"env\": {}, \"limits\": {{{}}}}}",
+                "{{\"module_sha256\": \"{}\", \"input_sha256\": \"{}\", \"args\": {}, \"env\": {}, \"limits\": {{{}}}{files}}}",
                 hex_encode(&sha256(&self.module)),
                 hex_encode(&sha256(&self.input)),
                 list(&self.args),
@@ -212,8 +216,18 @@ mod answer {
     /// The answer a node with key `seed` gives for `ask` (its limits resolved against the
     /// defaults), with what it ran and said.
     fn answered(seed: u8, ask: &Ask, stdout: &[u8], stderr: &[u8], outcome: Outcome, fuel: u64, detail: Option<&str>) -> Answer {
+        answered_with(seed, ask, stdout, stderr, outcome, fuel, detail, None)
+    }
+
+    /// As `answered`, for a job with files that left `left`.
+    #[allow(clippy::too_many_arguments)]
+    fn answered_with(seed: u8, ask: &Ask, stdout: &[u8], stderr: &[u8], outcome: Outcome, fuel: u64, detail: Option<&str>, left: Option<LeftFiles>) -> Answer {
         let limits = Limits::resolve(&ask.limits, &Limits::DEFAULT, &Limits::MAX).unwrap();
-        let spec = JobSpec::new(sha256(&ask.module), sha256(&ask.input), ask.args.clone(), ask.env.clone(), limits).unwrap();
+        let mut spec = JobSpec::new(sha256(&ask.module), sha256(&ask.input), ask.args.clone(), ask.env.clone(), limits).unwrap();
+        let given = ask.files.as_ref().map(|f| f.resolve(&FsLimits::MAX).unwrap());
+        if let Some(g) = &given {
+            spec = spec.with_files(g.clone());
+        }
         let body = ReceiptBody {
             job_id: spec.job_id(),
             module_sha256: spec.module_sha256,
@@ -224,10 +238,14 @@ mod answer {
             fuel_used: fuel,
             limits,
             wall_time_us: 1234,
-            files: None,
+            files: given.map(|g| FileDigests { limits: g.limits, given: g.digest(), left: left.as_ref().map(|l| l.changes.digest()).unwrap_or_default() }),
         };
         let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
-        Answer::new(Receipt::sign(body, &key), stdout.to_vec(), stderr.to_vec(), detail.map(str::to_string))
+        let answer = Answer::new(Receipt::sign(body, &key), stdout.to_vec(), stderr.to_vec(), detail.map(str::to_string));
+        match left {
+            Some(l) => answer.with_files(l),
+            None => answer,
+        }
     }
 
     fn entry(name: &str, why: Option<&str>, ask: &Ask, answer: &str) -> String {
@@ -239,7 +257,7 @@ mod answer {
     }
 
     fn cases() -> Vec<(&'static str, Option<&'static str>, Ask, String)> {
-        let hello = || Ask { module: b"hello module bytes".to_vec(), input: b"Hello, World".to_vec(), args: vec![], env: vec![], limits: RequestedLimits::default() };
+        let hello = || Ask { module: b"hello module bytes".to_vec(), input: b"Hello, World".to_vec(), args: vec![], env: vec![], limits: RequestedLimits::default(), files: None };
         let ok = answered(1, &hello(), b"dlroW ,olleH", b"", Outcome::Exited(0), 121_949, None);
         let trapping = Ask {
             module: b"module".to_vec(),
@@ -247,6 +265,7 @@ mod answer {
             args: vec!["--n".into(), "\u{fc}n\u{ef}code".into()],
             env: vec!["A=1".into()],
             limits: RequestedLimits { fuel: Some(5000), deadline_ms: Some(1), ..Default::default() },
+            files: None,
         };
         let mut placed = answered(2, &trapping, b"partial", b"warning: \"quoted\"\n", Outcome::Trapped(TrapKind::OutOfFuel), 5000, Some("fuel exhausted: the guest said \"more\"\n"));
         placed.executor = Some(PeerName::parse("12D3KooW9pP4Seg3kZYhySpuVjn1RPdQBsUFZKiFxGMGQN5MeL6A").unwrap());
@@ -259,6 +278,26 @@ mod answer {
         let over = answered(1, &small, b"dlroW ,olleH", b"", Outcome::Exited(0), 121_949, None);
         let mut resigned = ok.clone();
         resigned.receipt.body.fuel_used += 1;
+        // A job with files: given /work/in/a.txt and a link, it wrote out/r.txt and an empty
+        // directory, and removed in/a.txt.
+        let files_body = r#"{"mounts":[{"guest":"/work","entries":[{"path":"in/a.txt","data":"YWxwaGEK"},{"path":"in/l","symlink":"a.txt"}]}],"limits":{"depth":8}}"#;
+        let given = JobRequest::parse(format!("{{\"module\":\"AA==\",\"files\":{files_body}}}").as_bytes()).unwrap().files;
+        let with_files = Ask { files: given, ..hello() };
+        let r_txt = b"ALPHA\n".to_vec();
+        let changes = Changes::new(vec![
+            Change { mount: 0, path: "in/a.txt".into(), kind: None },
+            Change { mount: 0, path: "out".into(), kind: Some(Kind::Dir) },
+            Change { mount: 0, path: "out/empty".into(), kind: Some(Kind::Dir) },
+            Change { mount: 0, path: "out/r.txt".into(), kind: Some(Kind::File { sha256: sha256(&r_txt), size: 6, executable: false }) },
+        ])
+        .unwrap();
+        let left = LeftFiles { changes: changes.clone(), data: [(sha256(&r_txt), r_txt.clone())].into_iter().collect() };
+        let files_ok = answered_with(3, &with_files, b"", b"", Outcome::Exited(0), 5_000, None, Some(left.clone()));
+        let mut tampered = files_ok.clone();
+        tampered.files.as_mut().unwrap().data.insert(sha256(&r_txt), b"OMEGA\n".to_vec());
+        let mut dropped = files_ok.clone();
+        dropped.files.as_mut().unwrap().changes = Changes::new(changes.changes()[1..].to_vec()).unwrap();
+        let other_files = Ask { files: JobRequest::parse(br#"{"module":"AA==","files":{"mounts":[{"guest":"/work","entries":[{"path":"in/a.txt","data":"YmV0YQo="}]}]}}"#).unwrap().files, ..hello() };
         vec![
             ("hello, exited 0", None, hello(), ok.to_json()),
             ("trapped with a detail, placed on a peer, replayed", None, trapping, placed.to_json()),
@@ -269,6 +308,10 @@ mod answer {
             ("limits other than asked", Some("limits"), Ask { limits: RequestedLimits { fuel: Some(5), ..Default::default() }, ..hello() }, ok.to_json()),
             ("receipt changed after signing", Some("signature"), hello(), resigned.to_json()),
             ("output beyond the output limit its receipt names", Some("output limit"), small, over.to_json()),
+            ("files in, files out", None, Ask { files: with_files.files.clone(), ..hello() }, files_ok.to_json()),
+            ("a file's bytes other than signed", Some("file data"), Ask { files: with_files.files.clone(), ..hello() }, tampered.to_json()),
+            ("a change left out", Some("files"), Ask { files: with_files.files.clone(), ..hello() }, dropped.to_json()),
+            ("the genuine answer for other files", Some("set of files"), other_files, files_ok.to_json()),
         ]
     }
 
@@ -292,7 +335,7 @@ mod answer {
             let answer = Answer::parse(text).unwrap();
             assert_eq!(answer.to_json(), text, "{name}: re-emitted byte for byte");
             let (module, input) = (sha256(&ask.module), sha256(&ask.input));
-            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &ask.args, env: &ask.env, limits: &ask.limits, signer: None, files: None };
+            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &ask.args, env: &ask.env, limits: &ask.limits, signer: None, files: ask.files.as_ref() };
             let result = answer.verify(&asked);
             match why {
                 None => assert_eq!(result, Ok(()), "{name}"),
@@ -303,10 +346,13 @@ mod answer {
                 Some("limits") => assert_eq!(result, Err(AnswerError::OtherJob("set of limits")), "{name}"),
                 Some("signature") => assert!(matches!(result, Err(AnswerError::Receipt(_))), "{name}: {result:?}"),
                 Some("output limit") => assert_eq!(result, Err(AnswerError::OverLimit { len: 12, limit: 4 }), "{name}"),
+                Some("file data") => assert_eq!(result, Err(AnswerError::NotSigned("file data")), "{name}"),
+                Some("files") => assert_eq!(result, Err(AnswerError::NotSigned("files")), "{name}"),
+                Some("set of files") => assert_eq!(result, Err(AnswerError::OtherJob("set of files")), "{name}"),
                 Some(other) => panic!("{name}: no check named {other}"),
             }
             checked += 1;
         }
-        assert_eq!(checked, 9);
+        assert_eq!(checked, 13);
     }
 }

@@ -12,6 +12,7 @@ final class Canonical
 {
     public const JOB_DOMAIN = "phase-job/v1\n";
     public const RECEIPT_DOMAIN = "phase-receipt/v1\n";
+    public const RECEIPT_DOMAIN_V2 = "phase-receipt/v2\n";
 
     /** Trap names and their codes in the signed bytes. */
     public const TRAPS = [
@@ -62,9 +63,9 @@ final class Canonical
             . self::u64($limits['output_bytes']) . self::u64($limits['deadline_ms']);
     }
 
-    /** Raw 32-byte job id. */
-    public static function jobId(string $moduleSha256, string $inputSha256, array $args, array $env, array $limits): string
+    /** Raw 32-byte job id; `$filesDigest` (raw) for a job with files. */
+    public static function jobId(string $moduleSha256, string $inputSha256, array $args, array $env, array $limits, string $filesDigest = ''): string
     {
-        return hash('sha256', self::jobBytes($moduleSha256, $inputSha256, $args, $env, $limits), true);
+        return hash('sha256', self::jobBytes($moduleSha256, $inputSha256, $args, $env, $limits) . $filesDigest, true);
     }
 }

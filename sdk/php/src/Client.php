@@ -436,6 +436,13 @@ final class Client
         $exit = $a['exit_code'] ?? null;
         $trap = $a['trap'] ?? null;
         $receipt = Receipt::fromArray($a['receipt']);
+        $left = array_key_exists('files', $a) ? Files::parseLeft($a['files'], $where) : null;
+        $guests = array_map(static fn ($m) => $m['guest'], $asked['files']['mounts'] ?? []);
+        $files = array_map(static function (array $c) use ($guests): array {
+            $f = ['mount' => $guests[$c['mount']] ?? (string)$c['mount']] + $c;
+            unset($f['size'], $f['sha256']);
+            return $f;
+        }, $left ?? []);
         $result = new Result(
             $receipt->jobId,
             $stdout,
@@ -446,7 +453,8 @@ final class Client
             $a['fuel_used'],
             $a['wall_time_us'],
             [$receipt],
-            ($a['replayed'] ?? false) === true
+            ($a['replayed'] ?? false) === true,
+            $files
         );
         if (!$this->verify) {
             return $result;
@@ -462,13 +470,36 @@ final class Client
         ($receipt->exitCode === $exit && $receipt->trap === $trap) || $fail('the exit status received');
         $receipt->fuelUsed === $a['fuel_used'] || $fail('the fuel reported');
         hash_equals($receipt->jobId, strtolower($a['job_id'])) || $fail('the job id reported');
-        // An honest executor stops at the output limit it signs.
+        // An honest executor stops at the output limit it signs; the files it leaves count.
         $outputLimit = $receipt->limits['output_bytes'];
-        if (strlen($stdout) + strlen($stderr) > $outputLimit) {
+        $output = strlen($stdout) + strlen($stderr) + array_sum(array_map(static fn ($c) => $c['size'] ?? 0, $left ?? []));
+        if ($output > $outputLimit) {
             throw new VerificationException(
-                "{$where}: the output received (" . (strlen($stdout) + strlen($stderr)) . " bytes) is beyond the output limit "
+                "{$where}: the output received ({$output} bytes) is beyond the output limit "
                 . "of the signed receipt of job {$receipt->jobId} ({$outputLimit})"
             );
+        }
+        // A job with files: the files sent, under the file limits signed, are the receipt's;
+        // what it left is what the receipt signs, each file's bytes those its entry names.
+        $filesDigest = '';
+        if (isset($asked['files']) !== ($receipt->fileLimits !== null)) {
+            $fail('the set of files sent');
+        }
+        if ($receipt->fileLimits !== null) {
+            foreach ($asked['files']['limits'] ?? [] as $name => $value) {
+                ($receipt->fileLimits[$name] ?? null) === $value || $fail("the file limit {$name} asked for");
+            }
+            $filesDigest = Files::treeDigest($asked['files'], $receipt->fileLimits);
+            hash_equals($receipt->filesSha256, bin2hex($filesDigest)) || $fail('the set of files sent');
+            $left !== null || $fail('the files left (none received)');
+            hash_equals($receipt->leftSha256, bin2hex(Files::changesDigest($left))) || $fail('the files left');
+            foreach ($left as $c) {
+                if ($c['kind'] === 'file' && (strlen($c['data']) !== $c['size'] || !hash_equals($c['sha256'], hash('sha256', $c['data'])))) {
+                    $fail("the bytes received for {$c['path']}");
+                }
+            }
+        } elseif ($left !== null) {
+            $fail('the files received (the receipt signs none)');
         }
         foreach ($asked['limits'] as $name => $value) {
             ($receipt->limits[$name] ?? null) === $value || $fail("the limit {$name} asked for");
@@ -478,9 +509,10 @@ final class Client
             hex2bin($asked['input_sha256']),
             $asked['args'],
             $asked['env'],
-            $receipt->limits
+            $receipt->limits,
+            $filesDigest
         ));
-        hash_equals($receipt->jobId, $jobId) || $fail('the job (module, input, args, env, limits) sent');
+        hash_equals($receipt->jobId, $jobId) || $fail('the job (module, input, args, env, limits, files) sent');
         return $result;
     }
 
@@ -506,7 +538,8 @@ final class Client
             $first->fuelUsed(),
             $first->wallTimeUs(),
             array_map(static fn (Result $r) => $r->receipt(), $results),
-            $first->replayed()
+            $first->replayed(),
+            $first->files()
         );
     }
 }

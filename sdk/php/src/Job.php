@@ -23,6 +23,8 @@ final class Job
     private ?string $idempotencyKey = null;
     private int $redundancy = 1;
     private ?string $placement = null;
+    /** @var array{mounts:list<array{guest:string,entries:list<array<string,mixed>>}>,limits?:array<string,int>}|null */
+    private ?array $files = null;
 
     private function __construct()
     {
@@ -98,6 +100,54 @@ final class Job
                     throw new \InvalidArgumentException("limit {$k} must not be negative");
                 }
                 $c->limits[$k] = $v;
+            }
+        }
+        return $c;
+    }
+
+    /**
+     * A file the guest finds at `$path` in the preopened directory `$mount` (made on first use,
+     * in the order mounts are first named: fd 3, 4, …). Its bytes travel with the job and are
+     * part of the job id.
+     */
+    public function withFile(string $mount, string $path, string $bytes, bool $executable = false): self
+    {
+        $entry = ['path' => $path, 'data' => base64_encode($bytes)];
+        if ($executable) {
+            $entry['executable'] = true;
+        }
+        return $this->withEntries($mount, [$entry]);
+    }
+
+    /** Everything in the local directory `$dir` (files, directories, links) under `$mount`. */
+    public function withDirectory(string $dir, string $mount): self
+    {
+        return $this->withEntries($mount, Files::readDirectory($dir));
+    }
+
+    /** @param list<array<string,mixed>> $entries in the request form (docs/api.md) */
+    private function withEntries(string $mount, array $entries): self
+    {
+        $c = clone $this;
+        $c->files ??= ['mounts' => []];
+        foreach ($c->files['mounts'] as $i => $m) {
+            if ($m['guest'] === $mount) {
+                $c->files['mounts'][$i]['entries'] = array_merge($m['entries'], $entries);
+                return $c;
+            }
+        }
+        $c->files['mounts'][] = ['guest' => $mount, 'entries' => $entries];
+        return $c;
+    }
+
+    /** Limits of the job's files (docs/formats.md, "Job files"); unset ones take the defaults. */
+    public function withFileLimits(?int $bytes = null, ?int $entries = null, ?int $pathBytes = null, ?int $depth = null, ?int $openFiles = null): self
+    {
+        $c = clone $this;
+        $c->files ??= ['mounts' => []];
+        foreach (['bytes' => $bytes, 'entries' => $entries, 'path_bytes' => $pathBytes, 'depth' => $depth, 'open_files' => $openFiles] as $k => $v) {
+            if ($v !== null) {
+                $c->files['limits'][$k] = $v;
             }
         }
         return $c;
@@ -179,8 +229,12 @@ final class Job
      */
     public function asked(): array
     {
-        return ['module_sha256' => $this->moduleSha256, 'input_sha256' => hash('sha256', $this->input),
+        $asked = ['module_sha256' => $this->moduleSha256, 'input_sha256' => hash('sha256', $this->input),
             'args' => $this->args, 'env' => $this->env, 'limits' => $this->limits];
+        if ($this->files !== null) {
+            $asked['files'] = $this->files;
+        }
+        return $asked;
     }
 
     /** The POST /v1/jobs body, with the given idempotency key. */
@@ -201,6 +255,9 @@ final class Job
         }
         if ($this->limits !== []) {
             $req['limits'] = $this->limits;
+        }
+        if ($this->files !== null) {
+            $req['files'] = $this->files;
         }
         $req['idempotency_key'] = $idempotencyKey;
         if ($this->placement !== null) {

@@ -8,12 +8,14 @@ use Phase\Sdk\Exception\ProtocolException;
 use Phase\Sdk\Exception\VerificationException;
 
 /**
- * A phase-receipt/v1 (docs/formats.md). `fromArray` validates the shape strictly; `verify`
- * checks the Ed25519 signature over the canonical bytes (never over JSON).
+ * A phase-receipt/v1, or v2 for a job with files (docs/formats.md). `fromArray` validates the
+ * shape strictly; `verify` checks the Ed25519 signature over the canonical bytes (never over
+ * JSON).
  */
 final class Receipt
 {
     public const FORMAT = 'phase-receipt/v1';
+    public const FORMAT_V2 = 'phase-receipt/v2';
 
     /** @param array{fuel:int,memory_bytes:int,output_bytes:int,deadline_ms:int} $limits */
     private function __construct(
@@ -29,6 +31,10 @@ final class Receipt
         public readonly int $wallTimeUs,
         public readonly string $nodeKey,
         public readonly string $signature,
+        /** v2: the digests (hex) of the files given and left, and the file limits applied. */
+        public readonly ?string $filesSha256 = null,
+        public readonly ?string $leftSha256 = null,
+        public readonly ?array $fileLimits = null,
     ) {
     }
 
@@ -49,8 +55,14 @@ final class Receipt
     public static function fromArray(array $r): self
     {
         $format = $r['format'] ?? null;
-        if ($format !== self::FORMAT) {
+        if ($format !== self::FORMAT && $format !== self::FORMAT_V2) {
             throw new ProtocolException('unknown receipt format ' . json_encode($format));
+        }
+        $v2 = $format === self::FORMAT_V2;
+        foreach (['files_sha256', 'left_sha256', 'file_limits'] as $k) {
+            if (array_key_exists($k, $r) !== $v2) {
+                throw new ProtocolException("a {$format} receipt " . ($v2 ? 'needs' : 'has no') . " field {$k}");
+            }
         }
         $hex = static function (string $name, int $bytes) use ($r): string {
             $v = $r[$name] ?? null;
@@ -97,7 +109,23 @@ final class Receipt
             $uint($r['wall_time_us'] ?? null, 'wall_time_us'),
             $hex('node_key', 32),
             $hex('signature', 64),
+            $v2 ? $hex('files_sha256', 32) : null,
+            $v2 ? $hex('left_sha256', 32) : null,
+            $v2 ? self::fileLimits($r['file_limits'], $uint) : null,
         );
+    }
+
+    /** @return array<string,int> */
+    private static function fileLimits(mixed $limits, callable $uint): array
+    {
+        if (!is_array($limits)) {
+            throw new ProtocolException('receipt field file_limits must be an object');
+        }
+        $l = [];
+        foreach (Files::LIMITS as $k) {
+            $l[$k] = $uint($limits[$k] ?? null, "file_limits.{$k}");
+        }
+        return $l;
     }
 
     /** The exact bytes the node signed. */
@@ -106,9 +134,16 @@ final class Receipt
         $outcome = $this->trap === null
             ? "\x00" . Canonical::u32($this->exitCode)
             : "\x01" . Canonical::u32(Canonical::TRAPS[$this->trap]);
-        return Canonical::RECEIPT_DOMAIN
+        $files = '';
+        if ($this->fileLimits !== null) {
+            $files = hex2bin($this->filesSha256) . hex2bin($this->leftSha256);
+            foreach (Files::LIMITS as $k) {
+                $files .= Canonical::u64($this->fileLimits[$k]);
+            }
+        }
+        return ($this->fileLimits === null ? Canonical::RECEIPT_DOMAIN : Canonical::RECEIPT_DOMAIN_V2)
             . hex2bin($this->jobId) . hex2bin($this->moduleSha256) . hex2bin($this->inputSha256)
-            . hex2bin($this->stdoutSha256) . hex2bin($this->stderrSha256)
+            . hex2bin($this->stdoutSha256) . hex2bin($this->stderrSha256) . $files
             . $outcome . Canonical::u64($this->fuelUsed) . Canonical::limitBytes($this->limits)
             . Canonical::u64($this->wallTimeUs) . hex2bin($this->nodeKey);
     }
@@ -141,6 +176,6 @@ final class Receipt
     public function outcomeFingerprint(): string
     {
         return implode('|', [$this->jobId, $this->stdoutSha256, $this->stderrSha256,
-            $this->exitCode ?? '-', $this->trap ?? '-', $this->fuelUsed]);
+            $this->exitCode ?? '-', $this->trap ?? '-', $this->fuelUsed, $this->leftSha256 ?? '-']);
     }
 }

@@ -19,7 +19,30 @@ final class Result
         private readonly int $wallTimeUs,
         private readonly array $receipts,
         private readonly bool $replayed = false,
+        private readonly array $files = [],
     ) {
+    }
+
+    /**
+     * What a job with files left in them, each entry verified against the receipt: the
+     * mount's guest name, the path below it, and `file` (with `data`, its bytes, and
+     * `executable`), `dir`, `symlink` (with `target`) or `removed`.
+     * @return list<array{mount:string,path:string,kind:string,data?:string,executable?:bool,target?:string}>
+     */
+    public function files(): array
+    {
+        return $this->files;
+    }
+
+    /** The bytes of the file the job left at `$path` in mount `$mount`, or null. */
+    public function file(string $mount, string $path): ?string
+    {
+        foreach ($this->files as $f) {
+            if ($f['mount'] === $mount && $f['path'] === $path && $f['kind'] === 'file') {
+                return $f['data'];
+            }
+        }
+        return null;
     }
 
     public function jobId(): string

@@ -35,4 +35,16 @@ final class LocalTransportTest extends TestCase
         array_map('unlink', glob("{$dir}/*"));
         rmdir($dir);
     }
+
+    public function testLocalFilesGoInAndComeBackVerified(): void
+    {
+        $job = Job::fromFile(guest('files'))->withArgs(['/work'])
+            ->withFile('/work', 'in/data.txt', "alpha\nbravo\ncharlie\n")
+            ->withFile('/work', 'in/old.txt', 'old')
+            ->withFile('/work', 'in/delete-me.txt', 'gone');
+        $result = Client::local(phase_bin())->run($job);
+        self::assertStringStartsWith("lines: 3\n", $result->stdout());
+        self::assertSame("ALPHA\nBRAVO\nCHARLIE\n", $result->file('/work', 'out/result.txt'));
+        self::assertSame("first\nsecond\n", $result->file('/work', 'out/log.txt'));
+    }
 }

@@ -55,6 +55,30 @@ final class NodeTest extends TestCase
     }
 
     /** @dataProvider transports */
+    public function testAScriptAndItsDataFilesGoInAndVerifiedFilesComeBack(string $transport): void
+    {
+        $dir = sys_get_temp_dir() . '/phase-php-files-' . getmypid() . '-' . $transport;
+        @mkdir("{$dir}/in", 0777, true);
+        file_put_contents("{$dir}/in/data.txt", "alpha\nbravo\ncharlie\n");
+        file_put_contents("{$dir}/in/old.txt", 'old');
+        @symlink('data.txt', "{$dir}/in/link");
+        $job = Job::fromFile(guest('files'))->withArgs(['/work'])
+            ->withDirectory($dir, '/work')
+            ->withFile('/work', 'in/delete-me.txt', 'gone');
+        $result = $this->client($transport, [], ['trusted_keys' => [self::$node->nodeKey]])->run($job);
+        self::assertSame(0, $result->exitCode(), $result->stdout() . $result->stderr());
+        self::assertStringStartsWith("lines: 3\n", $result->stdout());
+        self::assertSame("ALPHA\nBRAVO\nCHARLIE\n", $result->file('/work', 'out/result.txt'));
+        self::assertSame('old', $result->file('/work', 'out/moved.txt'));
+        $removed = array_values(array_filter($result->files(), static fn ($f) => $f['kind'] === 'removed'));
+        self::assertSame(['in/delete-me.txt', 'in/old.txt'], array_map(static fn ($f) => $f['path'], $removed));
+        self::assertNotNull($result->receipt()->leftSha256);
+        array_map('unlink', ["{$dir}/in/data.txt", "{$dir}/in/old.txt", "{$dir}/in/link"]);
+        rmdir("{$dir}/in");
+        rmdir($dir);
+    }
+
+    /** @dataProvider transports */
     public function testAnotherNodesKeyIsNotTrusted(string $transport): void
     {
         $client = $this->client($transport, [], ['trusted_keys' => [self::$node2->nodeKey]]);

@@ -103,9 +103,14 @@ final class VectorsTest extends TestCase
             self::assertSame(base64_decode($t['answer']['stderr']), $result->stderr(), $t['name']);
             self::assertSame($t['answer']['trap_detail'], $result->trapDetail(), $t['name']);
             self::assertSame($t['answer']['replayed'], $result->replayed(), $t['name']);
+            foreach ($t['answer']['files'] ?? [] as $f) {
+                if (isset($f['data'])) {
+                    self::assertSame(base64_decode($f['data']), $result->file('/work', $f['path']), $t['name']);
+                }
+            }
             $valid++;
         }
-        self::assertSame(2, $valid);
-        self::assertCount(9, $v['vectors']);
+        self::assertSame(3, $valid);
+        self::assertCount(13, $v['vectors']);
     }
 }

@@ -181,7 +181,8 @@ impl RequestedFiles {
         Ok(out)
     }
 
-    fn to_json(&self) -> String {
+    /// The request form (`files` of a job request).
+    pub fn to_json(&self) -> String {
         let s = |v: &str| json::to_string(&v.to_string());
         let mounts: Vec<String> = self
             .mounts

@@ -105,7 +105,7 @@ fn verify(c: VerifyCmd) -> Done {
             let answer = Answer::parse(text_of(a, "answer")?.trim()).map_err(|e| named(a, e))?;
             let req = JobRequest::parse(text_of(q, "request")?.trim().as_bytes()).map_err(|e| named(q, e))?;
             let (module, input) = (req.module.sha256(), sha256(&req.input));
-            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &req.args, env: &req.env, limits: &req.limits, signer: key.as_ref(), files: None };
+            let asked = Asked { module_sha256: &module, input_sha256: &input, args: &req.args, env: &req.env, limits: &req.limits, signer: key.as_ref(), files: req.files.as_ref() };
             answer.verify(&asked)?;
             answer.receipt
         }

@@ -28,6 +28,10 @@ final class LocalTransport implements TransportInterface
         if (!isset($request['module'])) {
             throw new NodeException(400, 'invalid_request', 'the local transport needs the module bytes, not only its hash', 'local');
         }
+        if (($request['files']['limits'] ?? []) !== []) {
+            // `phase run --dir` runs under the default file limits.
+            throw new NodeException(422, 'invalid_files', 'the local transport runs files under the default file limits only', 'local');
+        }
         $dir = sys_get_temp_dir() . '/phase-sdk-' . bin2hex(random_bytes(6));
         if (!mkdir($dir, 0700)) {
             throw new TransportException("cannot create {$dir}");
@@ -47,6 +51,9 @@ final class LocalTransport implements TransportInterface
             }
             if ($this->dataDir !== null) {
                 array_push($cmd, '--data-dir', $this->dataDir);
+            }
+            foreach ($request['files']['mounts'] ?? [] as $i => $mount) {
+                array_push($cmd, '--dir', self::writeTree("{$dir}/m{$i}", $mount['entries'] ?? []) . '::' . $mount['guest']);
             }
             $proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', "{$dir}/out", 'w'], 2 => ['file', "{$dir}/err", 'w']], $pipes);
             if (!is_resource($proc)) {
@@ -75,8 +82,45 @@ final class LocalTransport implements TransportInterface
             }
             return is_array($data) ? $data : throw new ProtocolException('phase run --json: not a JSON object');
         } finally {
-            array_map('unlink', glob("{$dir}/*") ?: []);
-            rmdir($dir);
+            self::remove($dir);
+        }
+    }
+
+    /** Writes a mount's entries (request form) under `$root`, for `phase run --dir`. */
+    private static function writeTree(string $root, array $entries): string
+    {
+        mkdir($root, 0700);
+        foreach ($entries as $e) {
+            $path = "{$root}/{$e['path']}";
+            if (!is_dir(dirname($path))) {
+                mkdir(dirname($path), 0700, true);
+            }
+            if (isset($e['data'])) {
+                file_put_contents($path, base64_decode($e['data'], true));
+                chmod($path, ($e['executable'] ?? false) === true ? 0755 : 0644);
+            } elseif (($e['dir'] ?? false) === true) {
+                is_dir($path) || mkdir($path, 0700, true);
+            } elseif (isset($e['symlink'])) {
+                symlink($e['symlink'], $path);
+            } else {
+                throw new NodeException(422, 'invalid_files', "the local transport needs the bytes of {$e['path']}, not only its hash", 'local');
+            }
+        }
+        return $root;
+    }
+
+    /** Removes `$path` and everything below it, links as links. */
+    private static function remove(string $path): void
+    {
+        if (is_dir($path) && !is_link($path)) {
+            foreach (scandir($path) ?: [] as $name) {
+                if ($name !== '.' && $name !== '..') {
+                    self::remove("{$path}/{$name}");
+                }
+            }
+            rmdir($path);
+        } elseif (file_exists($path) || is_link($path)) {
+            unlink($path);
         }
     }
 }

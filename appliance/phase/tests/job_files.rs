@@ -216,3 +216,44 @@ fn a_hostile_guest_leaves_its_tree_by_no_path_and_meets_each_limit_as_an_errno()
     let again = run_files(&engine, "hostile-files", &[], files, Blobs::new());
     assert_eq!((again.stdout, again.fuel_used), (ex.stdout, ex.fuel_used));
 }
+
+#[test]
+fn phase_receipt_verify_checks_an_answer_with_files_against_its_request() {
+    use phase_core::job::answer::Answer;
+    use phase_core::job::receipt::Receipt;
+    use phase_core::job::request::{JobRequest, PeerModule, RequestedFiles};
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let (files, blobs) = work_tree(FsLimits::DEFAULT);
+    let ex = run_files(&engine, "files", &["/work"], files.clone(), blobs.clone());
+    let module = common::guest("files");
+    let spec = JobSpec::new(sha256(&module), sha256(b""), vec!["/work".into()], vec![], Limits::DEFAULT).unwrap().with_files(files.clone());
+    let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([5; 32]));
+    let receipt = Receipt::sign(ex.receipt_body(&spec), &key);
+    let answer = Answer::new(receipt, ex.stdout.clone(), ex.stderr.clone(), None).with_files(ex.left.clone().unwrap());
+    let data = blobs.iter().map(|(d, b)| (*d, b.to_vec())).collect();
+    let request = |files: RequestedFiles| {
+        let req = JobRequest::parse(format!("{{\"module_sha256\":\"{}\",\"args\":[\"/work\"]}}", phase_core::encoding::hex_encode(&sha256(&module))).as_bytes()).unwrap();
+        JobRequest { files: Some(files), ..req }.to_peer_json(PeerModule::Hash(&sha256(&module)))
+    };
+    let dir = std::env::temp_dir().join(format!("phase-verify-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("answer.json"), answer.to_json()).unwrap();
+    let verify = |req: String| {
+        std::fs::write(dir.join("request.json"), req).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_phase"))
+            .args(["receipt", "verify", "--answer"])
+            .arg(dir.join("answer.json"))
+            .arg("--request")
+            .arg(dir.join("request.json"))
+            .output()
+            .unwrap()
+    };
+    let ok = verify(request(RequestedFiles::from_files(&files, data)));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // The same answer against a request whose files differ by one entry is refused.
+    let (other, _) = work_tree(FsLimits { depth: 9, ..FsLimits::DEFAULT });
+    let bad = verify(request(RequestedFiles::from_files(&other, Default::default())));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("file limits"), "{}", String::from_utf8_lossy(&bad.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

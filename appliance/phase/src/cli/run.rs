@@ -14,7 +14,7 @@ use phase_core::{sha256, Limits};
 use super::dirs::{self, DirArg, DirError};
 use super::{read, Failure, EXIT_ERROR, EXIT_TRAPPED};
 use crate::data_dir::DataDir;
-use crate::engine::{Blobs, Engine, Job, DEFAULT_MAX_MODULE_BYTES};
+use crate::engine::{Blobs, Engine, Job, HARD_MAX_MODULE_BYTES};
 use crate::identity::NodeIdentity;
 
 #[derive(FromArgs)]
@@ -80,7 +80,7 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
         Some(d) => NodeIdentity::load_or_create(&DataDir::new(d))?,
         None => NodeIdentity::ephemeral(),
     };
-    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let engine = Engine::new(HARD_MAX_MODULE_BYTES);
     let module = engine.compile(&bytes).map_err(|e| Failure::new(format!("{}: {e}", c.module.display())))?;
     let requested = RequestedLimits { fuel: c.fuel, memory_bytes: c.memory_bytes, output_bytes: c.output_bytes, deadline_ms: c.deadline_ms };
     let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX)?;

@@ -185,7 +185,7 @@ final class Client
     public function resume(string $token): JobHandle
     {
         try {
-            $t = json_decode($token, true, 8, JSON_THROW_ON_ERROR);
+            $t = json_decode($token, true, 16, JSON_THROW_ON_ERROR);
         } catch (\JsonException $e) {
             throw new \InvalidArgumentException('not a job handle token: ' . $e->getMessage());
         }
@@ -197,11 +197,15 @@ final class Client
             || !is_array($t['limits'] ?? null) || array_filter($t['limits'], 'is_int') !== $t['limits']
             || !(($t['cancel_token'] ?? null) === null || is_string($t['cancel_token']))
             || !(($t['location'] ?? null) === null || is_string($t['location']))
+            || !(($t['files'] ?? null) === null || is_array($t['files']['mounts'] ?? null))
         ) {
             throw new \InvalidArgumentException('not a job handle token (node, job_id, module_sha256, input_sha256, args, env, limits)');
         }
         $asked = ['module_sha256' => $t['module_sha256'], 'input_sha256' => $t['input_sha256'], 'args' => $t['args'],
             'env' => $t['env'], 'limits' => $t['limits']];
+        if (isset($t['files'])) {
+            $asked['files'] = $t['files'];
+        }
         return new JobHandle($this, $t['node'], $t['job_id'], $asked, $t['cancel_token'] ?? null, $t['location'] ?? null);
     }
 

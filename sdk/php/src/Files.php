@@ -148,6 +148,24 @@ final class Files
     }
 
     /**
+     * `files` (request form) with every file named by its hash and size instead of its bytes:
+     * what a job handle's token keeps to verify the result later (the digest needs no bytes).
+     */
+    public static function withoutData(array $files): array
+    {
+        foreach ($files['mounts'] as $i => $m) {
+            foreach ($m['entries'] ?? [] as $j => $e) {
+                if (isset($e['data'])) {
+                    $bytes = (string)base64_decode((string)$e['data'], true);
+                    unset($e['data']);
+                    $files['mounts'][$i]['entries'][$j] = $e + ['sha256' => hash('sha256', $bytes), 'size' => strlen($bytes)];
+                }
+            }
+        }
+        return $files;
+    }
+
+    /**
      * A local directory as a mount's entries (request form): files inline, links as links.
      * @return list<array<string,mixed>>
      */

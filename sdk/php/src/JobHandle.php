@@ -43,7 +43,12 @@ final class JobHandle
 
     public function token(): string
     {
-        $t = ['node' => $this->node, 'job_id' => $this->id, 'location' => $this->location] + $this->asked + ['cancel_token' => $this->cancelToken];
+        $asked = $this->asked;
+        if (isset($asked['files'])) {
+            // The files' digests verify the result; their bytes need not be kept.
+            $asked['files'] = Files::withoutData($asked['files']);
+        }
+        $t = ['node' => $this->node, 'job_id' => $this->id, 'location' => $this->location] + $asked + ['cancel_token' => $this->cancelToken];
         return json_encode($t, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
     }
 

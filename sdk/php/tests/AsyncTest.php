@@ -62,6 +62,20 @@ final class AsyncTest extends TestCase
         $this->client()->resume(json_encode($t))->wait(30);
     }
 
+    public function testAJobWithFilesIsVerifiedFromItsTokenWithoutTheirBytes(): void
+    {
+        $job = Job::fromFile(guest('files'))->withArgs(['/work'])
+            ->withFile('/work', 'in/data.txt', str_repeat("line\n", 1000))
+            ->withFile('/work', 'in/old.txt', 'old')
+            ->withFile('/work', 'in/delete-me.txt', 'gone');
+        $token = $this->client()->submit($job)->token();
+        self::assertStringNotContainsString(base64_encode('old'), $token);
+        self::assertLessThan(4000, strlen($token));
+        $result = $this->client()->resume($token)->wait(30);
+        self::assertStringStartsWith("lines: 1000\n", $result->stdout());
+        self::assertSame(strtoupper(str_repeat("line\n", 1000)), $result->file('/work', 'out/result.txt'));
+    }
+
     public function testWhereAJobWasAskedToRunIsPartOfItsHandle(): void
     {
         $job = Job::fromFile(guest('hello'))->withInput('placed here');

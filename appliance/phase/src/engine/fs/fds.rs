@@ -401,6 +401,7 @@ impl Fs {
             return Err(Errno::BADF);
         }
         let Data::Dir { children, parent } = &self.inode(ino).data else { return Err(Errno::NOTDIR) };
+        let children_len = children.len();
         let mut out = Vec::new();
         let dots = [(".", ino), ("..", *parent)];
         let skip = cookie.saturating_sub(2).min(usize::MAX as u64) as usize;
@@ -417,7 +418,8 @@ impl Fs {
                 break;
             }
         }
-        self.charge_work(walked);
+        // Entries skipped to reach the cookie are walked too: paid like those listed.
+        self.charge_work(walked + skip.min(children_len) as u64);
         Ok(out)
     }
 

@@ -6,7 +6,11 @@
 //! the smaller peer id dials at once and the larger only after `YIELD` if still unconnected
 //! (a one-way firewall); failed dials are retried, `RETRY` apart doubling up to `RETRY_MAX`:
 //! LAN peers until connected (mDNS reports a peer once, so nothing else would try again), DHT
-//! peers `DHT_TRIES` times in all.
+//! peers `DHT_TRIES` times in all. Bootstrap peers are dialled the same way after their first
+//! dial, until connected, and again whenever their last connection closes (later each time
+//! while their connections keep closing soon, `BootstrapPeer`): a node whose
+//! bootstrap peer was busy, down or flooded when it started joins when it can, not at the next
+//! DHT bootstrap five minutes later.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,6 +28,38 @@ struct Found {
     tries: u32,
     /// None: until connected (a LAN peer).
     max_tries: Option<u32>,
+}
+
+/// A bootstrap peer's connection that lasted less than this was closed on us (a peer at its
+/// connection cap, one restarting in a loop): the next dial waits twice as long as the last.
+pub const STEADY: Duration = Duration::from_secs(60);
+
+/// A peer the operator named (`--bootstrap`), dialled again whenever its last connection
+/// closes: 1 s later after a steady connection, doubling up to `RETRY_MAX` while each lasts
+/// less than `STEADY`, so a peer that keeps closing on us is not hammered.
+pub struct BootstrapPeer {
+    pub peer: PeerId,
+    pub addr: Multiaddr,
+    connected_at: Option<Instant>,
+    closes: u32,
+}
+
+impl BootstrapPeer {
+    pub fn new(peer: PeerId, addr: Multiaddr) -> BootstrapPeer {
+        BootstrapPeer { peer, addr, connected_at: None, closes: 0 }
+    }
+
+    /// Its first connection is up.
+    pub fn connected(&mut self, now: Instant) {
+        self.connected_at = Some(now);
+    }
+
+    /// Its last connection closed at `now`: when to dial it again.
+    pub fn closed(&mut self, now: Instant) -> Instant {
+        let short = self.connected_at.take().is_none_or(|at| now.duration_since(at) < STEADY);
+        self.closes = if short { self.closes.saturating_add(1) } else { 0 };
+        now + (RETRY * 2u32.pow(self.closes.min(5))).min(RETRY_MAX)
+    }
 }
 
 /// Peers found and not connected yet, at most `max`, each with at most `max_addrs` addresses.
@@ -56,7 +92,19 @@ impl Discovered {
         }
     }
 
-    /// mDNS says the peer's records expired: it is no longer dialled.
+    /// A bootstrap peer dialled already (or whose last connection closed): dialled again at
+    /// `at`, then `RETRY` apart doubling, until connected. Not bounded by `max`: the
+    /// operator's list is.
+    pub fn bootstrap(&mut self, peer: PeerId, addr: Multiaddr, at: Instant) {
+        let f = self.peers.entry(peer).or_insert_with(|| Found { addrs: Vec::new(), next: at, tries: 0, max_tries: None });
+        f.next = f.next.max(at);
+        f.max_tries = None;
+        if !f.addrs.contains(&addr) && f.addrs.len() < self.max_addrs {
+            f.addrs.push(addr);
+        }
+    }
+
+    /// The peer is dialled no more: mDNS let its records expire, or a bootstrap peer connected.
     pub fn lost(&mut self, peer: &PeerId) {
         self.peers.remove(peer);
     }
@@ -152,5 +200,43 @@ mod tests {
         let p = *d.peers.keys().next().unwrap();
         d.found(p, (1..9).map(|i| format!("/ip4/10.0.0.{i}/tcp/1").parse().unwrap()), true, now);
         assert_eq!(d.peers[&p].addrs.len(), 2);
+    }
+
+    #[test]
+    fn bootstrap_peers_are_dialled_again_until_connected() {
+        let (me, peer) = pair();
+        let mut d = Discovered::new(peer, 8, 4);
+        let now = Instant::now();
+        d.bootstrap(me, addr(), now + RETRY);
+        assert!(d.due(now, |_| false).is_empty(), "the first dial went already");
+        let mut at = now + RETRY;
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            assert_eq!(d.due(at, |_| false), vec![(me, vec![addr()])]);
+            let next = d.next().unwrap();
+            gaps.push((next - at).as_secs());
+            at = next;
+        }
+        assert_eq!(gaps, [1, 2, 4, 8, 16, 30, 30, 30], "doubling up to RETRY_MAX, never giving up");
+        assert!(d.due(at, |p| *p == me).is_empty(), "connected: forgotten");
+        assert!(d.next().is_none());
+    }
+
+    #[test]
+    fn a_bootstrap_peer_that_keeps_closing_on_us_is_dialled_ever_later() {
+        let mut b = BootstrapPeer::new(PeerId::random(), addr());
+        let mut now = Instant::now();
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            b.connected(now);
+            now += Duration::from_millis(100);
+            let next = b.closed(now);
+            waits.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30, 30]);
+        b.connected(now);
+        now += STEADY;
+        assert_eq!(b.closed(now) - now, RETRY, "after a steady connection, 1 s again");
     }
 }

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{Event as Rr, InboundFailure, Message, OutboundFailure};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{autonat, dcutr, identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm};
 
 use crate::p2p::jobs::Frame;
@@ -14,6 +15,28 @@ use crate::p2p::load::Record;
 use super::{is_loopback, Behaviour, BehaviourEvent, Peer, State, MAX_ADDRS, PUNCH_AGAIN, PROTOCOL_VERSION};
 
 type Peers = HashMap<PeerId, Peer>;
+
+/// An error and what caused it, on one line: libp2p's outer errors (a refused connection's
+/// "connection denied") hide the reason in their sources.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        next = cause.source();
+    }
+    line
+}
+
+/// Whether `e`, or an error it wraps, is EADDRINUSE. The transport's error types (`Either`,
+/// io errors wrapping others) hide their inner errors from `source()`, so what the chain says
+/// is compared with what the OS error says.
+fn address_in_use(e: &(dyn std::error::Error + 'static)) -> bool {
+    with_causes(e).contains(&std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string())
+}
 
 pub(super) fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State, event: SwarmEvent<BehaviourEvent>) {
     match event {
@@ -252,7 +275,10 @@ fn connections(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut Stat
                 swarm.add_external_address(address);
             }
         }
-        SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+        SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            if num_established.get() == 1 {
+                state.connected(peer_id);
+            }
             if !state.reserved.contains(&peer_id) {
                 if let Some(relay) = state.relays.iter().find(|a| matches!(a.iter().last(), Some(Protocol::P2p(id)) if id == peer_id)) {
                     state.reserved.push(peer_id);
@@ -283,7 +309,10 @@ fn connections(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut Stat
                 log!("p2p: connected {peer_id} at {}", endpoint.get_remote_address());
             }
         }
-        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+        SwarmEvent::ConnectionClosed { peer_id, cause, num_established, .. } => {
+            if num_established == 0 {
+                state.lost(peer_id);
+            }
             if let Some(p) = peers.get_mut(&peer_id) {
                 p.connections = p.connections.saturating_sub(1);
                 if p.connections == 0 {
@@ -295,9 +324,24 @@ fn connections(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut Stat
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
             log!("p2p: dial {} failed: {error}", peer_id.map(|p| p.to_string()).unwrap_or_else(|| "?".into()));
+            // A dial binds this node's listen port (peers and NATs then see one address). A
+            // socket holding that port on another address, without SO_REUSEPORT (another
+            // program's), fails the bind with EADDRINUSE for as long as it is held; libp2p
+            // falls back to a fresh port only for EADDRNOTAVAIL. Do it for this too, once per
+            // failure: a fresh-port dial binds nothing, so it cannot fail this way again.
+            if let (Some(peer), DialError::Transport(failed)) = (peer_id, &error) {
+                let addrs: Vec<Multiaddr> = failed.iter().filter(|(_, e)| address_in_use(e)).map(|(a, _)| a.clone()).collect();
+                if !addrs.is_empty() {
+                    log!("p2p: dialling {peer} again from a fresh port: this node's listen port is held elsewhere");
+                    let dial = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::Disconnected).allocate_new_port().build();
+                    if let Err(e) = swarm.dial(dial) {
+                        log!("p2p: dial {peer} failed: {e}");
+                    }
+                }
+            }
         }
         SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
-            log!("p2p: inbound connection from {send_back_addr} failed: {error}");
+            log!("p2p: inbound connection from {send_back_addr} failed: {}", with_causes(&error));
         }
         _ => {}
     }

@@ -21,6 +21,15 @@ use libp2p::Multiaddr;
 /// how long one may stay without its end being heard of (beyond the handshake timeout).
 const MAX_ENTRIES: usize = 256;
 const STALE: Duration = Duration::from_secs(30);
+/// Bytes waiting in the kernel looked at, at most: enough to tell silence from speech.
+const PEEK: usize = 64;
+
+/// Bytes waiting on `socket`, up to `PEEK`. Never blocks: the handle is a duplicate of the
+/// transport's socket, and O_NONBLOCK (which async-io sets) belongs to the open file both share.
+fn waiting(socket: &std::net::TcpStream) -> u64 {
+    let mut buf = [0u8; PEEK];
+    socket.peek(&mut buf).map_or(0, |n| n as u64)
+}
 
 struct Entry {
     received: Arc<AtomicU64>,
@@ -53,9 +62,12 @@ impl Handshakes {
         received
     }
 
-    /// Bytes received so far from `from`, if its socket is in its handshake.
+    /// Bytes received from `from` so far, read or waiting in the kernel (up to `PEEK` of
+    /// those), if its socket is in its handshake. The kernel's share matters: a dialer's first
+    /// bytes travel right behind its TCP handshake, but the upgrade task that reads them may
+    /// not have run yet on a loaded node, and a peer that spoke is not a silent one.
     pub fn received(&self, from: &Multiaddr) -> Option<u64> {
-        self.lock().get(from).map(|e| e.received.load(Relaxed))
+        self.lock().get(from).map(|e| e.received.load(Relaxed) + e.socket.as_ref().map_or(0, waiting))
     }
 
     /// The handshake from `from` ended (established or failed): its second handle closes.
@@ -84,6 +96,11 @@ impl Handshakes {
             ConnectedPoint::Dialer { .. } => None,
         };
         Counted { inner: socket, received }
+    }
+
+    #[cfg(test)]
+    pub fn register(&self, from: Multiaddr, socket: std::net::TcpStream) {
+        self.opened(from, Some(socket));
     }
 
     #[cfg(test)]

@@ -266,6 +266,8 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
     // that port, and a hole punch aimed at it finds nothing behind the NAT. So a node listening
     // beyond loopback dials once its first such address is up (or after 1 s).
     let wait_for_interfaces = config.listen.iter().any(|a| !is_loopback(a));
+    let mut discovered = discovered::Discovered::new(peer_id, config.max_peers.max(16), MAX_ADDRS);
+    let mut bootstrap_peers = Vec::new();
     let mut dial_later = Vec::new();
     for addr in &config.bootstrap {
         let Some(Protocol::P2p(id)) = addr.iter().last() else {
@@ -273,10 +275,12 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         };
         swarm.behaviour_mut().kad.add_address(&id, addr.clone());
         peers.insert(id, Peer::new(vec![addr.clone()], "bootstrap"));
+        bootstrap_peers.push(discovered::BootstrapPeer::new(id, addr.clone()));
         if wait_for_interfaces {
             dial_later.push(addr.clone());
         } else {
             dial_bootstrap(&mut swarm, addr);
+            discovered.bootstrap(id, addr.clone(), Instant::now() + discovered::RETRY);
         }
     }
     let (tx, rx) = smol::channel::bounded::<Command>(64);
@@ -301,7 +305,8 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         dial_later,
         max_peers: config.max_peers.max(16),
         punching: HashMap::new(),
-        discovered: discovered::Discovered::new(peer_id, config.max_peers.max(16), MAX_ADDRS),
+        discovered,
+        bootstrap_peers,
     };
     std::thread::Builder::new()
         .name("p2p".into())
@@ -362,8 +367,11 @@ pub(super) struct State {
     /// Peers we reach only through a relay, waiting for DCUtR's direct connection: when to
     /// ask again, attempts made.
     punching: HashMap<PeerId, (Instant, u32)>,
-    /// Peers found (mDNS, the DHT) and not connected yet: when to dial them (discovered.rs).
+    /// Peers found (mDNS, the DHT) or given (bootstrap) and not connected yet: when to dial
+    /// them (discovered.rs).
     discovered: discovered::Discovered,
+    /// The bootstrap peers: dialled again whenever their last connection closes.
+    bootstrap_peers: Vec<discovered::BootstrapPeer>,
 }
 
 /// libp2p-dcutr does not retry a failure on the dialer's side (crossed attempts are prevented
@@ -407,6 +415,26 @@ impl State {
         self.dial_by = None;
         for addr in std::mem::take(&mut self.dial_later) {
             dial_bootstrap(swarm, &addr);
+            if let Some(Protocol::P2p(id)) = addr.iter().last() {
+                self.discovered.bootstrap(id, addr, Instant::now() + discovered::RETRY);
+            }
+        }
+    }
+
+    /// The first connection to `peer` is up: a bootstrap peer's dials after a failure stop
+    /// (those after a close follow `BootstrapPeer::closed`).
+    pub(super) fn connected(&mut self, peer: PeerId) {
+        if let Some(b) = self.bootstrap_peers.iter_mut().find(|b| b.peer == peer) {
+            b.connected(Instant::now());
+            self.discovered.lost(&peer);
+        }
+    }
+
+    /// The last connection to `peer` closed: a bootstrap peer is dialled again (discovered.rs).
+    pub(super) fn lost(&mut self, peer: PeerId) {
+        if let Some(b) = self.bootstrap_peers.iter_mut().find(|b| b.peer == peer) {
+            let at = b.closed(Instant::now());
+            self.discovered.bootstrap(peer, b.addr.clone(), at);
         }
     }
 

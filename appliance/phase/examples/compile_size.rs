@@ -2,7 +2,7 @@
 //! module's footprint, as the engine's cache counts it) against the size of its wasm, for the
 //! guests and for module shapes chosen to make wasmi's translation large. The worst ratio
 //! sets memory::COMPILE_FACTOR, what a compilation reserves per byte of wasm.
-//! Usage: compile_size [WASM_DIR] (default build/wasm)
+//! Usage: compile_size [WASM_DIR [MODULE.wasm...]] (default build/wasm)
 
 use phase::engine::Engine;
 
@@ -14,6 +14,13 @@ fn main() {
         match std::fs::read(format!("{dir}/{n}.wasm")) {
             Ok(bytes) => cases.push((n.into(), bytes)),
             Err(e) => eprintln!("{dir}/{n}.wasm: {e} (scripts/build-wasm-examples builds the guests)"),
+        }
+    }
+    // Real programs given by path (an interpreter: scripts/fetch-python-wasi).
+    for path in std::env::args().skip(2) {
+        match std::fs::read(&path) {
+            Ok(bytes) => cases.push((path.rsplit('/').next().unwrap_or(&path).into(), bytes)),
+            Err(e) => eprintln!("{path}: {e}"),
         }
     }
     let module = |body: String| wat::parse_str(format!("(module {body})")).expect("valid WAT");

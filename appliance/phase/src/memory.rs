@@ -13,8 +13,9 @@ use std::sync::Arc;
 /// call frames, the store and its WASI state.
 pub const JOB_OVERHEAD: u64 = 2 << 20;
 /// What compiling may take, per byte of wasm, its peak and what it keeps alike: measured up to
-/// 33x (a run of 2-byte calls) and 30x (50 000 empty functions); ordinary programs 4-6x
-/// (appliance/phase/examples/compile_size.rs). With a margin:
+/// 33x (a run of 2-byte calls) and 30x (50 000 empty functions); ordinary programs 4-6x, CPython
+/// for WASI 2.3x (59 MB for 26 MB) (appliance/phase/examples/compile_size.rs). The worst case
+/// is what a stranger's module may cost, so it is what is reserved. With a margin:
 pub const COMPILE_FACTOR: u64 = 40;
 
 /// What a job may use at most: its linear memory cap, its output (captured, with Vec growth,

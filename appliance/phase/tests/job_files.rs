@@ -165,6 +165,51 @@ fn phase_run_dir_gives_a_host_directory_and_writes_back_what_the_job_left() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn phase_run_dir_takes_the_file_limits_of_the_job_and_signs_them() {
+    let dir = std::env::temp_dir().join(format!("phase-run-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/data.txt"), "alpha\nbravo\ncharlie\n").unwrap();
+    std::fs::write(dir.join("in/old.txt"), "old").unwrap();
+    let run = |extra: &[&str], with_dir: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phase"));
+        cmd.arg("run").arg(common::guest_path("files")).args(["--arg", "/work", "--input", "/dev/null"]);
+        if with_dir {
+            cmd.arg("--dir").arg(format!("{}::/work", dir.display()));
+        }
+        cmd.args(extra).output().unwrap()
+    };
+    let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    // Limits asked are the job's: in its receipt, and met as a full disk by the guest (the
+    // files given are 23 bytes; result.txt needs 20 more).
+    let out = run(&["--json", "--files-bytes", "30", "--files-entries", "50", "--files-open-files", "20"], true);
+    assert!(out.status.success(), "{}", text(&out));
+    let answer = phase_core::job::answer::Answer::parse(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let limits = answer.receipt.body.files.unwrap().limits;
+    assert_eq!((limits.bytes, limits.entries, limits.open_files, limits.depth), (30, 50, 20, FsLimits::DEFAULT.depth));
+    assert!(answer.stderr.windows(11).any(|w| w == b"StorageFull") || String::from_utf8_lossy(&answer.stderr).contains("No space left"), "{}", String::from_utf8_lossy(&answer.stderr));
+    // What the trapped job left is written back as a live mount would have it: the 7 bytes
+    // of result.txt that fitted (a short write, then ENOSPC), and an empty log.
+    assert_eq!(std::fs::read_to_string(dir.join("out/result.txt")).unwrap(), "ALPHA\nB");
+    assert_eq!(std::fs::read_to_string(dir.join("out/log.txt")).unwrap(), "");
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    // A tree larger than the limit asked is refused before the job runs; so are limits above
+    // the maxima, below the minima, and limits without a tree.
+    for (extra, with_dir, why) in [
+        (&["--files-bytes", "10"][..], true, "bytes of files"),
+        (&["--files-open-files", "3"][..], true, "open_files"),
+        (&["--files-entries", "99999999"][..], true, "entries"),
+        (&["--files-depth", "3"][..], false, "give a --dir"),
+    ] {
+        let out = run(extra, with_dir);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", text(&out));
+        assert!(text(&out).contains(why), "{extra:?}: {}", text(&out));
+    }
+    assert!(dir.join("in/old.txt").exists() && !dir.join("out").exists(), "a refused job leaves the directory as it was");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The tree wasm-examples/c/wasi-conformance.c expects in its mount "/t".
 fn conformance_tree() -> (Files, Blobs) {
     let mut blobs = Blobs::new();

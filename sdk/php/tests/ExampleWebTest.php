@@ -9,7 +9,8 @@ use PHPUnit\Framework\TestCase;
 /**
  * examples/async-web/index.php under PHP's built-in server, driven as a browser would: the
  * form submits a job, the page redirects to the job, and reloads show its status and output
- * until the verified result.
+ * until the verified result; then a CSV file uploaded is totalled by CPython and the file the
+ * job left is shown and downloaded.
  */
 final class ExampleWebTest extends TestCase
 {
@@ -21,7 +22,7 @@ final class ExampleWebTest extends TestCase
         $port = (int) substr(strrchr(stream_socket_get_name($sock, false), ':'), 1);
         fclose($sock);
         $env = ['PHASE_NODES' => $node->url, 'PHASE_NODE_KEY' => $node->nodeKey, 'PHASE_JOBS_DIR' => $jobs,
-            'PHASE_MODULE' => guest('ticker'), 'PATH' => getenv('PATH')];
+            'PHASE_MODULE' => guest('ticker'), 'PHASE_PYTHON' => python_wasm(), 'PATH' => getenv('PATH')];
         $web = proc_open(
             [PHP_BINARY, '-S', "127.0.0.1:{$port}", REPO . '/sdk/php/examples/async-web/index.php'],
             [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', '/dev/null', 'w']],
@@ -59,6 +60,29 @@ final class ExampleWebTest extends TestCase
             self::assertStringContainsString("tick 40\n</pre>", $page);
             self::assertStringContainsString($node->nodeKey, $page);
             self::assertSame(404, self::get("{$base}/?job=" . str_repeat('0', 64))[0]);
+
+            // The file job: an uploaded CSV in, Python totals it, the file it left offered
+            // once it verified against the receipt.
+            self::assertStringContainsString('<input type="file" name="csv">', self::get("{$base}/")[1]);
+            $csv = "item,qty,price\napple,3,1.5\npear,1,2\napple,2,1.5\n";
+            $boundary = 'phase' . bin2hex(random_bytes(8));
+            $form = "--{$boundary}\r\nContent-Disposition: form-data; name=\"csv\"; filename=\"sales.csv\"\r\n"
+                . "Content-Type: text/csv\r\n\r\n{$csv}\r\n--{$boundary}--\r\n";
+            [$status, $headers] = self::post("{$base}/", $form, "multipart/form-data; boundary={$boundary}");
+            self::assertSame(303, $status);
+            $deadline = microtime(true) + 120;
+            do {
+                $page = self::get("{$base}{$headers['location']}")[1];
+                usleep(100000);
+            } while (!str_contains($page, 'id="status">verified') && !str_contains($page, 'id="status">failed') && microtime(true) < $deadline);
+            self::assertStringContainsString('id="status">verified</b>: exit code 0', $page);
+            self::assertStringContainsString("<pre id=\"output\">2 names\n</pre>", $page);
+            self::assertStringContainsString("<pre id=\"file\">item,qty,price\napple,5,3\npear,1,2\n</pre>", $page);
+            [$status, $download] = self::get("{$base}{$headers['location']}&download=1");
+            self::assertSame([200, "item,qty,price\napple,5,3\npear,1,2\n"], [$status, $download]);
+            $tooLarge = "--{$boundary}\r\nContent-Disposition: form-data; name=\"csv\"; filename=\"big.csv\"\r\n\r\n"
+                . str_repeat('x', (1 << 20) + 1) . "\r\n--{$boundary}--\r\n";
+            self::assertSame(400, self::post("{$base}/", $tooLarge, "multipart/form-data; boundary={$boundary}")[0]);
         } finally {
             proc_terminate($web, 9);
             proc_close($web);
@@ -78,10 +102,10 @@ final class ExampleWebTest extends TestCase
     }
 
     /** @return array{int,array<string,string>} */
-    private static function post(string $url, string $form): array
+    private static function post(string $url, string $form, string $type = 'application/x-www-form-urlencoded'): array
     {
         $ctx = stream_context_create(['http' => ['method' => 'POST', 'content' => $form, 'follow_location' => 0,
-            'header' => "Content-Type: application/x-www-form-urlencoded\r\n", 'ignore_errors' => true, 'timeout' => 30]]);
+            'header' => "Content-Type: {$type}\r\n", 'ignore_errors' => true, 'timeout' => 30]]);
         file_get_contents($url, false, $ctx);
         preg_match('#^HTTP/\S+ (\d{3})#', $http_response_header[0], $m);
         $headers = [];

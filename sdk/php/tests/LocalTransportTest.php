@@ -47,4 +47,23 @@ final class LocalTransportTest extends TestCase
         self::assertSame("ALPHA\nBRAVO\nCHARLIE\n", $result->file('/work', 'out/result.txt'));
         self::assertSame("first\nsecond\n", $result->file('/work', 'out/log.txt'));
     }
+
+    public function testLocalFileLimitsAreTheJobsAndSigned(): void
+    {
+        $job = Job::fromFile(guest('files'))->withArgs(['/work'])
+            ->withFile('/work', 'in/data.txt', "alpha\nbravo\ncharlie\n")
+            ->withFile('/work', 'in/old.txt', 'old')
+            ->withFileLimits(bytes: 30, openFiles: 20);
+        // The same limits as a node would apply: result.txt does not fit in 30 bytes, the guest
+        // panics on the full disk, and the receipt names the limits asked.
+        try {
+            Client::local(phase_bin())->run($job);
+            self::fail('no exception');
+        } catch (JobException $e) {
+            self::assertSame('unreachable', $e->result->trap());
+            self::assertStringContainsString('StorageFull', $e->result->stderr());
+            self::assertSame(30, $e->result->receipt()->fileLimits['bytes']);
+            self::assertSame(20, $e->result->receipt()->fileLimits['open_files']);
+        }
+    }
 }

@@ -37,3 +37,16 @@ function guest(string $name): string
     }
     return $path;
 }
+
+/** CPython for WASI (26 MB, pinned by hash; scripts/fetch-python-wasi fetches it once). */
+function python_wasm(): string
+{
+    $path = REPO . '/build/python-wasi/python.wasm';
+    if (!is_file($path)) {
+        exec(escapeshellarg(REPO . '/scripts/fetch-python-wasi') . ' 2>&1', $out, $status);
+        if ($status !== 0) {
+            throw new RuntimeException("scripts/fetch-python-wasi failed:\n" . implode("\n", $out));
+        }
+    }
+    return $path;
+}

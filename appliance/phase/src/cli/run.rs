@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use argh::FromArgs;
 use phase_core::job::answer::Answer;
-use phase_core::job::files::{Files, FsLimits};
+use phase_core::job::files::{Files, FsLimits, RequestedFsLimits};
 use phase_core::job::{JobSpec, RequestedLimits};
 use phase_core::job::receipt::{Outcome, Receipt};
 use phase_core::{sha256, Limits};
@@ -38,6 +38,21 @@ pub struct RunCmd {
     /// written back after
     #[argh(option)]
     dir: Vec<String>,
+    /// file limit of the --dir trees: bytes of all regular files (default 16 MiB)
+    #[argh(option)]
+    files_bytes: Option<u64>,
+    /// file limit: entries, each mount's root included (default 4096)
+    #[argh(option)]
+    files_entries: Option<u64>,
+    /// file limit: bytes of a path (default 1024)
+    #[argh(option)]
+    files_path_bytes: Option<u64>,
+    /// file limit: directories below a mount's root (default 64)
+    #[argh(option)]
+    files_depth: Option<u64>,
+    /// file limit: descriptors open at once, stdio and preopens included (default 128)
+    #[argh(option)]
+    files_open_files: Option<u64>,
     /// fuel budget (about one unit per wasm instruction)
     #[argh(option)]
     fuel: Option<u64>,
@@ -87,8 +102,18 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
     let mut spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)?;
     let dirs: Vec<DirArg> = c.dir.iter().map(|d| DirArg::parse(d)).collect();
     let mut blobs = Blobs::new();
+    let asked = RequestedFsLimits {
+        bytes: c.files_bytes,
+        entries: c.files_entries,
+        path_bytes: c.files_path_bytes,
+        depth: c.files_depth,
+        open_files: c.files_open_files,
+    };
+    if dirs.is_empty() && asked != RequestedFsLimits::default() {
+        return Err(Failure::new("--files-* limits are the limits of --dir trees: give a --dir"));
+    }
     if !dirs.is_empty() {
-        let fs_limits = FsLimits::DEFAULT;
+        let fs_limits = FsLimits::resolve(&asked, &FsLimits::MAX).map_err(DirError::Files)?;
         let mounts = dirs.iter().map(|d| dirs::read_in(d, &fs_limits, &mut blobs)).collect::<Result<Vec<_>, _>>()?;
         spec = spec.with_files(Files::new(mounts, fs_limits).map_err(DirError::Files)?);
     }

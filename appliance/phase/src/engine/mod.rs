@@ -23,8 +23,10 @@ use crate::cache::SizedCache;
 use crate::memory::{Budget, Reservation, COMPILE_FACTOR};
 use wasi::RandomStream;
 
-/// Module size: default cap and hard maximum (bytes).
-pub const DEFAULT_MAX_MODULE_BYTES: usize = 16 << 20;
+/// Module size: default cap and hard maximum (bytes). A node's default is also at most its
+/// pool / COMPILE_FACTOR (jobs::JobsConfig::for_memory): an interpreter of 30 MB is admitted
+/// where the pool holds its worst-case compilation.
+pub const DEFAULT_MAX_MODULE_BYTES: usize = 64 << 20;
 pub const HARD_MAX_MODULE_BYTES: usize = 64 << 20;
 
 /// Fuel granted per slice; the deadline is checked between slices.

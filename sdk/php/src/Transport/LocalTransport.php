@@ -28,9 +28,11 @@ final class LocalTransport implements TransportInterface
         if (!isset($request['module'])) {
             throw new NodeException(400, 'invalid_request', 'the local transport needs the module bytes, not only its hash', 'local');
         }
-        if (($request['files']['limits'] ?? []) !== []) {
-            // `phase run --dir` runs under the default file limits.
-            throw new NodeException(422, 'invalid_files', 'the local transport runs files under the default file limits only', 'local');
+        $fileLimits = $request['files']['limits'] ?? [];
+        foreach ($fileLimits as $k => $v) {
+            if (!in_array($k, ['bytes', 'entries', 'path_bytes', 'depth', 'open_files'], true) || !is_int($v)) {
+                throw new NodeException(422, 'invalid_files', "unknown file limit {$k}", 'local');
+            }
         }
         $dir = sys_get_temp_dir() . '/phase-sdk-' . bin2hex(random_bytes(6));
         if (!mkdir($dir, 0700)) {
@@ -51,6 +53,9 @@ final class LocalTransport implements TransportInterface
             }
             if ($this->dataDir !== null) {
                 array_push($cmd, '--data-dir', $this->dataDir);
+            }
+            foreach ($fileLimits as $k => $v) {
+                array_push($cmd, '--files-' . str_replace('_', '-', $k), (string) $v);
             }
             foreach ($request['files']['mounts'] ?? [] as $i => $mount) {
                 array_push($cmd, '--dir', self::writeTree("{$dir}/m{$i}", $mount['entries'] ?? []) . '::' . $mount['guest']);

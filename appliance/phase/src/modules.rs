@@ -1,15 +1,20 @@
-//! Modules by SHA-256: kept in RAM (bounded, least recently used goes first) and, for modules
-//! uploaded with `PUT /v1/modules` on a node with a data dir, on disk as `<hex>.wasm` under a
-//! byte cap (a full store refuses, it never fills the disk). Bytes read back are re-hashed.
+//! Modules and job files by SHA-256: kept in RAM (bounded, least recently used goes first)
+//! and, for what is uploaded (`PUT /v1/modules`, `PUT /v1/blobs`) to a node with a data dir,
+//! on disk as `<hex>.wasm` or `<hex>.blob` under one byte cap (a full store refuses, it never
+//! fills the disk). A blob upload streams to a temporary file as it arrives (`Upload`), hashed
+//! on the way, so its size is bounded by the disk cap, not by memory. Bytes read back are
+//! re-hashed.
 
 use std::fmt;
 use std::fs;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use phase_core::encoding::hex_encode;
 use phase_core::{sha256, Digest};
+use sha2::{Digest as _, Sha256};
 
 use crate::cache::SizedCache;
 
@@ -23,6 +28,8 @@ pub enum StoreError {
     Io { path: PathBuf, error: std::io::Error },
     /// Storing would pass the disk cap.
     Full { used: u64, max: u64, need: u64 },
+    /// An upload whose bytes do not hash to the name it was sent under.
+    NotNamed { named: Digest, got: Digest },
 }
 
 impl fmt::Display for StoreError {
@@ -30,6 +37,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             StoreError::Full { used, max, need } => write!(f, "module store is full: {used} of {max} bytes used; this module needs {need}"),
+            StoreError::NotNamed { named, got } => write!(f, "the bytes sent hash to {}, not to the {} they were sent as", hex_encode(got), hex_encode(named)),
         }
     }
 }
@@ -38,7 +46,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Io { error, .. } => Some(error),
-            StoreError::Full { .. } => None,
+            StoreError::Full { .. } | StoreError::NotNamed { .. } => None,
         }
     }
 }
@@ -46,7 +54,8 @@ impl std::error::Error for StoreError {
 pub struct ModuleStore {
     memory: SizedCache<Vec<u8>>,
     dir: Option<PathBuf>,
-    disk_bytes: AtomicU64,
+    /// Bytes on disk and taken by uploads under way (shared with them: `Upload`).
+    disk_bytes: Arc<AtomicU64>,
     max_disk_bytes: u64,
 }
 
@@ -57,13 +66,18 @@ impl ModuleStore {
             let io = |error| StoreError::Io { path: d.clone(), error };
             fs::create_dir_all(d).map_err(io)?;
             for entry in fs::read_dir(d).map_err(io)?.flatten() {
+                // An upload cut by a crash or a restart: nobody holds it.
+                if entry.file_name().to_string_lossy().starts_with(UPLOAD_PREFIX) {
+                    let _ = fs::remove_file(entry.path());
+                    continue;
+                }
                 used += entry.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
         Ok(ModuleStore {
             memory: SizedCache::new(1024, max_memory_bytes),
             dir,
-            disk_bytes: AtomicU64::new(used),
+            disk_bytes: Arc::new(AtomicU64::new(used)),
             max_disk_bytes,
         })
     }
@@ -108,9 +122,82 @@ impl ModuleStore {
         if let Some(b) = self.memory.get(d) {
             return Some(b);
         }
-        let bytes = fs::read(self.path(d)?).ok()?;
-        // A file changed on disk is not the module that was uploaded.
-        (sha256(&bytes) == *d).then(|| Arc::new(bytes))
+        let wasm = self.path(d)?;
+        let blob = wasm.with_extension("blob");
+        let (path, bytes) = match fs::read(&wasm) {
+            Ok(b) => (wasm, b),
+            Err(_) => (blob.clone(), fs::read(&blob).ok()?),
+        };
+        if sha256(&bytes) != *d {
+            // A file changed on disk is not what was uploaded: it goes, so that it can be
+            // uploaded again.
+            if fs::remove_file(&path).is_ok() {
+                self.disk_bytes.fetch_sub(bytes.len() as u64, Relaxed);
+            }
+            return None;
+        }
+        Some(Arc::new(bytes))
+    }
+
+    /// The size of what this node holds under `d`, without reading it (it is re-hashed when
+    /// read: `get`).
+    pub fn held(&self, d: &Digest) -> Option<u64> {
+        if let Some(b) = self.memory.get(d) {
+            return Some(b.len() as u64);
+        }
+        let wasm = self.path(d)?;
+        fs::metadata(&wasm).or_else(|_| fs::metadata(wasm.with_extension("blob"))).ok().map(|m| m.len())
+    }
+
+    /// Whether a data dir keeps uploads (else blobs are held in RAM only, like files sent
+    /// inline).
+    pub fn on_disk(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Starts a blob upload of `len` bytes into a temporary file, if it fits under the disk
+    /// cap now. Its bytes take their place under the cap as they are written (given back if
+    /// the upload fails or turns out known): an upload that trickles holds only what came.
+    /// None without a data dir.
+    pub fn upload(&self, len: u64) -> Option<Result<Upload, StoreError>> {
+        let dir = self.dir.as_ref()?;
+        let (used, max) = (self.disk_bytes.load(Relaxed), self.max_disk_bytes);
+        if used.saturating_add(len) > max {
+            return Some(Err(StoreError::Full { used, max, need: len }));
+        }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = dir.join(format!("{UPLOAD_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Relaxed)));
+        Some(match fs::File::create(&path) {
+            Ok(file) => Ok(Upload { file, path, hash: Sha256::new(), written: 0, len, disk: self.disk_bytes.clone(), max, kept: false }),
+            Err(error) => Err(StoreError::Io { path, error }),
+        })
+    }
+
+
+    /// Keeps a whole upload as `<hex>.blob` (durably: fsync, rename, fsync of the directory)
+    /// if its bytes hash to `named`: its size, and whether it was new to this node (a known
+    /// one is dropped).
+    pub fn keep(&self, mut upload: Upload, named: &Digest) -> Result<(u64, bool), StoreError> {
+        let io = |path: &PathBuf| {
+            let path = path.clone();
+            move |error| StoreError::Io { path, error }
+        };
+        let digest: Digest = std::mem::take(&mut upload.hash).finalize().into();
+        if digest != *named {
+            return Err(StoreError::NotNamed { named: *named, got: digest });
+        }
+        let size = upload.written;
+        let Some(wasm) = self.path(&digest) else { return Ok((size, false)) };
+        let blob = wasm.with_extension("blob");
+        if wasm.exists() || blob.exists() {
+            return Ok((size, false));
+        }
+        upload.file.sync_all().map_err(io(&upload.path))?;
+        fs::rename(&upload.path, &blob).map_err(io(&blob))?;
+        crate::durable::sync_dir(&blob).map_err(io(&blob))?;
+        // Its bytes keep their place under the cap.
+        upload.kept = true;
+        Ok((size, true))
     }
 
     pub fn len(&self) -> usize {
@@ -120,5 +207,50 @@ impl ModuleStore {
     /// Module bytes held in RAM.
     pub fn memory_bytes(&self) -> usize {
         self.memory.bytes()
+    }
+}
+
+/// The temporary files of uploads under way (removed at start: a cut upload is nobody's).
+const UPLOAD_PREFIX: &str = ".upload-";
+
+/// A blob arriving: written to a temporary file and hashed as its bytes come, at most the
+/// length it announced. Dropped before it is kept, it removes its file and gives its place
+/// under the disk cap back.
+pub struct Upload {
+    file: fs::File,
+    path: PathBuf,
+    hash: Sha256,
+    written: u64,
+    len: u64,
+    /// The store's bytes under its cap, `max`: each write takes its place there first.
+    disk: Arc<AtomicU64>,
+    max: u64,
+    kept: bool,
+}
+
+impl Upload {
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let n = bytes.len() as u64;
+        if self.written + n > self.len {
+            return Err(std::io::Error::other(format!("more than the {} bytes announced", self.len)));
+        }
+        let used = self.disk.fetch_add(n, Relaxed);
+        if used.saturating_add(n) > self.max {
+            self.disk.fetch_sub(n, Relaxed);
+            return Err(std::io::Error::other(StoreError::Full { used, max: self.max, need: self.len - self.written }));
+        }
+        self.written += n;
+        self.file.write_all(bytes)?;
+        self.hash.update(bytes);
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+            self.disk.fetch_sub(self.written, Relaxed);
+        }
     }
 }

@@ -302,3 +302,91 @@ fn phase_receipt_verify_checks_an_answer_with_files_against_its_request() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("file limits"), "{}", String::from_utf8_lossy(&bad.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A file job on a node whose tree names `data.txt` by hash (uploaded before), the rest inline;
+/// 1 MiB of files at most, so that a node at the smallest memory budget admits it.
+fn job_naming_a_blob(data: &[u8]) -> Vec<u8> {
+    use phase_core::encoding::{base64_encode, hex_encode};
+    format!(
+        r#"{{"module":"{}","input":"","args":["/work"],"files":{{"mounts":[{{"guest":"/work","entries":[{{"path":"in/data.txt","sha256":"{}","size":{}}},{{"path":"in/old.txt","data":"{}"}}]}}],"limits":{{"bytes":1048576}}}}}}"#,
+        base64_encode(&common::guest("files")),
+        hex_encode(&sha256(data)),
+        data.len(),
+        base64_encode(b"old"),
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_blob_uploaded_once_streams_to_the_data_dir_and_jobs_name_it_by_hash() {
+    use common::{json_string, json_u64, Node, Raw};
+    use phase_core::encoding::hex_encode;
+    let dir = std::env::temp_dir().join(format!("phase-blobs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.to_str().unwrap();
+    let uploads = || std::fs::read_dir(dir.join("modules")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".upload-")).count()).unwrap_or(0);
+    let path = |bytes: &[u8]| format!("/v1/blobs/{}", hex_encode(&sha256(bytes)));
+    // The smallest memory budget (its pool ~22 MiB) and a 48 MiB disk cap: a 40 MB blob is
+    // streamed to disk, never held in memory.
+    let args = ["--data-dir", data_dir, "--memory-budget", "33554432", "--max-disk-module-bytes", "50331648"];
+    let node = Node::start(&args);
+    let big: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
+    let put = node.request("PUT", &path(&big), &big);
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(json_string(&put.text(), "sha256"), hex_encode(&sha256(&big)));
+    assert_eq!(json_u64(&put.text(), "size"), Some(big.len() as u64));
+    let stored = dir.join("modules").join(format!("{}.blob", hex_encode(&sha256(&big))));
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), big.len() as u64);
+    // Held already: answered from its name, the body not read (so not stored twice).
+    let again = node.request("PUT", &path(&big), &big);
+    assert_eq!((again.status, json_u64(&again.text(), "size")), (200, Some(big.len() as u64)), "{}", again.text());
+    // Bytes that are not what they are named are not kept; a name that is not a SHA-256 is
+    // refused from the head.
+    let wrong = node.request("PUT", &path(b"something else"), b"alpha");
+    assert_eq!((wrong.status, json_string(&wrong.text(), "error")), (422, "invalid_files".into()), "{}", wrong.text());
+    assert_eq!(node.request("PUT", "/v1/blobs/ABC", b"x").status, 400);
+    assert_eq!(node.request("GET", &path(&big), b"").status, 405);
+    // Beyond the disk cap: refused from its head, before a byte is stored.
+    let over_bytes = vec![7u8; 11_000_000];
+    let over = node.request("PUT", &path(&over_bytes), &over_bytes);
+    assert_eq!((over.status, json_string(&over.text(), "error")), (507, "storage".into()), "{}", over.text());
+    // An upload cut halfway leaves no file and gives its bytes under the cap back: then a
+    // blob that needs them fits.
+    let eight = vec![9u8; 8_000_000];
+    let mut cut = Raw::connect(node.addr);
+    cut.send(format!("PUT {} HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n", path(&eight)).as_bytes()).unwrap();
+    cut.send(&eight[..4_000_000]).unwrap();
+    drop(cut);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while uploads() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(uploads(), 0, "a cut upload leaves no file");
+    let data = b"alpha\nbravo\ncharlie\n";
+    assert_eq!(node.request("PUT", &path(data), data).status, 201);
+    let r = node.request("PUT", &path(&eight), &eight);
+    assert_eq!(r.status, 201, "the cut upload's bytes were given back: {}", r.text());
+    // A job names the blob by hash; it reads it as any file.
+    let r = node.request("POST", "/v1/jobs", &job_naming_a_blob(data));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stdout = phase_core::encoding::base64_decode(&json_string(&r.text(), "stdout")).unwrap();
+    assert!(String::from_utf8_lossy(&stdout).starts_with("lines: 3\n"), "{}", String::from_utf8_lossy(&stdout));
+    // Kept across a restart, re-hashed when read: a blob changed on disk is not found, and
+    // goes, so that it can be sent again.
+    drop(node);
+    let node = Node::start(&args);
+    assert_eq!(node.request("POST", "/v1/jobs", &job_naming_a_blob(data)).status, 200);
+    std::fs::write(dir.join("modules").join(format!("{}.blob", hex_encode(&sha256(data)))), b"alpha\nbravo\nCHARLIE\n").unwrap();
+    let r = node.request("POST", "/v1/jobs", &job_naming_a_blob(data));
+    assert_eq!((r.status, json_string(&r.text(), "error")), (404, "file_not_found".into()), "{}", r.text());
+    assert_eq!(node.request("PUT", &path(data), data).status, 201, "sent again");
+    assert_eq!(node.request("POST", "/v1/jobs", &job_naming_a_blob(data)).status, 200);
+    drop(node);
+    // Without a data dir a blob is held in RAM, within the RAM share for modules and files.
+    let node = Node::start(&["--memory-budget", "33554432"]);
+    assert_eq!(node.request("PUT", &path(data), data).status, 201);
+    assert_eq!(node.request("POST", "/v1/jobs", &job_naming_a_blob(data)).status, 200);
+    let r = node.request("PUT", &path(&big), &big);
+    assert_eq!((r.status, json_string(&r.text(), "error")), (413, "body_too_large".into()), "{}", r.text());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -181,6 +181,25 @@ final class Client
         });
     }
 
+    /**
+     * Uploads a file's bytes to every node of this client (`PUT /v1/blobs/<sha256>`), so that
+     * jobs name it with `Job::withStoredFile()` instead of carrying it, and returns its SHA-256
+     * (hex). A node that holds it already answers without reading it.
+     * @throws NodeException|TransportException|ProtocolException
+     */
+    public function putBlob(string $bytes): string
+    {
+        $sha = hash('sha256', $bytes);
+        foreach ($this->http()->endpoints() as $endpoint) {
+            [$status, , $text] = $this->nodeRequest($endpoint, 'PUT', "/v1/blobs/{$sha}", ['Content-Type: application/octet-stream'], $bytes);
+            $data = HttpTransport::decode($endpoint, $status === 201 ? 200 : $status, $text);
+            if (($data['sha256'] ?? null) !== $sha || ($data['size'] ?? null) !== strlen($bytes)) {
+                throw new ProtocolException("node {$endpoint}: answered a blob upload with another blob");
+            }
+        }
+        return $sha;
+    }
+
     /** The handle of a job submitted earlier, from its `JobHandle::token()`. */
     public function resume(string $token): JobHandle
     {

@@ -119,6 +119,22 @@ final class Job
         return $this->withEntries($mount, [$entry]);
     }
 
+    /**
+     * A file the nodes hold already, by its SHA-256 (hex) and size: uploaded once with
+     * `Client::putBlob()` instead of carried by every job. It is part of the job id as any file.
+     */
+    public function withStoredFile(string $mount, string $path, string $sha256, int $size, bool $executable = false): self
+    {
+        if (!preg_match('/^[0-9a-f]{64}$/', $sha256) || $size < 0) {
+            throw new \InvalidArgumentException('a stored file is named by its SHA-256 (64 lowercase hex digits) and its size');
+        }
+        $entry = ['path' => $path, 'sha256' => $sha256, 'size' => $size];
+        if ($executable) {
+            $entry['executable'] = true;
+        }
+        return $this->withEntries($mount, [$entry]);
+    }
+
     /** Everything in the local directory `$dir` (files, directories, links) under `$mount`. */
     public function withDirectory(string $dir, string $mount): self
     {

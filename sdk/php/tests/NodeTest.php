@@ -79,6 +79,29 @@ final class NodeTest extends TestCase
     }
 
     /** @dataProvider transports */
+    public function testAFileUploadedOnceIsNamedByHashInJobs(string $transport): void
+    {
+        $client = $this->client($transport, [self::$node->url, self::$node2->url], ['trusted_keys' => [self::$node->nodeKey, self::$node2->nodeKey]]);
+        $data = "alpha\nbravo\ncharlie\n" . $transport;
+        $sha = $client->putBlob($data);
+        self::assertSame(hash('sha256', $data), $sha);
+        self::assertSame($sha, $client->putBlob($data), 'held already');
+        $job = Job::fromFile(guest('files'))->withArgs(['/work'])
+            ->withStoredFile('/work', 'in/data.txt', $sha, strlen($data))
+            ->withFile('/work', 'in/old.txt', 'old');
+        $result = $client->run($job);
+        self::assertStringStartsWith("lines: 4\n", $result->stdout());
+        self::assertSame(strtoupper($data), $result->file('/work', 'out/result.txt'));
+        // A file no node holds is the node's error, named.
+        try {
+            $client->run(Job::fromFile(guest('files'))->withArgs(['/work'])->withStoredFile('/work', 'in/data.txt', str_repeat('ab', 32), 3));
+            self::fail('no exception');
+        } catch (NodeException $e) {
+            self::assertSame('file_not_found', $e->errorCode);
+        }
+    }
+
+    /** @dataProvider transports */
     public function testAnotherNodesKeyIsNotTrusted(string $transport): void
     {
         $client = $this->client($transport, [], ['trusted_keys' => [self::$node2->nodeKey]]);

@@ -1,15 +1,18 @@
 //! The job routes: `POST /v1/jobs` (synchronous, or queued with `Prefer: respond-async`),
-//! `GET`/`DELETE /v1/jobs/<id>`, `GET /v1/jobs/<id>/output`, `PUT /v1/modules`. Each reads
+//! `GET`/`DELETE /v1/jobs/<id>`, `GET /v1/jobs/<id>/output`, `PUT /v1/modules`, `PUT
+//! /v1/blobs`. Each reads
 //! the request, calls `Jobs`, and writes what came back; the status documents of asynchronous
 //! jobs are written here (docs/schemas/async-job-status.schema.json).
 
-use phase_core::encoding::hex_encode;
+use phase_core::encoding::{hex_decode_array, hex_encode};
+use phase_core::Digest;
 use phase_core::job::error::ErrorCode;
 use phase_core::net::http::{Method, RequestHead};
 
 use super::{error, json_str};
-use crate::http::{Body, Request, Response};
+use crate::http::{Body, BodySink, Request, Response};
 use crate::jobs::{job_id_of_handle, valid_handle, Cancelled, Jobs, Status, Submitted, MAX_OUTPUT_CHUNK};
+use crate::modules::Upload;
 
 const NOT_A_HANDLE: &str = "a job is named by its id (64 lowercase hex digits) and, if it was placed, .<placement>";
 
@@ -152,6 +155,52 @@ pub fn job_route(jobs: &Jobs, head: &RequestHead, id: &str) -> Response {
         _ => return Response::error(405, ErrorCode::MethodNotAllowed, "GET or DELETE"),
     };
     result.unwrap_or_else(|e| error::job(&e))
+}
+
+/// A blob upload as the front's body sink: its bytes go to the data dir as they arrive, and
+/// must hash to the name it was sent under (checked when it is kept).
+pub struct BlobSink(pub Upload);
+
+impl BodySink for BlobSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write(bytes)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+/// The digest a `/v1/blobs/<sha256>` path names.
+pub fn blob_name(name: &str) -> Result<Digest, Response> {
+    match hex_decode_array::<32>(name) {
+        Ok(d) if hex_encode(&d) == name => Ok(d),
+        _ => Err(Response::error(400, ErrorCode::InvalidRequest, "a blob is named by its SHA-256 (64 lowercase hex digits)")),
+    }
+}
+
+pub fn blob_answer(named: &Digest, size: u64, fresh: bool) -> Response {
+    Response::json(if fresh { 201 } else { 200 }, format!("{{\"sha256\":\"{}\",\"size\":{size}}}", hex_encode(named)))
+}
+
+/// `PUT /v1/blobs/<sha256>`: the body (streamed to the data dir, or read into memory without
+/// one) kept under its SHA-256 for jobs whose trees name it.
+pub fn put_blob(jobs: &Jobs, req: Request) -> Response {
+    let Request { head, body, hold, sink, .. } = req;
+    let named = match blob_name(head.path().trim_start_matches("/v1/blobs/")) {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    let result = match sink.map(|s| s.into_any().downcast::<BlobSink>()) {
+        Some(Ok(sink)) => jobs.keep_blob(sink.0, &named),
+        Some(Err(_)) => return Response::error(500, ErrorCode::Internal, "a blob upload lost its sink"),
+        None => jobs.put_blob(body, &named),
+    };
+    drop(hold);
+    match result {
+        Ok((size, fresh)) => blob_answer(&named, size, fresh),
+        Err(e) => error::job(&e),
+    }
 }
 
 pub fn put_module(jobs: &Jobs, req: Request) -> Response {

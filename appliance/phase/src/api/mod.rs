@@ -58,13 +58,28 @@ impl Handler for Api {
         // What a body may be, and the memory reading and parsing it takes: a job's JSON is held
         // while its parse tree holds the strings again and they decode into the module and
         // input beside both (2.75 times its size at the peak, measured by the load bench).
+        let len = head.content_length;
+        if let (Method::Put, Some(name)) = (head.method, head.path().strip_prefix("/v1/blobs/")) {
+            let named = jobs::blob_name(name)?;
+            // One held already is answered at once; its bytes are not read.
+            if let Some(size) = jobs.blob_held(&named) {
+                return Err(jobs::blob_answer(&named, size, false));
+            }
+            // Streamed to the data dir as it arrives where there is one; else held like a module.
+            return match jobs.blob_upload(len).map_err(|e| error::job(&e))? {
+                Some(upload) => Ok(Admission { pay: None, sink: Some(Box::new(jobs::BlobSink(upload))) }),
+                None => {
+                    jobs.body_fits(len, 1).map_err(|e| error::job(&e))?;
+                    Ok(Admission::in_memory((len > 0).then(|| (jobs.pool().clone(), 1))))
+                }
+            };
+        }
         let (cap, factor, job) = match (head.method, head.path()) {
             (Method::Post, "/v1/jobs") => (jobs.config().max_request_bytes(), 3, true),
             (Method::Put, "/v1/modules") => (jobs.config().max_module_bytes, 1, false),
             // No other route takes a body.
             _ => (0, 1, false),
         };
-        let len = head.content_length;
         if job {
             jobs.admit_job_body(len).map_err(|e| error::job(&e))?;
         }
@@ -73,7 +88,7 @@ impl Handler for Api {
             return Err(Response::error(413, ErrorCode::BodyTooLarge, &msg));
         }
         jobs.body_fits(len, factor).map_err(|e| error::job(&e))?;
-        Ok(Admission { pay: (len > 0).then(|| (jobs.pool().clone(), factor)) })
+        Ok(Admission::in_memory((len > 0).then(|| (jobs.pool().clone(), factor))))
     }
 
     async fn handle(&self, req: Request) -> Response {
@@ -117,9 +132,14 @@ impl Handler for Api {
                 let jobs = p.jobs.clone();
                 p.workers.run(move || jobs::put_module(&jobs, req)).await.unwrap_or_else(stopped)
             }
+            (Method::Put, rest) if rest.starts_with("/v1/blobs/") => {
+                let jobs = p.jobs.clone();
+                p.workers.run(move || jobs::put_blob(&jobs, req)).await.unwrap_or_else(stopped)
+            }
             (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules" | "/v1/boot" | "/v1/boot/providers") => {
                 Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on {path}", req.head.method_name))
             }
+            (_, rest) if rest.starts_with("/v1/blobs/") => Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on {path}", req.head.method_name)),
             _ => Response::error(404, ErrorCode::NotFound, &format!("no route {path}")),
         }
     }

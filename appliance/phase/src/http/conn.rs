@@ -15,7 +15,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
 use super::places::{Phase, Place, Places};
-use super::{Body, Handler, Limits, Request, Response};
+use super::{Body, BodySink, Handler, Limits, Request, Response};
 use crate::memory::{Budget, Reservation};
 
 /// Bytes read from a socket at a time while reading a head.
@@ -139,14 +139,18 @@ pub(super) async fn serve<H: Handler>(stream: Async<TcpStream>, peer: SocketAddr
             }
         }
         c.place.conn.set(Phase::Body);
-        let (body, hold) = match read_body(&c, &mut buf, head.content_length, admission.pay).await {
+        let read = match admission.sink {
+            Some(sink) => read_body_into(&c, &mut buf, head.content_length, sink).await.map(|sink| (Vec::new(), None, Some(sink))),
+            None => read_body(&c, &mut buf, head.content_length, admission.pay).await.map(|(body, hold)| (body, hold, None)),
+        };
+        let (body, hold, sink) = match read {
             Ok(b) => b,
             Err(End::Quiet) => return,
             Err(End::Answer(resp)) => return answer_and_close(c, resp, &places).await,
         };
         let keep_alive = head.keep_alive;
         c.place.conn.set(Phase::Busy);
-        let mut resp = handler.handle(Request { head, body, peer, hold }).await;
+        let mut resp = handler.handle(Request { head, body, peer, hold, sink }).await;
         let keep = keep_alive && !resp.close;
         c.place.conn.set(Phase::Writing);
         let written = write_response(&c, &mut resp, keep, head_only).await.is_ok();
@@ -290,23 +294,53 @@ async fn read_body(c: &Connection, buf: &mut Vec<u8>, len: u64, pay: Option<(Arc
                 Wait::Late => {}
             }
         }
-        // The minimum rate, on a timer: after the grace period, the bytes so far must be what
-        // `min_rate` would have brought since then.
-        let late = started.elapsed().saturating_sub(limits.grace);
-        let owed = (late.as_millis() as u64).saturating_mul(limits.min_rate) / 1000;
-        if (body.len() as u64) < owed {
-            let why = format!(
-                "the body arrived too slowly: {} of {len} bytes in {}s (at least {} KiB/s after {}s)",
-                body.len(),
-                started.elapsed().as_secs(),
-                limits.min_rate >> 10,
-                limits.grace.as_secs()
-            );
-            return Err(End::Answer(Response::error(408, ErrorCode::Timeout, &why).closing()));
-        }
+        too_slow(limits, started, body.len() as u64, len as u64)?;
     }
     drop(take);
     Ok((body, hold))
+}
+
+/// The minimum rate, on a timer: after the grace period, the bytes so far must be what
+/// `min_rate` would have brought since then.
+fn too_slow(limits: &Limits, started: Instant, have: u64, len: u64) -> Result<(), End> {
+    let late = started.elapsed().saturating_sub(limits.grace);
+    let owed = (late.as_millis() as u64).saturating_mul(limits.min_rate) / 1000;
+    if have >= owed {
+        return Ok(());
+    }
+    let why = format!(
+        "the body arrived too slowly: {have} of {len} bytes in {}s (at least {} KiB/s after {}s)",
+        started.elapsed().as_secs(),
+        limits.min_rate >> 10,
+        limits.grace.as_secs()
+    );
+    Err(End::Answer(Response::error(408, ErrorCode::Timeout, &why).closing()))
+}
+
+/// Reads a body of `len` bytes into `sink` (what came with the head first), one buffer at a
+/// time, at the minimum rate as `read_body`; no memory is held beyond the buffer. The sink
+/// failing (a full or broken disk) is answered 507.
+async fn read_body_into(c: &Connection, buf: &mut Vec<u8>, len: u64, mut sink: Box<dyn BodySink>) -> Result<Box<dyn BodySink>, End> {
+    let failed = |have: u64, e: io::Error| End::Answer(Response::error(507, ErrorCode::Storage, &format!("storing the body failed after {have} of {len} bytes: {e}")).closing());
+    let early = (buf.len() as u64).min(len) as usize;
+    sink.write(&buf[..early]).map_err(|e| failed(0, e))?;
+    buf.drain(..early);
+    let mut have = early as u64;
+    let started = Instant::now();
+    let mut chunk = vec![0u8; STEP];
+    while have < len {
+        let want = (len - have).min(STEP as u64) as usize;
+        match c.read(&mut chunk[..want], Instant::now() + RATE_CHECK).await {
+            Wait::Displaced | Wait::Done(Ok(0)) | Wait::Done(Err(_)) => return Err(End::Quiet),
+            Wait::Done(Ok(n)) => {
+                sink.write(&chunk[..n]).map_err(|e| failed(have, e))?;
+                have += n as u64;
+            }
+            Wait::Late => {}
+        }
+        too_slow(&c.limits, started, have, len)?;
+    }
+    Ok(sink)
 }
 
 /// Writes all of `data`: each write must make progress within `stall`, and all of it must be

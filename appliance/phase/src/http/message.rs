@@ -15,6 +15,8 @@ pub struct Request {
     pub peer: SocketAddr,
     /// The memory reserved for this request when it was admitted.
     pub hold: Option<Reservation>,
+    /// Where its body went, if the handler gave a sink when admitting it (the body is empty).
+    pub sink: Option<Box<dyn super::BodySink>>,
 }
 
 pub enum Body {

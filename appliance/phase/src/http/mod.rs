@@ -73,6 +73,23 @@ impl Limits {
 /// front reserves it as the body arrives and hands the reservation over with the request.
 pub struct Admission {
     pub pay: Option<(Arc<crate::memory::Budget>, u64)>,
+    /// Where the body goes as it arrives instead of memory (an upload to disk): the front
+    /// holds one read buffer of it at a time and hands the sink back with the request.
+    pub sink: Option<Box<dyn BodySink>>,
+}
+
+impl Admission {
+    /// A body read into memory, paid from `pay` as it arrives.
+    pub fn in_memory(pay: Option<(Arc<crate::memory::Budget>, u64)>) -> Admission {
+        Admission { pay, sink: None }
+    }
+}
+
+/// Takes a body's bytes in order as they arrive; an error ends the connection with a 507.
+pub trait BodySink: Send + std::any::Any {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Back to the handler's own type (`Request::sink`).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
 /// The application behind the front: the node's API.

@@ -56,6 +56,8 @@ pub enum JobError {
     /// The host failed the job (memory it had admitted could not be allocated): no result.
     Host(String),
     Storage(StoreError),
+    /// A blob larger than this node keeps (`PUT /v1/blobs`).
+    BlobTooLarge { size: u64, max: u64 },
     /// Stopped on request before it finished: no result, no receipt.
     Cancelled,
     /// Placement or redundancy on a node without the peer network.
@@ -103,7 +105,9 @@ impl JobError {
             JobError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             JobError::IdempotencyPending(_) => ErrorCode::IdempotencyPending,
             JobError::Host(_) => ErrorCode::HostFailure,
+            JobError::Storage(StoreError::NotNamed { .. }) => ErrorCode::InvalidFiles,
             JobError::Storage(_) => ErrorCode::Storage,
+            JobError::BlobTooLarge { .. } => ErrorCode::BodyTooLarge,
             JobError::Cancelled => ErrorCode::Cancelled,
             JobError::P2pDisabled(_) => ErrorCode::P2pDisabled,
             JobError::P2pUnavailable(_) => ErrorCode::P2pUnavailable,
@@ -151,7 +155,9 @@ impl fmt::Display for JobError {
             JobError::IdempotencyConflict(k) => write!(f, "idempotency key {k:?} was used for a different job"),
             JobError::IdempotencyPending(k) => write!(f, "a job with idempotency key {k:?} is still running; retry later"),
             JobError::Host(m) => write!(f, "this node failed the job, no result was signed: {m}; retry, here or elsewhere"),
+            JobError::Storage(e @ StoreError::NotNamed { .. }) => write!(f, "{e}"),
             JobError::Storage(e) => write!(f, "module store: {e}"),
+            JobError::BlobTooLarge { size, max } => write!(f, "blob is {size} bytes, the most this node keeps is {max}"),
             JobError::Cancelled => f.write_str("the job was cancelled before it finished; no receipt was signed"),
             JobError::P2pDisabled(what) => write!(f, "{what} needs the peer network (phase node --p2p)"),
             JobError::P2pUnavailable(e) => write!(f, "{e}"),

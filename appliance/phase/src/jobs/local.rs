@@ -22,6 +22,7 @@ use super::{Answered, Finished, JobError, JobRequest, Jobs, ModuleSource};
 use crate::engine::{Blobs, CompiledModule, Job, Progress};
 use crate::engine::fs::ENTRY_COST;
 use crate::memory::job_reservation;
+use crate::modules::Upload;
 
 /// A request waiting for a job under the same key waits at most that job's deadline plus this.
 const WAIT_MARGIN: Duration = Duration::from_secs(5);
@@ -106,6 +107,45 @@ impl Jobs {
             Ok((compiled.sha256, fresh))
         })();
         result.map_err(|e| self.count(e))
+    }
+
+    /// The largest blob `PUT /v1/blobs` takes: what a job's files may hold at most, and
+    /// without a data dir what the RAM share for modules and files holds.
+    pub fn max_blob_bytes(&self) -> u64 {
+        let most = FsLimits::MAX.bytes;
+        if self.modules.on_disk() { most } else { most.min(self.config.memory.module_store) }
+    }
+
+    /// A blob upload of `len` bytes streamed to the data dir as it arrives, or None without
+    /// one (the body is then read into memory and given to `put_blob`).
+    pub fn blob_upload(&self, len: u64) -> Result<Option<Upload>, JobError> {
+        if len > self.max_blob_bytes() {
+            return Err(JobError::BlobTooLarge { size: len, max: self.max_blob_bytes() });
+        }
+        self.modules.upload(len).transpose().map_err(JobError::Storage)
+    }
+
+    /// The size of a blob (or module) this node holds under `d`.
+    pub fn blob_held(&self, d: &Digest) -> Option<u64> {
+        self.modules.held(d)
+    }
+
+    /// Keeps a whole upload whose bytes hash to `named`; later jobs name it in their trees.
+    /// Its size, and whether it was new to this node.
+    pub fn keep_blob(&self, upload: Upload, named: &Digest) -> Result<(u64, bool), JobError> {
+        self.modules.keep(upload, named).map_err(JobError::Storage)
+    }
+
+    /// A blob sent to a node without a data dir: kept in RAM like files sent inline, if its
+    /// bytes hash to `named`.
+    pub fn put_blob(&self, bytes: Vec<u8>, named: &Digest) -> Result<(u64, bool), JobError> {
+        let got = sha256(&bytes);
+        if got != *named {
+            return Err(JobError::Storage(crate::modules::StoreError::NotNamed { named: *named, got }));
+        }
+        let (size, fresh) = (bytes.len() as u64, self.modules.get(named).is_none());
+        self.modules.remember(got, bytes);
+        Ok((size, fresh))
     }
 
     /// The bytes of a module this node holds (uploaded or sent inline earlier).

@@ -200,6 +200,26 @@ impl ModuleStore {
         Ok((size, true))
     }
 
+    /// Keeps a whole module upload whose bytes (`bytes`, read back and compiled) hash to
+    /// `d`, as `<hex>.wasm`, and in RAM. Whether it was new to this node.
+    pub fn keep_module(&self, mut upload: Upload, d: Digest, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let got: Digest = std::mem::take(&mut upload.hash).finalize().into();
+        if got != d {
+            return Err(StoreError::NotNamed { named: d, got });
+        }
+        let fresh = self.get(&d).is_none();
+        if let Some(wasm) = self.path(&d).filter(|p| !p.exists()) {
+            let io = |error| StoreError::Io { path: wasm.clone(), error };
+            upload.file.sync_all().map_err(io)?;
+            fs::rename(&upload.path, &wasm).map_err(io)?;
+            crate::durable::sync_dir(&wasm).map_err(io)?;
+            upload.kept = true;
+        }
+        let size = bytes.len();
+        self.memory.insert(d, Arc::new(bytes), size);
+        Ok(fresh)
+    }
+
     pub fn len(&self) -> usize {
         self.memory.len()
     }
@@ -229,6 +249,16 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// The bytes announced.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// What was written, read back from its file (a module, to be compiled).
+    pub fn read_back(&self) -> Result<Vec<u8>, StoreError> {
+        fs::read(&self.path).map_err(|error| StoreError::Io { path: self.path.clone(), error })
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let n = bytes.len() as u64;
         if self.written + n > self.len {

@@ -256,6 +256,50 @@ fn a_full_module_store_refuses_uploads_and_inline_modules_never_touch_disk() {
 }
 
 #[test]
+fn a_module_upload_streams_to_the_data_dir_and_holds_no_memory_while_it_arrives() {
+    let dir = std::env::temp_dir().join(format!("phase-http-stream-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let module = guest("sha256sum");
+    let half = module.len() / 2;
+    let head = format!("PUT /v1/modules HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", module.len());
+    let free = |node: &Node| metric(node, "phase_memory_free_bytes ");
+    let uploads = || std::fs::read_dir(dir.join("modules")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".upload-")).count()).unwrap_or(0);
+    // Half a module sent, the rest not yet: held in memory without a data dir (paid as it
+    // arrives), on disk with one.
+    for data_dir in [false, true] {
+        let node = if data_dir { Node::start(&["--data-dir", dir.to_str().unwrap()]) } else { Node::start(&[]) };
+        let before = free(&node);
+        let mut raw = Raw::connect(node.addr);
+        raw.send(head.as_bytes()).unwrap();
+        raw.send(&module[..half]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let during = free(&node);
+        if data_dir {
+            assert_eq!(during, before, "a streamed upload holds no memory while it arrives");
+            assert_eq!(uploads(), 1);
+        } else {
+            assert!(before - during >= half as u64, "in memory: {before} -> {during}");
+        }
+        raw.send(&module[half..]).unwrap();
+        assert_eq!(raw.one_response(), Some(201));
+        assert_eq!(free(&node), before, "everything given back");
+        let by_hash = format!("{{\"module_sha256\":\"{}\",\"input\":\"{}\"}}", hex_encode(&sha256(&module)), base64_encode(b"abc"));
+        assert_eq!(node.request("POST", "/v1/jobs", by_hash.as_bytes()).status, 200);
+    }
+    assert_eq!(uploads(), 0);
+    assert!(dir.join("modules").join(format!("{}.wasm", hex_encode(&sha256(&module)))).exists());
+    // Kept across a restart; an invalid module streamed leaves nothing.
+    let node = Node::start(&["--data-dir", dir.to_str().unwrap()]);
+    let by_hash = format!("{{\"module_sha256\":\"{}\",\"input\":\"{}\"}}", hex_encode(&sha256(&module)), base64_encode(b"abc"));
+    assert_eq!(node.request("POST", "/v1/jobs", by_hash.as_bytes()).status, 200);
+    let bad = node.request("PUT", "/v1/modules", b"\0asm but not really a module");
+    assert_eq!((bad.status, json_string(&bad.text(), "error")), (422, "invalid_module".into()), "{}", bad.text());
+    assert_eq!(std::fs::read_dir(dir.join("modules")).unwrap().count(), 1, "only the valid module");
+    drop(node);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn requests_waiting_on_a_running_key_are_bounded_in_number() {
     // One slot, so at most one request may wait on a running key; a second gets a 429 at once
     // instead of holding a worker until the job ends.

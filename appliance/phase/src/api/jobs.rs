@@ -157,11 +157,11 @@ pub fn job_route(jobs: &Jobs, head: &RequestHead, id: &str) -> Response {
     result.unwrap_or_else(|e| error::job(&e))
 }
 
-/// A blob upload as the front's body sink: its bytes go to the data dir as they arrive, and
-/// must hash to the name it was sent under (checked when it is kept).
-pub struct BlobSink(pub Upload);
+/// An upload (a blob or a module) as the front's body sink: its bytes go to the data dir as
+/// they arrive.
+pub struct UploadSink(pub Upload);
 
-impl BodySink for BlobSink {
+impl BodySink for UploadSink {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.0.write(bytes)
     }
@@ -191,7 +191,7 @@ pub fn put_blob(jobs: &Jobs, req: Request) -> Response {
         Ok(d) => d,
         Err(resp) => return resp,
     };
-    let result = match sink.map(|s| s.into_any().downcast::<BlobSink>()) {
+    let result = match sink.map(|s| s.into_any().downcast::<UploadSink>()) {
         Some(Ok(sink)) => jobs.keep_blob(sink.0, &named),
         Some(Err(_)) => return Response::error(500, ErrorCode::Internal, "a blob upload lost its sink"),
         None => jobs.put_blob(body, &named),
@@ -204,8 +204,12 @@ pub fn put_blob(jobs: &Jobs, req: Request) -> Response {
 }
 
 pub fn put_module(jobs: &Jobs, req: Request) -> Response {
-    let Request { body, hold, .. } = req;
-    let result = jobs.put_module(body);
+    let Request { body, hold, sink, .. } = req;
+    let result = match sink.map(|s| s.into_any().downcast::<UploadSink>()) {
+        Some(Ok(sink)) => jobs.put_module_upload(sink.0),
+        Some(Err(_)) => return Response::error(500, ErrorCode::Internal, "a module upload lost its sink"),
+        None => jobs.put_module(body),
+    };
     drop(hold);
     match result {
         Ok((digest, fresh)) => Response::json(if fresh { 201 } else { 200 }, format!("{{\"module_sha256\":\"{}\"}}", hex_encode(&digest))),

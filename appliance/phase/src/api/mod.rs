@@ -67,12 +67,18 @@ impl Handler for Api {
             }
             // Streamed to the data dir as it arrives where there is one; else held like a module.
             return match jobs.blob_upload(len).map_err(|e| error::job(&e))? {
-                Some(upload) => Ok(Admission { pay: None, sink: Some(Box::new(jobs::BlobSink(upload))) }),
+                Some(upload) => Ok(Admission { pay: None, sink: Some(Box::new(jobs::UploadSink(upload))) }),
                 None => {
                     jobs.body_fits(len, 1).map_err(|e| error::job(&e))?;
                     Ok(Admission::in_memory((len > 0).then(|| (jobs.pool().clone(), 1))))
                 }
             };
+        }
+        if (head.method, head.path()) == (Method::Put, "/v1/modules") {
+            // Streamed to the data dir as it arrives where there is one (read back to compile).
+            if let Some(upload) = jobs.module_upload(len).map_err(|e| error::job(&e))? {
+                return Ok(Admission { pay: None, sink: Some(Box::new(jobs::UploadSink(upload))) });
+            }
         }
         let (cap, factor, job) = match (head.method, head.path()) {
             (Method::Post, "/v1/jobs") => (jobs.config().max_request_bytes(), 3, true),

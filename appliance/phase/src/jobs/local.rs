@@ -19,7 +19,7 @@ use phase_core::{sha256, Digest, Limits};
 use super::kept::{Claimed, MAX_KEY_LEN};
 use super::slots::Slot;
 use super::{Answered, Finished, JobError, JobRequest, Jobs, ModuleSource};
-use crate::engine::{Blobs, CompiledModule, Job, Progress};
+use crate::engine::{Blobs, CompiledModule, Job, ModuleError, Progress};
 use crate::engine::fs::ENTRY_COST;
 use crate::memory::job_reservation;
 use crate::modules::Upload;
@@ -123,6 +123,30 @@ impl Jobs {
             return Err(JobError::BlobTooLarge { size: len, max: self.max_blob_bytes() });
         }
         self.modules.upload(len).transpose().map_err(JobError::Storage)
+    }
+
+    /// A module upload streamed to the data dir as it arrives (at most the module cap), or
+    /// None without one (the body is then read into memory and given to `put_module`).
+    pub fn module_upload(&self, len: u64) -> Result<Option<Upload>, JobError> {
+        let max = self.config.max_module_bytes;
+        if len > max as u64 {
+            return Err(JobError::Module(ModuleError::TooLarge { size: len as usize, max }));
+        }
+        self.modules.upload(len).transpose().map_err(JobError::Storage)
+    }
+
+    /// Keeps a whole module upload: read back into memory (reserved from the pool), validated
+    /// and compiled, then kept under its hash. Its hash, and whether it was new to this node.
+    pub fn put_module_upload(&self, upload: Upload) -> Result<(Digest, bool), JobError> {
+        let result = (|| {
+            let need = upload.len();
+            let _reading = self.pool.try_reserve(need).ok_or(JobError::NoMemory { what: "a module", need, free: self.pool.free() })?;
+            let bytes = upload.read_back().map_err(JobError::Storage)?;
+            let compiled = self.compile(&bytes)?;
+            let fresh = self.modules.keep_module(upload, compiled.sha256, bytes).map_err(JobError::Storage)?;
+            Ok((compiled.sha256, fresh))
+        })();
+        result.map_err(|e| self.count(e))
     }
 
     /// The size of a blob (or module) this node holds under `d`.

@@ -359,6 +359,21 @@ fn a_module_travels_to_a_peer_once() {
 }
 
 #[test]
+fn files_travel_to_a_peer_once() {
+    let (a, b) = pair();
+    let place = format!(",\"placement\":\"{}\"", peer_id(&b));
+    for input in [&b"one"[..], b"two", b"three"] {
+        let r = a.request("POST", "/v1/jobs", &job(&guest("files"), input, &(work_files() + &place)));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(json_string(&r.text(), "stdout") != "", "{}", r.text());
+    }
+    // The first job was offered with its module and files by hash: refused with
+    // file_not_found, then module_not_found, then sent whole; the next two found both there.
+    assert_eq!(metric(&b, "phase_jobs_rejected_total{reason=\"invalid\"}"), 2);
+    assert_eq!(metric(&b, "phase_jobs_total{outcome=\"exited\"}"), 3);
+}
+
+#[test]
 fn a_remote_trap_is_the_answer_and_placement_errors_are_named() {
     let (a, b) = pair();
     let r = a.request("POST", "/v1/jobs", &job(&guest("hostile-loop"), b"", &format!(",\"placement\":\"{}\",\"limits\":{{\"fuel\":1000000}}", peer_id(&b))));

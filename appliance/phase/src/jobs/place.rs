@@ -173,7 +173,15 @@ impl Jobs {
     /// Runs `req` on `target`, or on the peers placement order gives; true with a kept answer.
     fn place_one(&self, req: &JobRequest, target: Option<PeerId>, watch: &dyn Watch) -> Result<(Answered, bool), JobError> {
         let Some(network) = self.network() else { return Err(JobError::P2pDisabled("placement")) };
-        let req = &self.with_file_bytes(req)?;
+        // Every file's bytes, for an executor that does not hold them; first the files are
+        // offered by hash only, as the module is: each travels to a peer once.
+        let full = &self.with_file_bytes(req)?;
+        let mut bare = full.clone();
+        if let Some(files) = bare.files.as_mut() {
+            files.data.clear();
+        }
+        let has_files = full.files.as_ref().is_some_and(|f| !f.data.is_empty());
+        let req = &bare;
         let module_sha256 = req.module.sha256();
         let stored = match &req.module {
             super::ModuleSource::Sha256(d) => self.module_bytes(d),
@@ -224,16 +232,19 @@ impl Jobs {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(100 << attempt));
             }
-            // The module travels inline at most once per attempt, within the attempt's wait.
+            // The module and the files travel inline at most once per attempt, within the
+            // attempt's wait.
             let give_up = Instant::now() + per_attempt;
-            let mut inline = false;
+            let (mut inline, mut with_files) = (false, false);
             let outcome = loop {
                 let wait = give_up.saturating_duration_since(Instant::now());
                 if wait.is_zero() {
                     break Err(JobError::PeerTimeout { peer, deadline_ms });
                 }
+                let sent = if with_files { full } else { req };
                 let body = match (inline, module_bytes) {
-                    (true, Some(bytes)) => req.to_peer_json(PeerModule::Inline(bytes)).into_bytes(),
+                    (true, Some(bytes)) => sent.to_peer_json(PeerModule::Inline(bytes)).into_bytes(),
+                    _ if with_files => sent.to_peer_json(PeerModule::Hash(&module_sha256)).into_bytes(),
                     _ => by_hash.clone(),
                 };
                 if !watch.sending(peer, sha256(&body)) {
@@ -250,6 +261,8 @@ impl Jobs {
                     Ok(Reply::Done(answer)) => break Ok(answer),
                     // The executor does not have the module: send it once, then it is cached there.
                     Ok(Reply::Failed { code: Some(ErrorCode::ModuleNotFound), .. }) if !inline && module_bytes.is_some() => inline = true,
+                    // Nor some of the files: they go with the job (and are kept there).
+                    Ok(Reply::Failed { code: Some(ErrorCode::FileNotFound), .. }) if !with_files && has_files => with_files = true,
                     // Asked by its submitter or not: a peer that stops a job nobody cancelled is
                     // failing, and another peer may take it.
                     Ok(Reply::Failed { code: Some(ErrorCode::Cancelled), .. }) => {

@@ -1,8 +1,8 @@
 //! The job routes: `POST /v1/jobs` (synchronous, or queued with `Prefer: respond-async`),
-//! `GET`/`DELETE /v1/jobs/<id>`, `GET /v1/jobs/<id>/output`, `PUT /v1/modules`, `PUT
-//! /v1/blobs`. Each reads
-//! the request, calls `Jobs`, and writes what came back; the status documents of asynchronous
-//! jobs are written here (docs/schemas/async-job-status.schema.json).
+//! `GET`/`DELETE /v1/jobs/<id>`, `GET /v1/jobs/<id>/output`, `PUT /v1/modules`,
+//! `PUT /v1/blobs/<sha256>`. Each reads the request, calls `Jobs`, and writes what came back;
+//! the status documents of asynchronous jobs are written here
+//! (docs/schemas/async-job-status.schema.json).
 
 use phase_core::encoding::{hex_decode_array, hex_encode};
 use phase_core::Digest;

@@ -319,7 +319,8 @@ fn too_slow(limits: &Limits, started: Instant, have: u64, len: u64) -> Result<()
 
 /// Reads a body of `len` bytes into `sink` (what came with the head first), one buffer at a
 /// time, at the minimum rate as `read_body`; no memory is held beyond the buffer. The sink
-/// failing (a full or broken disk) is answered 507.
+/// failing (a full or broken disk) is answered 507. Its writes go to the page cache; what
+/// waits on the disk (fsync) is done by the handler, on the worker pool.
 async fn read_body_into(c: &Connection, buf: &mut Vec<u8>, len: u64, mut sink: Box<dyn BodySink>) -> Result<Box<dyn BodySink>, End> {
     let failed = |have: u64, e: io::Error| End::Answer(Response::error(507, ErrorCode::Storage, &format!("storing the body failed after {have} of {len} bytes: {e}")).closing());
     let early = (buf.len() as u64).min(len) as usize;

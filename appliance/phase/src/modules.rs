@@ -1,9 +1,9 @@
 //! Modules and job files by SHA-256: kept in RAM (bounded, least recently used goes first)
 //! and, for what is uploaded (`PUT /v1/modules`, `PUT /v1/blobs`) to a node with a data dir,
 //! on disk as `<hex>.wasm` or `<hex>.blob` under one byte cap (a full store refuses, it never
-//! fills the disk). A blob upload streams to a temporary file as it arrives (`Upload`), hashed
-//! on the way, so its size is bounded by the disk cap, not by memory. Bytes read back are
-//! re-hashed.
+//! fills the disk). An upload streams to a temporary file as it arrives (`Upload`), hashed on
+//! the way, so it holds no memory while it comes and a blob's size is bounded by the disk cap.
+//! Bytes read back are re-hashed.
 
 use std::fmt;
 use std::fs;
@@ -57,6 +57,8 @@ pub struct ModuleStore {
     /// Bytes on disk and taken by uploads under way (shared with them: `Upload`).
     disk_bytes: Arc<AtomicU64>,
     max_disk_bytes: u64,
+    /// Uploads started: their temporary files' names.
+    uploads: AtomicU64,
 }
 
 impl ModuleStore {
@@ -79,6 +81,7 @@ impl ModuleStore {
             dir,
             disk_bytes: Arc::new(AtomicU64::new(used)),
             max_disk_bytes,
+            uploads: AtomicU64::new(0),
         })
     }
 
@@ -155,7 +158,7 @@ impl ModuleStore {
         self.dir.is_some()
     }
 
-    /// Starts a blob upload of `len` bytes into a temporary file, if it fits under the disk
+    /// Starts an upload of `len` bytes into a temporary file, if it fits under the disk
     /// cap now. Its bytes take their place under the cap as they are written (given back if
     /// the upload fails or turns out known): an upload that trickles holds only what came.
     /// None without a data dir.
@@ -165,14 +168,17 @@ impl ModuleStore {
         if used.saturating_add(len) > max {
             return Some(Err(StoreError::Full { used, max, need: len }));
         }
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = dir.join(format!("{UPLOAD_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Relaxed)));
-        Some(match fs::File::create(&path) {
-            Ok(file) => Ok(Upload { file, path, hash: Sha256::new(), written: 0, len, disk: self.disk_bytes.clone(), max, kept: false }),
-            Err(error) => Err(StoreError::Io { path, error }),
-        })
+        // A name nobody holds: created new, never opened over another upload's file.
+        let (file, path) = loop {
+            let path = dir.join(format!("{UPLOAD_PREFIX}{}-{}", std::process::id(), self.uploads.fetch_add(1, Relaxed)));
+            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => break (file, path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Some(Err(StoreError::Io { path, error })),
+            }
+        };
+        Some(Ok(Upload { file, path, hash: Sha256::new(), written: 0, len, disk: self.disk_bytes.clone(), max, kept: false }))
     }
-
 
     /// Keeps a whole upload as `<hex>.blob` (durably: fsync, rename, fsync of the directory)
     /// if its bytes hash to `named`: its size, and whether it was new to this node (a known
@@ -207,7 +213,7 @@ impl ModuleStore {
         if got != d {
             return Err(StoreError::NotNamed { named: d, got });
         }
-        let fresh = self.get(&d).is_none();
+        let fresh = self.held(&d).is_none();
         if let Some(wasm) = self.path(&d).filter(|p| !p.exists()) {
             let io = |error| StoreError::Io { path: wasm.clone(), error };
             upload.file.sync_all().map_err(io)?;
@@ -250,7 +256,7 @@ pub struct Upload {
 
 impl Upload {
     /// The bytes announced.
-    pub fn len(&self) -> u64 {
+    pub fn announced(&self) -> u64 {
         self.len
     }
 

@@ -139,7 +139,7 @@ impl Jobs {
     /// and compiled, then kept under its hash. Its hash, and whether it was new to this node.
     pub fn put_module_upload(&self, upload: Upload) -> Result<(Digest, bool), JobError> {
         let result = (|| {
-            let need = upload.len();
+            let need = upload.announced();
             let _reading = self.pool.try_reserve(need).ok_or(JobError::NoMemory { what: "a module", need, free: self.pool.free() })?;
             let bytes = upload.read_back().map_err(JobError::Storage)?;
             let compiled = self.compile(&bytes)?;

@@ -1,10 +1,13 @@
 //! What compiled modules hold, measured: the memory a compilation leaves allocated (the
 //! module's footprint, as the engine's cache counts it) against the size of its wasm, for the
-//! guests and for module shapes chosen to make wasmi's translation large. The worst ratio
-//! sets memory::COMPILE_FACTOR, what a compilation reserves per byte of wasm.
+//! guests and for module shapes chosen to make wasmi's translation large, beside the bound a
+//! compilation reserves (engine/compile_cost.rs).
 //! Usage: compile_size [WASM_DIR [MODULE.wasm...]] (default build/wasm)
 
+use phase::engine::compile_cost::compile_bound;
 use phase::engine::Engine;
+
+include!("common/shapes.rs");
 
 fn main() {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "build/wasm".into());
@@ -23,22 +26,17 @@ fn main() {
             Err(e) => eprintln!("{path}: {e}"),
         }
     }
-    let module = |body: String| wat::parse_str(format!("(module {body})")).expect("valid WAT");
-    let repeat = |n: usize, s: &str| s.repeat(n);
-    cases.push(("straight-line".into(), module(format!("(func (local i32) {})", repeat(100_000, "(local.set 0 (i32.add (local.get 0) (i32.const 1)))")))));
-    cases.push(("empty functions".into(), module(repeat(50_000, "(func)"))));
-    cases.push(("calls".into(), module(format!("(func {})", repeat(100_000, "(call 0)")))));
-    cases.push(("blocks".into(), module(format!("(func {})", repeat(30_000, "(block (br 0))")))));
-    cases.push(("constants".into(), module(format!("(func {})", (0..50_000).map(|i| format!("(drop (i64.const {}))", i * 1_000_003)).collect::<String>()))));
-    cases.push(("br_table".into(), module(format!("(func (block (br_table {} (i32.const 0))))", repeat(100_000, "0 ")))));
-    println!("{:<16} {:>10} {:>12} {:>7} {:>12} {:>7}", "module", "wasm", "footprint", "ratio", "peak", "ratio");
+    cases.extend(compile_shapes().into_iter().map(|(n, b)| (n.to_string(), b)));
+    println!("{:<34} {:>10} {:>12} {:>7} {:>12} {:>7} {:>12} {:>6}", "module", "wasm", "footprint", "ratio", "peak", "ratio", "bound", "margin");
     for (name, bytes) in cases {
         match engine.compile(&bytes) {
             Ok(m) => {
                 let ratio = |n: usize| n as f64 / bytes.len() as f64;
-                println!("{name:<16} {:>10} {:>12} {:>7.2} {:>12} {:>7.2}", bytes.len(), m.footprint, ratio(m.footprint), m.compile_peak, ratio(m.compile_peak))
+                let bound = compile_bound(&bytes).unwrap_or(0);
+                let margin = bound as f64 / m.footprint.max(m.compile_peak) as f64;
+                println!("{name:<34} {:>10} {:>12} {:>7.2} {:>12} {:>7.2} {bound:>12} {margin:>6.2}", bytes.len(), m.footprint, ratio(m.footprint), m.compile_peak, ratio(m.compile_peak))
             }
-            Err(e) => println!("{name:<16} {:>10} refused: {e}", bytes.len()),
+            Err(e) => println!("{name:<34} {:>10} refused: {e}", bytes.len()),
         }
     }
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 /// A job's memory beyond its linear memory and output: wasmi's value stack (1 MB at most),
 /// call frames, the store and its WASI state.
 pub const JOB_OVERHEAD: u64 = 2 << 20;
-/// What compiling may take, per byte of wasm, its peak and what it keeps alike: measured up to
-/// 33x (a run of 2-byte calls) and 30x (50 000 empty functions); ordinary programs 4-6x, CPython
-/// for WASI 2.3x (59 MB for 26 MB) (appliance/phase/examples/compile_size.rs). The worst case
-/// is what a stranger's module may cost, so it is what is reserved. With a margin:
-pub const COMPILE_FACTOR: u64 = 40;
+/// The largest module a node takes by default is this fraction of its pool: what compiling one
+/// takes is reserved from its structure (engine/compile_cost.rs), a 26 MB interpreter about
+/// 280 MB, so a module of pool/16 usually compiles while jobs run beside it; one whose bound
+/// does not fit what is free is refused (`no_memory`).
+pub const MODULE_SHARE: u64 = 16;
 
 /// What a job may use at most: its linear memory cap, its output (captured, with Vec growth,
 /// then base64 in the answer: 4x), and the engine's overhead.

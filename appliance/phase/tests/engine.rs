@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
+use phase::engine::compile_cost::compile_bound;
 use phase::engine::{Engine, Execution, Job, ModuleError, DEFAULT_MAX_MODULE_BYTES};
 use phase_core::job::JobSpec;
 use phase_core::job::receipt::{Outcome, Receipt, TrapKind};
@@ -324,4 +325,33 @@ fn loops_of_host_calls_end_at_their_deadline_and_their_fuel() {
         assert_eq!((a.fuel_used, &a.stdout), (b.fuel_used, &b.stdout), "{mode}: deterministic");
         assert!(a.wall_time < std::time::Duration::from_secs(3), "{mode}: 300 M fuel took {:?}", a.wall_time);
     }
+}
+
+include!("../examples/common/shapes.rs");
+
+#[test]
+fn the_compile_bound_covers_every_module_shape_we_know() {
+    // What a compilation reserves (engine/compile_cost.rs, from the module's structure) must
+    // cover what it takes, at its peak and kept, for every shape a hostile client could repeat,
+    // and for the guests.
+    let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
+    let mut shapes = compile_shapes();
+    for g in ["hello", "files", "sha256sum", "wasi-conformance"] {
+        shapes.push((g, common::guest(g)));
+    }
+    let mut tightest = (f64::MAX, "");
+    for (name, bytes) in &shapes {
+        let m = engine.compile(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bound = compile_bound(bytes).unwrap();
+        let most = m.footprint.max(m.compile_peak) as u64;
+        assert!(most <= bound, "{name}: {most} bytes to compile, above its bound {bound}");
+        let margin = bound as f64 / most as f64;
+        if margin < tightest.0 {
+            tightest = (margin, name);
+        }
+    }
+    // A shape within 25% of its bound is a warning to raise the constants.
+    assert!(tightest.0 > 1.25, "{} takes {:.2} of its bound", tightest.1, 1.0 / tightest.0);
+    // Not a module: named, before anything is compiled.
+    assert!(compile_bound(b"\0asm\x01\0\0\0\x0a\x05").is_err());
 }

@@ -9,15 +9,27 @@ use Phase\Sdk\Job;
 use PHPUnit\Framework\TestCase;
 
 /**
- * A real interpreter, unchanged, on a node at its default limits: CPython for WASI (26 MB)
- * runs a Python script on data files a PHP application sends, and the files it leaves come
- * back verified against the node's signed receipt.
+ * A real interpreter, unchanged, on a node at its default limits, here and at the budget of a
+ * host with 1 GiB: CPython for WASI (26 MB) runs a Python script on data files a PHP
+ * application sends, and the files it leaves come back verified against the node's signed
+ * receipt.
  */
 final class InterpreterTest extends TestCase
 {
-    public function testCpythonRunsAScriptOnFilesOnANodeFromPhp(): void
+    /** @return array<string,array{list<string>}> */
+    public static function budgets(): array
     {
-        $node = new NodeProcess();
+        // The default budget of a host with 1 GiB available: three quarters, less 16 MiB.
+        return ['this host' => [[]], 'a 1 GiB host' => [['--memory-budget', (string) ((1024 - 16) * 3 / 4 * 1048576)]]];
+    }
+
+    /**
+     * @dataProvider budgets
+     * @param list<string> $args
+     */
+    public function testCpythonRunsAScriptOnFilesOnANodeFromPhp(array $args): void
+    {
+        $node = new NodeProcess($args);
         try {
             $job = Job::fromFile(python_wasm())
                 ->withArgs(['/work/summarize.py'])

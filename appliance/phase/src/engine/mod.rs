@@ -6,6 +6,7 @@
 //! engine until the engine is dropped, so with one shared engine every module ever compiled
 //! would stay in memory. Per module, evicting it from the cache frees its code.
 
+pub mod compile_cost;
 pub mod fs;
 mod wasi;
 
@@ -20,12 +21,11 @@ use phase_core::{sha256, Digest};
 use wasmi::{CompilationMode, Config, Error, ExternType, Linker, Module, ResourceLimiter, Store, TypedResumableCall};
 
 use crate::cache::SizedCache;
-use crate::memory::{Budget, Reservation, COMPILE_FACTOR};
+use crate::memory::{Budget, Reservation};
 use wasi::RandomStream;
 
 /// Module size: default cap and hard maximum (bytes). A node's default is also at most its
-/// pool / COMPILE_FACTOR (jobs::JobsConfig::for_memory): an interpreter of 30 MB is admitted
-/// where the pool holds its worst-case compilation.
+/// pool / MODULE_SHARE (jobs::JobsConfig::for_memory).
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 64 << 20;
 pub const HARD_MAX_MODULE_BYTES: usize = 64 << 20;
 
@@ -374,9 +374,9 @@ impl Engine {
         self.compile_within(bytes, None)
     }
 
-    /// As `compile`, reserving from `budget` what compiling may take (COMPILE_FACTOR bytes per
-    /// byte of wasm) while it runs, and, for a module too large for the cache, its measured
-    /// footprint for as long as it is in use.
+    /// As `compile`, reserving from `budget` what compiling may take (read from the module's
+    /// structure: compile_cost.rs) while it runs, and, for a module too large for the cache,
+    /// its measured footprint for as long as it is in use.
     pub fn compile_within(&self, bytes: &[u8], budget: Option<&Arc<Budget>>) -> Result<Arc<CompiledModule>, ModuleError> {
         if bytes.len() > self.max_module_bytes {
             return Err(ModuleError::TooLarge { size: bytes.len(), max: self.max_module_bytes });
@@ -389,7 +389,16 @@ impl Engine {
             None => Ok(None),
             Some(b) => b.try_reserve(need).map(Some).ok_or(ModuleError::NoMemory { need, free: b.free() }),
         };
-        let compiling = reserve(bytes.len() as u64 * COMPILE_FACTOR)?;
+        let compiling = match budget {
+            Some(_) => {
+                // Reading the module's structure holds a few bytes per byte of it: paid first.
+                let scan = reserve(bytes.len() as u64 * compile_cost::SCAN_BYTES_PER_BYTE)?;
+                let bound = compile_cost::compile_bound(bytes).map_err(ModuleError::Invalid)?;
+                drop(scan);
+                reserve(bound)?
+            }
+            None => None,
+        };
         // Everything this thread allocates and keeps from here on is the module's footprint.
         let before = crate::sys::alloc::start_peak_on_this_thread();
         let wasmi = wasmi::Engine::new(&self.config);

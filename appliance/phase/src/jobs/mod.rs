@@ -69,8 +69,8 @@ impl JobsConfig {
     /// times and the largest one (every limit at its maximum, the largest input) fits it once
     /// (docs/api.md, "Memory"): memory limit default pool/8 (at most 64 MiB), maximum 3/8 of
     /// the pool (at most 1 GiB); output default pool/32 (at most 1 MiB), maximum pool/16 (at
-    /// most 16 MiB); modules pool/40 (compiling takes up to 40 bytes per byte of wasm; at most
-    /// 64 MiB), inputs pool/8 (at most 16 MiB). Kept answers of asynchronous jobs: half the results' share.
+    /// most 16 MiB); modules pool/16 (what compiling one takes is reserved from its structure;
+    /// at most 64 MiB), inputs pool/8 (at most 16 MiB). Kept answers of asynchronous jobs: half the results' share.
     /// Derived sizes are whole multiples of 64 KiB (wasm pages).
     pub fn for_memory(memory: MemoryPlan) -> JobsConfig {
         let pool = memory.pool / 65536 * 65536;
@@ -91,7 +91,7 @@ impl JobsConfig {
         JobsConfig {
             default_limits,
             max_limits,
-            max_module_bytes: (page(pool / crate::memory::COMPILE_FACTOR) as usize).min(DEFAULT_MAX_MODULE_BYTES),
+            max_module_bytes: (page(pool / crate::memory::MODULE_SHARE) as usize).min(DEFAULT_MAX_MODULE_BYTES),
             max_input_bytes: (page(pool / 8) as usize).min(DEFAULT_MAX_INPUT_BYTES),
             max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             max_disk_module_bytes: crate::modules::DEFAULT_MAX_DISK_BYTES,
@@ -373,11 +373,12 @@ mod tests {
         assert_eq!((big.default_limits, big.max_limits.memory_bytes), (Limits::DEFAULT, Limits::MAX.memory_bytes));
         assert_eq!((big.max_module_bytes, big.max_input_bytes), (DEFAULT_MAX_MODULE_BYTES, DEFAULT_MAX_INPUT_BYTES));
         assert_eq!(big.max_limits.output_bytes, Limits::MAX.output_bytes);
-        // CPython for WASI (26 267 204 bytes) is admitted by default on a host with 2 GiB
+        // CPython for WASI (26 267 204 bytes) is admitted by default on a host with 1 GiB
         // available (the default budget: three quarters, less the allocator's cache), not with
-        // 1.5 GiB (docs/api.md, "Memory").
-        let host = |available: u64| JobsConfig::for_memory(MemoryPlan::new((available - (16 << 20)) / 4 * 3, None)).max_module_bytes;
-        assert!(host(2 << 30) >= 26_267_204 && host(3 << 29) < 26_267_204, "{} {}", host(2 << 30), host(3 << 29));
+        // 512 MiB (docs/api.md, "Memory"); its compilation's bound (276 MB) fits the pool.
+        let host = |available: u64| JobsConfig::for_memory(MemoryPlan::new((available - (16 << 20)) / 4 * 3, None));
+        assert!(host(1 << 30).max_module_bytes >= 26_267_204 && host(1 << 29).max_module_bytes < 26_267_204);
+        assert!(host(1 << 30).memory.pool > 400 << 20, "{}", host(1 << 30).memory.pool);
     }
 
     #[test]

@@ -14,9 +14,10 @@ use std::sync::Arc;
 pub const JOB_OVERHEAD: u64 = 2 << 20;
 /// The largest module a node takes by default is this fraction of its pool: what compiling one
 /// takes is reserved from its structure (engine/compile_cost.rs), a 26 MB interpreter about
-/// 280 MB, so a module of pool/16 usually compiles while jobs run beside it; one whose bound
-/// does not fit what is free is refused (`no_memory`).
-pub const MODULE_SHARE: u64 = 16;
+/// 280 MB, so a module of pool/12 usually compiles while jobs run beside it (on a machine of
+/// 1 GiB, 800 MiB available: a pool of 404 MiB); one whose bound does not fit what is free is
+/// refused (`no_memory`).
+pub const MODULE_SHARE: u64 = 12;
 
 /// What a job may use at most: its linear memory cap, its output (captured, with Vec growth,
 /// then base64 in the answer: 4x), and the engine's overhead.

@@ -36,7 +36,7 @@ pub struct NodeCmd {
     /// seconds an asynchronous job's answer is kept after it ends (default 3600)
     #[argh(option)]
     result_ttl: Option<u64>,
-    /// largest module accepted, in bytes (default: pool/16, at most 64 MiB; hard maximum 64 MiB)
+    /// largest module accepted, in bytes (default: pool/12, at most 64 MiB; hard maximum 64 MiB)
     #[argh(option)]
     max_module_bytes: Option<usize>,
     /// largest job input accepted, in bytes (default: pool/8, at most 16 MiB; hard maximum 64 MiB)

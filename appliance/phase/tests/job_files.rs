@@ -390,3 +390,31 @@ fn a_blob_uploaded_once_streams_to_the_data_dir_and_jobs_name_it_by_hash() {
     assert_eq!((r.status, json_string(&r.text(), "error")), (413, "body_too_large".into()), "{}", r.text());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn phase_run_takes_a_module_larger_than_any_node_cap() {
+    // hello, with a custom section of 70 MB after it: beyond the 64 MiB a node ever takes.
+    let mut wasm = common::guest("hello");
+    let payload = 70_000_000u32;
+    wasm.push(0);
+    let mut n = payload + 2;
+    while n >= 0x80 {
+        wasm.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    wasm.push(n as u8);
+    wasm.extend_from_slice(b"\x01x");
+    wasm.resize(wasm.len() + payload as usize, 0);
+    let path = std::env::temp_dir().join(format!("phase-big-module-{}.wasm", std::process::id()));
+    std::fs::write(&path, &wasm).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phase")).arg("run").arg(&path).args(["--input", "/dev/null"]).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Not a module: named as such before anything is compiled.
+    let bad = std::env::temp_dir().join(format!("phase-bad-module-{}.wasm", std::process::id()));
+    std::fs::write(&bad, b"\0asm\x01\0\0\0\x0a\x05").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phase")).arg("run").arg(&bad).args(["--input", "/dev/null"]).output().unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid wasm module"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -14,7 +14,7 @@ use phase_core::{sha256, Limits};
 use super::dirs::{self, DirArg, DirError};
 use super::{read, Failure, EXIT_ERROR, EXIT_TRAPPED};
 use crate::data_dir::DataDir;
-use crate::engine::{Blobs, Engine, Job, HARD_MAX_MODULE_BYTES};
+use crate::engine::{compile_cost, Blobs, Engine, Job};
 use crate::identity::NodeIdentity;
 
 #[derive(FromArgs)]
@@ -95,8 +95,17 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
         Some(d) => NodeIdentity::load_or_create(&DataDir::new(d))?,
         None => NodeIdentity::ephemeral(),
     };
-    let engine = Engine::new(HARD_MAX_MODULE_BYTES);
-    let module = engine.compile(&bytes).map_err(|e| Failure::new(format!("{}: {e}", c.module.display())))?;
+    // Modules of any size this machine can compile: what compiling one may take, read from
+    // its structure, must fit in the memory available now.
+    let path = c.module.display();
+    let bound = compile_cost::compile_bound(&bytes).map_err(|e| Failure::new(format!("{path}: invalid wasm module: {e}")))?;
+    if let Some(free) = crate::sys::memory_available() {
+        if bound.saturating_add(bytes.len() as u64) > free {
+            return Err(Failure::new(format!("{path}: compiling it may take {bound} bytes; this machine has {free} available")));
+        }
+    }
+    let engine = Engine::any_size();
+    let module = engine.compile(&bytes).map_err(|e| Failure::new(format!("{path}: {e}")))?;
     let requested = RequestedLimits { fuel: c.fuel, memory_bytes: c.memory_bytes, output_bytes: c.output_bytes, deadline_ms: c.deadline_ms };
     let limits = Limits::resolve(&requested, &Limits::DEFAULT, &Limits::MAX)?;
     let mut spec = JobSpec::new(module.sha256, sha256(&input), c.arg, c.env, limits)?;

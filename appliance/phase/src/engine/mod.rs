@@ -323,18 +323,24 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(max_module_bytes: usize) -> Engine {
-        Self::build(max_module_bytes, DEFAULT_COMPILED_CACHE_BYTES, true)
+        Self::build(max_module_bytes.min(HARD_MAX_MODULE_BYTES), DEFAULT_COMPILED_CACHE_BYTES, true)
     }
 
     /// An engine whose compiled modules take at most `cache_bytes` (by their measured size).
     pub fn with_cache(max_module_bytes: usize, cache_bytes: usize) -> Engine {
-        Self::build(max_module_bytes, cache_bytes, true)
+        Self::build(max_module_bytes.min(HARD_MAX_MODULE_BYTES), cache_bytes, true)
+    }
+
+    /// An engine without a module size cap, for `phase run`: the module is the user's own
+    /// file, and the caller checks what compiling it may take against the memory available.
+    pub fn any_size() -> Engine {
+        Self::build(usize::MAX, DEFAULT_COMPILED_CACHE_BYTES, true)
     }
 
     /// An engine without fuel metering: for measuring what metering costs (scripts/bench-jobs),
     /// never for serving jobs. Fuel limits do not apply; the deadline is not checked.
     pub fn unmetered(max_module_bytes: usize) -> Engine {
-        Self::build(max_module_bytes, DEFAULT_COMPILED_CACHE_BYTES, false)
+        Self::build(max_module_bytes.min(HARD_MAX_MODULE_BYTES), DEFAULT_COMPILED_CACHE_BYTES, false)
     }
 
     fn build(max_module_bytes: usize, cache_bytes: usize, metered: bool) -> Engine {
@@ -350,7 +356,7 @@ impl Engine {
         Engine {
             config,
             cache: SizedCache::new(MAX_CACHED_MODULES, cache_bytes),
-            max_module_bytes: max_module_bytes.min(HARD_MAX_MODULE_BYTES),
+            max_module_bytes,
             metered,
         }
     }

@@ -28,6 +28,9 @@ fn compile_shapes() -> Vec<(&'static str, Vec<u8>)> {
         ("memory size and grow", m(format!("(memory 1) (func {})", r(30_000, "(drop (memory.grow (i32.const 0))) (drop (memory.size))")))),
         ("floats", m(format!("(func (param f64) {})", r(30_000, "(drop (f64.sqrt (f64.add (local.get 0) (f64.const 1.5))))")))),
         ("conversions", m(format!("(func (param i64) {})", r(30_000, "(drop (f32.convert_i64_s (i64.rotl (local.get 0) (i64.extend_i32_u (i32.wrap_i64 (local.get 0))))))")))),
+        ("tail calls", m(format!("(func $g (param i32)) (func (param i32) {} (return_call $g (local.get 0)))", r(30_000, "(block (br_if 0 (local.get 0)) (return_call $g (local.get 0)))")))),
+        ("element segment", m(format!("(table 100000 funcref) (func $f) (elem (i32.const 0) func {})", r(100_000, "$f ")))),
+        ("ref.func and tables", m(format!("(table 10 funcref) (func $f) (elem declare func $f) (func {})", r(30_000, "(table.set 0 (i32.const 1) (ref.func $f)) (drop (ref.is_null (table.get 0 (i32.const 2))))")))),
         ("globals", m(format!("(global $g (mut i32) (i32.const 0)) (func {})", r(50_000, "(global.set $g (global.get $g))")))),
         ("locals", m(format!("(func (local {}) {})", r(20_000, "i64 "), r(10_000, "(drop (local.get 19999))")))),
         ("custom section", {

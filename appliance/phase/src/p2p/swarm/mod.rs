@@ -277,10 +277,9 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         peers.insert(id, Peer::new(vec![addr.clone()], "bootstrap"));
         bootstrap_peers.push(discovered::BootstrapPeer::new(id, addr.clone()));
         if wait_for_interfaces {
-            dial_later.push(addr.clone());
+            dial_later.push((id, addr.clone()));
         } else {
-            dial_bootstrap(&mut swarm, addr);
-            discovered.bootstrap(id, addr.clone(), Instant::now() + discovered::RETRY);
+            dial_bootstrap(&mut swarm, &mut discovered, id, addr);
         }
     }
     let (tx, rx) = smol::channel::bounded::<Command>(64);
@@ -316,10 +315,13 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
     Ok((tx, peer_id))
 }
 
-fn dial_bootstrap(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
+/// The first dial of a bootstrap peer; if it fails, `discovered` dials it again (until it is
+/// connected).
+fn dial_bootstrap(swarm: &mut Swarm<Behaviour>, discovered: &mut discovered::Discovered, peer: PeerId, addr: &Multiaddr) {
     if let Err(e) = swarm.dial(addr.clone()) {
         log!("p2p: dial bootstrap {addr}: {e}");
     }
+    discovered.bootstrap(peer, addr.clone(), Instant::now() + discovered::RETRY);
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {
@@ -360,7 +362,7 @@ pub(super) struct State {
     /// Every DHT key this node provides: capabilities and served boot releases.
     provide: Vec<String>,
     /// Bootstrap peers to dial once a listen address beyond loopback is up, or at `dial_by`.
-    dial_later: Vec<Multiaddr>,
+    dial_later: Vec<(PeerId, Multiaddr)>,
     dial_by: Option<Instant>,
     /// Bound on the peer table.
     max_peers: usize,
@@ -413,11 +415,8 @@ impl State {
 
     fn dial_bootstrap_peers(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.dial_by = None;
-        for addr in std::mem::take(&mut self.dial_later) {
-            dial_bootstrap(swarm, &addr);
-            if let Some(Protocol::P2p(id)) = addr.iter().last() {
-                self.discovered.bootstrap(id, addr, Instant::now() + discovered::RETRY);
-            }
+        for (peer, addr) in std::mem::take(&mut self.dial_later) {
+            dial_bootstrap(swarm, &mut self.discovered, peer, &addr);
         }
     }
 

@@ -142,13 +142,11 @@ impl ModuleStore {
         Some(Arc::new(bytes))
     }
 
-    /// The size of what this node holds under `d`, without reading it (it is re-hashed when
-    /// read: `get`).
-    pub fn held(&self, d: &Digest) -> Option<u64> {
-        if let Some(b) = self.memory.get(d) {
-            return Some(b.len() as u64);
-        }
-        let wasm = self.path(d)?;
+    /// The size of what this node keeps under `d`, without reading it (it is re-hashed when
+    /// read: `get`): on disk where there is a data dir (what is only in RAM there is not kept:
+    /// a restart loses it), else in RAM.
+    pub fn kept(&self, d: &Digest) -> Option<u64> {
+        let Some(wasm) = self.path(d) else { return self.memory.get(d).map(|b| b.len() as u64) };
         fs::metadata(&wasm).or_else(|_| fs::metadata(wasm.with_extension("blob"))).ok().map(|m| m.len())
     }
 
@@ -180,50 +178,43 @@ impl ModuleStore {
         Some(Ok(Upload { file, path, hash: Sha256::new(), written: 0, len, disk: self.disk_bytes.clone(), max, kept: false }))
     }
 
-    /// Keeps a whole upload as `<hex>.blob` (durably: fsync, rename, fsync of the directory)
-    /// if its bytes hash to `named`: its size, and whether it was new to this node (a known
-    /// one is dropped).
-    pub fn keep(&self, mut upload: Upload, named: &Digest) -> Result<(u64, bool), StoreError> {
-        let io = |path: &PathBuf| {
-            let path = path.clone();
-            move |error| StoreError::Io { path, error }
-        };
-        let digest: Digest = std::mem::take(&mut upload.hash).finalize().into();
-        if digest != *named {
-            return Err(StoreError::NotNamed { named: *named, got: digest });
-        }
+    /// Keeps a whole upload as `<hex>.blob` if its bytes hash to `named`: its size, and
+    /// whether it was new to this node (a known one is dropped).
+    pub fn keep(&self, upload: Upload, named: &Digest) -> Result<(u64, bool), StoreError> {
         let size = upload.written;
-        let Some(wasm) = self.path(&digest) else { return Ok((size, false)) };
-        let blob = wasm.with_extension("blob");
-        if wasm.exists() || blob.exists() {
-            return Ok((size, false));
-        }
-        upload.file.sync_all().map_err(io(&upload.path))?;
-        fs::rename(&upload.path, &blob).map_err(io(&blob))?;
-        crate::durable::sync_dir(&blob).map_err(io(&blob))?;
-        // Its bytes keep their place under the cap.
-        upload.kept = true;
-        Ok((size, true))
+        Ok((size, self.settle(upload, named, "blob")?))
     }
 
-    /// Keeps a whole module upload whose bytes (`bytes`, read back and compiled) hash to
-    /// `d`, as `<hex>.wasm`, and in RAM. Whether it was new to this node.
-    pub fn keep_module(&self, mut upload: Upload, d: Digest, bytes: Vec<u8>) -> Result<bool, StoreError> {
-        let got: Digest = std::mem::take(&mut upload.hash).finalize().into();
-        if got != d {
-            return Err(StoreError::NotNamed { named: d, got });
-        }
-        let fresh = self.held(&d).is_none();
-        if let Some(wasm) = self.path(&d).filter(|p| !p.exists()) {
-            let io = |error| StoreError::Io { path: wasm.clone(), error };
-            upload.file.sync_all().map_err(io)?;
-            fs::rename(&upload.path, &wasm).map_err(io)?;
-            crate::durable::sync_dir(&wasm).map_err(io)?;
-            upload.kept = true;
-        }
+    /// Keeps a whole module upload whose bytes (`bytes`, read back and compiled) hash to `d`,
+    /// as `<hex>.wasm`, and in RAM. Whether it was new to this node.
+    pub fn keep_module(&self, upload: Upload, d: Digest, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let fresh = self.memory.get(&d).is_none() && self.kept(&d).is_none();
+        self.settle(upload, &d, "wasm")?;
         let size = bytes.len();
         self.memory.insert(d, Arc::new(bytes), size);
         Ok(fresh)
+    }
+
+    /// Moves a whole upload whose bytes hash to `named` to `<hex>.<ext>`, durably (fsync,
+    /// rename, fsync of the directory), unless the store has those bytes on disk already (then
+    /// the upload is dropped). Whether it was written.
+    fn settle(&self, mut upload: Upload, named: &Digest, ext: &str) -> Result<bool, StoreError> {
+        let got: Digest = std::mem::take(&mut upload.hash).finalize().into();
+        if got != *named {
+            return Err(StoreError::NotNamed { named: *named, got });
+        }
+        let Some(wasm) = self.path(named) else { return Ok(false) };
+        if wasm.exists() || wasm.with_extension("blob").exists() {
+            return Ok(false);
+        }
+        let target = wasm.with_extension(ext);
+        let io = |error| StoreError::Io { path: target.clone(), error };
+        upload.file.sync_all().map_err(io)?;
+        fs::rename(&upload.path, &target).map_err(io)?;
+        crate::durable::sync_dir(&target).map_err(io)?;
+        // Its bytes keep their place under the cap.
+        upload.kept = true;
+        Ok(true)
     }
 
     pub fn len(&self) -> usize {

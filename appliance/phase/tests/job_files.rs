@@ -381,6 +381,15 @@ fn a_blob_uploaded_once_streams_to_the_data_dir_and_jobs_name_it_by_hash() {
     assert_eq!((r.status, json_string(&r.text(), "error")), (404, "file_not_found".into()), "{}", r.text());
     assert_eq!(node.request("PUT", &path(data), data).status, 201, "sent again");
     assert_eq!(node.request("POST", "/v1/jobs", &job_naming_a_blob(data)).status, 200);
+    // A file only in RAM (sent inline with a job) is not kept: uploading it stores it on disk.
+    let inline = b"delta\necho\n";
+    let body = String::from_utf8(job_naming_a_blob(data)).unwrap().replace(
+        &format!(r#""sha256":"{}","size":{}"#, hex_encode(&sha256(data)), data.len()),
+        &format!(r#""data":"{}""#, phase_core::encoding::base64_encode(inline)),
+    );
+    assert_eq!(node.request("POST", "/v1/jobs", body.as_bytes()).status, 200);
+    assert_eq!(node.request("PUT", &path(inline), inline).status, 201, "kept only now");
+    assert!(dir.join("modules").join(format!("{}.blob", hex_encode(&sha256(inline)))).exists());
     drop(node);
     // Without a data dir a blob is held in RAM, within the RAM share for modules and files.
     let node = Node::start(&["--memory-budget", "33554432"]);

@@ -61,8 +61,8 @@ impl Handler for Api {
         let len = head.content_length;
         if let (Method::Put, Some(name)) = (head.method, head.path().strip_prefix("/v1/blobs/")) {
             let named = jobs::blob_name(name)?;
-            // One held already is answered at once; its bytes are not read.
-            if let Some(size) = jobs.blob_held(&named) {
+            // One kept already is answered at once; its bytes are not read.
+            if let Some(size) = jobs.blob_kept(&named) {
                 return Err(jobs::blob_answer(&named, size, false));
             }
             // Streamed to the data dir as it arrives where there is one; else held like a module.

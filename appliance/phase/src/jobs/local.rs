@@ -149,9 +149,10 @@ impl Jobs {
         result.map_err(|e| self.count(e))
     }
 
-    /// The size of a blob (or module) this node holds under `d`.
-    pub fn blob_held(&self, d: &Digest) -> Option<u64> {
-        self.modules.held(d)
+    /// The size of a blob (or module) this node keeps under `d` (on disk where there is a
+    /// data dir).
+    pub fn blob_kept(&self, d: &Digest) -> Option<u64> {
+        self.modules.kept(d)
     }
 
     /// Keeps a whole upload whose bytes hash to `named`; later jobs name it in their trees.

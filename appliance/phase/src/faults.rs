@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use phase_core::job::answer::{Reply, Answer};
-use phase_core::job::request::{JobRequest, ModuleSource, PeerModule};
+use phase_core::job::request::{JobRequest, ModuleSource, PeerFiles, PeerModule};
 use phase_core::net::http::RequestHead;
 use phase_core::job::receipt::Receipt;
 use phase_core::sha256;
@@ -176,7 +176,7 @@ fn another_job(frame: &[u8]) -> Option<Vec<u8>> {
         ModuleSource::Bytes(b) => PeerModule::Inline(b),
         ModuleSource::Sha256(d) => PeerModule::Hash(d),
     };
-    Some(req.to_peer_json(module).into_bytes())
+    Some(req.to_peer_json(module, PeerFiles::Inline).into_bytes())
 }
 
 /// The answer as the fault tells it.

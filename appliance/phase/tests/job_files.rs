@@ -266,7 +266,7 @@ fn a_hostile_guest_leaves_its_tree_by_no_path_and_meets_each_limit_as_an_errno()
 fn phase_receipt_verify_checks_an_answer_with_files_against_its_request() {
     use phase_core::job::answer::Answer;
     use phase_core::job::receipt::Receipt;
-    use phase_core::job::request::{JobRequest, PeerModule, RequestedFiles};
+    use phase_core::job::request::{JobRequest, PeerFiles, PeerModule, RequestedFiles};
     let engine = Engine::new(DEFAULT_MAX_MODULE_BYTES);
     let (files, blobs) = work_tree(FsLimits::DEFAULT);
     let ex = run_files(&engine, "files", &["/work"], files.clone(), blobs.clone());
@@ -278,7 +278,7 @@ fn phase_receipt_verify_checks_an_answer_with_files_against_its_request() {
     let data = blobs.iter().map(|(d, b)| (*d, b.to_vec())).collect();
     let request = |files: RequestedFiles| {
         let req = JobRequest::parse(format!("{{\"module_sha256\":\"{}\",\"args\":[\"/work\"]}}", phase_core::encoding::hex_encode(&sha256(&module))).as_bytes()).unwrap();
-        JobRequest { files: Some(files), ..req }.to_peer_json(PeerModule::Hash(&sha256(&module)))
+        JobRequest { files: Some(files), ..req }.to_peer_json(PeerModule::Hash(&sha256(&module)), PeerFiles::Inline)
     };
     let dir = std::env::temp_dir().join(format!("phase-verify-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -183,6 +183,11 @@ impl RequestedFiles {
 
     /// The request form (`files` of a job request).
     pub fn to_json(&self) -> String {
+        self.to_json_with(PeerFiles::Inline)
+    }
+
+    /// The request form, with the bytes this request holds inline or every file by hash.
+    pub fn to_json_with(&self, files: PeerFiles) -> String {
         let s = |v: &str| json::to_string(&v.to_string());
         let mounts: Vec<String> = self
             .mounts
@@ -195,7 +200,7 @@ impl RequestedFiles {
                         match &e.kind {
                             Kind::Dir => format!("{{\"path\":{path},\"dir\":true}}"),
                             Kind::Symlink { target } => format!("{{\"path\":{path},\"symlink\":{}}}", s(target)),
-                            Kind::File { sha256, size, executable } => match self.data.get(sha256) {
+                            Kind::File { sha256, size, executable } => match self.data.get(sha256).filter(|_| files == PeerFiles::Inline) {
                                 Some(bytes) => format!("{{\"path\":{path},\"data\":\"{}\",\"executable\":{executable}}}", base64_encode(bytes)),
                                 None => format!("{{\"path\":{path},\"sha256\":\"{}\",\"size\":{size},\"executable\":{executable}}}", hex_encode(sha256)),
                             },
@@ -345,9 +350,10 @@ impl JobRequest {
         })
     }
 
-    /// The body one node sends another for this job: the module inline or by hash (modules
-    /// travel once), never `placement` or `redundancy` (the executor runs it where it is).
-    pub fn to_peer_json(&self, module: PeerModule<'_>) -> String {
+    /// The body one node sends another for this job: the module inline or by hash, the files
+    /// inline or by hash (modules and files travel once), never `placement` or `redundancy`
+    /// (the executor runs it where it is).
+    pub fn to_peer_json(&self, module: PeerModule<'_>, files: PeerFiles) -> String {
         let s = |v: &str| json::to_string(&v.to_string());
         let list = |l: &[String]| format!("[{}]", l.iter().map(|x| s(x)).collect::<Vec<_>>().join(","));
         let mut fields = Vec::with_capacity(6);
@@ -369,7 +375,7 @@ impl JobRequest {
             fields.push(format!("\"idempotency_key\":{}", s(k)));
         }
         if let Some(f) = &self.files {
-            fields.push(format!("\"files\":{}", f.to_json()));
+            fields.push(format!("\"files\":{}", f.to_json_with(files)));
         }
         format!("{{{}}}", fields.join(","))
     }
@@ -380,6 +386,14 @@ impl JobRequest {
 pub enum PeerModule<'a> {
     Inline(&'a [u8]),
     Hash(&'a Digest),
+}
+
+/// How a job's files go to a peer: each file whose bytes the request holds inline, or every
+/// file by hash and size (the peer may hold them already: files travel once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFiles {
+    Inline,
+    ByHash,
 }
 
 #[cfg(test)]
@@ -394,9 +408,9 @@ mod tests {
         assert_eq!(r.module, ModuleSource::Bytes(b"\0asm\x01\0\0\0".to_vec()));
         assert_eq!((r.input.as_slice(), r.args.len(), r.redundancy), (&b"hi"[..], 2, Some(2)));
         assert_eq!(r.limits, RequestedLimits { fuel: Some(5), deadline_ms: Some(7), ..Default::default() });
-        let again = JobRequest::parse(r.to_peer_json(PeerModule::Inline(b"\0asm\x01\0\0\0")).as_bytes()).unwrap();
+        let again = JobRequest::parse(r.to_peer_json(PeerModule::Inline(b"\0asm\x01\0\0\0"), PeerFiles::Inline).as_bytes()).unwrap();
         assert_eq!(again, JobRequest { placement: None, redundancy: None, ..r.clone() });
-        let by_hash = JobRequest::parse(r.to_peer_json(PeerModule::Hash(&[7; 32])).as_bytes()).unwrap();
+        let by_hash = JobRequest::parse(r.to_peer_json(PeerModule::Hash(&[7; 32]), PeerFiles::Inline).as_bytes()).unwrap();
         assert_eq!(by_hash.module, ModuleSource::Sha256([7; 32]));
     }
 
@@ -416,10 +430,15 @@ mod tests {
         let mut data = f.data.clone();
         data.insert(big, b"123456789".to_vec());
         let peer = JobRequest { files: Some(RequestedFiles::from_files(&files, data)), ..r.clone() };
-        let again = JobRequest::parse(peer.to_peer_json(PeerModule::Hash(&[1; 32])).as_bytes()).unwrap();
+        let again = JobRequest::parse(peer.to_peer_json(PeerModule::Hash(&[1; 32]), PeerFiles::Inline).as_bytes()).unwrap();
         let back = again.files.unwrap();
         assert_eq!(back.resolve(&FsLimits::MAX).unwrap(), files);
         assert_eq!(back.data.len(), 2);
+        // By hash: the same files, no byte of them.
+        let bare = JobRequest::parse(peer.to_peer_json(PeerModule::Hash(&[1; 32]), PeerFiles::ByHash).as_bytes()).unwrap();
+        let bare = bare.files.unwrap();
+        assert_eq!(bare.resolve(&FsLimits::MAX).unwrap(), files);
+        assert!(bare.data.is_empty());
         // Limits beyond the node's maxima, and bad trees, are named.
         let small = FsLimits { bytes: 50, ..FsLimits::MAX };
         assert!(matches!(f.resolve(&small), Err(FilesError::LimitAbove { name: "bytes", .. })));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use phase_core::encoding::hex_encode;
 use phase_core::job::answer::{Answer, Asked, Redundant, Reply};
 use phase_core::job::error::ErrorCode;
-use phase_core::job::request::PeerModule;
+use phase_core::job::request::{PeerFiles, PeerModule};
 use phase_core::job::RequestedLimits;
 use phase_core::net::peer::{Capabilities, PeerName};
 use phase_core::sha256;
@@ -173,15 +173,10 @@ impl Jobs {
     /// Runs `req` on `target`, or on the peers placement order gives; true with a kept answer.
     fn place_one(&self, req: &JobRequest, target: Option<PeerId>, watch: &dyn Watch) -> Result<(Answered, bool), JobError> {
         let Some(network) = self.network() else { return Err(JobError::P2pDisabled("placement")) };
-        // Every file's bytes, for an executor that does not hold them; first the files are
-        // offered by hash only, as the module is: each travels to a peer once.
-        let full = &self.with_file_bytes(req)?;
-        let mut bare = full.clone();
-        if let Some(files) = bare.files.as_mut() {
-            files.data.clear();
-        }
-        let has_files = full.files.as_ref().is_some_and(|f| !f.data.is_empty());
-        let req = &bare;
+        // Every file's bytes, for an executor that does not hold them; the files are offered by
+        // hash first, as the module is: each travels to a peer once.
+        let req = &self.with_file_bytes(req)?;
+        let has_files = req.files.as_ref().is_some_and(|f| !f.data.is_empty());
         let module_sha256 = req.module.sha256();
         let stored = match &req.module {
             super::ModuleSource::Sha256(d) => self.module_bytes(d),
@@ -194,7 +189,7 @@ impl Jobs {
         // The executor first gets the module by hash: this body, built once, is also the key's
         // fingerprint.
         let input_sha256 = sha256(&req.input);
-        let by_hash = req.to_peer_json(PeerModule::Hash(&module_sha256)).into_bytes();
+        let by_hash = req.to_peer_json(PeerModule::Hash(&module_sha256), PeerFiles::ByHash).into_bytes();
         let fingerprint = sha256(&by_hash);
         if let Some(key) = &req.idempotency_key {
             if let Some(kept) = self.kept.placed(key, false, &fingerprint)? {
@@ -241,10 +236,10 @@ impl Jobs {
                 if wait.is_zero() {
                     break Err(JobError::PeerTimeout { peer, deadline_ms });
                 }
-                let sent = if with_files { full } else { req };
+                let files = if with_files { PeerFiles::Inline } else { PeerFiles::ByHash };
                 let body = match (inline, module_bytes) {
-                    (true, Some(bytes)) => sent.to_peer_json(PeerModule::Inline(bytes)).into_bytes(),
-                    _ if with_files => sent.to_peer_json(PeerModule::Hash(&module_sha256)).into_bytes(),
+                    (true, Some(bytes)) => req.to_peer_json(PeerModule::Inline(bytes), files).into_bytes(),
+                    _ if with_files => req.to_peer_json(PeerModule::Hash(&module_sha256), files).into_bytes(),
                     _ => by_hash.clone(),
                 };
                 if !watch.sending(peer, sha256(&body)) {
@@ -324,7 +319,7 @@ impl Jobs {
         let module_sha256 = req.module.sha256();
         let input_sha256 = sha256(&req.input);
         let part = JobRequest { placement: None, redundancy: None, idempotency_key: None, ..req.clone() };
-        let fingerprint = sha256(format!("redundancy {k}\n{}", part.to_peer_json(PeerModule::Hash(&module_sha256))).as_bytes());
+        let fingerprint = sha256(format!("redundancy {k}\n{}", part.to_peer_json(PeerModule::Hash(&module_sha256), PeerFiles::ByHash)).as_bytes());
         let finished = |answer: Answered, replayed| Ok(Finished { answer, replayed, hold: None, here: false });
         if let Some(key) = &req.idempotency_key {
             if let Some(kept) = self.kept.placed(key, true, &fingerprint)? {

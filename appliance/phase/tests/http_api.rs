@@ -7,6 +7,8 @@ use phase_core::encoding::{base64_decode, base64_encode, hex_encode};
 use phase_core::job::receipt::{Outcome, Receipt, TrapKind};
 use phase_core::sha256;
 
+include!("../examples/common/shapes.rs");
+
 fn job_body(module: &[u8], input: &[u8], extra: &str) -> Vec<u8> {
     format!(
         "{{\"module\":\"{}\",\"input\":\"{}\"{extra}}}",
@@ -301,9 +303,10 @@ fn a_module_upload_streams_to_the_data_dir_and_holds_no_memory_while_it_arrives(
 
 #[test]
 fn a_module_whose_worst_case_compilation_does_not_fit_the_pool_is_refused() {
-    // 800 KB of calls: its compilation's bound (read from its operators, about 45 MB) is more
-    // than the pool of a 32 MiB budget, whatever the module cap says.
-    let module = wat::parse_str(format!("(module (func {}))", "(call 0)".repeat(400_000))).unwrap();
+    // 120 KB of branches carrying 16 values: compiling takes 28 MB (231 bytes per byte, where
+    // 40 per byte were once reserved); its bound, read from its operators, is 56 MB, more than
+    // the pool of a 32 MiB budget, whatever the module cap says.
+    let module = compile_shapes().into_iter().find(|(name, _)| *name == "br_if, 16 values").unwrap().1;
     let node = Node::start(&["--memory-budget", "33554432", "--max-module-bytes", "1048576"]);
     let r = node.request("PUT", "/v1/modules", &module);
     assert_eq!((r.status, json_string(&r.text(), "error")), (503, "no_memory".into()), "{}", r.text());

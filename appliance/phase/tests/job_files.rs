@@ -119,26 +119,32 @@ fn a_job_missing_a_file_it_names_is_not_run() {
     assert!(ex.host_failure.as_deref().is_some_and(|f| f.contains(&phase_core::encoding::hex_encode(&sha256(b"old")))), "{:?}", ex.host_failure);
 }
 
-#[test]
-fn phase_run_dir_gives_a_host_directory_and_writes_back_what_the_job_left() {
-    let dir = std::env::temp_dir().join(format!("phase-run-dir-{}", std::process::id()));
+/// A fresh host directory for the `files` guest: `in/data.txt` and `in/old.txt`.
+fn host_work_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("phase-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("in")).unwrap();
     std::fs::write(dir.join("in/data.txt"), "alpha\nbravo\ncharlie\n").unwrap();
     std::fs::write(dir.join("in/old.txt"), "old").unwrap();
+    dir
+}
+
+/// `phase run` of the `files` guest on `/work`, given `dir` there if any.
+fn run_files_guest(dir: Option<&std::path::Path>, extra: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phase"));
+    cmd.arg("run").arg(common::guest_path("files")).args(["--arg", "/work", "--input", "/dev/null"]);
+    if let Some(dir) = dir {
+        cmd.arg("--dir").arg(format!("{}::/work", dir.display()));
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+#[test]
+fn phase_run_dir_gives_a_host_directory_and_writes_back_what_the_job_left() {
+    let dir = host_work_dir("run-dir");
     std::fs::write(dir.join("in/delete-me.txt"), "gone").unwrap();
     std::os::unix::fs::symlink("data.txt", dir.join("in/link")).unwrap();
-    let run = |extra: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_phase"))
-            .arg("run")
-            .arg(common::guest_path("files"))
-            .arg("--dir")
-            .arg(format!("{}::/work", dir.display()))
-            .args(["--arg", "/work", "--input", "/dev/null"])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| run_files_guest(Some(&dir), extra);
     let out = run(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -167,19 +173,8 @@ fn phase_run_dir_gives_a_host_directory_and_writes_back_what_the_job_left() {
 
 #[test]
 fn phase_run_dir_takes_the_file_limits_of_the_job_and_signs_them() {
-    let dir = std::env::temp_dir().join(format!("phase-run-limits-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("in")).unwrap();
-    std::fs::write(dir.join("in/data.txt"), "alpha\nbravo\ncharlie\n").unwrap();
-    std::fs::write(dir.join("in/old.txt"), "old").unwrap();
-    let run = |extra: &[&str], with_dir: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phase"));
-        cmd.arg("run").arg(common::guest_path("files")).args(["--arg", "/work", "--input", "/dev/null"]);
-        if with_dir {
-            cmd.arg("--dir").arg(format!("{}::/work", dir.display()));
-        }
-        cmd.args(extra).output().unwrap()
-    };
+    let dir = host_work_dir("run-limits");
+    let run = |extra: &[&str], with_dir: bool| run_files_guest(with_dir.then_some(dir.as_path()), extra);
     let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     // Limits asked are the job's: in its receipt, and met as a full disk by the guest (the
     // files given are 23 bytes; result.txt needs 20 more).

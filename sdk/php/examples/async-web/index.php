@@ -56,6 +56,11 @@ if ($_SERVER['REQUEST_METHOD'] === 'POST') {
             $job = Job::fromFile($module)->withInput((string) ($_POST['input'] ?? ''))->withLimits(fuel: 100_000_000_000, deadlineMs: 120_000);
         }
         $handle = $client->submit($job);
+    } catch (\InvalidArgumentException $e) {
+        // A module this server cannot read (PHASE_MODULE, PHASE_PYTHON).
+        http_response_code(500);
+        echo '<p>Could not build the job: ' . $h($e->getMessage()) . '</p>';
+        return;
     } catch (PhaseException $e) {
         http_response_code(502);
         echo '<p>Could not submit: ' . $h($e->getMessage()) . '</p>';

@@ -7,6 +7,7 @@ namespace Phase\Sdk\Transport;
 use Phase\Sdk\Exception\NodeException;
 use Phase\Sdk\Exception\ProtocolException;
 use Phase\Sdk\Exception\TransportException;
+use Phase\Sdk\Files;
 
 /**
  * Runs jobs with the local `phase` binary (`phase run --json`): the same answer and receipt as
@@ -30,7 +31,7 @@ final class LocalTransport implements TransportInterface
         }
         $fileLimits = $request['files']['limits'] ?? [];
         foreach ($fileLimits as $k => $v) {
-            if (!in_array($k, ['bytes', 'entries', 'path_bytes', 'depth', 'open_files'], true) || !is_int($v)) {
+            if (!in_array($k, Files::LIMITS, true) || !is_int($v)) {
                 throw new NodeException(422, 'invalid_files', "unknown file limit {$k}", 'local');
             }
         }

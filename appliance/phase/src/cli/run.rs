@@ -99,11 +99,7 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
     // its structure, must fit in the memory available now.
     let path = c.module.display();
     let bound = compile_cost::compile_bound(&bytes).map_err(|e| Failure::new(format!("{path}: invalid wasm module: {e}")))?;
-    if let Some(free) = crate::sys::memory_available() {
-        if bound.saturating_add(bytes.len() as u64) > free {
-            return Err(Failure::new(format!("{path}: compiling it may take {bound} bytes; this machine has {free} available")));
-        }
-    }
+    fits(bound, bytes.len() as u64, crate::sys::memory_available()).map_err(|why| Failure::new(format!("{path}: {why}")))?;
     let engine = Engine::any_size();
     let module = engine.compile(&bytes).map_err(|e| Failure::new(format!("{path}: {e}")))?;
     let requested = RequestedLimits { fuel: c.fuel, memory_bytes: c.memory_bytes, output_bytes: c.output_bytes, deadline_ms: c.deadline_ms };
@@ -160,4 +156,25 @@ fn run_job(c: RunCmd) -> Result<i32, Failure> {
             EXIT_TRAPPED
         }
     })
+}
+
+/// Whether a module of `len` bytes whose compilation may take `bound` fits in the memory
+/// available (`None`: not known, so not judged), or why not.
+fn fits(bound: u64, len: u64, available: Option<u64>) -> Result<(), String> {
+    match available {
+        Some(free) if bound.saturating_add(len) > free => Err(format!("compiling it may take {bound} bytes; this machine has {free} available")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+
+    #[test]
+    fn a_module_is_run_only_if_its_compilation_fits_the_memory_available() {
+        assert_eq!(fits(900, 100, Some(1000)), Ok(()));
+        assert_eq!(fits(901, 100, Some(1000)).unwrap_err(), "compiling it may take 901 bytes; this machine has 1000 available");
+        assert_eq!(fits(u64::MAX, u64::MAX, None), Ok(()), "unknown: not judged");
+    }
 }

@@ -17,7 +17,7 @@ def free_port():
 
 class VM:
     def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None, rtc=None,
-                 usb=None, firmware="uefi", usb_readonly=False):
+                 usb=None, firmware="uefi", usb_readonly=False, nic=None, nvram=None):
         """With `usb` (a stick image), the machine boots it through `firmware` (uefi or bios)
         with an e1000e NIC, and the serial port also takes keys (`press`)."""
         self.arch = arch
@@ -33,7 +33,8 @@ class VM:
             [os.path.join(ROOT, "qemu/run"), arch, "--port", str(self.port), "--mem", mem,
              "--console", self.console, "--monitor", self.monitor]
             + (["--usb", usb, "--firmware", firmware, "--serial-socket", self.serial] if usb else ["--append", append])
-            + (["--usb-readonly"] if usb_readonly else [])
+            + (["--usb-readonly"] if usb_readonly else []) + (["--nic", nic] if nic else [])
+            + (["--nvram", nvram] if nvram else [])
             + (["--p2p-port", str(self.p2p_port)] if p2p else [])
             + (["--initrd", initrd] if initrd else []) + (["--lan", str(lan)] if lan else [])
             + (["--rtc", rtc] if rtc else []),

@@ -137,7 +137,7 @@ impl Node {
         }
         let (max_conn, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
         let connections = crate::http::Places::for_limits(&limits);
-        let api = Api::new(Parts { jobs: jobs.clone(), network: network.clone(), boot, pxe, workers: workers.clone(), http_port, connections: connections.clone() });
+        let api = Api::new(Parts { jobs: jobs.clone(), network: network.clone(), boot, pxe, workers: workers.clone(), http_port, connections: connections.clone(), hardware_report: config.hardware_report.clone() });
         let server = match config.fault {
             Some(Fault::ExitAfterJob) => crate::http::Server::serve(listener, Arc::new(ExitAfterJob(api)), limits, connections),
             _ => crate::http::Server::serve(listener, Arc::new(api), limits, connections),

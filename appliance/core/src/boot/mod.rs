@@ -1,6 +1,9 @@
 //! Booting: the publisher-signed manifest (`manifest`), the appliance's kernel command line
-//! (`cmdline`), and the initramfs archive format (`cpio`).
+//! (`cmdline`), the initramfs archive format (`cpio`), the kernel module index (`kmod`) and
+//! the hardware report (`hardware`).
 
 pub mod cmdline;
 pub mod cpio;
+pub mod hardware;
+pub mod kmod;
 pub mod manifest;

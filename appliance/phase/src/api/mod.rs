@@ -36,6 +36,8 @@ pub struct Parts {
     pub http_port: u16,
     /// The front's connections (for /metrics).
     pub connections: Arc<crate::http::Places>,
+    /// The hardware report PID 1 keeps (an appliance's), for /v1/status.
+    pub hardware_report: Option<std::path::PathBuf>,
 }
 
 /// The API's handler: the front calls it for every request.

@@ -44,8 +44,21 @@ pub async fn status(api: &Api) -> String {
         m.compiled,
         m.module_store
     );
+    // Re-emitted from its type: a report that does not parse (or is too large) is left out.
+    let hardware = api
+        .parts
+        .hardware_report
+        .as_ref()
+        .and_then(|p| {
+            use std::io::Read;
+            let mut text = String::new();
+            let cap = phase_core::boot::hardware::MAX_BYTES as u64 + 1;
+            std::fs::File::open(p).and_then(|f| f.take(cap).read_to_string(&mut text)).ok().map(|_| text)
+        })
+        .and_then(|t| phase_core::boot::hardware::HardwareReport::parse(&t))
+        .map_or_else(|| "null".to_string(), |r| r.to_json());
     format!(
-        "{{\"version\":{},\"node_key\":\"{}\",\"p2p\":{p2p},\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
+        "{{\"version\":{},\"node_key\":\"{}\",\"p2p\":{p2p},\"hardware\":{hardware},\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
          \"jobs_forwarding\":{},\"max_concurrent\":{},\"max_module_bytes\":{},\"max_input_bytes\":{},\
          \"default_limits\":{},\"max_limits\":{},\"memory\":{memory}}}",
         json_str(env!("CARGO_PKG_VERSION")),

@@ -292,6 +292,17 @@ impl BootImage {
                 }
                 Ok("kexec-tools kexec_load")
             }
+            // Locked down (Secure Boot), the kernel checks the next kernel's PE signature against
+            // the keys the firmware trusts (docs/decisions.md D43).
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EKEYREJECTED | libc::ENOKEY | libc::EBADMSG | libc::ENODATA)) && locked_down() => {
+                Err(KexecError::Os {
+                    what: format!(
+                        "kexec_file_load: this machine runs under Secure Boot (kernel lockdown) and the release's kernel ({} bytes) carries no signature by a key its firmware trusts (db or shim's MOK list)",
+                        self.kernel.len()
+                    ),
+                    error,
+                })
+            }
             Err(error) => Err(KexecError::Os { what: format!("kexec_file_load (kernel {} bytes, initrd {} bytes)", self.kernel.len(), self.initrd.len()), error }),
         }
     }
@@ -322,6 +333,11 @@ pub fn next_cmdline(manifest_cmdline: &str, passthrough: &[String], floors: &Flo
     words.push(format!("phase.floor={}", floors.version));
     words.push(format!("phase.time_floor={}", floors.time));
     words.join(" ")
+}
+
+/// True when the kernel is locked down (integrity or confidentiality).
+fn locked_down() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lockdown").is_ok_and(|t| !t.contains("[none]"))
 }
 
 #[cfg(test)]

@@ -180,6 +180,7 @@ impl NodeCmd {
             max_downloads: self.max_downloads,
             trust: keys("--trust", &self.trust)?,
             pxe,
+            hardware_report: None,
             fault: self.fault.as_deref().map(Fault::parse).transpose()?,
         })
     }

@@ -6,10 +6,13 @@
 
 mod console;
 mod data;
+mod hardware;
 mod mounts;
 mod net;
 mod netboot;
 mod power;
+mod secure_boot;
+mod self_test;
 mod supervisor;
 
 use std::path::Path;
@@ -104,7 +107,10 @@ pub fn main() -> ! {
     if let Err(e) = sys::reboot(RebootCmd::CadOff) {
         log!("cannot route Ctrl-Alt-Del to PID 1 ({e}); it will reboot at once");
     }
+    let secure_boot = secure_boot::start();
     load_modules(Path::new(MODULE_LIST));
+    let mut hardware = hardware::Hardware::start(secure_boot);
+    hardware.scan();
     timing.mark("modules");
     power::watch_power_button();
     let _ = std::fs::create_dir_all(RUN_DIR);
@@ -112,7 +118,7 @@ pub fn main() -> ! {
     timing.mark("network started");
     let state = data::open(&config);
     timing.mark("state");
-    supervisor::run(config, network, state, signals, timing)
+    supervisor::run(config, network, hardware, state, signals, timing)
 }
 
 /// Loads the modules the image lists, in order. A module that fails is logged; the boot goes

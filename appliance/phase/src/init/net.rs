@@ -12,6 +12,10 @@ use phase_core::boot::cmdline::{BootConfig, Network};
 /// The udhcpc script writes the leased address here once the interface is configured.
 pub const LEASE_MARKER: &str = "/run/phase/net-address";
 pub const UDHCPC_SCRIPT: &str = "/etc/phase/udhcpc.script";
+/// A machine with no Ethernet interface this long after PID 1 started is ready without one.
+pub const NO_LINK_AFTER: Duration = Duration::from_secs(10);
+/// A link without carrier or lease this long after PID 1 started: ready without a network.
+pub const NO_ADDRESS_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
@@ -97,19 +101,40 @@ impl Net {
         self.lan_link.clone().or_else(|| self.primary.clone())
     }
 
+    /// Why this machine has no usable network, once it has waited long enough to say so: no
+    /// Ethernet interface after NO_LINK_AFTER (no driver took a device), no carrier or no
+    /// lease after NO_ADDRESS_AFTER. The search goes on; a link found later is used.
+    pub fn unusable(&self) -> Option<String> {
+        let waited = self.since.elapsed();
+        let why = match &self.state {
+            State::WaitingForLink if waited >= NO_LINK_AFTER => "no Ethernet interface: no driver took a network device (see the hardware report)".to_string(),
+            State::WaitingForCarrier(l) if waited >= NO_ADDRESS_AFTER => format!("no carrier on {l} (is a cable plugged in?)"),
+            State::Dhcp(l) if waited >= NO_ADDRESS_AFTER => format!("no DHCP answer on {l}"),
+            _ => return None,
+        };
+        Some(format!("none usable yet ({why}): jobs are served on this machine only"))
+    }
+
     pub fn describe(&self) -> String {
+        if let Some(why) = self.unusable() {
+            return why;
+        }
         match &self.state {
             State::Ready(a) => match &self.lan {
                 Some(l) => format!("{a}, LAN {l}"),
                 None => a.clone(),
             },
             State::Disabled => "disabled (phase.net=none)".into(),
-            other => format!("{other:?}"),
+            State::WaitingForLink => "waiting for an Ethernet interface".into(),
+            State::WaitingForCarrier(l) => format!("waiting for carrier on {l}"),
+            State::Dhcp(l) => format!("waiting for a DHCP lease on {l}"),
         }
     }
 
     fn report(&mut self, what: &str) {
-        if self.last_report.elapsed() >= Duration::from_secs(5) {
+        // Every 5 s while the boot waits; once it went on without a network, every minute.
+        let every = if self.unusable().is_some() { Duration::from_secs(60) } else { Duration::from_secs(5) };
+        if self.last_report.elapsed() >= every {
             self.last_report = Instant::now();
             log!("network: still {what} after {:.0}s", self.since.elapsed().as_secs_f64());
         }

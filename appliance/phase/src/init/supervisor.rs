@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use phase_core::boot::cmdline::BootConfig;
 
+use super::hardware::{Hardware, REPORT};
 use super::net::{self, Action, Net};
 use super::Timing;
 use crate::boot::netboot::BootImage;
@@ -23,6 +24,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A service that ran this long before exiting starts again from the minimum backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often PID 1 looks for new devices (a USB adapter enumerates seconds after boot, or is
+/// plugged in later) and refreshes the hardware report.
+const HARDWARE_SCAN: Duration = Duration::from_secs(1);
 /// The swarm key of a private network, put into the image by its builder.
 const SWARM_KEY: &str = "/etc/phase/swarm.key";
 
@@ -137,6 +141,7 @@ fn node_config(config: &BootConfig, data_dir: &std::path::Path, carried: bool, t
         append: config.passthrough.iter().filter(|p| phase_core::boot::cmdline::inherited_by_other_machines(p)).cloned().collect(),
         ..Default::default()
     });
+    node.hardware_report = Some(REPORT.into());
     if config.passthrough.iter().any(|p| p == "phase.fault=node-exit-after-job") {
         node.fault = Some(crate::faults::Fault::ExitAfterJob);
     }
@@ -148,7 +153,7 @@ fn node_healthy(port: u16) -> bool {
     crate::http::health(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)) == Some(200)
 }
 
-pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals: SignalSet, mut timing: Timing) -> ! {
+pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: super::data::State, signals: SignalSet, mut timing: Timing) -> ! {
     let trusted = super::netboot::trusted_keys(&config);
     // Booted from a netboot hop (or a carrying initrd): serve what we booted (verified against
     // the trusted keys when the node opens it), do not netboot.
@@ -169,6 +174,9 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
         log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
     }
     let mut ready = false;
+    let mut last_described = net.describe();
+    hardware.publish(&last_described);
+    let mut scanned = Instant::now();
     loop {
         if let Some(rx) = &netboot {
             match rx.try_recv() {
@@ -196,7 +204,18 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
             services.push(Service::new("udhcpc", net::udhcpc_argv(&link)));
             continue;
         }
-        if !ready && netboot.is_none() && net.is_ready() && node_healthy(config.http_port) {
+        // The report follows the network at once (the address is in it), devices every scan.
+        let described = net.describe();
+        if scanned.elapsed() >= HARDWARE_SCAN {
+            scanned = Instant::now();
+            hardware.scan();
+            hardware.publish(&described);
+        } else if described != last_described {
+            hardware.publish(&described);
+        }
+        last_described = described;
+        // Without a usable network the node still serves jobs on this machine: ready, and said.
+        if !ready && netboot.is_none() && (net.is_ready() || net.unusable().is_some()) && node_healthy(config.http_port) {
             ready = true;
             timing.marks.push(("node ready", timing.started.elapsed().as_secs_f64()));
             let total = sys::boot_time_secs();
@@ -207,11 +226,18 @@ pub fn run(config: BootConfig, mut net: Net, state: super::data::State, signals:
                 last = *at;
             }
             // The key a user pins (PHP SDK, receipts): on the console beside the address.
-            let key = crate::identity::NodeIdentity::load(&crate::data_dir::DataDir::new(&state.dir).key())
-                .map(|id| format!("; node key {}", id.public_key_hex()))
-                .unwrap_or_default();
+            let identity = crate::identity::NodeIdentity::load(&crate::data_dir::DataDir::new(&state.dir).key()).ok();
+            let key = identity.as_ref().map(|id| format!("; node key {}", id.public_key_hex())).unwrap_or_default();
             let kept = if state.persistent { "kept on the data partition" } else { "in RAM" };
             log!("{line}; job API on port {} at {}{key} (state {kept})", config.http_port, net.describe());
+            // On its own thread: the loop goes on reaping while the job runs.
+            if let Some(id) = identity {
+                let (port, public) = (config.http_port, id.public_key());
+                std::thread::spawn(move || match super::self_test::run(port, &public) {
+                    Ok((job, fuel)) => log!("self-test: a job ran here and its receipt verified (job {}, fuel {fuel})", &job[..16]),
+                    Err(e) => log!("self-test failed: {e}"),
+                });
+            }
         }
         let tick = if ready { Duration::from_secs(1) } else { Duration::from_millis(20) };
         match signals.wait(tick) {

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub trust: Vec<[u8; 32]>,
     /// Answers PXE clients.
     pub pxe: Option<PxeSettings>,
+    /// The hardware report PID 1 keeps current (an appliance's), served in `/v1/status`.
+    pub hardware_report: Option<PathBuf>,
     pub fault: Option<Fault>,
 }
 
@@ -98,6 +100,7 @@ impl NodeConfig {
             max_connections_per_ip: None,
             p2p: None,
             boot_store: None,
+            hardware_report: None,
             max_downloads: None,
             trust: vec![],
             pxe: None,
@@ -213,10 +216,10 @@ fn multiaddrs(field: &str, list: Vec<String>) -> Result<Vec<Multiaddr>, ConfigEr
     list.iter().map(|a| a.parse().map_err(|e| ConfigError(format!("{field} {a:?} is not a multiaddr: {e}")))).collect()
 }
 
-const FIELDS: [&str; 22] = [
+const FIELDS: [&str; 23] = [
     "http", "data_dir", "memory_budget", "max_result_bytes", "max_concurrent", "max_queued", "result_ttl", "max_module_bytes", "max_input_bytes", "max_fuel",
     "max_memory_bytes", "max_output_bytes", "max_deadline_ms", "max_disk_module_bytes", "max_connections", "max_connections_per_ip", "p2p", "boot_store",
-    "max_downloads", "trust", "pxe", "fault",
+    "max_downloads", "trust", "pxe", "hardware_report", "fault",
 ];
 const P2P_FIELDS: [&str; 6] = ["listen", "bootstrap", "mdns", "nat", "swarm_key", "max_connections"];
 const PXE_FIELDS: [&str; 7] = ["interface", "programs", "channel", "append", "http_only", "ports", "address"];
@@ -258,6 +261,7 @@ impl NodeConfig {
             }),
         );
         w.text("boot_store", path(&self.boot_store));
+        w.text("hardware_report", path(&self.hardware_report));
         w.num("max_downloads", n(self.max_downloads));
         w.list("trust", self.trust.iter().map(|k| hex_encode(k)).collect());
         w.object(
@@ -350,6 +354,7 @@ impl NodeConfig {
             max_connections_per_ip: r.size("max_connections_per_ip")?,
             p2p,
             boot_store: path(r.text("boot_store")?),
+            hardware_report: path(r.text("hardware_report")?),
             max_downloads: r.size("max_downloads")?,
             trust: r.list("trust")?.iter().map(|k| hex_decode_array::<32>(k).map_err(|e| ConfigError(format!("trust {k:?}: {e}")))).collect::<Result<_, _>>()?,
             pxe,
@@ -379,6 +384,7 @@ mod tests {
             max_connections: Some(64),
         });
         c.boot_store = Some("/boot/phase".into());
+        c.hardware_report = Some("/run/phase/hardware.json".into());
         c.trust = vec![[7; 32]];
         c.pxe = Some(PxeSettings {
             interface: "eth1".into(),

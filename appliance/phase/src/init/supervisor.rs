@@ -174,6 +174,7 @@ pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: supe
         log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
     }
     let mut ready = false;
+    let mut self_test: Option<std::sync::mpsc::Receiver<(Option<crate::identity::NodeIdentity>, Result<(String, u64), String>)>> = None;
     let mut last_described = net.describe();
     hardware.publish(&last_described);
     let mut scanned = Instant::now();
@@ -215,7 +216,23 @@ pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: supe
         }
         last_described = described;
         // Without a usable network the node still serves jobs on this machine: ready, and said.
-        if !ready && netboot.is_none() && (net.is_ready() || net.unusable().is_some()) && node_healthy(config.http_port) {
+        // Ready once the self-test job's answer verified (or failed, said): it is then the only
+        // job the boot itself runs, never one competing with a client's first.
+        if !ready && self_test.is_none() && netboot.is_none() && (net.is_ready() || net.unusable().is_some()) && node_healthy(config.http_port) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let identity = crate::identity::NodeIdentity::load(&crate::data_dir::DataDir::new(&state.dir).key()).ok();
+            let port = config.http_port;
+            // On its own thread: the loop goes on reaping while the job runs.
+            std::thread::spawn(move || {
+                let outcome = match &identity {
+                    Some(id) => super::self_test::run(port, &id.public_key()).map_err(|e| format!("self-test failed: {e}")),
+                    None => Err("self-test skipped: the node key cannot be read".to_string()),
+                };
+                let _ = tx.send((identity, outcome));
+            });
+            self_test = Some(rx);
+        }
+        if let Some(Ok((identity, outcome))) = (!ready).then(|| self_test.as_ref().map(|rx| rx.try_recv())).flatten() {
             ready = true;
             timing.marks.push(("node ready", timing.started.elapsed().as_secs_f64()));
             let total = sys::boot_time_secs();
@@ -226,17 +243,12 @@ pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: supe
                 last = *at;
             }
             // The key a user pins (PHP SDK, receipts): on the console beside the address.
-            let identity = crate::identity::NodeIdentity::load(&crate::data_dir::DataDir::new(&state.dir).key()).ok();
             let key = identity.as_ref().map(|id| format!("; node key {}", id.public_key_hex())).unwrap_or_default();
             let kept = if state.persistent { "kept on the data partition" } else { "in RAM" };
             log!("{line}; job API on port {} at {}{key} (state {kept})", config.http_port, net.describe());
-            // On its own thread: the loop goes on reaping while the job runs.
-            if let Some(id) = identity {
-                let (port, public) = (config.http_port, id.public_key());
-                std::thread::spawn(move || match super::self_test::run(port, &public) {
-                    Ok((job, fuel)) => log!("self-test: a job ran here and its receipt verified (job {}, fuel {fuel})", &job[..16]),
-                    Err(e) => log!("self-test failed: {e}"),
-                });
+            match outcome {
+                Ok((job, fuel)) => log!("self-test: a job ran here and its receipt verified (job {}, fuel {fuel})", &job[..16]),
+                Err(e) => log!("{e}"),
             }
         }
         let tick = if ready { Duration::from_secs(1) } else { Duration::from_millis(20) };

@@ -50,10 +50,10 @@ pub fn open(config: &BootConfig) -> State {
     let options = "fmask=0177,dmask=0077,errors=remount-ro";
     let flags = libc::MS_NOATIME | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_DIRSYNC;
     let node_dir = Path::new(MOUNT_POINT).join("node");
-    match sys::mount(&device, MOUNT_POINT, "vfat", flags, options) {
+    match mount_when_ready(&device, flags, options) {
         Ok(()) => {}
         Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES)) => {
-            return match sys::mount(&device, MOUNT_POINT, "vfat", flags | libc::MS_RDONLY, options) {
+            return match mount_when_ready(&device, flags | libc::MS_RDONLY, options) {
                 Ok(()) => seeded(&ram, &node_dir, &format!("{device} (partition {name}) is write-protected")),
                 Err(e) => in_ram(format!("{device} (partition {name}) is write-protected and cannot be read: mount: {e}")),
             };
@@ -71,6 +71,32 @@ pub fn open(config: &BootConfig) -> State {
     let free = sys::free_bytes(Path::new(MOUNT_POINT)).map(|b| format!(", {} MiB free", b >> 20)).unwrap_or_default();
     log!("state: kept on {device} (partition {name}{free}) in {}", node_dir.display());
     State { dir: node_dir, persistent: true }
+}
+
+/// How long a partition that is listed may take before its disk can be opened.
+const OPEN_WAIT: Duration = Duration::from_secs(3);
+
+/// Mounts `device` at MOUNT_POINT (vfat). A partition is listed in sysfs while its disk is
+/// still being added (a USB stick's write-protect check, its partition scan): opening it then
+/// fails with ENXIO (or ENOENT before devtmpfs has its node) for a few milliseconds, so those
+/// are retried for up to OPEN_WAIT.
+fn mount_when_ready(device: &str, flags: libc::c_ulong, options: &str) -> std::io::Result<()> {
+    let started = Instant::now();
+    let mut refused = None;
+    loop {
+        match sys::mount(device, MOUNT_POINT, "vfat", flags, options) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENOENT) | Some(libc::ENODEV)) && started.elapsed() < OPEN_WAIT => {
+                refused.get_or_insert(e);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => {
+                if let Some(e) = refused {
+                    log!("state: {device} could be opened after {} ms (first: {e})", started.elapsed().as_millis());
+                }
+                return other;
+            }
+        }
+    }
 }
 
 /// The first block device whose GPT partition name is `name`, waiting up to `wait`.

@@ -1,6 +1,6 @@
 """A Phase appliance in QEMU, for tests, the demo and benchmarks: boots via qemu/run with the
 serial console in a file and a monitor socket, and talks to the job API on a forwarded port."""
-import base64, json, os, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import base64, json, os, re, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_TIMEOUT = float(os.environ.get("PHASE_READY_TIMEOUT", "90"))
@@ -76,6 +76,20 @@ class VM:
         assert status == 200, f"job: HTTP {status}: {out[:300]!r}"
         return json.loads(out)
 
+    def wait_quiet(self, quiet, timeout):
+        """Waits until the console has printed nothing for `quiet` seconds: firmware that has
+        drawn a dialog and waits for a key (keys sent while it still draws can be lost)."""
+        deadline = time.monotonic() + timeout
+        size, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = os.path.getsize(self.console) if os.path.exists(self.console) else 0
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the console did not go quiet for {quiet}s within {timeout:.0f}s")
+
     def press(self, keys, gap=0.3):
         """Types on the serial console, one key (a str, e.g. "\\x1b[B" for down) at a time."""
         with socket.socket(socket.AF_UNIX) as s:
@@ -124,6 +138,14 @@ def kill_all():
         vm.kill()
 
 
+def readable(log):
+    """A console log as text: the firmware's screen drawing (escape sequences, box characters,
+    padding) would otherwise fill a failure's tail with nothing a reader can use."""
+    text = re.sub(r"\x1b\[[0-9;=?]*[a-zA-Z]", " ", log)
+    text = re.sub(r"[^\x20-\x7e\n]", "", text)
+    return re.sub(r" {3,}", "  ", text)
+
+
 def run_tests(tests, name):
     """Runs `tests` (functions of the arch, returning a detail line) for the arch named in
     argv (`--only NAME` for a subset), each VM killed after its test and the consoles of a
@@ -149,8 +171,8 @@ def run_tests(tests, name):
                 log = vm.log()
                 print(f"---- console of {vm.arch} VM on port {vm.port} ({vm.console}) ----")
                 print("\n".join(line for line in log.splitlines() if line.startswith("phase: ")))
-                print("---- its last 3000 characters ----")
-                print(log[-3000:])
+                print("---- its last 3000 characters, without escape sequences and box drawing ----")
+                print(readable(log)[-3000:])
                 print("---- end of console ----", flush=True)
         finally:
             for vm in STARTED[first:]:

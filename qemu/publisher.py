@@ -31,8 +31,10 @@ class Publisher:
         out = subprocess.run([HOST_PHASE, "manifest", "keygen", "--out", self.path(name)], capture_output=True, text=True, check=True)
         return out.stdout.split()[0]
 
-    def publish(self, store, key="publisher.key", version=1, extra=(), kernel=None):
+    def publish(self, store, key="publisher.key", version=1, extra=(), kernel=None, drivers=False):
         build = os.path.join(ROOT, "build", self.arch)
+        if drivers:
+            extra = (*extra, "--drivers", os.path.join(build, "drivers.cpio.zst"))
         r = subprocess.run([HOST_PHASE, "publish", "--key", self.path(key), "--arch", self.arch, "--version", str(version),
                             "--kernel", kernel or os.path.join(build, "kernel"), "--initramfs", os.path.join(build, "initramfs.cpio.zst"),
                             "--cmdline", self.cmdline, "--store", self.path(store), *extra], capture_output=True, text=True)

@@ -144,17 +144,25 @@ mod boot_manifest {
             kernel: Artifact { name: "kernel".into(), size: 2_708_480, sha256: phase_core::sha256(b"kernel bytes") },
             initramfs: Artifact { name: "initramfs.cpio.zst".into(), size: 2_512_141, sha256: phase_core::sha256(b"initramfs bytes") },
             cmdline: "console=ttyS0 phase.mode=local".into(),
+            drivers: None,
         };
-        let m = Manifest::sign(body, &key).unwrap();
+        let m = Manifest::sign(body.clone(), &key).unwrap();
         let mut tampered = m.clone();
         tampered.body.cmdline.push_str(" init=/bin/sh");
+        let with_drivers = Manifest::sign(
+            ManifestBody { drivers: Some(Artifact { name: "drivers.cpio.zst".into(), size: 757_938, sha256: phase_core::sha256(b"drivers bytes") }), ..body },
+            &key,
+        )
+        .unwrap();
         format!(
-            "{{\n  \"format\": \"phase-boot-manifest/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"seed\": \"{}\",\n  \"key_id\": \"{}\",\n  \"signed_bytes_hex\": \"{}\",\n  \"manifest\": {},\n  \"tampered_manifest\": {}\n}}\n",
+            "{{\n  \"format\": \"phase-boot-manifest/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"seed\": \"{}\",\n  \"key_id\": \"{}\",\n  \"signed_bytes_hex\": \"{}\",\n  \"manifest\": {},\n  \"tampered_manifest\": {},\n  \"with_drivers_signed_bytes_hex\": \"{}\",\n  \"manifest_with_drivers\": {}\n}}\n",
             hex_encode(&[5; 32]),
             m.key_id(),
             hex_encode(&m.body.signed_bytes(&m.publisher_key)),
             m.to_json(),
-            tampered.to_json()
+            tampered.to_json(),
+            hex_encode(&with_drivers.body.signed_bytes(&with_drivers.publisher_key)),
+            with_drivers.to_json()
         )
     }
 
@@ -168,6 +176,9 @@ mod boot_manifest {
         m.verify(&[m.publisher_key], now, Arch::X86_64, Some(42)).unwrap();
         let t = Manifest::from_json(&line("\"tampered_manifest\"")).unwrap();
         assert!(t.verify(&[t.publisher_key], now, Arch::X86_64, None).is_err());
+        let d = Manifest::from_json(&line("\"manifest_with_drivers\"")).unwrap();
+        d.verify(&[d.publisher_key], now, Arch::X86_64, Some(42)).unwrap();
+        assert_eq!(d.body.drivers.as_ref().map(|a| a.size), Some(757_938));
     }
 }
 

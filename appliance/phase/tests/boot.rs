@@ -297,6 +297,54 @@ fn the_carrying_initrd_holds_a_store_that_opens_and_verifies() {
     assert_eq!(keys, trusted);
 }
 
+#[test]
+fn a_release_with_a_drivers_archive_is_served_fetched_verified_and_carried_on() {
+    let lab = Lab::new("drivers");
+    let publisher = lab.key("pub.key");
+    let drivers: Vec<u8> = (0..300_003u32).map(|i| (i.wrapping_mul(97) >> 3) as u8).collect();
+    std::fs::write(lab.p("drivers.cpio.zst"), &drivers).unwrap();
+    let store = lab.p("store");
+    lab.publish(&lab.p("pub.key"), &store, 6, &["--drivers", &lab.p("drivers.cpio.zst")]);
+    let manifest = std::fs::read_to_string(lab.dir.join("store/stable/x86_64/manifest.json")).unwrap();
+    assert!(manifest.contains("\"drivers\":{\"name\":\"drivers.cpio.zst\""), "{manifest}");
+    let (code, out) = phase(&["manifest", "verify", &lab.dir.join("store/stable/x86_64/manifest.json").to_string_lossy(), "--trust", &publisher,
+        "--arch", "x86_64", "--drivers", &lab.p("drivers.cpio.zst")]);
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(lab.p("other.cpio.zst"), b"not the signed drivers").unwrap();
+    let (code, out) = phase(&["manifest", "verify", &lab.dir.join("store/stable/x86_64/manifest.json").to_string_lossy(), "--trust", &publisher,
+        "--arch", "x86_64", "--drivers", &lab.p("other.cpio.zst")]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("drivers size mismatch"), "{out}");
+
+    // Served and fetched with the kernel and initramfs; a provider that tampers is refused.
+    let node = Node::start(&["--boot-store", &store]);
+    let plan = plan(&[&publisher]);
+    let f = netboot::try_providers(&[url(&node)], &mut plan.clone(), soon()).expect("a verifiable release");
+    assert!(f.release.drivers.as_deref() == Some(&drivers[..]), "the signed drivers archive");
+    let (status, _, body) = raw(node.addr, "GET", "/v1/boot/stable/x86_64/drivers.cpio.zst", &[]);
+    assert_eq!((status, body.len()), (200, drivers.len()));
+
+    // The next initrd: initramfs, drivers archive, then the carried store with all three files.
+    let initramfs = f.release.initramfs.clone();
+    let image = netboot::BootImage::carrying(f.release, &plan.trusted, &[], String::new()).unwrap();
+    assert!(image.initrd.starts_with(&initramfs), "the initramfs comes first, unchanged");
+    let at = initramfs.len().next_multiple_of(4);
+    assert!(image.initrd[initramfs.len()..at].iter().all(|&b| b == 0), "zeros up to the 4-byte boundary");
+    assert!(image.initrd[at..].starts_with(&drivers), "then the drivers archive, unchanged");
+    let carried = &image.initrd[(at + drivers.len()).next_multiple_of(4)..];
+    let root = lab.dir.join("unpacked");
+    std::fs::create_dir_all(&root).unwrap();
+    unpack_newc(carried, &root);
+    let opened = phase::boot::store::BootStore::open(&root.join("boot/phase"), Some(&plan.trusted)).unwrap();
+    let release = phase::boot::release::Release::read(&opened.entries[0]).unwrap();
+    assert!(release.drivers.as_deref() == Some(&drivers[..]), "the hop carries the drivers on");
+
+    // A store whose drivers file was changed does not open.
+    std::fs::write(lab.dir.join("store/stable/x86_64/drivers.cpio.zst"), b"changed").unwrap();
+    let err = phase::boot::store::BootStore::open(Path::new(&store), Some(&plan.trusted)).err().expect("a changed drivers archive is refused").to_string();
+    assert!(err.contains("drivers"), "{err}");
+}
+
 /// A minimal newc reader for the test (the kernel is the real consumer).
 fn unpack_newc(mut data: &[u8], root: &Path) {
     let field = |h: &[u8], i: usize| u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16).unwrap() as usize;

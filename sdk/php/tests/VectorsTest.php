@@ -43,6 +43,28 @@ final class VectorsTest extends TestCase
         }
     }
 
+    /**
+     * The boot manifest vectors' signatures, checked with libsodium over the signed bytes the
+     * vector gives (docs/formats.md "Boot manifest"): another implementation of Ed25519 agrees.
+     */
+    public function testBootManifestVectorsVerifyWithLibsodium(): void
+    {
+        $v = json_decode(file_get_contents(REPO . '/docs/test-vectors/boot-manifest-v1.json'), true, 32, JSON_THROW_ON_ERROR);
+        $pk = sodium_crypto_sign_publickey(sodium_crypto_sign_seed_keypair(hex2bin($v['seed'])));
+        foreach (['signed_bytes_hex' => 'manifest', 'with_drivers_signed_bytes_hex' => 'manifest_with_drivers'] as $bytes => $name) {
+            $m = $v[$name];
+            self::assertSame(bin2hex($pk), $m['publisher_key'], $name);
+            self::assertTrue(sodium_crypto_sign_verify_detached(hex2bin($m['signature']), hex2bin($v[$bytes]), $pk), $name);
+        }
+        self::assertArrayHasKey('drivers', $v['manifest_with_drivers']);
+        self::assertArrayNotHasKey('drivers', $v['manifest']);
+        // The tampered manifest's signature does not cover its command line.
+        $t = $v['tampered_manifest'];
+        self::assertStringNotContainsString('init=/bin/sh', $v['manifest']['cmdline']);
+        self::assertStringContainsString('init=/bin/sh', $t['cmdline']);
+        self::assertSame($v['manifest']['signature'], $t['signature']);
+    }
+
     public function testInvalidVectorsFailVerification(): void
     {
         $invalid = array_filter(self::vectors(), static fn ($t) => !$t['valid']);

@@ -100,6 +100,11 @@ impl ModuleIndex {
         out
     }
 
+    /// Every module's path (relative to the modules directory), in name order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.modules.values().map(|(p, _)| p.as_str())
+    }
+
     /// The path of `module` (relative to the modules directory), if the index knows it.
     pub fn path_of(&self, module: &str) -> Option<&str> {
         self.modules.get(&normalize(module)).map(|(p, _)| p.as_str())

@@ -1,5 +1,5 @@
 //! Boot manifests (`phase-boot-manifest/v1`): what a publisher signs so that appliances boot a
-//! kernel + initramfs from anyone who serves them. One format, signed over fixed-order
+//! kernel + initramfs (and, optionally, a drivers archive) from anyone who serves them. One format, signed over fixed-order
 //! canonical bytes (docs/formats.md), verified fail-closed with one named reason per failure.
 
 use alloc::string::{String, ToString};
@@ -91,6 +91,9 @@ pub struct ManifestBody {
     pub initramfs: Artifact,
     /// Kernel command line for the booted kernel (the `phase.*` of the current hop are added).
     pub cmdline: String,
+    /// A second archive the booted kernel loads after `initramfs`: the network drivers and
+    /// firmware that do not fit in every image. Optional; signed after `cmdline` when present.
+    pub drivers: Option<Artifact>,
 }
 
 /// What a machine knows about versions and time without trusting its clock (docs/netboot.md,
@@ -220,7 +223,19 @@ impl ManifestBody {
             out.extend_from_slice(&a.sha256);
         }
         put_str(&mut out, &self.cmdline);
+        // Absent, the bytes are the ones signed before drivers existed: those signatures hold.
+        if let Some(a) = &self.drivers {
+            out.push(1);
+            put_str(&mut out, &a.name);
+            out.extend_from_slice(&a.size.to_be_bytes());
+            out.extend_from_slice(&a.sha256);
+        }
         out
+    }
+
+    /// The artifacts with the names `check_artifact` and errors use.
+    pub fn artifacts(&self) -> impl Iterator<Item = (&'static str, &Artifact)> {
+        [("kernel", &self.kernel), ("initramfs", &self.initramfs)].into_iter().chain(self.drivers.as_ref().map(|a| ("drivers", a)))
     }
 
     /// Checks field shapes (also applied to parsed manifests).
@@ -229,18 +244,26 @@ impl ManifestBody {
         if !valid_channel(&self.channel) {
             return field("channel", "1-32 characters of a-z, 0-9 and -");
         }
-        for (name, a) in [("kernel.name", &self.kernel), ("initramfs.name", &self.initramfs)] {
+        for (name, a) in self.artifacts() {
             if a.name.is_empty()
                 || a.name.len() > MAX_NAME
                 || a.name.starts_with('.')
                 || !a.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             {
+                let name = match name {
+                    "kernel" => "kernel.name",
+                    "initramfs" => "initramfs.name",
+                    _ => "drivers.name",
+                };
                 return field(name, "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'");
             }
         }
-        // Both are files in one directory next to the manifest (the provider's store).
-        if self.kernel.name == self.initramfs.name || [&self.kernel.name, &self.initramfs.name].contains(&&String::from(MANIFEST_FILE)) {
-            return field("initramfs.name", "kernel, initramfs and manifest.json need three different names");
+        // All are files in one directory next to the manifest (the provider's store).
+        let names: Vec<&str> = self.artifacts().map(|(_, a)| a.name.as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            if *n == MANIFEST_FILE || names[..i].contains(n) {
+                return field("initramfs.name", "kernel, initramfs, drivers and manifest.json need different names");
+            }
         }
         if self.cmdline.len() > MAX_CMDLINE || self.cmdline.contains('\0') {
             return field("cmdline", "at most 4096 bytes, no NUL");
@@ -293,7 +316,7 @@ impl Manifest {
         if let Some(floor) = running {
             b.check_floor(floor)?;
         }
-        for (name, a) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
+        for (name, a) in b.artifacts() {
             if a.size > MAX_ARTIFACT_BYTES {
                 return Err(ManifestError::Oversized { artifact: name, size: a.size, max: MAX_ARTIFACT_BYTES });
             }
@@ -309,9 +332,8 @@ impl Manifest {
 
     /// Checks downloaded artifact bytes against the signed size and hash.
     pub fn check_artifact(&self, which: &'static str, bytes: &[u8]) -> Result<(), ManifestError> {
-        let a = match which {
-            "kernel" => &self.body.kernel,
-            _ => &self.body.initramfs,
+        let Some((which, a)) = self.body.artifacts().find(|(name, _)| *name == which) else {
+            return Err(ManifestError::Field { name: "drivers", reason: "this release has no drivers archive".into() });
         };
         a.check(bytes.len() as u64, &crate::sha256(bytes)).map_err(|m| match m {
             Mismatch::Size { expected, actual } => ManifestError::SizeMismatch { artifact: which, expected, actual },
@@ -322,7 +344,22 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         let b = &self.body;
         let art = |a: &Artifact| ArtifactWire { name: a.name.clone(), size: a.size, sha256: hex_encode(&a.sha256) };
-        miniserde::json::to_string(&ManifestWire {
+        let Some(drivers) = &b.drivers else {
+            return miniserde::json::to_string(&ManifestWire {
+                format: MANIFEST_FORMAT.to_string(),
+                publisher_key: hex_encode(&self.publisher_key),
+                channel: b.channel.clone(),
+                arch: b.arch.name().to_string(),
+                version: b.version,
+                created_at: b.created_at,
+                expires_at: b.expires_at,
+                kernel: art(&b.kernel),
+                initramfs: art(&b.initramfs),
+                cmdline: b.cmdline.clone(),
+                signature: hex_encode(&self.signature),
+            });
+        };
+        miniserde::json::to_string(&ManifestWireWithDrivers {
             format: MANIFEST_FORMAT.to_string(),
             publisher_key: hex_encode(&self.publisher_key),
             channel: b.channel.clone(),
@@ -333,13 +370,14 @@ impl Manifest {
             kernel: art(&b.kernel),
             initramfs: art(&b.initramfs),
             cmdline: b.cmdline.clone(),
+            drivers: art(drivers),
             signature: hex_encode(&self.signature),
         })
     }
 
     /// Parses and checks the shape of every field; the signature is checked by `verify`.
     pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
-        let w: ManifestWire = miniserde::json::from_str(text).map_err(|_| ManifestError::Json)?;
+        let w: ManifestWireIn = miniserde::json::from_str(text).map_err(|_| ManifestError::Json)?;
         if w.format != MANIFEST_FORMAT {
             return Err(ManifestError::UnknownFormat(w.format));
         }
@@ -356,6 +394,7 @@ impl Manifest {
             kernel: art(&w.kernel, "kernel.sha256")?,
             initramfs: art(&w.initramfs, "initramfs.sha256")?,
             cmdline: w.cmdline,
+            drivers: w.drivers.as_ref().map(|a| art(a, "drivers.sha256")).transpose()?,
         };
         body.check()?;
         Ok(Manifest {
@@ -373,7 +412,8 @@ struct ArtifactWire {
     sha256: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The JSON without drivers (`drivers` is left out, not `null`: the form from before it existed).
+#[derive(Serialize)]
 struct ManifestWire {
     format: String,
     publisher_key: String,
@@ -385,6 +425,38 @@ struct ManifestWire {
     kernel: ArtifactWire,
     initramfs: ArtifactWire,
     cmdline: String,
+    signature: String,
+}
+
+#[derive(Serialize)]
+struct ManifestWireWithDrivers {
+    format: String,
+    publisher_key: String,
+    channel: String,
+    arch: String,
+    version: u64,
+    created_at: u64,
+    expires_at: u64,
+    kernel: ArtifactWire,
+    initramfs: ArtifactWire,
+    cmdline: String,
+    drivers: ArtifactWire,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct ManifestWireIn {
+    format: String,
+    publisher_key: String,
+    channel: String,
+    arch: String,
+    version: u64,
+    created_at: u64,
+    expires_at: u64,
+    kernel: ArtifactWire,
+    initramfs: ArtifactWire,
+    cmdline: String,
+    drivers: Option<ArtifactWire>,
     signature: String,
 }
 
@@ -406,6 +478,7 @@ mod tests {
             kernel: Artifact { name: "kernel".into(), size: 3, sha256: crate::sha256(b"abc") },
             initramfs: Artifact { name: "initramfs.cpio.zst".into(), size: 2, sha256: crate::sha256(b"xy") },
             cmdline: "console=ttyS0 phase.mode=local".into(),
+            drivers: None,
         }
     }
 
@@ -455,6 +528,41 @@ mod tests {
         let future = Manifest::sign(future, &key(1)).unwrap();
         assert_eq!(future.verify(&trusted, 1_000, Arch::X86_64, None), Err(NotYetValid { created_at: 200_000, now: 1_000 }));
         future.verify(&trusted, 190_000, Arch::X86_64, None).unwrap();
+    }
+
+    #[test]
+    fn a_drivers_archive_is_signed_checked_and_named() {
+        let plain = Manifest::sign(body(), &key(1)).unwrap();
+        assert!(!plain.to_json().contains("drivers"), "without drivers the JSON is the one from before drivers");
+        let mut b = body();
+        b.drivers = Some(Artifact { name: "drivers.cpio.zst".into(), size: 4, sha256: crate::sha256(b"mods") });
+        let m = Manifest::sign(b.clone(), &key(1)).unwrap();
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        back.verify(&[*key(1).pk], 1_500, Arch::X86_64, None).unwrap();
+        back.check_artifact("drivers", b"mods").unwrap();
+        assert_eq!(back.check_artifact("drivers", b"modz"), Err(ManifestError::HashMismatch { artifact: "drivers" }));
+        assert!(plain.check_artifact("drivers", b"mods").is_err(), "a release without drivers has none to check");
+        // The drivers are under the signature: dropped, swapped or changed, it no longer verifies.
+        let mut dropped = m.clone();
+        dropped.body.drivers = None;
+        assert_eq!(dropped.verify(&[*key(1).pk], 1_500, Arch::X86_64, None), Err(ManifestError::BadSignature));
+        let mut changed = m.clone();
+        changed.body.drivers.as_mut().unwrap().sha256[0] ^= 1;
+        assert_eq!(changed.verify(&[*key(1).pk], 1_500, Arch::X86_64, None), Err(ManifestError::BadSignature));
+        let mut grafted = plain.clone();
+        grafted.body.drivers = b.drivers.clone();
+        assert_eq!(grafted.verify(&[*key(1).pk], 1_500, Arch::X86_64, None), Err(ManifestError::BadSignature));
+        // Names: no path, not another artifact's, not the manifest's; size capped.
+        for name in ["../x", "kernel", "manifest.json", ".hidden"] {
+            let mut bad = b.clone();
+            bad.drivers.as_mut().unwrap().name = name.into();
+            assert!(Manifest::sign(bad, &key(1)).is_err(), "{name}");
+        }
+        let mut big = b.clone();
+        big.drivers.as_mut().unwrap().size = MAX_ARTIFACT_BYTES + 1;
+        let big = Manifest::sign(big, &key(1)).unwrap();
+        assert!(matches!(big.verify(&[*key(1).pk], 1_500, Arch::X86_64, None), Err(ManifestError::Oversized { artifact: "drivers", .. })));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! One netboot hop: find providers, fetch and verify the newest release they offer, download
 //! its artifacts (failing over to the next provider on any error), then build the next
-//! kernel's initrd: the verified initramfs with a second cpio archive appended that carries
-//! the kernel, the initramfs and the signed manifest, so the booted node serves them on
-//! (docs/netboot.md).
+//! kernel's initrd: the verified initramfs (and drivers archive, when the release has one) with
+//! a cpio archive appended that carries the kernel, the initramfs, the drivers and the signed
+//! manifest, so the booted node serves them on (docs/netboot.md).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -79,8 +79,9 @@ pub fn fetch_manifest(base: &str, plan: &Plan, deadline: Instant) -> Result<(Man
     Ok((m, text.trim().to_string()))
 }
 
-/// Downloads both artifacts of a verified manifest from `base`, by `give_up` at the latest.
-pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, u64, u64), give_up: Instant) -> Result<(Vec<u8>, Vec<u8>), NetbootError> {
+/// Downloads the artifacts of a verified manifest from `base` (kernel, initramfs and drivers
+/// archive if there is one), by `give_up` at the latest.
+pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, u64, u64), give_up: Instant) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), NetbootError> {
     let base = Url::parse(base).map_err(NetbootError::Fetch)?;
     let b = &m.body;
     let mut get = |which: &str, a: &phase_core::boot::manifest::Artifact| {
@@ -89,7 +90,11 @@ pub fn fetch_artifacts(base: &str, m: &Manifest, progress: &mut dyn FnMut(&str, 
     };
     let kernel = get("kernel", &b.kernel)?;
     let initramfs = get("initramfs", &b.initramfs)?;
-    Ok((kernel, initramfs))
+    let drivers = match &b.drivers {
+        Some(a) => Some(get("drivers", a)?),
+        None => None,
+    };
+    Ok((kernel, initramfs, drivers))
 }
 
 /// One round over the candidates: every manifest is fetched and verified first (each
@@ -126,7 +131,7 @@ pub fn try_providers(candidates: &[String], plan: &mut Plan, give_up: Instant) -
             m.body.arch.name(),
             m.body.version,
             m.key_id(),
-            (m.body.kernel.size + m.body.initramfs.size) as f64 / 1048576.0
+            m.body.artifacts().map(|(_, a)| a.size).sum::<u64>() as f64 / 1048576.0
         );
         let mut progress = |which: &str, have: u64, total: u64| {
             log!("netboot: {which} {:.1}/{:.1} MiB from {c}", have as f64 / 1048576.0, total as f64 / 1048576.0)
@@ -135,11 +140,11 @@ pub fn try_providers(candidates: &[String], plan: &mut Plan, give_up: Instant) -
             break;
         }
         match fetch_artifacts(c, &m, &mut progress, give_up) {
-            Ok((kernel, initramfs)) => {
+            Ok((kernel, initramfs, drivers)) => {
                 let secs = started.elapsed().as_secs_f64();
-                let mib = (kernel.len() + initramfs.len()) as f64 / 1048576.0;
+                let mib = (kernel.len() + initramfs.len() + drivers.as_ref().map_or(0, Vec::len)) as f64 / 1048576.0;
                 log!("netboot: artifacts from {c} verified (SHA-256, size): {mib:.1} MiB in {secs:.2}s");
-                return Some(Fetched { floors: plan.floors, release: Release { manifest: m, manifest_json: json, kernel, initramfs }, from: c.clone() });
+                return Some(Fetched { floors: plan.floors, release: Release { manifest: m, manifest_json: json, kernel, initramfs, drivers }, from: c.clone() });
             }
             Err(e) => log!("netboot: provider {c} refused: {e}"),
         }
@@ -195,17 +200,24 @@ pub struct BootImage {
 
 impl BootImage {
     /// The image that boots `release` and carries it on: its kernel; as initrd its initramfs,
-    /// then (at the next 4-byte boundary) an uncompressed cpio archive carrying
-    /// `boot/phase/<channel>/<arch>/{manifest.json, kernel, initramfs}` (the artifacts are
+    /// then its drivers archive if it has one, then (each at the next 4-byte boundary) an
+    /// uncompressed cpio archive carrying
+    /// `boot/phase/<channel>/<arch>/{manifest.json, kernel, initramfs[, drivers]}` (the artifacts are
     /// compressed already) and the publisher keys trusted here (`etc/phase/trust`), so the
     /// booted node can verify what it carries and serve it, and the hop after it can verify
     /// what it fetches, whatever the release's own image trusts; and the network boot programs
     /// this node serves, if any (`usr/lib/ipxe/…`).
     pub fn carrying(release: Release, trusted: &[[u8; 32]], programs: &[(&str, &[u8])], cmdline: String) -> Result<BootImage, CpioError> {
-        let Release { manifest: m, manifest_json, kernel, initramfs } = release;
+        let Release { manifest: m, manifest_json, kernel, initramfs, drivers } = release;
         let b = &m.body;
         let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
-        let mut w = CpioWriter::after(initramfs.clone());
+        let mut first = initramfs.clone();
+        if let Some(d) = &drivers {
+            // The kernel's unpacker skips the zeros between archives.
+            first.resize(first.len().next_multiple_of(4), 0);
+            first.extend_from_slice(d);
+        }
+        let mut w = CpioWriter::after(first);
         for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
             w.dir(d, 0o755)?;
         }
@@ -213,6 +225,9 @@ impl BootImage {
         w.file(&format!("{dir}/{}", b.kernel.name), 0o644, &kernel)?;
         w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, &initramfs)?;
         drop(initramfs);
+        if let (Some(a), Some(d)) = (&b.drivers, drivers) {
+            w.file(&format!("{dir}/{}", a.name), 0o644, &d)?;
+        }
         crate::image::add_trust(&mut w, trusted)?;
         if !programs.is_empty() {
             for d in ["usr", "usr/lib", PROGRAMS_DIR.trim_start_matches('/')] {

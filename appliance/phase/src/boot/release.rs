@@ -1,5 +1,5 @@
-//! A release: a publisher-signed manifest with the kernel and initramfs it names, the bytes
-//! checked against it. Made by signing (`phase publish`, `phase manifest sign`), by reading a
+//! A release: a publisher-signed manifest with the kernel and initramfs it names (and its
+//! drivers archive, when it has one), the bytes checked against it. Made by signing (`phase publish`, `phase manifest sign`), by reading a
 //! store's entry, or by downloading from providers (netboot.rs); booted as a `BootImage`.
 
 use std::fmt;
@@ -16,6 +16,8 @@ pub struct Release {
     pub manifest_json: String,
     pub kernel: Vec<u8>,
     pub initramfs: Vec<u8>,
+    /// The drivers archive the booted kernel loads after the initramfs, when the release has one.
+    pub drivers: Option<Vec<u8>>,
 }
 
 /// What a publisher states about a release besides its artifacts.
@@ -53,8 +55,9 @@ impl std::error::Error for ReleaseError {
 }
 
 impl Release {
-    /// Signs a release of `kernel` and `initramfs` (each a file name and its bytes).
-    pub fn sign(u: Unsigned, kernel: (String, Vec<u8>), initramfs: (String, Vec<u8>), key: &ed25519_compact::KeyPair) -> Result<Release, ManifestError> {
+    /// Signs a release of `kernel`, `initramfs` and optionally `drivers` (each a file name and
+    /// its bytes).
+    pub fn sign(u: Unsigned, kernel: (String, Vec<u8>), initramfs: (String, Vec<u8>), drivers: Option<(String, Vec<u8>)>, key: &ed25519_compact::KeyPair) -> Result<Release, ManifestError> {
         let artifact = |(name, bytes): &(String, Vec<u8>)| Artifact { name: name.clone(), size: bytes.len() as u64, sha256: sha256(bytes) };
         let body = ManifestBody {
             channel: u.channel,
@@ -65,9 +68,10 @@ impl Release {
             kernel: artifact(&kernel),
             initramfs: artifact(&initramfs),
             cmdline: u.cmdline,
+            drivers: drivers.as_ref().map(artifact),
         };
         let manifest = Manifest::sign(body, key)?;
-        Ok(Release { manifest_json: manifest.to_json(), manifest, kernel: kernel.1, initramfs: initramfs.1 })
+        Ok(Release { manifest_json: manifest.to_json(), manifest, kernel: kernel.1, initramfs: initramfs.1, drivers: drivers.map(|d| d.1) })
     }
 
     /// Reads the release of a store entry, its artifacts checked again: the bytes a machine
@@ -81,7 +85,15 @@ impl Release {
         let (kernel, initramfs) = (read(&m.body.kernel.name)?, read(&m.body.initramfs.name)?);
         m.check_artifact("kernel", &kernel).map_err(ReleaseError::Manifest)?;
         m.check_artifact("initramfs", &initramfs).map_err(ReleaseError::Manifest)?;
-        Ok(Release { manifest: m.clone(), manifest_json: entry.manifest_json.clone(), kernel, initramfs })
+        let drivers = match &m.body.drivers {
+            Some(a) => {
+                let bytes = read(&a.name)?;
+                m.check_artifact("drivers", &bytes).map_err(ReleaseError::Manifest)?;
+                Some(bytes)
+            }
+            None => None,
+        };
+        Ok(Release { manifest: m.clone(), manifest_json: entry.manifest_json.clone(), kernel, initramfs, drivers })
     }
 
     /// `channel/arch version N signed by KEY`, for logs.

@@ -1,5 +1,5 @@
 //! A boot store: signed manifests with their artifacts, laid out as
-//! `<root>/<channel>/<arch>/{manifest.json, <kernel name>, <initramfs name>}`. `phase publish`
+//! `<root>/<channel>/<arch>/{manifest.json, <kernel name>, <initramfs name>[, <drivers name>]}`. `phase publish`
 //! writes one; the provider serves one; a netbooted node carries one in its initrd.
 //! Opening a store re-checks every artifact against its manifest, so a store that opened
 //! serves only what the publisher signed (a partly unpacked initrd cannot pass).
@@ -50,7 +50,7 @@ impl Entry {
     /// The artifact called `name` in this entry: its path, size and hash.
     pub fn artifact(&self, name: &str) -> Option<(PathBuf, u64, Digest)> {
         let b = &self.manifest.body;
-        [&b.kernel, &b.initramfs].into_iter().find(|a| a.name == name).map(|a| (self.dir.join(&a.name), a.size, a.sha256))
+        b.artifacts().map(|(_, a)| a).find(|a| a.name == name).map(|a| (self.dir.join(&a.name), a.size, a.sha256))
     }
 }
 
@@ -122,7 +122,7 @@ impl BootStore {
             // Time and rollback are the fetching client's to judge; here: key and signature.
             manifest.verify(keys, b.created_at, b.arch, None).map_err(|e| bad(e.to_string()))?;
         }
-        for (which, a) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
+        for (which, a) in b.artifacts() {
             let p = dir.join(&a.name);
             let (size, hash) = hash_file(&p)?;
             a.check(size, &hash).map_err(|m| match m {
@@ -145,14 +145,20 @@ impl BootStore {
 pub fn publish(root: &Path, release: &super::release::Release) -> Result<PathBuf, StoreError> {
     let manifest = &release.manifest;
     let b = &manifest.body;
-    for (which, bytes) in [("kernel", &release.kernel), ("initramfs", &release.initramfs)] {
+    let mut files = vec![(&b.kernel, &release.kernel), (&b.initramfs, &release.initramfs)];
+    match (&b.drivers, &release.drivers) {
+        (Some(a), Some(bytes)) => files.push((a, bytes)),
+        (None, None) => {}
+        _ => return Err(StoreError::Manifest { path: root.to_path_buf(), reason: "the drivers archive and the manifest disagree on whether there is one".into() }),
+    }
+    for ((which, _), (_, bytes)) in b.artifacts().zip(&files) {
         manifest.check_artifact(which, bytes).map_err(|e| StoreError::Manifest { path: root.to_path_buf(), reason: e.to_string() })?;
     }
     let dir = root.join(&b.channel).join(b.arch.name());
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     // Artifacts first, manifest last (atomically): a reader never sees a manifest whose files
     // are not all there.
-    for (a, bytes) in [(&b.kernel, &release.kernel), (&b.initramfs, &release.initramfs)] {
+    for (a, bytes) in files {
         let p = dir.join(&a.name);
         std::fs::write(&p, bytes).map_err(io_err(&p))?;
     }

@@ -67,6 +67,10 @@ pub struct PublishCmd {
     /// the initramfs
     #[argh(option)]
     initramfs: PathBuf,
+    /// the drivers archive (scripts/build-initramfs: drivers.cpio.zst), signed with the
+    /// release: the booted kernel loads it after the initramfs, and hops carry it on
+    #[argh(option)]
+    drivers: Option<PathBuf>,
     /// kernel command line for the booted kernel
     #[argh(option, default = "String::new()")]
     cmdline: String,
@@ -139,6 +143,10 @@ struct ManifestSign {
     /// the initramfs
     #[argh(option)]
     initramfs: PathBuf,
+    /// the drivers archive (scripts/build-initramfs: drivers.cpio.zst), signed with the
+    /// release: the booted kernel loads it after the initramfs, and hops carry it on
+    #[argh(option)]
+    drivers: Option<PathBuf>,
     /// kernel command line for the booted kernel
     #[argh(option, default = "String::new()")]
     cmdline: String,
@@ -168,6 +176,9 @@ struct ManifestVerify {
     /// the initramfs to check against the manifest
     #[argh(option)]
     initramfs: Option<PathBuf>,
+    /// the drivers archive to check against the manifest
+    #[argh(option)]
+    drivers: Option<PathBuf>,
     /// the arch to boot (default: this machine's)
     #[argh(option)]
     arch: Option<String>,
@@ -184,22 +195,23 @@ fn arch(name: &str) -> Result<Arch, Failure> {
     Arch::parse(name).ok_or_else(|| Failure::new(format!("--arch {name:?}: x86_64 or aarch64")))
 }
 
-/// Signs a release of the files `kernel` and `initramfs` with the key in `key`.
+/// Signs a release of the files `kernel`, `initramfs` and `drivers` with the key in `key`.
 #[allow(clippy::too_many_arguments)]
-fn sign(key: &std::path::Path, arch_name: &str, channel: String, version: u64, kernel: &std::path::Path, initramfs: &std::path::Path, cmdline: String, valid_days: u64, created_at: Option<u64>, expires_at: Option<u64>) -> Result<Release, Failure> {
+fn sign(key: &std::path::Path, arch_name: &str, channel: String, version: u64, kernel: &std::path::Path, initramfs: &std::path::Path, drivers: Option<&std::path::Path>, cmdline: String, valid_days: u64, created_at: Option<u64>, expires_at: Option<u64>) -> Result<Release, Failure> {
     let key = NodeIdentity::load(key)?;
     let named = |p: &std::path::Path, what: &str| -> Result<(String, Vec<u8>), Failure> {
         Ok((p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), read(p, what)?))
     };
     let created_at = created_at.unwrap_or_else(unix_now);
     let unsigned = Unsigned { channel, arch: arch(arch_name)?, version, created_at, expires_at: expires_at.unwrap_or(created_at + valid_days.max(1) * 86_400), cmdline };
-    Ok(Release::sign(unsigned, named(kernel, "kernel")?, named(initramfs, "initramfs")?, key.key_pair())?)
+    let drivers = drivers.map(|p| named(p, "drivers archive")).transpose()?;
+    Ok(Release::sign(unsigned, named(kernel, "kernel")?, named(initramfs, "initramfs")?, drivers, key.key_pair())?)
 }
 
 pub fn publish(c: PublishCmd) -> i32 {
     let outcome = (|| -> Outcome {
         let trust = keys("--trust", &c.trust)?;
-        let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.cmdline, c.valid_days, c.created_at, c.expires_at)?;
+        let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.drivers.as_deref(), c.cmdline, c.valid_days, c.created_at, c.expires_at)?;
         let dir = crate::boot::store::publish(&c.store, &release)?;
         let mut line = format!("published {} in {}", release.describe(), dir.display());
         if let Some(out) = &c.carry {
@@ -248,7 +260,7 @@ pub fn manifest(c: ManifestCmd) -> i32 {
                 Ok(format!("{} (key id {})", id.public_key_hex(), phase_core::boot::manifest::key_id(&id.public_key())))
             }
             ManifestSub::Sign(c) => {
-                let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.cmdline, c.valid_days, None, None)?;
+                let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.drivers.as_deref(), c.cmdline, c.valid_days, None, None)?;
                 let m = &release.manifest;
                 write(&c.out, (release.manifest_json.clone() + "\n").as_bytes())?;
                 Ok(format!("signed {} {} version {} by key {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id()))
@@ -268,6 +280,9 @@ pub fn manifest(c: ManifestCmd) -> i32 {
                 }
                 if let Some(p) = &c.initramfs {
                     m.check_artifact("initramfs", &read(p, "initramfs")?)?;
+                }
+                if let Some(p) = &c.drivers {
+                    m.check_artifact("drivers", &read(p, "drivers archive")?)?;
                 }
                 Ok(format!("ok: {} {} version {} signed by key {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id()))
             }

@@ -48,6 +48,8 @@ pub struct Hardware {
     /// Device slot → firmware files the kernel could not load for it.
     firmware_missing: BTreeMap<String, BTreeSet<String>>,
     secure_boot: SecureBoot,
+    /// How many of the kernel's network drivers this boot carries, as the report says it.
+    drivers: String,
     last: String,
 }
 
@@ -57,6 +59,17 @@ fn read(path: &Path) -> String {
 
 fn link_name(path: &Path) -> Option<String> {
     std::fs::read_link(path).ok()?.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// `N of M network drivers on this boot`: the modules under drivers/net/ the index knows and
+/// how many of their files this boot has (the image's, or with its drivers archive all).
+fn carried(dir: &Path, index: &ModuleIndex) -> String {
+    let net: Vec<&str> = index.paths().filter(|p| p.contains("drivers/net/")).collect();
+    let here = net.iter().filter(|p| dir.join(p).is_file()).count();
+    match here == net.len() {
+        true => format!("{here} of {} network drivers on this boot", net.len()),
+        false => format!("{here} of {} network drivers on this boot: its drivers archive was not loaded", net.len()),
+    }
 }
 
 impl Hardware {
@@ -77,7 +90,8 @@ impl Hardware {
             .open("/dev/kmsg")
             .map_err(|e| log!("drivers: /dev/kmsg: {e}; missing firmware will not be named"))
             .ok();
-        Hardware { dir, index, tried: BTreeMap::new(), seen: BTreeMap::new(), kmsg, firmware_missing: BTreeMap::new(), secure_boot, last: String::new() }
+        let drivers = carried(&dir, &index);
+        Hardware { dir, index, tried: BTreeMap::new(), seen: BTreeMap::new(), kmsg, firmware_missing: BTreeMap::new(), secure_boot, drivers, last: String::new() }
     }
 
     /// Loads one module with its dependencies; the first failure is the answer.
@@ -204,6 +218,7 @@ impl Hardware {
             secure_boot: self.secure_boot.state.to_string(),
             lockdown: self.secure_boot.lockdown.clone(),
             network: network.to_string(),
+            drivers: self.drivers.clone(),
             devices,
             devices_left_out: left_out,
         }

@@ -1,6 +1,7 @@
 //! Boot manifests (`phase-boot-manifest/v1`): what a publisher signs so that appliances boot a
-//! kernel + initramfs (and, optionally, a drivers archive) from anyone who serves them. One format, signed over fixed-order
-//! canonical bytes (docs/formats.md), verified fail-closed with one named reason per failure.
+//! kernel + initramfs (and, optionally, a drivers archive) from anyone who serves them. One
+//! format, signed over fixed-order canonical bytes (docs/formats.md), verified fail-closed with
+//! one named reason per failure.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -244,25 +245,25 @@ impl ManifestBody {
         if !valid_channel(&self.channel) {
             return field("channel", "1-32 characters of a-z, 0-9 and -");
         }
-        for (name, a) in self.artifacts() {
+        let label = |which: &str| match which {
+            "kernel" => "kernel.name",
+            "initramfs" => "initramfs.name",
+            _ => "drivers.name",
+        };
+        for (which, a) in self.artifacts() {
             if a.name.is_empty()
                 || a.name.len() > MAX_NAME
                 || a.name.starts_with('.')
                 || !a.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             {
-                let name = match name {
-                    "kernel" => "kernel.name",
-                    "initramfs" => "initramfs.name",
-                    _ => "drivers.name",
-                };
-                return field(name, "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'");
+                return field(label(which), "1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'");
             }
         }
         // All are files in one directory next to the manifest (the provider's store).
-        let names: Vec<&str> = self.artifacts().map(|(_, a)| a.name.as_str()).collect();
-        for (i, n) in names.iter().enumerate() {
-            if *n == MANIFEST_FILE || names[..i].contains(n) {
-                return field("initramfs.name", "kernel, initramfs, drivers and manifest.json need different names");
+        let names: Vec<(&str, &str)> = self.artifacts().map(|(which, a)| (which, a.name.as_str())).collect();
+        for (i, (which, n)) in names.iter().enumerate() {
+            if *n == MANIFEST_FILE || names[..i].iter().any(|(_, m)| m == n) {
+                return field(label(which), "kernel, initramfs, drivers and manifest.json need different names");
             }
         }
         if self.cmdline.len() > MAX_CMDLINE || self.cmdline.contains('\0') {
@@ -557,7 +558,7 @@ mod tests {
         for name in ["../x", "kernel", "manifest.json", ".hidden"] {
             let mut bad = b.clone();
             bad.drivers.as_mut().unwrap().name = name.into();
-            assert!(Manifest::sign(bad, &key(1)).is_err(), "{name}");
+            assert!(matches!(Manifest::sign(bad, &key(1)), Err(ManifestError::Field { name: "drivers.name", .. })), "{name}");
         }
         let mut big = b.clone();
         big.drivers.as_mut().unwrap().size = MAX_ARTIFACT_BYTES + 1;

@@ -1,6 +1,7 @@
 //! A release: a publisher-signed manifest with the kernel and initramfs it names (and its
-//! drivers archive, when it has one), the bytes checked against it. Made by signing (`phase publish`, `phase manifest sign`), by reading a
-//! store's entry, or by downloading from providers (netboot.rs); booted as a `BootImage`.
+//! drivers archive, when it has one), the bytes checked against it. Made by signing (`phase
+//! publish`, `phase manifest sign`), by reading a store's entry, or by downloading from
+//! providers (netboot.rs); booted as a `BootImage`.
 
 use std::fmt;
 use std::path::PathBuf;

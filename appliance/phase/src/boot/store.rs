@@ -1,6 +1,6 @@
 //! A boot store: signed manifests with their artifacts, laid out as
-//! `<root>/<channel>/<arch>/{manifest.json, <kernel name>, <initramfs name>[, <drivers name>]}`. `phase publish`
-//! writes one; the provider serves one; a netbooted node carries one in its initrd.
+//! `<root>/<channel>/<arch>/{manifest.json, <kernel name>, <initramfs name>[, <drivers name>]}`.
+//! `phase publish` writes one; the provider serves one; a netbooted node carries one in its initrd.
 //! Opening a store re-checks every artifact against its manifest, so a store that opened
 //! serves only what the publisher signed (a partly unpacked initrd cannot pass).
 

@@ -90,7 +90,7 @@ fn mount_when_ready(device: &str, flags: libc::c_ulong, options: &str) -> std::i
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => {
-                if let Some(e) = refused {
+                if let (Some(e), true) = (refused, other.is_ok()) {
                     log!("state: {device} could be opened after {} ms (first: {e})", started.elapsed().as_millis());
                 }
                 return other;

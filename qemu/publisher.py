@@ -1,7 +1,7 @@
 """Netboot fixtures for tests and benchmarks: a publisher key, signed stores of an arch's real
 kernel + initramfs made with the host's `phase publish`, and host `phase node` providers of
 them (with fault injection), reachable from QEMU guests as 10.0.2.2:PORT."""
-import os, socket, subprocess, tempfile, time, urllib.request
+import hashlib, os, socket, subprocess, tempfile, time, urllib.request
 
 from vm import HOST_PHASE, ROOT, free_port
 
@@ -41,6 +41,17 @@ class Publisher:
         assert r.returncode == 0, f"publish: {r.stderr.strip()}"
         return self.path(store)
 
+    def publish_on(self, node_url, token_file, version, extra=(), cmdline=None):
+        """`phase publish --node`: signs this arch's kernel + initramfs as `version` and sends
+        the release to a running node; returns the node's answer line."""
+        build = os.path.join(ROOT, "build", self.arch)
+        r = subprocess.run([HOST_PHASE, "publish", "--key", self.path("publisher.key"), "--arch", self.arch, "--version", str(version),
+                            "--kernel", os.path.join(build, "kernel"), "--initramfs", os.path.join(build, "initramfs.cpio.zst"),
+                            "--cmdline", cmdline or self.cmdline, "--node", node_url, "--operator-token-file", token_file, *extra],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"publish --node: {r.stdout.strip()} {r.stderr.strip()}"
+        return r.stdout.strip()
+
     def trusting_initrd(self, name, *keys):
         """This arch's initramfs with `keys` added to its /etc/phase/trust (a second archive):
         an image whose own keys are its only trust."""
@@ -65,6 +76,45 @@ class Publisher:
             except OSError:
                 time.sleep(0.05)
         raise AssertionError(f"provider for {store} did not start")
+
+    def data_disk(self, name, key_file=None, mib=48):
+        """A disk holding one GPT partition named phase-data (FAT32), as a stick's data
+        partition; with `key_file`, the node key on it (node/node.key): the node's identity."""
+        img, part = self.path(name), self.path(name + ".fat")
+        for f in (img, part):
+            if os.path.exists(f):
+                os.remove(f)
+        subprocess.run(["mkfs.fat", "-C", "-F", "32", "-n", "PHASE-DATA", "-h", "2048", part, str(mib * 1024)], check=True, capture_output=True)
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+        if key_file:
+            subprocess.run(["mmd", "-i", part, "::node"], check=True, env=env)
+            subprocess.run(["mcopy", "-i", part, key_file, "::node/node.key"], check=True, env=env)
+        with open(img, "wb") as f:
+            f.truncate((mib + 2) << 20)
+        table = f"label: gpt\nstart=2048, size={mib * 2048}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"phase-data\"\n"
+        subprocess.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", img], input=table, text=True, check=True)
+        subprocess.run(["dd", f"if={part}", f"of={img}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"], check=True)
+        os.remove(part)
+        return img
+
+    def position(self, node_key, channel="stable"):
+        """A node's place in this publisher's rollouts (docs/formats.md, "Rollout policy")."""
+        h = hashlib.sha256(b"phase-rollout-position/v1\n" + bytes.fromhex(self.key) + channel.encode() + bytes.fromhex(node_key)).digest()
+        return int.from_bytes(h[:8], "big") % 10000
+
+    def node_keys(self, n):
+        """`n` node keys (files) whose places in this publisher's rollouts fall in different
+        percents, lowest first: each can have a wave of its own."""
+        keys = []
+        for i in range(200):
+            path = self.path(f"node{i}.key")
+            k = self.keygen(f"node{i}.key")
+            p = self.position(k)
+            if all(p // 100 != q // 100 for _, _, q in keys):
+                keys.append((path, k, p))
+            if len(keys) == n:
+                return sorted(keys, key=lambda t: t[2])
+        raise AssertionError("no node keys with separate waves")
 
     def stop(self):
         for p in self.procs:

@@ -17,7 +17,7 @@ def free_port():
 
 class VM:
     def __init__(self, arch, append="", mem="128M", p2p=False, initrd=None, lan=None, rtc=None,
-                 usb=None, firmware="uefi", usb_readonly=False, nic=None, nvram=None):
+                 usb=None, firmware="uefi", usb_readonly=False, nic=None, nvram=None, data=None):
         """With `usb` (a stick image), the machine boots it through `firmware` (uefi or bios)
         with an e1000e NIC, and the serial port also takes keys (`press`)."""
         self.arch = arch
@@ -37,7 +37,7 @@ class VM:
             + (["--nvram", nvram] if nvram else [])
             + (["--p2p-port", str(self.p2p_port)] if p2p else [])
             + (["--initrd", initrd] if initrd else []) + (["--lan", str(lan)] if lan else [])
-            + (["--rtc", rtc] if rtc else []),
+            + (["--rtc", rtc] if rtc else []) + (["--data", data] if data else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "qemu.err"), "w"))
 
     def log(self):

@@ -132,6 +132,7 @@ fn vector_receipts_verify_or_fail_as_labelled() {
 mod boot_manifest {
     use phase_core::encoding::hex_encode;
     use phase_core::boot::manifest::{Arch, Artifact, Manifest, ManifestBody};
+    use phase_core::boot::rollout::{position, FailureReport, Notice, ReleaseId, Rollout};
 
     fn generate() -> String {
         let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([5; 32]));
@@ -145,24 +146,35 @@ mod boot_manifest {
             initramfs: Artifact { name: "initramfs.cpio.zst".into(), size: 2_512_141, sha256: phase_core::sha256(b"initramfs bytes") },
             cmdline: "console=ttyS0 phase.mode=local".into(),
             drivers: None,
+            rollout: None,
         };
         let m = Manifest::sign(body.clone(), &key).unwrap();
         let mut tampered = m.clone();
         tampered.body.cmdline.push_str(" init=/bin/sh");
         let with_drivers = Manifest::sign(
-            ManifestBody { drivers: Some(Artifact { name: "drivers.cpio.zst".into(), size: 757_938, sha256: phase_core::sha256(b"drivers bytes") }), ..body },
+            ManifestBody { drivers: Some(Artifact { name: "drivers.cpio.zst".into(), size: 757_938, sha256: phase_core::sha256(b"drivers bytes") }), ..body.clone() },
             &key,
         )
         .unwrap();
+        // A rollout: a tenth of the fleet at once, everyone after ten minutes.
+        let with_rollout = Manifest::sign(ManifestBody { version: 43, rollout: Some(Rollout::parse("0:10,600:100").unwrap()), ..body }, &key).unwrap();
+        let node_key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([6; 32]));
+        let report = FailureReport::sign(ReleaseId::of(&with_rollout), 1_767_300_000, "not healthy within 120 s: no peer reached", &node_key);
         format!(
-            "{{\n  \"format\": \"phase-boot-manifest/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"seed\": \"{}\",\n  \"key_id\": \"{}\",\n  \"signed_bytes_hex\": \"{}\",\n  \"manifest\": {},\n  \"tampered_manifest\": {},\n  \"with_drivers_signed_bytes_hex\": \"{}\",\n  \"manifest_with_drivers\": {}\n}}\n",
+            "{{\n  \"format\": \"phase-boot-manifest/v1\",\n  \"spec\": \"docs/formats.md\",\n  \"generated_by\": \"appliance/core/tests/vectors.rs\",\n  \"seed\": \"{}\",\n  \"key_id\": \"{}\",\n  \"signed_bytes_hex\": \"{}\",\n  \"manifest\": {},\n  \"tampered_manifest\": {},\n  \"with_drivers_signed_bytes_hex\": \"{}\",\n  \"manifest_with_drivers\": {},\n  \"with_rollout_signed_bytes_hex\": \"{}\",\n  \"manifest_with_rollout\": {},\n  \"node_seed\": \"{}\",\n  \"rollout_position_of_node\": {},\n  \"failure_report_signed_bytes_hex\": \"{}\",\n  \"failure_report\": {}\n}}\n",
             hex_encode(&[5; 32]),
             m.key_id(),
             hex_encode(&m.body.signed_bytes(&m.publisher_key)),
             m.to_json(),
             tampered.to_json(),
             hex_encode(&with_drivers.body.signed_bytes(&with_drivers.publisher_key)),
-            with_drivers.to_json()
+            with_drivers.to_json(),
+            hex_encode(&with_rollout.body.signed_bytes(&with_rollout.publisher_key)),
+            with_rollout.to_json(),
+            hex_encode(&[6; 32]),
+            position(&with_rollout.publisher_key, "stable", &node_key.pk),
+            hex_encode(&FailureReport::signed_bytes(&report.release, &report.node_key, report.at, &report.reason)),
+            report.to_json()
         )
     }
 
@@ -179,6 +191,11 @@ mod boot_manifest {
         let d = Manifest::from_json(&line("\"manifest_with_drivers\"")).unwrap();
         d.verify(&[d.publisher_key], now, Arch::X86_64, Some(42)).unwrap();
         assert_eq!(d.body.drivers.as_ref().map(|a| a.size), Some(757_938));
+        let r = Manifest::from_json(&line("\"manifest_with_rollout\"")).unwrap();
+        r.verify(&[r.publisher_key], now, Arch::X86_64, Some(42)).unwrap();
+        assert_eq!(r.body.rollout.as_ref().map(Rollout::describe).as_deref(), Some("0s:10%,600s:100%"));
+        let Ok(Notice::Failure(f)) = Notice::parse(line("\"failure_report\"").as_bytes()) else { panic!("the failure report parses and verifies") };
+        assert_eq!(f.release, ReleaseId::of(&r));
     }
 }
 

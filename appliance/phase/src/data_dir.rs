@@ -6,6 +6,9 @@
 //! modules/<hex>.wasm   modules uploaded with PUT /v1/modules (modules.rs)
 //! results/<id>.json    answers of asynchronous jobs (jobs/queue.rs)
 //! floors           version and time floors per release (boot/floors.rs)
+//! release/<channel>/<arch>/…   the last update committed here: what a cold boot starts
+//!                  (a boot store, init/update.rs)
+//! release/attempt  present while a cold boot tries that release, until it is ready
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -41,5 +44,10 @@ impl DataDir {
 
     pub fn floors(&self) -> PathBuf {
         self.0.join(FLOORS_FILE)
+    }
+
+    /// The store of the last committed update (a boot stick's second slot).
+    pub fn release(&self) -> PathBuf {
+        self.0.join("release")
     }
 }

@@ -163,6 +163,14 @@ impl Executor for FaultyExecutor {
     fn has_free_slot(&self) -> bool {
         self.inner.has_free_slot()
     }
+
+    fn notice(&self, from: PeerId, notice: &[u8]) -> bool {
+        self.inner.notice(from, notice)
+    }
+
+    fn notices(&self) -> Vec<Vec<u8>> {
+        self.inner.notices()
+    }
 }
 
 /// The executor a padded answer claims: a well-formed peer id that is not the padder's.

@@ -26,6 +26,7 @@ pub mod notify;
 pub mod p2p;
 pub mod pxe;
 pub mod sys;
+pub mod update;
 pub mod workers;
 
 #[global_allocator]

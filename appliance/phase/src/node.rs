@@ -28,6 +28,7 @@ use crate::jobs::{Jobs, JobsConfig, QueueConfig};
 use crate::memory::MemoryPlan;
 use crate::p2p::{Executor, P2p, P2pConfig, P2pError};
 use crate::pxe::Pxe;
+use crate::update::{UpdateConfig, Updates};
 use crate::workers::Workers;
 
 /// Job threads run the interpreter, so each gets a roomy stack.
@@ -76,6 +77,7 @@ impl std::error::Error for NodeError {
 pub struct Node {
     server: crate::http::Server,
     pub jobs: Arc<Jobs>,
+    pub updates: Arc<Updates>,
     pub network: Option<P2p>,
     workers: Arc<Workers>,
 }
@@ -95,7 +97,9 @@ impl Node {
             Some(dir) => {
                 let fault = Fault::provider(config.fault);
                 let max = config.max_downloads.unwrap_or(DEFAULT_MAX_DOWNLOADS);
-                match Provider::open(dir, &config.trust, data_dir.as_ref(), max, fault) {
+                // During an update's trial the floors move when PID 1 commits, not now.
+                let floors = if config.trial { None } else { data_dir.as_ref() };
+                match Provider::open(dir, &config.trust, floors, max, fault) {
                     Ok(p) => Some(Arc::new(p)),
                     // A release below a floor this node recorded is refused, and only it: the
                     // node serves jobs without it rather than exit (an appliance's supervisor
@@ -109,6 +113,22 @@ impl Node {
             }
             None => None,
         };
+        let updates = Arc::new(Updates::new(
+            UpdateConfig {
+                channel: config.channel.clone().unwrap_or_else(|| phase_core::boot::cmdline::DEFAULT_CHANNEL.into()),
+                trusted: config.trust.clone(),
+                operator: config.operator,
+                floors: data_dir.as_ref().map(DataDir::floors),
+                apply: config.update_handoff.clone().map(|handoff| crate::update::Apply {
+                    drain: Duration::from_secs(config.drain.unwrap_or(phase_core::boot::cmdline::DEFAULT_DRAIN)),
+                    trial_mark: handoff.with_file_name("update-trial"),
+                    window: config.window.as_deref().and_then(phase_core::boot::cmdline::Window::parse),
+                    handoff,
+                }),
+            },
+            jobs.clone(),
+            boot.clone(),
+        ));
         // Jobs run on these threads: local ones (a slot each), forwards to peers (a permit each),
         // requests waiting on a running idempotency key (as many as slots), and short work.
         let n = jobs.config().max_concurrent;
@@ -118,26 +138,28 @@ impl Node {
         let http_port = listener.addr.port();
         let network = match &config.p2p {
             Some(p2p) => {
-                let executor: Arc<dyn Executor> = Arc::new(PeerApi { jobs: jobs.clone(), workers: workers.clone() });
+                let executor: Arc<dyn Executor> = Arc::new(PeerApi { jobs: jobs.clone(), workers: workers.clone(), updates: updates.clone() });
                 let executor = match config.fault {
                     Some(Fault::Peer(fault)) => Arc::new(FaultyExecutor { inner: executor, fault, key: ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed)) }),
                     _ => executor,
                 };
                 let network = P2p::start(seed, p2p_config(p2p, &config, &jobs, http_port, boot.as_deref())?, executor).map_err(NodeError::P2p)?;
                 jobs.join(network.clone());
+                updates.join(network.clone());
                 Some(network)
             }
             None => None,
         };
         let pxe = config.pxe.as_ref().and_then(|p| start_pxe(p, &config.trust, boot.as_deref(), http_port));
         jobs.start_runners(n).map_err(|e| NodeError::Jobs(crate::jobs::StartError::Runner(e)))?;
+        updates.start().map_err(NodeError::Workers)?;
         let mut limits = crate::http::Limits::new(config.max_connections.unwrap_or_else(|| crate::http::default_max_connections(plan.budget)));
         if let Some(n) = config.max_connections_per_ip {
             limits.max_connections_per_ip = n;
         }
         let (max_conn, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
         let connections = crate::http::Places::for_limits(&limits);
-        let api = Api::new(Parts { jobs: jobs.clone(), network: network.clone(), boot, pxe, workers: workers.clone(), http_port, connections: connections.clone(), hardware_report: config.hardware_report.clone() });
+        let api = Api::new(Parts { booted_from: config.booted_from.clone(), jobs: jobs.clone(), updates: updates.clone(), network: network.clone(), boot, pxe, workers: workers.clone(), http_port, connections: connections.clone(), hardware_report: config.hardware_report.clone() });
         let server = match config.fault {
             Some(Fault::ExitAfterJob) => crate::http::Server::serve(listener, Arc::new(ExitAfterJob(api)), limits, connections),
             _ => crate::http::Server::serve(listener, Arc::new(api), limits, connections),
@@ -153,7 +175,7 @@ impl Node {
         log!("listening on http://{}", server.addr);
         log!("accepting jobs (max {n} at once)");
         crate::notify::tell_the_service_manager(server.addr);
-        Ok(Node { server, jobs, network, workers })
+        Ok(Node { server, jobs, updates, network, workers })
     }
 
     /// Where the API listens.
@@ -205,7 +227,7 @@ fn p2p_config(p: &PeerSettings, c: &NodeConfig, jobs: &Jobs, http_port: u16, boo
         None => None,
     };
     let cfg = jobs.config();
-    let releases: Vec<_> = boot.map(|b| b.store.entries.iter().collect()).unwrap_or_default();
+    let releases: Vec<_> = boot.map(|b| b.entries()).unwrap_or_default();
     let max = cfg.max_limits;
     let capabilities = Capabilities {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -250,7 +272,8 @@ fn start_pxe(p: &PxeSettings, trust: &[[u8; 32]], boot: Option<&Provider>, http_
     if trust.is_empty() {
         return refuse("no --trust key: a PXE-booted machine re-verifies the release with the keys it is given".into());
     }
-    let entries: Vec<&crate::boot::store::Entry> = boot.store.entries.iter().collect();
+    let entries = boot.entries();
+    let entries: Vec<&crate::boot::store::Entry> = entries.iter().collect();
     let config = crate::pxe::Config {
         interface: p.interface.clone(),
         http_port,

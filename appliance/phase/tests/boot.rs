@@ -7,17 +7,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::Node;
+use common::{run_phase, Node};
 use phase::boot::netboot::{self, Plan};
 use phase_core::boot::manifest::{Arch, ManifestError};
-
-fn phase(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_phase")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-}
 
 struct Lab {
     dir: PathBuf,
@@ -39,7 +33,7 @@ impl Lab {
         self.dir.join(n).to_str().unwrap().to_string()
     }
     fn key(&self, name: &str) -> String {
-        let (code, out) = phase(&["manifest", "keygen", "--out", &self.p(name)]);
+        let (code, out) = run_phase(&["manifest", "keygen", "--out", &self.p(name)]);
         assert_eq!(code, 0, "{out}");
         out.split_whitespace().next().unwrap().to_string()
     }
@@ -53,7 +47,7 @@ impl Lab {
         args[8] = &k;
         args[10] = &i;
         args.extend_from_slice(extra);
-        let (code, out) = phase(&args);
+        let (code, out) = run_phase(&args);
         assert_eq!(code, 0, "{out}");
         out
     }
@@ -307,11 +301,11 @@ fn a_release_with_a_drivers_archive_is_served_fetched_verified_and_carried_on() 
     lab.publish(&lab.p("pub.key"), &store, 6, &["--drivers", &lab.p("drivers.cpio.zst")]);
     let manifest = std::fs::read_to_string(lab.dir.join("store/stable/x86_64/manifest.json")).unwrap();
     assert!(manifest.contains("\"drivers\":{\"name\":\"drivers.cpio.zst\""), "{manifest}");
-    let (code, out) = phase(&["manifest", "verify", &lab.dir.join("store/stable/x86_64/manifest.json").to_string_lossy(), "--trust", &publisher,
+    let (code, out) = run_phase(&["manifest", "verify", &lab.dir.join("store/stable/x86_64/manifest.json").to_string_lossy(), "--trust", &publisher,
         "--arch", "x86_64", "--drivers", &lab.p("drivers.cpio.zst")]);
     assert_eq!(code, 0, "{out}");
     std::fs::write(lab.p("other.cpio.zst"), b"not the signed drivers").unwrap();
-    let (code, out) = phase(&["manifest", "verify", &lab.dir.join("store/stable/x86_64/manifest.json").to_string_lossy(), "--trust", &publisher,
+    let (code, out) = run_phase(&["manifest", "verify", &lab.dir.join("store/stable/x86_64/manifest.json").to_string_lossy(), "--trust", &publisher,
         "--arch", "x86_64", "--drivers", &lab.p("other.cpio.zst")]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("drivers size mismatch"), "{out}");

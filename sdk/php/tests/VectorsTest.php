@@ -51,7 +51,12 @@ final class VectorsTest extends TestCase
     {
         $v = json_decode(file_get_contents(REPO . '/docs/test-vectors/boot-manifest-v1.json'), true, 32, JSON_THROW_ON_ERROR);
         $pk = sodium_crypto_sign_publickey(sodium_crypto_sign_seed_keypair(hex2bin($v['seed'])));
-        foreach (['signed_bytes_hex' => 'manifest', 'with_drivers_signed_bytes_hex' => 'manifest_with_drivers'] as $bytes => $name) {
+        $pairs = [
+            'signed_bytes_hex' => 'manifest',
+            'with_drivers_signed_bytes_hex' => 'manifest_with_drivers',
+            'with_rollout_signed_bytes_hex' => 'manifest_with_rollout',
+        ];
+        foreach ($pairs as $bytes => $name) {
             $m = $v[$name];
             self::assertSame(bin2hex($pk), $m['publisher_key'], $name);
             self::assertTrue(sodium_crypto_sign_verify_detached(hex2bin($m['signature']), hex2bin($v[$bytes]), $pk), $name);
@@ -63,6 +68,16 @@ final class VectorsTest extends TestCase
         self::assertStringNotContainsString('init=/bin/sh', $v['manifest']['cmdline']);
         self::assertStringContainsString('init=/bin/sh', $t['cmdline']);
         self::assertSame($v['manifest']['signature'], $t['signature']);
+        // A failure report is signed by the node's key; the node's place in rollouts is its key's.
+        $node = sodium_crypto_sign_publickey(sodium_crypto_sign_seed_keypair(hex2bin($v['node_seed'])));
+        $f = $v['failure_report'];
+        self::assertSame(bin2hex($node), $f['node_key']);
+        $signed = hex2bin($v['failure_report_signed_bytes_hex']);
+        self::assertTrue(sodium_crypto_sign_verify_detached(hex2bin($f['signature']), $signed, $node));
+        $h = hash('sha256', "phase-rollout-position/v1\n" . $pk . 'stable' . $node, true);
+        [, $hi, $lo] = unpack('N2', substr($h, 0, 8));
+        $position = (($hi % 10000) * (4294967296 % 10000) + $lo) % 10000;
+        self::assertSame($v['rollout_position_of_node'], $position);
     }
 
     public function testInvalidVectorsFailVerification(): void

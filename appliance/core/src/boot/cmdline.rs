@@ -74,9 +74,86 @@ pub struct BootConfig {
     /// only, no TFTP) on the boot LAN (the `phase.lan` link, else the primary one) with the
     /// release this machine serves.
     pub pxe: Pxe,
+    /// `phase.operator=HEX`: the SHA-256 of the operator token that `POST /v1/releases` takes.
+    pub operator: Option<[u8; 32]>,
+    /// `phase.drain=SECONDS` (0-3600): how long a node that updates itself waits for the jobs
+    /// it runs to end before it boots the new release.
+    pub drain: u64,
+    /// `phase.trial=SECONDS` (10-3600): this boot tries an update: it must become healthy
+    /// within this long, or the machine returns to the release it came from (carried along).
+    pub trial: Option<u64>,
+    /// `phase.trial_peers=N` (0-64): during a trial, healthy needs this many connected peers.
+    pub trial_peers: u32,
+    /// `phase.health_timeout=SECONDS` (10-3600): the trial an update hop gives the release it
+    /// boots (its `phase.trial`).
+    pub health_timeout: u64,
+    /// `phase.window=HH:MM-HH:MM` (UTC): the node boots a new release only within this daily
+    /// maintenance window (it fetches and serves it at any time); `None` = any time.
+    pub window: Option<Window>,
+    /// `phase.from=URL`: where the running release came from (set by the hop that booted it).
+    pub from: Option<String>,
     /// Every `phase.*` parameter as given, to pass on to the next kexec hop.
     pub passthrough: Vec<String>,
 }
+
+/// A daily maintenance window in UTC, minutes since midnight: `start` up to (not including)
+/// `end`; one that ends before it starts runs over midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Window {
+    /// `HH:MM-HH:MM`, hours 0-23, minutes 0-59, start and end different.
+    pub fn parse(text: &str) -> Option<Window> {
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.len() == 5).then_some(h * 60 + m)
+        };
+        let (a, b) = text.split_once('-')?;
+        let w = Window { start: minutes(a)?, end: minutes(b)? };
+        (w.start != w.end).then_some(w)
+    }
+
+    /// Whether unix time `t` falls in the window.
+    pub fn contains(&self, t: u64) -> bool {
+        let m = ((t % 86_400) / 60) as u16;
+        match self.start < self.end {
+            true => (self.start..self.end).contains(&m),
+            false => m >= self.start || m < self.end,
+        }
+    }
+
+    /// The next unix time at or after `t` within the window.
+    pub fn next_open(&self, t: u64) -> u64 {
+        if self.contains(t) {
+            return t;
+        }
+        let day = t - t % 86_400;
+        let open = day + u64::from(self.start) * 60;
+        if open > t { open } else { open + 86_400 }
+    }
+}
+
+impl core::fmt::Display for Window {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:02}:{:02}-{:02}:{:02}", self.start / 60, self.start % 60, self.end / 60, self.end % 60)
+    }
+}
+
+/// Parameters that describe one boot only and are never passed on to the next hop: the floors
+/// (each hop sets its own) and an update's trial.
+pub fn hop_local(param: &str) -> bool {
+    let key = param.split('=').next().unwrap_or("");
+    matches!(key, "phase.floor" | "phase.time_floor" | "phase.trial" | "phase.trial_peers" | "phase.from")
+}
+
+/// How long a node drains by default before it boots a new release, in seconds.
+pub const DEFAULT_DRAIN: u64 = 60;
+/// How long a new release has by default to become healthy, in seconds.
+pub const DEFAULT_HEALTH_TIMEOUT: u64 = 120;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pxe {
@@ -127,6 +204,13 @@ impl Default for BootConfig {
             data: None,
             data_wait: DEFAULT_DATA_WAIT,
             pxe: Pxe::Off,
+            operator: None,
+            drain: DEFAULT_DRAIN,
+            trial: None,
+            trial_peers: 0,
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            window: None,
+            from: None,
             passthrough: Vec::new(),
         }
     }
@@ -322,6 +406,34 @@ impl BootConfig {
                     "off" => c.pxe = Pxe::Off,
                     _ => bad("on, http or off"),
                 },
+                "operator" => match crate::encoding::hex_decode_array::<32>(value) {
+                    Ok(h) => c.operator = Some(h),
+                    Err(_) => bad("the SHA-256 of the operator token (64 hex digits)"),
+                },
+                "drain" => match value.parse::<u64>() {
+                    Ok(v) if v <= 3600 => c.drain = v,
+                    _ => bad("seconds, 0-3600"),
+                },
+                "trial" => match value.parse::<u64>() {
+                    Ok(v) if (10..=3600).contains(&v) => c.trial = Some(v),
+                    _ => bad("seconds, 10-3600"),
+                },
+                "health_timeout" => match value.parse::<u64>() {
+                    Ok(v) if (10..=3600).contains(&v) => c.health_timeout = v,
+                    _ => bad("seconds, 10-3600"),
+                },
+                "window" => match Window::parse(value) {
+                    Some(w) => c.window = Some(w),
+                    None => bad("HH:MM-HH:MM in UTC, start and end different"),
+                },
+                "from" => match value {
+                    v if !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()) => c.from = Some(v.to_string()),
+                    _ => bad("a URL of at most 256 printable characters"),
+                },
+                "trial_peers" => match value.parse::<u32>() {
+                    Ok(v) if v <= 64 => c.trial_peers = v,
+                    _ => bad("a number of peers, 0-64"),
+                },
                 "fault" => {}
                 "on_failure" => match value {
                     "reboot" => c.on_failure = OnFailure::Reboot,
@@ -443,6 +555,26 @@ mod tests {
         assert_eq!(p.len(), 5, "{p:?}");
         assert!(!c.netboot && c.providers.is_empty() && c.trust.is_empty() && c.lan.is_none());
         assert_eq!(c.channel, DEFAULT_CHANNEL);
+        let (c, p) = BootConfig::parse("phase.trial=120 phase.trial_peers=1 phase.drain=30 phase.health_timeout=45 phase.operator=0101010101010101010101010101010101010101010101010101010101010101");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.trial, c.trial_peers, c.drain, c.health_timeout, c.operator), (Some(120), 1, 30, 45, Some([1; 32])));
+        let (c, p) = BootConfig::parse("phase.trial=5 phase.trial_peers=65 phase.drain=4000 phase.operator=secret");
+        assert_eq!((p.len(), c.trial, c.trial_peers, c.drain, c.operator), (4, None, 0, DEFAULT_DRAIN, None));
+        assert!(hop_local("phase.trial=60") && hop_local("phase.floor=3") && hop_local("phase.from=http://x") && !hop_local("phase.mode=local"));
+        let (c, p) = BootConfig::parse("phase.window=22:30-02:00 phase.from=http://10.9.0.1:8700");
+        assert!(p.is_empty(), "{p:?}");
+        let w = c.window.unwrap();
+        assert_eq!((w.to_string(), c.from.as_deref()), ("22:30-02:00".to_string(), Some("http://10.9.0.1:8700")));
+        // Over midnight: 23:00 and 01:59 in, 02:00 and 12:00 out; the next opening is 22:30.
+        let day = 1_800_000_000 - 1_800_000_000 % 86_400;
+        assert!(w.contains(day + 23 * 3600) && w.contains(day + 3600 + 59 * 60) && !w.contains(day + 2 * 3600) && !w.contains(day + 12 * 3600));
+        assert_eq!(w.next_open(day + 12 * 3600), day + 22 * 3600 + 1800);
+        assert_eq!(w.next_open(day + 23 * 3600), day + 23 * 3600);
+        let day_w = Window::parse("02:00-04:00").unwrap();
+        assert_eq!(day_w.next_open(day + 5 * 3600), day + 86_400 + 2 * 3600);
+        for bad in ["2:00-04:00", "02:00-02:00", "24:00-01:00", "02:60-03:00", "0200-0300"] {
+            assert!(Window::parse(bad).is_none(), "{bad}");
+        }
         let (c, p) = BootConfig::parse("phase.floor=7 phase.time_floor=1800000000 phase.boot_timeout=30");
         assert!(p.is_empty(), "{p:?}");
         assert_eq!((c.version_floor, c.time_floor, c.boot_timeout), (7, 1_800_000_000, 30));

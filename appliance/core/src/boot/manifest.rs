@@ -9,6 +9,7 @@ use core::fmt;
 
 use miniserde::{Deserialize, Serialize};
 
+use super::rollout::Rollout;
 use crate::encoding::{hex_decode_array, hex_encode};
 use crate::Digest;
 
@@ -41,7 +42,7 @@ impl Arch {
             Arch::Aarch64 => "aarch64",
         }
     }
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Arch::X86_64 => 1,
             Arch::Aarch64 => 2,
@@ -95,6 +96,9 @@ pub struct ManifestBody {
     /// A second archive the booted kernel loads after `initramfs`: the network drivers and
     /// firmware that do not fit in every image. Optional; signed after `cmdline` when present.
     pub drivers: Option<Artifact>,
+    /// How the release spreads over a fleet (rollout.rs). Optional; signed after `drivers`
+    /// when present. Without it every node may update as soon as it learns of the release.
+    pub rollout: Option<Rollout>,
 }
 
 /// What a machine knows about versions and time without trusting its clock (docs/netboot.md,
@@ -231,6 +235,10 @@ impl ManifestBody {
             out.extend_from_slice(&a.size.to_be_bytes());
             out.extend_from_slice(&a.sha256);
         }
+        if let Some(r) = &self.rollout {
+            out.push(2);
+            r.put_signed(&mut out);
+        }
         out
     }
 
@@ -271,6 +279,9 @@ impl ManifestBody {
         }
         if self.expires_at <= self.created_at {
             return field("expires_at", "must be after created_at");
+        }
+        if let Some(Err(e)) = self.rollout.as_ref().map(Rollout::check) {
+            return Err(ManifestError::Field { name: "rollout", reason: e });
         }
         Ok(())
     }
@@ -342,25 +353,12 @@ impl Manifest {
         })
     }
 
+    /// The JSON form (docs/formats.md): optional fields are left out when absent, not `null`,
+    /// so a manifest without them has the JSON from before they existed.
     pub fn to_json(&self) -> String {
         let b = &self.body;
-        let art = |a: &Artifact| ArtifactWire { name: a.name.clone(), size: a.size, sha256: hex_encode(&a.sha256) };
-        let Some(drivers) = &b.drivers else {
-            return miniserde::json::to_string(&ManifestWire {
-                format: MANIFEST_FORMAT.to_string(),
-                publisher_key: hex_encode(&self.publisher_key),
-                channel: b.channel.clone(),
-                arch: b.arch.name().to_string(),
-                version: b.version,
-                created_at: b.created_at,
-                expires_at: b.expires_at,
-                kernel: art(&b.kernel),
-                initramfs: art(&b.initramfs),
-                cmdline: b.cmdline.clone(),
-                signature: hex_encode(&self.signature),
-            });
-        };
-        miniserde::json::to_string(&ManifestWireWithDrivers {
+        let art = |a: &Artifact| miniserde::json::to_string(&ArtifactWire { name: a.name.clone(), size: a.size, sha256: hex_encode(&a.sha256) });
+        let mut out = miniserde::json::to_string(&ManifestWire {
             format: MANIFEST_FORMAT.to_string(),
             publisher_key: hex_encode(&self.publisher_key),
             channel: b.channel.clone(),
@@ -368,12 +366,16 @@ impl Manifest {
             version: b.version,
             created_at: b.created_at,
             expires_at: b.expires_at,
-            kernel: art(&b.kernel),
-            initramfs: art(&b.initramfs),
-            cmdline: b.cmdline.clone(),
-            drivers: art(drivers),
-            signature: hex_encode(&self.signature),
-        })
+        });
+        out.pop(); // the closing brace: the rest follows in signing order
+        out += &alloc::format!(",\"kernel\":{},\"initramfs\":{},\"cmdline\":{}", art(&b.kernel), art(&b.initramfs), miniserde::json::to_string(&b.cmdline));
+        if let Some(d) = &b.drivers {
+            out += &alloc::format!(",\"drivers\":{}", art(d));
+        }
+        if let Some(r) = &b.rollout {
+            out += &alloc::format!(",\"rollout\":{}", r.to_json());
+        }
+        out + &alloc::format!(",\"signature\":\"{}\"}}", hex_encode(&self.signature))
     }
 
     /// Parses and checks the shape of every field; the signature is checked by `verify`.
@@ -396,6 +398,7 @@ impl Manifest {
             initramfs: art(&w.initramfs, "initramfs.sha256")?,
             cmdline: w.cmdline,
             drivers: w.drivers.as_ref().map(|a| art(a, "drivers.sha256")).transpose()?,
+            rollout: w.rollout.as_ref().map(|v| Rollout::from_value(v).map_err(|reason| ManifestError::Field { name: "rollout", reason })).transpose()?,
         };
         body.check()?;
         Ok(Manifest {
@@ -413,7 +416,7 @@ struct ArtifactWire {
     sha256: String,
 }
 
-/// The JSON without drivers (`drivers` is left out, not `null`: the form from before it existed).
+/// The JSON's leading fields; the rest is appended in signing order (`to_json`).
 #[derive(Serialize)]
 struct ManifestWire {
     format: String,
@@ -423,26 +426,6 @@ struct ManifestWire {
     version: u64,
     created_at: u64,
     expires_at: u64,
-    kernel: ArtifactWire,
-    initramfs: ArtifactWire,
-    cmdline: String,
-    signature: String,
-}
-
-#[derive(Serialize)]
-struct ManifestWireWithDrivers {
-    format: String,
-    publisher_key: String,
-    channel: String,
-    arch: String,
-    version: u64,
-    created_at: u64,
-    expires_at: u64,
-    kernel: ArtifactWire,
-    initramfs: ArtifactWire,
-    cmdline: String,
-    drivers: ArtifactWire,
-    signature: String,
 }
 
 #[derive(Deserialize)]
@@ -458,6 +441,7 @@ struct ManifestWireIn {
     initramfs: ArtifactWire,
     cmdline: String,
     drivers: Option<ArtifactWire>,
+    rollout: Option<miniserde::json::Value>,
     signature: String,
 }
 
@@ -480,6 +464,7 @@ mod tests {
             initramfs: Artifact { name: "initramfs.cpio.zst".into(), size: 2, sha256: crate::sha256(b"xy") },
             cmdline: "console=ttyS0 phase.mode=local".into(),
             drivers: None,
+            rollout: None,
         }
     }
 

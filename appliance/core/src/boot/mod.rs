@@ -1,5 +1,5 @@
 //! Booting: the publisher-signed manifest (`manifest`), the appliance's kernel command line
-//! (`cmdline`), the initramfs archive format (`cpio`), the kernel module index (`kmod`) and
+//! (`cmdline`), rollouts and failure reports (`rollout`), the initramfs archive format (`cpio`), the kernel module index (`kmod`) and
 //! the hardware report (`hardware`).
 
 pub mod cmdline;
@@ -7,3 +7,4 @@ pub mod cpio;
 pub mod hardware;
 pub mod kmod;
 pub mod manifest;
+pub mod rollout;

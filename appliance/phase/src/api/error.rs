@@ -39,6 +39,18 @@ pub fn job(e: &JobError) -> Response {
     Response::error(status(code), code, &e.to_string())
 }
 
+/// The answer to an operator's update request that was refused.
+pub fn update(e: &crate::update::UpdateError) -> Response {
+    use crate::update::{PublishError, UpdateError};
+    let code = match e {
+        UpdateError::Token | UpdateError::NoOperator => ErrorCode::Forbidden,
+        UpdateError::Publish(PublishError::Body(_) | PublishError::Refused(_)) => ErrorCode::InvalidRequest,
+        UpdateError::Publish(PublishError::NoStore) => ErrorCode::NotFound,
+        UpdateError::Publish(PublishError::Store(_)) => ErrorCode::Storage,
+    };
+    Response::error(status(code), code, &e.to_string())
+}
+
 /// The error body of a job error, as the job protocol carries it to a peer.
 pub fn job_json(e: &JobError) -> String {
     let code = e.code();

@@ -7,6 +7,7 @@
 //! awaited without holding a thread.
 
 mod error;
+mod fleet;
 mod jobs;
 pub mod peer;
 mod status;
@@ -23,11 +24,15 @@ use crate::http::{Admission, Handler, Request, Response};
 use crate::jobs::Jobs;
 use crate::p2p::P2p;
 use crate::pxe::Pxe;
+use crate::update::Updates;
 use crate::workers::Workers;
 
 /// What the routes answer from.
 pub struct Parts {
+    /// Where the release this machine runs came from (an appliance's `phase.from`).
+    pub booted_from: Option<String>,
     pub jobs: Arc<Jobs>,
+    pub updates: Arc<Updates>,
     pub network: Option<P2p>,
     pub boot: Option<Arc<Provider>>,
     pub pxe: Option<Arc<Pxe>>,
@@ -40,17 +45,22 @@ pub struct Parts {
     pub hardware_report: Option<std::path::PathBuf>,
 }
 
+/// The largest `POST /v1/releases` body: a manifest and three artifacts of a release.
+pub const MAX_RELEASE_BODY: u64 = 256 << 20;
+
 /// The API's handler: the front calls it for every request.
 pub struct Api {
     parts: Parts,
     started: Instant,
     /// HTTP requests received.
     requests: AtomicU64,
+    /// The last fleet view (`GET /v1/fleet`).
+    fleet: fleet::Cache,
 }
 
 impl Api {
     pub fn new(parts: Parts) -> Api {
-        Api { parts, started: Instant::now(), requests: AtomicU64::new(0) }
+        Api { parts, started: Instant::now(), requests: AtomicU64::new(0), fleet: fleet::Cache::default() }
     }
 }
 
@@ -75,6 +85,16 @@ impl Handler for Api {
                     Ok(Admission::in_memory((len > 0).then(|| (jobs.pool().clone(), 1))))
                 }
             };
+        }
+        if (head.method, head.path()) == (Method::Post, "/v1/releases") {
+            // Only an operator's body is read, and only as long as the largest release.
+            self.parts.updates.authorize(head.header("Authorization")).map_err(|e| error::update(&e))?;
+            if len > MAX_RELEASE_BODY {
+                let msg = format!("body is {len} bytes, the limit for a release is {MAX_RELEASE_BODY}");
+                return Err(Response::error(413, ErrorCode::BodyTooLarge, &msg));
+            }
+            jobs.body_fits(len, 1).map_err(|e| error::job(&e))?;
+            return Ok(Admission::in_memory((len > 0).then(|| (jobs.pool().clone(), 1))));
         }
         if (head.method, head.path()) == (Method::Put, "/v1/modules") {
             // Streamed to the data dir as it arrives where there is one (read back to compile).
@@ -106,6 +126,12 @@ impl Handler for Api {
         let get = matches!(req.head.method, Method::Get | Method::Head);
         match (req.head.method, path.as_str()) {
             (_, "/health") if get => Response::json(200, "{\"status\":\"ok\"}".into()),
+            (_, "/") if get => fleet::page(),
+            (_, "/v1/fleet") if get => fleet::fleet(self).await,
+            (Method::Post, "/v1/update") => match p.updates.authorize(req.head.header("Authorization")) {
+                Ok(()) => Response::json(202, p.updates.update_now()),
+                Err(e) => error::update(&e),
+            },
             (_, "/v1/status") if get => Response::json(200, status::status(self).await),
             (_, "/metrics") if get => Response::new(200, "text/plain; version=0.0.4", crate::http::Body::Bytes(status::metrics(self).into_bytes())),
             (_, "/v1/peers") if get => status::peers(p).await,
@@ -116,13 +142,24 @@ impl Handler for Api {
             },
             (_, "/v1/boot/providers") if get => status::boot_providers(p, &req.head).await,
             (_, rest) if rest.starts_with("/v1/boot/") => match &p.boot {
-                Some(b) => b.serve(&req.head, &rest["/v1/boot/".len()..]),
+                Some(b) => b.serve(&req.head, &rest["/v1/boot/".len()..], req.peer.ip()),
                 None => Response::error(404, ErrorCode::NotFound, "this node serves no boot artifacts (phase node --boot-store)"),
             },
             (_, rest) if rest.starts_with("/v1/pxe/") && get => match (&p.pxe, &p.boot) {
                 (Some(pxe), Some(boot)) => pxe_route(pxe, boot, &rest["/v1/pxe/".len()..]),
                 _ => Response::error(404, ErrorCode::NotFound, "this node answers no PXE clients (phase node --pxe)"),
             },
+            (_, "/v1/update") if get => Response::json(200, p.updates.status_json()),
+            (Method::Post, "/v1/releases") => {
+                let updates = p.updates.clone();
+                p.workers
+                    .run(move || match updates.publish(&req.body) {
+                        Ok(id) => Response::json(201, format!("{{\"published\":{},\"version\":{}}}", json_str(&id.to_string()), id.version)),
+                        Err(e) => error::update(&e),
+                    })
+                    .await
+                    .unwrap_or_else(stopped)
+            }
             (Method::Post, "/v1/jobs") => {
                 let jobs = p.jobs.clone();
                 p.workers.run(move || jobs::post(&jobs, req)).await.unwrap_or_else(stopped)
@@ -144,7 +181,7 @@ impl Handler for Api {
                 let jobs = p.jobs.clone();
                 p.workers.run(move || jobs::put_blob(&jobs, req)).await.unwrap_or_else(stopped)
             }
-            (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules" | "/v1/boot" | "/v1/boot/providers") => {
+            (_, "/health" | "/v1/status" | "/v1/peers" | "/v1/providers" | "/metrics" | "/v1/jobs" | "/v1/modules" | "/v1/boot" | "/v1/boot/providers" | "/v1/update" | "/v1/releases" | "/v1/fleet" | "/") => {
                 Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on {path}", req.head.method_name))
             }
             (_, rest) if rest.starts_with("/v1/blobs/") => Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on {path}", req.head.method_name)),

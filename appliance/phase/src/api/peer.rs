@@ -10,12 +10,14 @@ use futures::future::BoxFuture;
 use super::error;
 use crate::jobs::{JobError, Jobs};
 use crate::p2p::{Executor, Load, PeerId};
+use crate::update::Updates;
 use crate::workers::Workers;
 
 /// This node as an executor for its peers.
 pub struct PeerApi {
     pub jobs: Arc<Jobs>,
     pub workers: Arc<Workers>,
+    pub updates: Arc<Updates>,
 }
 
 impl Executor for PeerApi {
@@ -29,11 +31,22 @@ impl Executor for PeerApi {
     }
 
     fn load(&self) -> Load {
-        Load { in_flight: self.jobs.in_flight().min(u32::MAX as usize) as u32, slots: self.jobs.config().max_concurrent.clamp(1, u32::MAX as usize) as u32 }
+        let slots = self.jobs.config().max_concurrent.clamp(1, u32::MAX as usize) as u32;
+        // A draining node says it is full: peers place their jobs elsewhere.
+        let in_flight = if self.jobs.draining().is_some() { slots } else { self.jobs.in_flight().min(u32::MAX as usize) as u32 };
+        Load { in_flight, slots }
     }
 
     fn has_free_slot(&self) -> bool {
         self.jobs.has_free_slot()
+    }
+
+    fn notice(&self, from: PeerId, notice: &[u8]) -> bool {
+        self.updates.notice(from, notice)
+    }
+
+    fn notices(&self) -> Vec<Vec<u8>> {
+        self.updates.notices()
     }
 }
 

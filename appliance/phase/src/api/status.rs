@@ -58,11 +58,12 @@ pub async fn status(api: &Api) -> String {
         .and_then(|t| phase_core::boot::hardware::HardwareReport::parse(&t))
         .map_or_else(|| "null".to_string(), |r| r.to_json());
     format!(
-        "{{\"version\":{},\"node_key\":\"{}\",\"p2p\":{p2p},\"hardware\":{hardware},\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
+        "{{\"version\":{},\"node_key\":\"{}\",\"booted_from\":{},\"p2p\":{p2p},\"hardware\":{hardware},\"uptime_secs\":{},\"jobs_run\":{},\"jobs_in_flight\":{},\
          \"jobs_forwarding\":{},\"max_concurrent\":{},\"max_module_bytes\":{},\"max_input_bytes\":{},\
          \"default_limits\":{},\"max_limits\":{},\"memory\":{memory}}}",
         json_str(env!("CARGO_PKG_VERSION")),
         s.identity().public_key_hex(),
+        api.parts.booted_from.as_deref().map_or("null".to_string(), json_str),
         api.started.elapsed().as_secs(),
         s.stats.jobs_exited.load(Relaxed) + s.stats.jobs_trapped.load(Relaxed),
         s.in_flight(),

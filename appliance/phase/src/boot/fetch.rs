@@ -143,6 +143,17 @@ fn arm(stream: &TcpStream, deadline: Instant, url: &str, what: &'static str) -> 
 /// GET `url`, optionally from byte `from` on. Returns once the head is in, all of it by
 /// `deadline`.
 pub fn get(url: &Url, from: u64, deadline: Instant) -> Result<Response, FetchError> {
+    let range = if from > 0 { format!("Range: bytes={from}-\r\n") } else { String::new() };
+    exchange(url, "GET", &range, &[], deadline)
+}
+
+/// POST `body` to `url` with the extra header lines `headers` (each ending in CRLF). Returns
+/// once the response head is in, all of it by `deadline`.
+pub fn post(url: &Url, headers: &str, body: &[u8], deadline: Instant) -> Result<Response, FetchError> {
+    exchange(url, "POST", &format!("{headers}Content-Length: {}\r\n", body.len()), body, deadline)
+}
+
+fn exchange(url: &Url, method: &str, headers: &str, body: &[u8], deadline: Instant) -> Result<Response, FetchError> {
     let u = url.to_string();
     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
@@ -157,9 +168,9 @@ pub fn get(url: &Url, from: u64, deadline: Instant) -> Result<Response, FetchErr
     let io = |e: std::io::Error| FetchError::Io { url: u.clone(), reason: e.to_string() };
     stream.set_write_timeout(Some(READ_TIMEOUT)).map_err(io)?;
     let _ = stream.set_nodelay(true);
-    let range = if from > 0 { format!("Range: bytes={from}-\r\n") } else { String::new() };
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: phase/{}\r\n{range}Connection: close\r\n\r\n", url.path, url.host, url.port, env!("CARGO_PKG_VERSION"));
+    let request = format!("{method} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: phase/{}\r\n{headers}Connection: close\r\n\r\n", url.path, url.host, url.port, env!("CARGO_PKG_VERSION"));
     stream.write_all(request.as_bytes()).map_err(io)?;
+    stream.write_all(body).map_err(io)?;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     let (parsed, end) = loop {
@@ -187,11 +198,16 @@ pub fn get(url: &Url, from: u64, deadline: Instant) -> Result<Response, FetchErr
 
 /// GET a small document (a manifest, an index) of at most `max` bytes, all of it by `deadline`.
 pub fn get_small(url: &Url, max: u64, deadline: Instant) -> Result<Vec<u8>, FetchError> {
-    let u = url.to_string();
     let resp = get(url, 0, deadline)?;
     if resp.status != 200 {
-        return Err(FetchError::Http { url: u, status: resp.status });
+        return Err(FetchError::Http { url: url.to_string(), status: resp.status });
     }
+    read_small(resp, url, max)
+}
+
+/// The body of a response, at most `max` bytes, by the exchange's deadline.
+pub fn read_small(resp: Response, url: &Url, max: u64) -> Result<Vec<u8>, FetchError> {
+    let u = url.to_string();
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(FetchError::TooLarge { url: u, max });
     }

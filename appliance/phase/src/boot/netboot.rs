@@ -15,6 +15,7 @@ use phase_core::boot::manifest::{Arch, Floors, Manifest, ManifestError, MANIFEST
 
 use super::fetch::{self, DownloadError, FetchError, Url};
 use super::release::Release;
+use super::CARRIED_STORE;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -208,9 +209,13 @@ impl BootImage {
     /// what it fetches, whatever the release's own image trusts; and the network boot programs
     /// this node serves, if any (`usr/lib/ipxe/…`).
     pub fn carrying(release: Release, trusted: &[[u8; 32]], programs: &[(&str, &[u8])], cmdline: String) -> Result<BootImage, CpioError> {
+        Self::carrying_with(release, trusted, programs, cmdline, Extras::default())
+    }
+
+    /// `carrying`, with what an update hop adds (`Extras`).
+    pub fn carrying_with(release: Release, trusted: &[[u8; 32]], programs: &[(&str, &[u8])], cmdline: String, extras: Extras) -> Result<BootImage, CpioError> {
         let Release { manifest: m, manifest_json, kernel, initramfs, drivers } = release;
         let b = &m.body;
-        let dir = format!("boot/phase/{}/{}", b.channel, b.arch.name());
         let mut first = initramfs.clone();
         if let Some(d) = &drivers {
             // The kernel's unpacker skips the zeros between archives.
@@ -218,15 +223,20 @@ impl BootImage {
             first.extend_from_slice(d);
         }
         let mut w = CpioWriter::after(first);
-        for d in ["boot", "boot/phase", &format!("boot/phase/{}", b.channel), &dir] {
-            w.dir(d, 0o755)?;
+        let mut made = vec![];
+        let carried = Release { manifest: m.clone(), manifest_json, kernel: Vec::new(), initramfs, drivers };
+        add_release(&mut w, &mut made, CARRIED_STORE, &carried, &kernel)?;
+        drop(carried);
+        if let Some(prev) = &extras.previous {
+            add_release(&mut w, &mut made, PREVIOUS_STORE, prev, &prev.kernel)?;
+            w.file(PREVIOUS_CMDLINE.trim_start_matches('/'), 0o644, format!("{}\n", extras.previous_cmdline).as_bytes())?;
         }
-        w.file(&format!("{dir}/{MANIFEST_FILE}"), 0o644, format!("{manifest_json}\n").as_bytes())?;
-        w.file(&format!("{dir}/{}", b.kernel.name), 0o644, &kernel)?;
-        w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, &initramfs)?;
-        drop(initramfs);
-        if let (Some(a), Some(d)) = (&b.drivers, drivers) {
-            w.file(&format!("{dir}/{}", a.name), 0o644, &d)?;
+        if !extras.failure_reports.is_empty() {
+            let dir = FAILURES_DIR.trim_start_matches('/');
+            dirs(&mut w, &mut made, dir)?;
+            for (i, r) in extras.failure_reports.iter().enumerate() {
+                w.file(&format!("{dir}/{i}.json"), 0o644, format!("{r}\n").as_bytes())?;
+            }
         }
         crate::image::add_trust(&mut w, trusted)?;
         if !programs.is_empty() {
@@ -239,6 +249,54 @@ impl BootImage {
         }
         Ok(BootImage { kernel, initrd: w.finish(), cmdline, what: format!("{}/{} version {}", b.channel, b.arch.name(), b.version) })
     }
+}
+
+/// Where a booted node finds the release an update came from (carried by the update hop, so
+/// the node can return to it), and the failure reports it is to tell its peers.
+pub const PREVIOUS_STORE: &str = "/boot/phase-previous";
+pub const FAILURES_DIR: &str = "/boot/phase-failures";
+
+/// What an update hop carries besides the release it boots.
+#[derive(Default)]
+pub struct Extras {
+    /// The release this machine ran: the one to return to if the new one is not healthy.
+    pub previous: Option<Release>,
+    /// The command line the machine ran `previous` with (to return with it).
+    pub previous_cmdline: String,
+    /// Failure reports (JSON) for the booted node to keep and tell its peers.
+    pub failure_reports: Vec<String>,
+}
+
+/// The file beside the carried previous release that holds its command line.
+pub const PREVIOUS_CMDLINE: &str = "/boot/phase-previous/cmdline";
+
+/// Writes the directories of `path` (relative) not in `made` yet, each once.
+fn dirs(w: &mut CpioWriter, made: &mut Vec<String>, path: &str) -> Result<(), CpioError> {
+    let mut at = String::new();
+    for part in path.split('/') {
+        at = if at.is_empty() { part.to_string() } else { format!("{at}/{part}") };
+        if !made.contains(&at) {
+            w.dir(&at, 0o755)?;
+            made.push(at.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `release` as a store entry under `root` (`<root>/<channel>/<arch>/…`) into the archive;
+/// its kernel is `kernel` (the caller may have moved it out of the release).
+fn add_release(w: &mut CpioWriter, made: &mut Vec<String>, root: &str, release: &Release, kernel: &[u8]) -> Result<(), CpioError> {
+    let b = &release.manifest.body;
+    let root = root.trim_start_matches('/');
+    let dir = format!("{root}/{}/{}", b.channel, b.arch.name());
+    dirs(w, made, &dir)?;
+    w.file(&format!("{dir}/{MANIFEST_FILE}"), 0o644, format!("{}\n", release.manifest_json).as_bytes())?;
+    w.file(&format!("{dir}/{}", b.kernel.name), 0o644, kernel)?;
+    w.file(&format!("{dir}/{}", b.initramfs.name), 0o644, &release.initramfs)?;
+    if let (Some(a), Some(d)) = (&b.drivers, &release.drivers) {
+        w.file(&format!("{dir}/{}", a.name), 0o644, d)?;
+    }
+    Ok(())
 }
 
 /// Where kexec-tools looks for the kernel and initrd it loads (a tmpfs on the appliance).
@@ -335,9 +393,10 @@ impl BootImage {
 /// The next kernel's command line: the manifest's, then every `phase.*` parameter of this hop
 /// whose key the manifest does not set (the manifest wins), then the floors this hop leaves
 /// (`phase.floor`, `phase.time_floor`: neither the manifest nor this hop's own may lower them).
+/// Parameters of one boot only (`cmdline::hop_local`: floors, an update's trial) are not passed on.
 pub fn next_cmdline(manifest_cmdline: &str, passthrough: &[String], floors: &Floors) -> String {
     let key = |w: &str| w.split('=').next().unwrap_or("").to_string();
-    let floor_key = |w: &str| matches!(key(w).as_str(), "phase.floor" | "phase.time_floor");
+    let floor_key = |w: &str| phase_core::boot::cmdline::hop_local(w);
     let set: Vec<String> = manifest_cmdline.split_whitespace().filter(|w| w.starts_with("phase.")).map(key).collect();
     let mut words: Vec<String> = manifest_cmdline.split_whitespace().filter(|w| !floor_key(w)).map(str::to_string).collect();
     for p in passthrough {
@@ -368,5 +427,8 @@ mod tests {
             "console=ttyS0 phase.channel=stable phase.mode=local phase.boot=net phase.floor=5 phase.time_floor=1800000000"
         );
         assert_eq!(next_cmdline("", &pass[..1], &floors), "phase.mode=local phase.floor=5 phase.time_floor=1800000000");
+        // An update's trial is one boot's: neither passed on nor settable by a manifest.
+        let trial = vec!["phase.trial=120".to_string(), "phase.trial_peers=1".to_string(), "phase.health_timeout=60".to_string()];
+        assert_eq!(next_cmdline("phase.trial=9999", &trial, &floors), "phase.health_timeout=60 phase.floor=5 phase.time_floor=1800000000");
     }
 }

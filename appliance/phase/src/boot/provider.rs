@@ -32,12 +32,26 @@ pub enum ProviderFault {
 }
 
 pub struct Provider {
-    pub store: BootStore,
+    /// What it serves: a release learnt later is installed beside (update.rs).
+    store: std::sync::RwLock<BootStore>,
     max_downloads: usize,
     active: Arc<AtomicUsize>,
     pub served_bytes: Arc<AtomicU64>,
     pub fault: ProviderFault,
+    /// The last machines that downloaded a whole kernel from here (who booted from this node).
+    served_to: Arc<std::sync::Mutex<std::collections::VecDeque<Served>>>,
 }
+
+/// A kernel download this provider finished: to whom, which release, when (unix seconds).
+#[derive(Clone)]
+struct Served {
+    client: std::net::IpAddr,
+    release: String,
+    at: u64,
+}
+
+/// Downloads remembered in `served_to`.
+const SERVED_KEPT: usize = 32;
 
 /// A download slot, given back when the response is done (or failed).
 pub struct Slot(Arc<AtomicUsize>);
@@ -96,7 +110,14 @@ impl Provider {
     }
 
     pub fn new(store: BootStore, max_downloads: usize, fault: ProviderFault) -> Provider {
-        Provider { store, max_downloads: max_downloads.max(1), active: Arc::new(AtomicUsize::new(0)), served_bytes: Arc::new(AtomicU64::new(0)), fault }
+        Provider {
+            store: std::sync::RwLock::new(store),
+            max_downloads: max_downloads.max(1),
+            active: Arc::new(AtomicUsize::new(0)),
+            served_bytes: Arc::new(AtomicU64::new(0)),
+            fault,
+            served_to: Arc::default(),
+        }
     }
 
     /// One of the `--max-downloads` slots, held by a response until it is sent (or fails), or
@@ -111,11 +132,49 @@ impl Provider {
         Ok(Slot(self.active.clone()))
     }
 
+    /// The releases it serves now.
+    pub fn entries(&self) -> Vec<super::store::Entry> {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).entries.clone()
+    }
+
+    /// The release of `channel`/`arch` it serves now.
+    pub fn find(&self, channel: &str, arch: Arch) -> Option<super::store::Entry> {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).find(channel, arch).cloned()
+    }
+
+    /// Serves `release` from now on instead of the one of its channel and arch (store::install;
+    /// the caller verified it).
+    pub fn install(&self, release: &super::release::Release) -> Result<super::store::Entry, super::store::StoreError> {
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        let entry = super::store::install(&store.root, release)?;
+        store.entries.retain(|e| !(e.channel() == entry.channel() && e.arch() == entry.arch()));
+        store.entries.push(entry.clone());
+        log!("boot: serving {}/{} version {} signed by {} (artifacts verified)", entry.channel(), entry.arch().name(), entry.manifest.body.version, entry.manifest.key_id());
+        Ok(entry)
+    }
+
+    /// Serves the release kept beside `channel`/`arch` again instead of the one served
+    /// (store::restore_previous): the served one failed on a node.
+    pub fn restore_previous(&self, channel: &str, arch: Arch, trusted: &[[u8; 32]]) -> Result<super::store::Entry, super::store::StoreError> {
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        let entry = super::store::restore_previous(&store.root, channel, arch, trusted)?;
+        store.entries.retain(|e| !(e.channel() == channel && e.arch() == arch));
+        store.entries.push(entry.clone());
+        log!("boot: serving {}/{} version {} again", channel, arch.name(), entry.manifest.body.version);
+        Ok(entry)
+    }
+
+    /// Who booted from here lately: `[{"client","release","at"}]`, newest last.
+    pub fn served_json(&self) -> String {
+        let list = self.served_to.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let items: Vec<String> = list.iter().map(|s| format!("{{\"client\":\"{}\",\"release\":\"{}\",\"at\":{}}}", s.client, s.release, s.at)).collect();
+        format!("[{}]", items.join(","))
+    }
+
     /// `GET /v1/boot`: what this provider serves.
     pub fn index_json(&self) -> String {
         let items: Vec<String> = self
-            .store
-            .entries
+            .entries()
             .iter()
             .map(|e| {
                 format!(
@@ -134,7 +193,7 @@ impl Provider {
     }
 
     /// Answers `/v1/boot/<channel>/<arch>/<file>` (`rest` is the part after `/v1/boot/`).
-    pub fn serve(&self, head: &RequestHead, rest: &str) -> Response {
+    pub fn serve(&self, head: &RequestHead, rest: &str, client: std::net::IpAddr) -> Response {
         if !matches!(head.method, Method::Get | Method::Head) {
             return Response::error(405, ErrorCode::MethodNotAllowed, &format!("{} is not allowed on boot artifacts (GET, HEAD)", head.method_name));
         }
@@ -145,7 +204,7 @@ impl Provider {
         let Some(arch) = Arch::parse(arch) else {
             return not_found(&format!("unknown arch {arch:?} (x86_64, amd64, aarch64, arm64)"));
         };
-        let Some(entry) = self.store.find(channel, arch) else {
+        let Some(entry) = self.find(channel, arch) else {
             return not_found(&format!("this provider has no {channel}/{} release", arch.name()));
         };
         if file == MANIFEST_FILE {
@@ -196,8 +255,20 @@ impl Provider {
         }
         if head.method == Method::Get {
             let served = self.served_bytes.clone();
+            // A kernel sent to its last byte: a machine booting (or updating to) this release.
+            let booted = (file == entry.manifest.body.kernel.name && end + 1 == size).then(|| {
+                let release = format!("{}/{} version {}", entry.channel(), entry.arch().name(), entry.manifest.body.version);
+                (self.served_to.clone(), Served { client, release, at: crate::clock::unix_now() })
+            });
             resp = resp.on_sent(move || {
                 served.fetch_add(len, Relaxed);
+                if let Some((list, s)) = booted {
+                    let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+                    if list.len() >= SERVED_KEPT {
+                        list.pop_front();
+                    }
+                    list.push_back(s);
+                }
             });
         }
         resp

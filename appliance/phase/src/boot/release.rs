@@ -29,6 +29,8 @@ pub struct Unsigned {
     pub created_at: u64,
     pub expires_at: u64,
     pub cmdline: String,
+    /// How it spreads over a fleet (none: every node at once).
+    pub rollout: Option<phase_core::boot::rollout::Rollout>,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,7 @@ impl Release {
             initramfs: artifact(&initramfs),
             cmdline: u.cmdline,
             drivers: drivers.as_ref().map(artifact),
+            rollout: u.rollout,
         };
         let manifest = Manifest::sign(body, key)?;
         Ok(Release { manifest_json: manifest.to_json(), manifest, kernel: kernel.1, initramfs: initramfs.1, drivers: drivers.map(|d| d.1) })

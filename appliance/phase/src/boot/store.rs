@@ -91,10 +91,12 @@ impl BootStore {
         let mut entries = vec![];
         let mut channels: Vec<_> = std::fs::read_dir(root).map_err(io_err(root))?.flatten().map(|e| e.path()).collect();
         channels.sort();
-        for channel_dir in channels.into_iter().filter(|p| p.is_dir()) {
+        for channel_dir in channels.into_iter().filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))) {
             let mut arches: Vec<_> = std::fs::read_dir(&channel_dir).map_err(io_err(&channel_dir))?.flatten().map(|e| e.path()).collect();
             arches.sort();
-            for dir in arches.into_iter().filter(|p| p.join(MANIFEST_FILE).exists()) {
+            // Dot-directories are a release being installed or the one it replaced (`install`).
+            let listed = |p: &PathBuf| p.join(MANIFEST_FILE).exists() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            for dir in arches.into_iter().filter(listed) {
                 entries.push(Self::open_entry(&dir, trusted)?);
             }
         }
@@ -102,16 +104,21 @@ impl BootStore {
     }
 
     fn open_entry(dir: &Path, trusted: Option<&[[u8; 32]]>) -> Result<Entry, StoreError> {
+        let (arch_name, channel_name) = (
+            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        );
+        Self::open_entry_as(dir, trusted, &arch_name, &channel_name)
+    }
+
+    /// Opens the entry in `dir`, which must hold a `channel_name`/`arch_name` release.
+    fn open_entry_as(dir: &Path, trusted: Option<&[[u8; 32]]>, arch_name: &str, channel_name: &str) -> Result<Entry, StoreError> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
         let bad = |reason: String| StoreError::Manifest { path: path.clone(), reason };
         let manifest = Manifest::from_json(text.trim()).map_err(|e| bad(e.to_string()))?;
         let b = &manifest.body;
         // The directory names are where clients look; they must agree with the signed fields.
-        let (arch_name, channel_name) = (
-            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        );
         if arch_name != b.arch.name() || channel_name != b.channel {
             return Err(StoreError::Layout {
                 path: dir.to_path_buf(),
@@ -167,4 +174,55 @@ pub fn publish(root: &Path, release: &super::release::Release) -> Result<PathBuf
     let path = dir.join(MANIFEST_FILE);
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(dir)
+}
+
+/// Installs a verified release under `root` while the store is being served: written whole
+/// into `<channel>/.incoming-<arch>`, then renamed into `<channel>/<arch>`; the release it
+/// replaces moves to `<channel>/.previous-<arch>` (kept: the release to return to), so a
+/// download in progress keeps reading the files it opened and no reader sees a mix. Returns
+/// the new entry, its artifacts checked again as they were written.
+pub fn install(root: &Path, release: &super::release::Release) -> Result<Entry, StoreError> {
+    let b = &release.manifest.body;
+    let channel_dir = root.join(&b.channel);
+    let (incoming, live, previous) = (channel_dir.join(format!(".incoming-{}", b.arch.name())), channel_dir.join(b.arch.name()), channel_dir.join(format!(".previous-{}", b.arch.name())));
+    if incoming.exists() {
+        std::fs::remove_dir_all(&incoming).map_err(io_err(&incoming))?;
+    }
+    // `publish` lays out <dir>/<channel>/<arch>: give it a scratch root whose arch dir is `incoming`.
+    let scratch = channel_dir.join(format!(".incoming-{}-root", b.arch.name()));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
+    }
+    let written = publish(&scratch, release)?;
+    std::fs::rename(&written, &incoming).map_err(io_err(&incoming))?;
+    std::fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
+    if live.exists() {
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(io_err(&previous))?;
+        }
+        std::fs::rename(&live, &previous).map_err(io_err(&previous))?;
+    }
+    std::fs::rename(&incoming, &live).map_err(io_err(&live))?;
+    BootStore::open_entry(&live, None)
+}
+
+/// Opens the release kept in `<channel>/.previous-<arch>` (`install`), its signature checked
+/// against `trusted` and every artifact hashed.
+pub fn open_previous(root: &Path, channel: &str, arch: Arch, trusted: &[[u8; 32]]) -> Result<Entry, StoreError> {
+    let dir = root.join(channel).join(format!(".previous-{}", arch.name()));
+    BootStore::open_entry_as(&dir, Some(trusted), arch.name(), channel)
+}
+
+/// Serves the kept previous release of `channel`/`arch` again (the served one failed on a
+/// node): the served one moves to `.failed-<arch>`, the previous one back in place.
+pub fn restore_previous(root: &Path, channel: &str, arch: Arch, trusted: &[[u8; 32]]) -> Result<Entry, StoreError> {
+    let previous = open_previous(root, channel, arch, trusted)?;
+    let channel_dir = root.join(channel);
+    let (live, failed) = (channel_dir.join(arch.name()), channel_dir.join(format!(".failed-{}", arch.name())));
+    if failed.exists() {
+        std::fs::remove_dir_all(&failed).map_err(io_err(&failed))?;
+    }
+    std::fs::rename(&live, &failed).map_err(io_err(&failed))?;
+    std::fs::rename(&previous.dir, &live).map_err(io_err(&live))?;
+    BootStore::open_entry(&live, Some(trusted))
 }

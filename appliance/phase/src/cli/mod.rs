@@ -3,6 +3,7 @@
 //! prints what came back; the logic lives in the components.
 
 mod dirs;
+mod fleet;
 mod node;
 mod receipt;
 mod release;
@@ -41,6 +42,7 @@ enum Command {
     Manifest(release::ManifestCmd),
     Publish(release::PublishCmd),
     Carry(release::CarryCmd),
+    Fleet(fleet::FleetCmd),
 }
 
 #[derive(FromArgs)]
@@ -148,6 +150,7 @@ pub fn main() -> i32 {
         Command::Initramfs(c) => initramfs(c),
         Command::Publish(c) => release::publish(c),
         Command::Carry(c) => release::carry(c),
+        Command::Fleet(c) => fleet::fleet(c),
         Command::Version(_) => {
             println!("phase {}", env!("CARGO_PKG_VERSION"));
             0
@@ -165,4 +168,20 @@ fn initramfs(c: InitramfsCmd) -> i32 {
         Ok(format!("{} bytes", bytes.len()))
     })();
     report(outcome, "", EXIT_ERROR)
+}
+
+/// The SHA-256 of the operator token in `path` (its first line, trimmed; at least 16 bytes).
+pub fn operator_token_hash(path: &std::path::Path) -> Result<[u8; 32], Failure> {
+    let token = operator_token(path)?;
+    Ok(phase_core::sha256(token.as_bytes()))
+}
+
+/// The operator token in `path`: its first line, trimmed, at least 16 bytes.
+pub fn operator_token(path: &std::path::Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 {
+        return Err(Failure::new(format!("{}: an operator token is at least 16 characters on the first line", path.display())));
+    }
+    Ok(token)
 }

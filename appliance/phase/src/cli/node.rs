@@ -97,6 +97,14 @@ pub struct NodeCmd {
     /// be signed by one of these keys
     #[argh(option)]
     trust: Vec<String>,
+    /// the release channel whose new releases the node learns of, passes on and (with
+    /// --boot-store) fetches and serves in its rollout wave (default stable)
+    #[argh(option)]
+    channel: Option<String>,
+    /// a file holding the operator token (its first line): with it, `POST /v1/releases`
+    /// (`phase publish --node`) takes releases from whoever presents the token
+    #[argh(option)]
+    operator_token_file: Option<PathBuf>,
     /// boot artifact downloads served at once (default 4); more get 503 + Retry-After
     #[argh(option)]
     max_downloads: Option<usize>,
@@ -179,6 +187,19 @@ impl NodeCmd {
             boot_store: self.boot_store,
             max_downloads: self.max_downloads,
             trust: keys("--trust", &self.trust)?,
+            channel: match self.channel {
+                Some(c) if !phase_core::boot::manifest::valid_channel(&c) => return Err(Failure::new(format!("--channel {c:?}: 1-32 characters of a-z, 0-9 and -"))),
+                c => c,
+            },
+            operator: match &self.operator_token_file {
+                Some(p) => Some(super::operator_token_hash(p)?),
+                None => None,
+            },
+            update_handoff: None,
+            drain: None,
+            trial: false,
+            window: None,
+            booted_from: None,
             pxe,
             hardware_report: None,
             fault: self.fault.as_deref().map(Fault::parse).transpose()?,

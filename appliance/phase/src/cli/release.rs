@@ -74,6 +74,10 @@ pub struct PublishCmd {
     /// kernel command line for the booted kernel
     #[argh(option, default = "String::new()")]
     cmdline: String,
+    /// how the release spreads over a fleet: waves AFTER_SECS:PERCENT,... (e.g. 0:10,600:100:
+    /// a tenth of the nodes at once, all after ten minutes; default: every node at once)
+    #[argh(option, from_str_fn(rollout))]
+    rollout: Option<phase_core::boot::rollout::Rollout>,
     /// days until the manifest expires (default 30)
     #[argh(option, default = "30")]
     valid_days: u64,
@@ -83,9 +87,16 @@ pub struct PublishCmd {
     /// expiry time, unix seconds (default created + valid days)
     #[argh(option)]
     expires_at: Option<u64>,
-    /// the boot store directory
+    /// the boot store directory (or --node)
     #[argh(option)]
-    store: PathBuf,
+    store: Option<PathBuf>,
+    /// publish on a running node instead (its API's base URL, e.g. http://10.0.0.5:8080): it
+    /// verifies the release, serves it and tells its peers, and the fleet follows the rollout
+    #[argh(option)]
+    node: Option<String>,
+    /// with --node: the file holding that node's operator token
+    #[argh(option)]
+    operator_token_file: Option<PathBuf>,
     /// also write this initrd: the initramfs with the release carried in a second archive, so
     /// a machine booted from it (USB stick, QEMU -initrd) serves the release
     #[argh(option)]
@@ -150,6 +161,10 @@ struct ManifestSign {
     /// kernel command line for the booted kernel
     #[argh(option, default = "String::new()")]
     cmdline: String,
+    /// how the release spreads over a fleet: waves AFTER_SECS:PERCENT,... (e.g. 0:10,600:100:
+    /// a tenth of the nodes at once, all after ten minutes; default: every node at once)
+    #[argh(option, from_str_fn(rollout))]
+    rollout: Option<phase_core::boot::rollout::Rollout>,
     /// days until the manifest expires (default 30)
     #[argh(option, default = "30")]
     valid_days: u64,
@@ -195,15 +210,19 @@ fn arch(name: &str) -> Result<Arch, Failure> {
     Arch::parse(name).ok_or_else(|| Failure::new(format!("--arch {name:?}: x86_64 or aarch64")))
 }
 
+fn rollout(text: &str) -> Result<phase_core::boot::rollout::Rollout, String> {
+    phase_core::boot::rollout::Rollout::parse(text)
+}
+
 /// Signs a release of the files `kernel`, `initramfs` and `drivers` with the key in `key`.
 #[allow(clippy::too_many_arguments)]
-fn sign(key: &std::path::Path, arch_name: &str, channel: String, version: u64, kernel: &std::path::Path, initramfs: &std::path::Path, drivers: Option<&std::path::Path>, cmdline: String, valid_days: u64, created_at: Option<u64>, expires_at: Option<u64>) -> Result<Release, Failure> {
+fn sign(key: &std::path::Path, arch_name: &str, channel: String, version: u64, kernel: &std::path::Path, initramfs: &std::path::Path, drivers: Option<&std::path::Path>, cmdline: String, rollout: Option<phase_core::boot::rollout::Rollout>, valid_days: u64, created_at: Option<u64>, expires_at: Option<u64>) -> Result<Release, Failure> {
     let key = NodeIdentity::load(key)?;
     let named = |p: &std::path::Path, what: &str| -> Result<(String, Vec<u8>), Failure> {
         Ok((p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), read(p, what)?))
     };
     let created_at = created_at.unwrap_or_else(unix_now);
-    let unsigned = Unsigned { channel, arch: arch(arch_name)?, version, created_at, expires_at: expires_at.unwrap_or(created_at + valid_days.max(1) * 86_400), cmdline };
+    let unsigned = Unsigned { channel, arch: arch(arch_name)?, version, created_at, expires_at: expires_at.unwrap_or(created_at + valid_days.max(1) * 86_400), cmdline, rollout };
     let drivers = drivers.map(|p| named(p, "drivers archive")).transpose()?;
     Ok(Release::sign(unsigned, named(kernel, "kernel")?, named(initramfs, "initramfs")?, drivers, key.key_pair())?)
 }
@@ -211,9 +230,15 @@ fn sign(key: &std::path::Path, arch_name: &str, channel: String, version: u64, k
 pub fn publish(c: PublishCmd) -> i32 {
     let outcome = (|| -> Outcome {
         let trust = keys("--trust", &c.trust)?;
-        let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.drivers.as_deref(), c.cmdline, c.valid_days, c.created_at, c.expires_at)?;
-        let dir = crate::boot::store::publish(&c.store, &release)?;
-        let mut line = format!("published {} in {}", release.describe(), dir.display());
+        let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.drivers.as_deref(), c.cmdline, c.rollout, c.valid_days, c.created_at, c.expires_at)?;
+        let mut line = match (&c.store, &c.node) {
+            (Some(store), None) => format!("published {} in {}", release.describe(), crate::boot::store::publish(store, &release)?.display()),
+            (None, Some(node)) => {
+                let token = c.operator_token_file.as_deref().ok_or_else(|| Failure::new("--node needs --operator-token-file"))?;
+                publish_on_node(node, &super::operator_token(token)?, &release)?
+            }
+            _ => return Err(Failure::new("give --store DIR or --node URL (one of them)")),
+        };
         if let Some(out) = &c.carry {
             let image = BootImage::carrying(release, &trust, &[], String::new())?;
             write(out, &image.initrd)?;
@@ -222,6 +247,23 @@ pub fn publish(c: PublishCmd) -> i32 {
         Ok(line)
     })();
     report(outcome, "publish", EXIT_ERROR)
+}
+
+/// Sends a signed release to a node's `POST /v1/releases`; its answer, or why not.
+fn publish_on_node(node: &str, token: &str, release: &Release) -> Result<String, Failure> {
+    use crate::boot::fetch;
+    let base = fetch::Url::parse(node).map_err(|e| Failure::new(format!("--node {node}: {e}")))?;
+    let url = base.join("v1/releases");
+    let body = crate::update::publish::body(release);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let resp = fetch::post(&url, &format!("Authorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\n"), &body, deadline).map_err(|e| Failure::new(e.to_string()))?;
+    let status = resp.status;
+    let answer = fetch::read_small(resp, &url, 64 << 10).map_err(|e| Failure::new(e.to_string()))?;
+    let text = String::from_utf8_lossy(&answer).trim().to_string();
+    match status {
+        201 => Ok(format!("published {} on {node}: {text}", release.describe())),
+        _ => Err(Failure::new(format!("{url} answered {status}: {text}"))),
+    }
 }
 
 pub fn carry(c: CarryCmd) -> i32 {
@@ -260,7 +302,7 @@ pub fn manifest(c: ManifestCmd) -> i32 {
                 Ok(format!("{} (key id {})", id.public_key_hex(), phase_core::boot::manifest::key_id(&id.public_key())))
             }
             ManifestSub::Sign(c) => {
-                let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.drivers.as_deref(), c.cmdline, c.valid_days, None, None)?;
+                let release = sign(&c.key, &c.arch, c.channel, c.version, &c.kernel, &c.initramfs, c.drivers.as_deref(), c.cmdline, c.rollout, c.valid_days, None, None)?;
                 let m = &release.manifest;
                 write(&c.out, (release.manifest_json.clone() + "\n").as_bytes())?;
                 Ok(format!("signed {} {} version {} by key {}", m.body.channel, m.body.arch.name(), m.body.version, m.key_id()))

@@ -14,6 +14,7 @@ mod power;
 mod secure_boot;
 mod self_test;
 mod supervisor;
+mod update;
 
 use std::path::Path;
 use std::time::Instant;

@@ -128,8 +128,8 @@ fn search(config: &BootConfig, trusted: Vec<[u8; 32]>, floor_file: &std::path::P
     // them just does not answer PXE clients).
     let programs = crate::pxe::load_programs(std::path::Path::new(netboot::PROGRAMS_DIR)).unwrap_or_default();
     let carried = crate::pxe::carried_for(arch, &programs);
-    let cmdline = netboot::next_cmdline(&f.release.manifest.body.cmdline, &config.passthrough, &f.floors);
     let from = f.from;
+    let cmdline = netboot::next_cmdline(&f.release.manifest.body.cmdline, &config.passthrough, &f.floors) + &format!(" phase.from={from}");
     let mut image = BootImage::carrying(f.release, &plan.trusted, &carried, cmdline).map_err(SearchError::Initrd)?;
     image.what += &format!(" from {from}");
     Ok(image)

@@ -95,7 +95,7 @@ impl Service {
 /// The node this boot runs: its API on every interface, its state in `data_dir`, the peer
 /// network as `phase.mode` says, the carried release served (and answering PXE clients on
 /// `pxe` with `phase.pxe`).
-fn node_config(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]], pxe: Option<&str>) -> NodeConfig {
+fn node_config(config: &BootConfig, data_dir: &std::path::Path, carried: bool, trusted: &[[u8; 32]], pxe: Option<&str>, trial: bool) -> NodeConfig {
     use phase_core::boot::cmdline::Mode;
     let mut node = NodeConfig::new(format!("0.0.0.0:{}", config.http_port));
     node.data_dir = Some(data_dir.to_path_buf());
@@ -133,7 +133,15 @@ fn node_config(config: &BootConfig, data_dir: &std::path::Path, carried: bool, t
     if carried {
         node.boot_store = Some(crate::boot::CARRIED_STORE.into());
         node.trust = trusted.to_vec();
+        // It boots the newer releases it takes up (update.rs), through PID 1.
+        node.update_handoff = Some(super::update::HANDOFF.into());
+        node.drain = Some(config.drain);
+        node.trial = trial;
     }
+    node.channel = Some(config.channel.clone());
+    node.operator = config.operator;
+    node.window = config.window.map(|w| w.to_string());
+    node.booted_from = config.from.clone();
     node.pxe = pxe.map(|link| PxeSettings {
         interface: link.to_string(),
         channel: Some(config.channel.clone()),
@@ -169,11 +177,23 @@ pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: supe
     // With phase.pxe=on the node starts once the boot LAN has its address (ProxyDHCP answers
     // name it); otherwise at once.
     let pxe = config.pxe != phase_core::boot::cmdline::Pxe::Off;
-    let mut services = if pxe { vec![] } else { vec![Service::node(&node_config(&config, &state.dir, carried, &trusted, None))] };
+    let mut trial = super::update::Trial::of(&config);
+    let in_trial = trial.is_some();
+    let data = crate::data_dir::DataDir::new(&state.dir);
+    // A stick's cold boot: the update committed on its data partition, if there is a newer one.
+    if carried && state.persistent && !in_trial {
+        if let Some(image) = super::update::committed_image(&config, &trusted, &data.floors(), &data.release()) {
+            let Err(e) = try_kexec(&mut [], image, config.on_failure);
+            log!("update: cannot boot the kept release: {e}; booting this one");
+        }
+    }
+    let mut services = if pxe { vec![] } else { vec![Service::node(&node_config(&config, &state.dir, carried, &trusted, None, in_trial))] };
     if pxe && !carried {
         log!("pxe: phase.pxe=on but this machine serves no release (it carries none): no PXE answers");
     }
     let mut ready = false;
+    let mut self_test_ok = false;
+    let mut peers_checked = Instant::now();
     let mut self_test: Option<std::sync::mpsc::Receiver<(Option<crate::identity::NodeIdentity>, Result<(String, u64), String>)>> = None;
     let mut last_described = net.describe();
     hardware.publish(&last_described);
@@ -197,7 +217,7 @@ pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: supe
         }
         if pxe && net.is_ready() && !services.iter().any(|s| s.name == "node") {
             let link = if carried { net.boot_lan_link() } else { None };
-            services.push(Service::node(&node_config(&config, &state.dir, carried, &trusted, link.as_deref())));
+            services.push(Service::node(&node_config(&config, &state.dir, carried, &trusted, link.as_deref(), in_trial)));
             continue;
         }
         if let Action::StartDhcp(link) = net.step() {
@@ -242,43 +262,110 @@ pub fn run(config: BootConfig, mut net: Net, mut hardware: Hardware, state: supe
                 line += &format!(", {what} +{:.2}s", at - last);
                 last = *at;
             }
+            if state.persistent {
+                super::update::ready(&data.release());
+            }
             // The key a user pins (PHP SDK, receipts): on the console beside the address.
             let key = identity.as_ref().map(|id| format!("; node key {}", id.public_key_hex())).unwrap_or_default();
             let kept = if state.persistent { "kept on the data partition" } else { "in RAM" };
             log!("{line}; job API on port {} at {}{key} (state {kept})", config.http_port, net.describe());
             match outcome {
-                Ok((job, fuel)) => log!("self-test: a job ran here and its receipt verified (job {}, fuel {fuel})", &job[..16]),
+                Ok((job, fuel)) => {
+                    self_test_ok = true;
+                    log!("self-test: a job ran here and its receipt verified (job {}, fuel {fuel})", &job[..16])
+                }
                 Err(e) => log!("{e}"),
+            }
+        }
+        // An update on trial: committed once healthy, or back to the release it came from.
+        if let Some(t) = &trial {
+            let healthy = ready && self_test_ok && net.is_ready();
+            if healthy && (t.peers == 0 || (peers_checked.elapsed() >= Duration::from_secs(1) && super::update::connected_peers(config.http_port) >= t.peers as usize)) {
+                let slot = data.release();
+                super::update::commit(&config, &trusted, &data.floors(), state.persistent.then_some(slot.as_path()), t);
+                trial = None;
+            } else if Instant::now() >= t.deadline {
+                let why = if !ready {
+                    "it never became ready".to_string()
+                } else if !self_test_ok {
+                    "its self-test job failed".to_string()
+                } else if !net.is_ready() {
+                    format!("no usable network ({})", net.describe())
+                } else {
+                    format!("{} of {} peer(s) connected", super::update::connected_peers(config.http_port), t.peers)
+                };
+                log!("update: the new release is not healthy after {:.0}s: {why}; returning to the release this machine came from", t.started.elapsed().as_secs_f64());
+                match super::update::return_image(&config, &trusted, &data.floors(), &data.key(), &why) {
+                    Ok(image) => {
+                        let Err(e) = try_kexec(&mut services, image, config.on_failure);
+                        log!("update: cannot return: {e}; staying on this release");
+                        let _ = std::fs::remove_file(super::update::TRIAL_MARK);
+                        trial = None;
+                    }
+                    Err(e) => {
+                        log!("update: cannot return: {e}; staying on this release");
+                        let _ = std::fs::remove_file(super::update::TRIAL_MARK);
+                        trial = None;
+                    }
+                }
+            }
+            if peers_checked.elapsed() >= Duration::from_secs(1) {
+                peers_checked = Instant::now();
             }
         }
         let tick = if ready { Duration::from_secs(1) } else { Duration::from_millis(20) };
         match signals.wait(tick) {
-            Some(libc::SIGCHLD) => reap(&mut services),
+            Some(libc::SIGCHLD) => {
+                if reap(&mut services) {
+                    match super::update::update_image(&config, &trusted, &data.floors()) {
+                        Ok(image) => {
+                            let Err(e) = try_kexec(&mut services, image, config.on_failure);
+                            super::update::refuse(&config, &data.key(), &e.to_string());
+                        }
+                        Err(e) => super::update::refuse(&config, &data.key(), &e),
+                    }
+                }
+            }
             Some(sig) => shutdown(&mut services, sig),
             None => {}
         }
     }
 }
 
-fn reap(services: &mut [Service]) {
+/// Reaps every child that ended and schedules its service's restart; true if the node ended
+/// asking for an update hop (`update::EXIT_UPDATE`).
+fn reap(services: &mut [Service]) -> bool {
+    let mut update = false;
     while let Some((pid, how)) = sys::reap_any() {
         if let Some(s) = services.iter_mut().find(|s| s.pid == Some(pid)) {
             s.pid = None;
             match how {
+                ChildExit::Code(crate::update::EXIT_UPDATE) if s.name == "node" => {
+                    log!("service node (pid {pid}) drained and handed over an update");
+                    update = true;
+                    s.next_start = Some(Instant::now());
+                    continue;
+                }
                 ChildExit::Code(c) => log!("service {} (pid {pid}) exited with code {c}", s.name),
                 ChildExit::Signal(n) => log!("service {} (pid {pid}) killed by signal {n}", s.name),
             }
             s.schedule_restart();
         }
     }
+    update
 }
 
 /// Loads the next kernel, stops the services and kexecs; on any failure, the failure action.
 fn kexec(services: &mut [Service], next: BootImage, on_failure: phase_core::boot::cmdline::OnFailure) -> ! {
-    let how = match next.load() {
-        Ok(how) => how,
-        Err(e) => super::fail(on_failure, &format!("netboot: {e}")),
-    };
+    let Err(e) = try_kexec(services, next, on_failure);
+    super::fail(on_failure, &format!("netboot: {e}"))
+}
+
+/// Loads the next kernel, then stops the services and kexecs. A kernel that cannot be loaded
+/// is returned as the error with the services still running (an update or a return can stay
+/// on the release it runs); past the load, a failure takes the failure action.
+fn try_kexec(services: &mut [Service], next: BootImage, on_failure: phase_core::boot::cmdline::OnFailure) -> Result<std::convert::Infallible, crate::boot::netboot::KexecError> {
+    let how = next.load()?;
     log!("netboot: booting {} ({how}, cmdline {:?})", next.what, next.cmdline);
     drop(next);
     stop_services(services);

@@ -82,6 +82,8 @@ pub enum JobError {
     Forbidden,
     /// A cancel for a job that has ended (how).
     AlreadyEnded(&'static str),
+    /// The node takes no new jobs: it is about to boot a new release (the reason names it).
+    Draining(String),
 }
 
 impl JobError {
@@ -121,6 +123,7 @@ impl JobError {
             JobError::UnknownJob(_) => ErrorCode::NotFound,
             JobError::Forbidden => ErrorCode::Forbidden,
             JobError::AlreadyEnded(_) => ErrorCode::AlreadyEnded,
+            JobError::Draining(_) => ErrorCode::Stopping,
         }
     }
 }
@@ -172,6 +175,7 @@ impl fmt::Display for JobError {
             JobError::UnknownJob(id) => write!(f, "no job {id} here (never submitted asynchronously, or no longer kept)"),
             JobError::Forbidden => f.write_str("cancelling needs the job's cancel_token (?token=), given to whoever submitted it"),
             JobError::AlreadyEnded(how) => write!(f, "the job has ended ({how})"),
+            JobError::Draining(why) => write!(f, "this node takes no new jobs: {why}; send it to another node"),
         }
     }
 }

@@ -132,6 +132,7 @@ impl PeerJobs {
 impl Jobs {
     /// Runs the job in the request frame `frame` that peer `from` sent, here.
     pub fn run_for_peer(&self, from: PeerId, frame: &[u8]) -> Result<Finished, JobError> {
+        self.taking_jobs()?;
         let slot = self.slots.run()?;
         let Some(running) = self.from_peers.start(from, sha256(frame)) else {
             log!("p2p: a job from {from} that it cancelled before it came: refused");

@@ -204,6 +204,8 @@ pub struct Jobs {
     from_peers: executor::PeerJobs,
     /// The peer network, once joined: where jobs are placed.
     network: OnceLock<P2p>,
+    /// Set when the node drains before it boots a new release: why (no new jobs from then on).
+    draining: std::sync::Mutex<Option<String>>,
     pub stats: Stats,
 }
 
@@ -230,6 +232,7 @@ impl Jobs {
             queue: queue::Queue::new(config.queue, results),
             from_peers: executor::PeerJobs::default(),
             network: OnceLock::new(),
+            draining: std::sync::Mutex::new(None),
             config,
             stats: Stats::default(),
         })
@@ -260,7 +263,37 @@ impl Jobs {
     }
     /// Whether a job could take a slot now (a peer's job frame is read only then).
     pub fn has_free_slot(&self) -> bool {
-        !self.slots.all_running()
+        !self.slots.all_running() && self.draining().is_none()
+    }
+
+    /// From now on no new job is taken, from clients or peers (`Draining`, said with `why`);
+    /// what runs and what is queued goes on.
+    pub fn drain(&self, why: String) {
+        *self.draining.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Takes jobs again (a drain whose hand-off failed).
+    pub fn undrain(&self) {
+        *self.draining.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Why the node drains, if it does.
+    pub fn draining(&self) -> Option<String> {
+        self.draining.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Refuses a new job while the node drains.
+    fn taking_jobs(&self) -> Result<(), JobError> {
+        match self.draining() {
+            Some(why) => Err(JobError::Draining(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Nothing runs here or waits on a peer for this node, and no asynchronous job is queued.
+    pub fn idle(&self) -> bool {
+        let (queued, running, ..) = self.queue.counts();
+        self.in_flight() == 0 && self.forwarding() == 0 && queued == 0 && running == 0
     }
     pub fn cached_modules(&self) -> usize {
         self.modules.len()
@@ -322,6 +355,7 @@ impl Jobs {
     /// Runs a job and waits for its answer: on k nodes (`redundancy`), on a peer (`placement`,
     /// or no placement on a node with peers whose slots are all busy), or here.
     pub fn run(&self, req: JobRequest) -> Result<Finished, JobError> {
+        self.taking_jobs()?;
         self.run_in(req, None, Default::default(), &place::Unwatched)
     }
 

@@ -52,6 +52,7 @@ impl Jobs {
     /// it holds what it keeps instead (module bytes and input), and its place among the kept
     /// answers is reserved (queue.rs).
     pub fn submit(&self, mut req: JobRequest, hold: Option<Reservation>, submitter: std::net::IpAddr) -> Result<Submitted, JobError> {
+        self.taking_jobs()?;
         if req.redundancy.is_some_and(|k| k != 1) {
             // Its answer is k answers, not one a status can hold and a handle verify as one.
             return Err(JobError::InvalidRequest("redundancy is for synchronous jobs; submit each asynchronous job once".into()));

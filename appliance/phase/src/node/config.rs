@@ -41,6 +41,21 @@ pub struct NodeConfig {
     pub max_downloads: Option<usize>,
     /// Trusted publisher keys: with them, every served release must be signed by one.
     pub trust: Vec<[u8; 32]>,
+    /// The release channel whose updates the node follows (default stable).
+    pub channel: Option<String>,
+    /// SHA-256 of the operator token: operator requests (`POST /v1/releases`) need the token.
+    pub operator: Option<[u8; 32]>,
+    /// An appliance's node: boot newer releases it serves (update.rs) by writing this file and
+    /// exiting with `update::EXIT_UPDATE` for PID 1, after draining for `drain` seconds at most.
+    pub update_handoff: Option<PathBuf>,
+    pub drain: Option<u64>,
+    /// This boot tries an update (PID 1 commits it or returns): the floors do not follow the
+    /// served store until then.
+    pub trial: bool,
+    /// The daily maintenance window (`HH:MM-HH:MM`, UTC) outside which it boots no new release.
+    pub window: Option<String>,
+    /// Where the release this machine runs came from (`phase.from`), for the status and page.
+    pub booted_from: Option<String>,
     /// Answers PXE clients.
     pub pxe: Option<PxeSettings>,
     /// The hardware report PID 1 keeps current (an appliance's), served in `/v1/status`.
@@ -103,6 +118,13 @@ impl NodeConfig {
             hardware_report: None,
             max_downloads: None,
             trust: vec![],
+            channel: None,
+            operator: None,
+            update_handoff: None,
+            drain: None,
+            trial: false,
+            window: None,
+            booted_from: None,
             pxe: None,
             fault: None,
         }
@@ -216,10 +238,10 @@ fn multiaddrs(field: &str, list: Vec<String>) -> Result<Vec<Multiaddr>, ConfigEr
     list.iter().map(|a| a.parse().map_err(|e| ConfigError(format!("{field} {a:?} is not a multiaddr: {e}")))).collect()
 }
 
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 30] = [
     "http", "data_dir", "memory_budget", "max_result_bytes", "max_concurrent", "max_queued", "result_ttl", "max_module_bytes", "max_input_bytes", "max_fuel",
     "max_memory_bytes", "max_output_bytes", "max_deadline_ms", "max_disk_module_bytes", "max_connections", "max_connections_per_ip", "p2p", "boot_store",
-    "max_downloads", "trust", "pxe", "hardware_report", "fault",
+    "max_downloads", "trust", "pxe", "hardware_report", "fault", "channel", "operator", "update_handoff", "drain", "trial", "window", "booted_from",
 ];
 const P2P_FIELDS: [&str; 6] = ["listen", "bootstrap", "mdns", "nat", "swarm_key", "max_connections"];
 const PXE_FIELDS: [&str; 7] = ["interface", "programs", "channel", "append", "http_only", "ports", "address"];
@@ -264,6 +286,13 @@ impl NodeConfig {
         w.text("hardware_report", path(&self.hardware_report));
         w.num("max_downloads", n(self.max_downloads));
         w.list("trust", self.trust.iter().map(|k| hex_encode(k)).collect());
+        w.text("channel", self.channel.clone());
+        w.text("operator", self.operator.map(|h| hex_encode(&h)));
+        w.text("update_handoff", path(&self.update_handoff));
+        w.num("drain", self.drain);
+        w.flag("trial", self.trial);
+        w.text("window", self.window.clone());
+        w.text("booted_from", self.booted_from.clone());
         w.object(
             "pxe",
             self.pxe.as_ref().map(|p| {
@@ -357,6 +386,16 @@ impl NodeConfig {
             hardware_report: path(r.text("hardware_report")?),
             max_downloads: r.size("max_downloads")?,
             trust: r.list("trust")?.iter().map(|k| hex_decode_array::<32>(k).map_err(|e| ConfigError(format!("trust {k:?}: {e}")))).collect::<Result<_, _>>()?,
+            channel: r.text("channel")?,
+            operator: r.text("operator")?.map(|h| hex_decode_array::<32>(&h).map_err(|e| ConfigError(format!("operator: {e}")))).transpose()?,
+            update_handoff: path(r.text("update_handoff")?),
+            drain: r.num("drain")?,
+            trial: r.flag("trial")?,
+            window: match r.text("window")? {
+                Some(w) if phase_core::boot::cmdline::Window::parse(&w).is_none() => return Err(bad("window", "HH:MM-HH:MM in UTC")),
+                w => w,
+            },
+            booted_from: r.text("booted_from")?,
             pxe,
             fault: r.text("fault")?.map(|f| Fault::parse(&f).map_err(|e| ConfigError(e.to_string()))).transpose()?,
         })
@@ -386,6 +425,13 @@ mod tests {
         c.boot_store = Some("/boot/phase".into());
         c.hardware_report = Some("/run/phase/hardware.json".into());
         c.trust = vec![[7; 32]];
+        c.channel = Some("edge".into());
+        c.operator = Some([9; 32]);
+        c.update_handoff = Some("/run/phase/update".into());
+        c.drain = Some(30);
+        c.trial = true;
+        c.window = Some("02:00-04:00".into());
+        c.booted_from = Some("http://10.9.0.1:8700".into());
         c.pxe = Some(PxeSettings {
             interface: "eth1".into(),
             channel: Some("edge".into()),

@@ -31,22 +31,31 @@ impl libp2p::request_response::Codec for CancelCodec {
         Ok(digest)
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<bool> {
-        let mut byte = [0u8; 1];
-        io.read_exact(&mut byte).await?;
-        match byte[0] {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(io::Error::new(io::ErrorKind::InvalidData, format!("a cancel answer is 0 or 1, not {b}"))),
-        }
+        read_flag(io, "a cancel answer").await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, digest: [u8; 32]) -> io::Result<()> {
         io.write_all(&digest).await?;
         io.close().await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, stopping: bool) -> io::Result<()> {
-        io.write_all(&[stopping as u8]).await?;
-        io.close().await
+        write_flag(io, stopping).await
     }
+}
+
+/// A one-byte yes/no answer (cancels, notices): exactly 0 or 1.
+pub(super) async fn read_flag<T: AsyncRead + Unpin + Send>(io: &mut T, what: &str) -> io::Result<bool> {
+    let mut byte = [0u8; 1];
+    io.read_exact(&mut byte).await?;
+    match byte[0] {
+        0 => Ok(false),
+        1 => Ok(true),
+        b => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{what} is 0 or 1, not {b}"))),
+    }
+}
+
+pub(super) async fn write_flag<T: AsyncWrite + Unpin + Send>(io: &mut T, flag: bool) -> io::Result<()> {
+    io.write_all(&[flag as u8]).await?;
+    io.close().await
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 mod cancel;
 mod jobs;
 mod load;
+mod notices;
 mod swarm;
 
 use std::fmt;
@@ -36,6 +37,17 @@ pub trait Executor: Send + Sync + 'static {
     fn load(&self) -> Load;
     /// Whether a job could take a slot now: a job request frame is read only then.
     fn has_free_slot(&self) -> bool;
+    /// A notice a peer sent on `/phase/release/1.0.0` (a release or a failure report): true
+    /// if it was news here (verified and kept), so the swarm passes it on to its other peers.
+    /// Called on the swarm's thread: never blocks.
+    fn notice(&self, _from: PeerId, _notice: &[u8]) -> bool {
+        false
+    }
+    /// The notices a newly identified peer is told: the newest releases and the failure
+    /// reports this node keeps (it drops what it knows).
+    fn notices(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 /// How the swarm misbehaves on purpose, for the hostile-peer tests.
@@ -172,6 +184,27 @@ pub struct PeerLoad {
     pub age_ms: u64,
 }
 
+impl PeerInfo {
+    /// The HTTP API's base URLs at the peer's direct IPv4 addresses (its port from its
+    /// capabilities, else the default).
+    pub fn http_urls(&self) -> Vec<String> {
+        let port = phase_core::net::peer::Capabilities::parse(&self.agent).map_or(phase_core::boot::cmdline::DEFAULT_HTTP_PORT, |c| c.http_port());
+        let mut urls: Vec<String> = vec![];
+        for a in self.addrs.iter().filter(|a| !a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2pCircuit))) {
+            if let Some(ip) = a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip),
+                _ => None,
+            }) {
+                let url = format!("http://{ip}:{port}");
+                if !urls.contains(&url) {
+                    urls.push(url);
+                }
+            }
+        }
+        urls
+    }
+}
+
 impl PeerLoad {
     /// Jobs it is likely running now, including ours the record does not know of yet.
     pub fn busy(&self) -> u32 {
@@ -277,6 +310,12 @@ impl P2p {
     /// The peer table, for code on worker threads (placement).
     pub fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {
         self.ask(Duration::from_secs(5), swarm::Command::Peers)
+    }
+
+    /// Tells every connected Phase peer but `except` of a release or a failure report (a
+    /// notice this node verified). False if the swarm's command queue is full or it stopped.
+    pub fn announce(&self, notice: Vec<u8>, except: Option<PeerId>) -> bool {
+        self.commands.try_send(swarm::Command::Announce { notice, except }).is_ok()
     }
 
     /// The addresses this node listens on, each with /p2p/<peer id>.

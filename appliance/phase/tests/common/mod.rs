@@ -26,6 +26,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Runs `phase ARGS…`: its exit code and its stdout then stderr.
+pub fn run_phase(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phase")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
 /// A `phase node` process on a free loopback port; killed (by PID) when dropped.
 pub struct Node {
     child: Child,
@@ -51,7 +57,8 @@ impl Node {
         Node::spawn(Command::new("sh").args(["-c", &script, env!("CARGO_BIN_EXE_phase")]).args(extra))
     }
 
-    fn spawn(cmd: &mut Command) -> Node {
+    /// A node started by `cmd` (a `phase node` command line of the test's making).
+    pub fn spawn(cmd: &mut Command) -> Node {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -43,6 +43,7 @@ pub(super) fn handle(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mu
         SwarmEvent::Behaviour(BehaviourEvent::Jobs(e)) => jobs(peers, state, e),
         SwarmEvent::Behaviour(BehaviourEvent::Cancels(e)) => cancels(swarm, state, e),
         SwarmEvent::Behaviour(BehaviourEvent::Load(e)) => load(swarm, peers, state, e),
+        SwarmEvent::Behaviour(BehaviourEvent::Notices(e)) => notices(swarm, peers, state, e),
         SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => dht(swarm, peers, state, e),
         SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. })) => {
             log!("p2p: reachable through relay {relay_peer_id}");
@@ -167,6 +168,27 @@ fn load(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State, even
     }
 }
 
+/// The release protocol: a notice that is news here goes on to every other Phase peer (each
+/// node passes a notice on once: it is news only the first time), so it floods the network.
+fn notices(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State, event: Rr<Vec<u8>, bool>) {
+    match event {
+        Rr::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            let news = state.executor.notice(peer, &request);
+            let _ = swarm.behaviour_mut().notices.send_response(channel, news);
+            if news {
+                let to: Vec<PeerId> = peers.iter().filter(|(id, p)| p.is_phase() && **id != peer).map(|(id, _)| *id).collect();
+                for other in to {
+                    swarm.behaviour_mut().notices.send_request(&other, request.clone());
+                }
+            }
+        }
+        Rr::InboundFailure { peer, error, .. } if !matches!(error, InboundFailure::ConnectionClosed) => {
+            log!("p2p: notice from {peer} refused: {error}");
+        }
+        _ => {}
+    }
+}
+
 /// The DHT: provider lookups, lookups of a peer a job waits for, routing updates, bootstrap.
 fn dht(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State, event: kad::Event) {
     match event {
@@ -255,6 +277,10 @@ fn identified(swarm: &mut Swarm<Behaviour>, peers: &mut Peers, state: &mut State
         // (identify runs once per connection, then every 5 minutes).
         let mine = state.record();
         swarm.behaviour_mut().load.send_request(&peer_id, mine);
+        // It learns the releases and failures we know (it answers 0 to what it knew).
+        for notice in state.executor.notices() {
+            swarm.behaviour_mut().notices.send_request(&peer_id, notice);
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use libp2p::{autonat, connection_limits, dcutr, identify, kad, mdns, noise, ping
 use super::cancel::{self, CancelCodec};
 use super::jobs::{JobCodec, MAX_STREAMS, PROTOCOL as JOB_PROTOCOL};
 use super::load::{self, Load, LoadCodec, Record};
+use super::notices::{self, NoticeCodec};
 use super::{Executor, P2pConfig, P2pError, PeerInfo, PeerLoad, KAD_PROTOCOL, PROTOCOL_VERSION};
 
 /// A job may run for its whole deadline (300 s at most) before its answer is due.
@@ -38,6 +39,8 @@ pub enum Command {
     FindProviders { key: String, reply: smol::channel::Sender<Vec<PeerId>> },
     /// Asks a peer to stop a job this node sent it (p2p/cancel.rs).
     CancelJob { peer: PeerId, request: [u8; 32] },
+    /// Tells every connected Phase peer but `except` of a release or a failure (p2p/notices.rs).
+    Announce { notice: Vec<u8>, except: Option<PeerId> },
 }
 
 /// Capability keys this node provides in the DHT (docs/protocol.md).
@@ -63,6 +66,7 @@ struct Behaviour {
     jobs: request_response::Behaviour<JobCodec>,
     load: request_response::Behaviour<LoadCodec>,
     cancels: request_response::Behaviour<CancelCodec>,
+    notices: request_response::Behaviour<NoticeCodec>,
     /// Every node relays for others (limits sized for jobs, below).
     relay: relay::Behaviour,
     relay_client: relay::client::Behaviour,
@@ -235,6 +239,13 @@ pub fn spawn(seed: [u8; 32], config: P2pConfig, executor: Arc<dyn Executor>) -> 
         cancels: request_response::Behaviour::with_codec(
             CancelCodec,
             [(cancel::PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
+        ),
+        // Notices are small and answered at once: a few streams per connection bound what one
+        // peer can have in flight.
+        notices: request_response::Behaviour::with_codec(
+            NoticeCodec,
+            [(notices::PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4),
         ),
         relay: relay::Behaviour::new(peer_id, relay_config),
@@ -582,6 +593,12 @@ async fn run(
                     swarm.behaviour_mut().cancels.send_request(&peer, request);
                 } else {
                     log!("p2p: cannot cancel a job on {peer}: not connected");
+                }
+            }
+            Some(Ev::Command(Command::Announce { notice, except })) => {
+                let to: Vec<PeerId> = peers.iter().filter(|(id, p)| p.is_phase() && Some(**id) != except).map(|(id, _)| *id).collect();
+                for peer in to {
+                    swarm.behaviour_mut().notices.send_request(&peer, notice.clone());
                 }
             }
             Some(Ev::Command(Command::FindProviders { key, reply })) => {

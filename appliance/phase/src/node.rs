@@ -122,6 +122,7 @@ impl Node {
                 apply: config.update_handoff.clone().map(|handoff| crate::update::Apply {
                     drain: Duration::from_secs(config.drain.unwrap_or(phase_core::boot::cmdline::DEFAULT_DRAIN)),
                     trial_mark: handoff.with_file_name("update-trial"),
+                    update_now: handoff.with_file_name("update-now"),
                     window: config.window.as_deref().and_then(phase_core::boot::cmdline::Window::parse),
                     handoff,
                 }),

@@ -129,7 +129,7 @@ impl Handler for Api {
             (_, "/") if get => fleet::page(),
             (_, "/v1/fleet") if get => fleet::fleet(self).await,
             (Method::Post, "/v1/update") => match p.updates.authorize(req.head.header("Authorization")) {
-                Ok(()) => Response::json(202, p.updates.update_now()),
+                Ok(()) => Response::json(202, p.updates.update_now("an operator")),
                 Err(e) => error::update(&e),
             },
             (_, "/v1/status") if get => Response::json(200, status::status(self).await),

@@ -4,6 +4,7 @@
 //! SIGTERM/SIGINT/SIGUSR2/SIGPWR or the power button. If PID 1 cannot go on (an error or a
 //! panic), it takes the `phase.on_failure` action instead of leaving a hung machine.
 
+mod commands;
 mod console;
 mod data;
 mod hardware;
@@ -115,6 +116,7 @@ pub fn main() -> ! {
     timing.mark("modules");
     power::watch_power_button();
     let _ = std::fs::create_dir_all(RUN_DIR);
+    commands::listen(config.http_port, update::UPDATE_NOW);
     let network = net::start(&config);
     timing.mark("network started");
     let state = data::open(&config);

@@ -27,6 +27,9 @@ use crate::boot::{floors::FloorFile, CARRIED_STORE};
 pub const HANDOFF: &str = "/run/phase/update-handoff";
 /// Present while a release is on trial (the node hands nothing over until it is gone).
 pub const TRIAL_MARK: &str = "/run/phase/update-trial";
+/// Written when someone types `update` on a console (commands.rs); the node takes it as an
+/// operator's `POST /v1/update` (update::Apply, beside the hand-off file).
+pub const UPDATE_NOW: &str = "/run/phase/update-now";
 /// This boot's command line without its one-boot parameters (`cmdline::hop_local`).
 fn this_cmdline() -> String {
     let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();

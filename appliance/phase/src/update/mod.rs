@@ -13,6 +13,7 @@
 //!   verifies it and serves it in place of the old one (kept beside it);
 //! - a release some node reported as failed (a signed failure report) is never fetched here.
 
+pub mod fleet_text;
 pub mod publish;
 mod state;
 
@@ -75,6 +76,9 @@ pub struct Apply {
     /// While this file exists the machine tries a release on trial: nothing else is booted
     /// until PID 1 committed it (the release to return to is the one before the trial).
     pub trial_mark: std::path::PathBuf,
+    /// A file PID 1 writes when someone types `update` on a console (init::commands): taken
+    /// (and removed) within CHECK_EVERY as an operator's `POST /v1/update`.
+    pub update_now: std::path::PathBuf,
     /// The daily maintenance window outside which no release is booted (None: any time).
     pub window: Option<phase_core::boot::cmdline::Window>,
 }
@@ -303,19 +307,22 @@ impl Updates {
         Ok(id)
     }
 
-    /// An operator's `POST /v1/update`: the newest release known is taken up now, whatever
-    /// its wave (never one reported failed). What will happen, as JSON.
-    pub fn update_now(&self) -> String {
+    /// An operator's `POST /v1/update` (or `update` typed on the appliance's console: `by`
+    /// says which): the newest release known is taken up now, whatever its wave or window
+    /// (never one reported failed). What will happen, as JSON.
+    pub fn update_now(&self, by: &str) -> String {
         let mut state = self.state();
-        state.commanded = true;
         let newest = self.arch.and_then(|a| state.newest(&self.config.channel, a)).map(|k| ReleaseId::of(&k.manifest));
+        // The command is for the release known now: a later one waits for its own wave.
+        state.commanded = state.commanded.max(newest.as_ref().map(|id| id.version));
         let what = match &newest {
             Some(id) if state.failure_of(id).is_some() => format!("{id} was reported failed: not taken up"),
             Some(id) if state.running.as_ref().is_some_and(|r| r.version >= id.version) => format!("this node runs {id} already"),
             Some(id) => format!("taking {id} up now"),
             None => "no release is known".to_string(),
         };
-        state.event(format!("an operator asked for an update: {what}"));
+        log!("update: {by} asked for an update: {what}");
+        state.event(format!("{by} asked for an update: {what}"));
         format!("{{\"update\":{}}}", miniserde::json::to_string(&what))
     }
 
@@ -337,7 +344,7 @@ impl Updates {
         }
         let b = &k.manifest.body;
         let starts = b.rollout.as_ref().map_or(b.created_at, |r| r.starts_at(b.created_at, self.position(&k.manifest.publisher_key)));
-        match now >= starts || state.commanded {
+        match now >= starts || state.commanded_for(b.version) {
             true => (Some(k.clone()), None),
             false => (None, Some(starts)),
         }
@@ -356,6 +363,11 @@ impl Updates {
         loop {
             std::thread::sleep(CHECK_EVERY);
             self.reread_floors();
+            if let Some(apply) = &self.config.apply {
+                if std::fs::remove_file(&apply.update_now).is_ok() {
+                    self.update_now("someone at the console");
+                }
+            }
             let now = crate::clock::unix_now();
             if let (Some(apply), Some(id), true) = (&self.config.apply, self.to_boot(now), Instant::now() >= hand_off_at) {
                 self.hand_off(apply, &id);
@@ -402,8 +414,9 @@ impl Updates {
         let starts = b.rollout.as_ref().map_or(b.created_at, |r| r.starts_at(b.created_at, self.position(&serving.manifest.publisher_key)));
         // Within the maintenance window, unless an operator asked for it now.
         let window = self.config.apply.as_ref().and_then(|a| a.window);
-        let open = state.commanded || window.is_none_or(|w| w.contains(now));
-        (newer && open && (now >= starts || state.commanded) && state.failure_of(&id).is_none()).then_some(id)
+        let commanded = state.commanded_for(id.version);
+        let open = commanded || window.is_none_or(|w| w.contains(now));
+        (newer && open && (now >= starts || commanded) && state.failure_of(&id).is_none()).then_some(id)
     }
 
     /// Drains (no new jobs; those running and queued may end within the bound), then tells

@@ -37,8 +37,9 @@ pub(super) struct State {
     refused: u64,
     /// Notices received, over budget or not.
     pub received: u64,
-    /// An operator asked for the newest release now (`POST /v1/update`), whatever its wave.
-    pub commanded: bool,
+    /// An operator asked for the newest release now (`POST /v1/update`), whatever its wave:
+    /// the version that was the newest known then.
+    pub commanded: Option<u64>,
     /// Where the release served now came from, when this node took it up (a provider's URL,
     /// or `operator`): passed on to the boot that runs it (`phase.from`).
     pub installed_from: Option<String>,
@@ -49,7 +50,7 @@ pub(super) struct State {
 
 impl State {
     pub fn new(running: Option<ReleaseId>) -> State {
-        State { running, releases: vec![], failures: VecDeque::new(), seen: VecDeque::new(), budgets: HashMap::new(), events: VecDeque::new(), refused: 0, received: 0, commanded: false, installed_from: None, installing: 0, installed_at: None }
+        State { running, releases: vec![], failures: VecDeque::new(), seen: VecDeque::new(), budgets: HashMap::new(), events: VecDeque::new(), refused: 0, received: 0, commanded: None, installed_from: None, installing: 0, installed_at: None }
     }
 
     /// Takes one notice from `peer`'s budget: false once it sent NOTICES_PER_MINUTE this minute.
@@ -113,6 +114,11 @@ impl State {
         self.event(format!("{} failed on node {}: {}", r.release, &hex_encode(&r.node_key)[..16], r.reason));
         push_bounded(&mut self.failures, r, MAX_FAILURES);
         true
+    }
+
+    /// Whether an operator's command covers `version` (the newest known when it was given).
+    pub fn commanded_for(&self, version: u64) -> bool {
+        self.commanded.is_some_and(|v| version <= v)
     }
 
     pub fn failure_of(&self, id: &ReleaseId) -> Option<&FailureReport> {
@@ -185,5 +191,19 @@ impl State {
             self.refused,
             events.join(",")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operators_command_covers_the_release_known_then_not_a_later_one() {
+        let mut s = State::new(None);
+        assert!(!s.commanded_for(1), "no command given");
+        s.commanded = Some(2);
+        assert!(s.commanded_for(2) && s.commanded_for(1));
+        assert!(!s.commanded_for(3), "a release learnt after the command waits for its wave");
     }
 }

@@ -67,27 +67,51 @@ pub fn page() -> Response {
     Response::new(200, "text/html; charset=utf-8", Body::Bytes(PAGE.as_bytes().to_vec())).header("Cache-Control", "no-cache")
 }
 
-/// A peer's `/v1/status` and `/v1/update` from the first of its URLs that answers both, as
-/// JSON values (re-emitted: a peer's bytes never reach the page unparsed), or why not.
-fn ask_peer(urls: &[String]) -> Result<(String, String), String> {
+/// A peer's `/v1/status` and `/v1/update` from the first of its URLs that answers both as that
+/// peer (its status names `peer_id`: an address a peer lists may reach another machine, e.g. a
+/// NAT'd private address every VM has, or this node itself), as JSON values (re-emitted: a
+/// peer's bytes never reach the page unparsed), or why not.
+fn ask_peer(peer_id: &str, urls: &[String]) -> Result<(String, String), String> {
     let mut why = "no address".to_string();
     let give_up = Instant::now() + PEER_WAIT;
     for base in urls.iter().take(3) {
-        let get = |path: &str| -> Result<String, String> {
+        let get = |path: &str| -> Result<miniserde::json::Value, String> {
             let url = crate::boot::fetch::Url::parse(&format!("{base}{path}")).map_err(|e| e.to_string())?;
             let body = crate::boot::fetch::get_small(&url, MAX_PEER_ANSWER, give_up).map_err(|e| e.to_string())?;
-            let value: miniserde::json::Value = miniserde::json::from_str(&String::from_utf8_lossy(&body)).map_err(|_| format!("{url}: not JSON"))?;
-            Ok(miniserde::json::to_string(&value))
+            miniserde::json::from_str(&String::from_utf8_lossy(&body)).map_err(|_| format!("{url}: not JSON"))
         };
-        match (get("/v1/status"), get("/v1/update")) {
-            (Ok(s), Ok(u)) => return Ok((s, u)),
-            (Err(e), _) | (_, Err(e)) => why = e,
+        match get("/v1/status").and_then(|s| answered_as(&s, peer_id, base).map(|()| s)) {
+            Ok(s) => match get("/v1/update") {
+                Ok(u) => return Ok((miniserde::json::to_string(&s), miniserde::json::to_string(&u))),
+                Err(e) => why = e,
+            },
+            Err(e) => why = e,
         }
         if Instant::now() >= give_up {
             break;
         }
     }
     Err(why)
+}
+
+/// Whether a `/v1/status` answer from `base` is `peer_id`'s.
+fn answered_as(status: &miniserde::json::Value, peer_id: &str, base: &str) -> Result<(), String> {
+    use miniserde::json::Value;
+    let said = match status {
+        Value::Object(m) => match m.get("p2p") {
+            Some(Value::Object(p)) => match p.get("peer_id") {
+                Some(Value::String(id)) => Some(id.as_str()),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    };
+    match said {
+        Some(id) if id == peer_id => Ok(()),
+        Some(id) => Err(format!("{base} answers as another node ({id})")),
+        None => Err(format!("{base} answers as a node without a peer id")),
+    }
 }
 
 /// The fleet view, asked of the peers now.
@@ -104,9 +128,9 @@ async fn make(api: &Api) -> String {
     let asked: Vec<(crate::p2p::PeerInfo, Result<(String, String), String>)> = p
         .workers
         .run(move || {
-            let urls: Vec<Vec<String>> = connected.iter().take(MAX_PEERS).map(|p| p.http_urls()).collect();
+            let urls: Vec<(String, Vec<String>)> = connected.iter().take(MAX_PEERS).map(|p| (p.peer_id.to_string(), p.http_urls())).collect();
             let mut answers: Vec<Result<(String, String), String>> = std::thread::scope(|s| {
-                let handles: Vec<_> = urls.iter().map(|u| s.spawn(move || ask_peer(u))).collect();
+                let handles: Vec<_> = urls.iter().map(|(id, u)| s.spawn(move || ask_peer(id, u))).collect();
                 handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("no answer".into()))).collect()
             });
             answers.resize_with(connected.len(), || Err(format!("not asked: more than {MAX_PEERS} peers")));
@@ -136,4 +160,19 @@ async fn make(api: &Api) -> String {
         "{{\"node\":{node},\"update\":{update},\"queue\":{{\"queued\":{queued},\"running\":{running},\"kept\":{kept}}},\"served\":{served},\"peers\":[{}]}}",
         items.join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_state_counts_only_when_the_answer_names_that_peer() {
+        let status = |s: &str| miniserde::json::from_str::<miniserde::json::Value>(s).unwrap();
+        assert!(answered_as(&status(r#"{"p2p":{"peer_id":"12D3KooWA"}}"#), "12D3KooWA", "http://10.9.0.2:8700").is_ok());
+        let other = answered_as(&status(r#"{"p2p":{"peer_id":"12D3KooWB"}}"#), "12D3KooWA", "http://10.0.2.15:8700").unwrap_err();
+        assert!(other.contains("10.0.2.15") && other.contains("another node (12D3KooWB)"), "{other}");
+        assert!(answered_as(&status(r#"{"p2p":null}"#), "12D3KooWA", "http://x").is_err());
+        assert!(answered_as(&status("[]"), "12D3KooWA", "http://x").is_err());
+    }
 }
